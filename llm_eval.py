@@ -1,0 +1,489 @@
+"""
+Unification in a real LLM: does a fact's cross-lingual representation similarity predict
+whether the model can answer it in another language? (SPEC section 10)
+
+    python llm_eval.py --model=google/gemma-2-2b --data=path/to/eclektic_main.jsonl
+    python llm_eval.py --model=/local/gemma-2-2b --data=eclektic_main.jsonl --paraphrases=para.jsonl
+    python llm_eval.py --vocab_only=True         # vocabulary-overlap matrix only, no model
+
+Each ECLeKTic question is asked in its original language (in-distribution) and in the other
+languages (out-of-distribution), greedily. Per fact and layer, the unification score compares
+the source-language and target-language question representations (residual stream at the last
+prompt token). Extra dependencies of this script only: transformers, scipy, wordfreq.
+Outputs in out_dir: config.json, answers.jsonl, transfers.jsonl, results.json,
+vocab_overlap.json and PNG figures.
+"""
+import json
+import os
+import time
+import unicodedata
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from configurator import configure, config_keys, overrides
+
+# -----------------------------------------------------------------------------
+model = 'google/gemma-2-2b'          # Hugging Face causal LM name or local directory
+data = 'eclektic_main.jsonl'         # ECLeKTic-format jsonl (q_id, original_lang, question, answer, {lang}_q, {lang}_a)
+paraphrases = ''                     # optional jsonl {"q_id", "question"|"questions"}: more original-language questions
+languages = 'de,en,es,fr,he,hi,id,it,ja,ko,pt,zh'  # comma-separated languages to evaluate
+out_dir = 'out/llm_eval'             # where results and figures go
+prompt_template = 'Q: {question}\nA:'  # prompt around each question; its last token gives the representation
+max_new_tokens = 24                  # answer length bound (greedy; generation also stops at a newline)
+batch_size = 32                      # prompts per generate call
+device = 'auto'                      # auto = cuda, then mps, then cpu
+dtype = 'auto'                       # auto = bfloat16 on cuda, float32 elsewhere; or float32/bfloat16/float16
+attn_implementation = 'eager'        # Gemma-2's attention soft-cap needs eager attention; '' = library default
+judge = 'match'                      # match = normalised answer in the first line of the output; llm = yes/no LLM judge
+judge_model = ''                     # llm judge: local path or name; '' = the evaluated model itself
+judge_prompt = ('Question: {question}\nCorrect answer: {gold}\nProposed answer: {pred}\n'
+                'Is the proposed answer correct? Answer yes or no.\nAnswer:')  # llm judge prompt (yes/no)
+condition_on_source = True           # transfer stats only over facts answered correctly in the source language
+unif_fallback = 'cross'              # one source question: cross = sim(X,Y); other = sim(X,Y) / sim(X, other facts)
+celebrity_field = 'celebrity'        # optional per-item bool or popularity number: the celebrity baseline
+alpha = 0.05                         # significance level (after Bonferroni over layers)
+max_items = 0                        # evaluate only the first N items (0 = all)
+vocab_only = False                   # only compute the vocabulary-overlap matrix (no model)
+vocab_top_n = 50000                  # most frequent words per language for the Jaccard overlap
+vocab_wordlist = 'best'              # wordfreq list ('best' ships with the package)
+# -----------------------------------------------------------------------------
+DEFAULTS = config_keys(globals())
+BASE_FIELDS = ['q_id', 'original_lang', 'question', 'answer']
+NO_SPACE_LANGS = {'ja', 'zh', 'th'}  # answers matched as plain substrings (no word boundaries)
+
+
+def lang_list(cfg):
+    langs = [l.strip() for l in cfg['languages'].split(',') if l.strip()]
+    if len(langs) < 2:
+        raise SystemExit(f"config error: languages={cfg['languages']!r} needs at least two languages")
+    return langs
+
+
+def read_jsonl(path):
+    if not os.path.isfile(path):
+        raise SystemExit(f"data file not found: {path}")
+    rows = []
+    with open(path, encoding='utf-8') as f:
+        for i, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise SystemExit(f"{path} line {i}: not valid JSON ({e.msg})")
+    if not rows:
+        raise SystemExit(f"{path}: no records")
+    return rows
+
+
+def load_items(cfg):
+    """ECLeKTic records -> list of items whose original language is evaluated; checks fields."""
+    path, langs = cfg['data'], lang_list(cfg)
+    rows = read_jsonl(path)
+    need = BASE_FIELDS + [f'{l}_{s}' for l in langs for s in 'qa']
+    missing = sorted({k for r in rows for k in need if k not in r}, key=need.index)
+    if missing:
+        raise SystemExit(f"{path}: missing fields {', '.join(missing)} (fewer languages: --languages=en,fr,...)")
+    dup = len(rows) - len({str(r['q_id']) for r in rows})
+    if dup:
+        raise SystemExit(f"{path}: {dup} duplicate q_id values")
+    items = [r for r in rows if r['original_lang'] in langs]
+    if cfg['max_items']:
+        items = items[:cfg['max_items']]
+    if not items:
+        raise SystemExit(f"{path}: no item has original_lang in languages={','.join(langs)}")
+    for l in langs:
+        if not any((r['question'] if r['original_lang'] == l else r[f'{l}_q']).strip() for r in items):
+            raise SystemExit(f"{path}: language '{l}' has no questions")
+    has = sum(cfg['celebrity_field'] in r for r in items)
+    if 0 < has < len(items):
+        raise SystemExit(f"{path}: field '{cfg['celebrity_field']}' present in only {has} of {len(items)} items")
+    return items
+
+
+def load_paraphrases(path, items):
+    """{q_id: [extra original-language questions]} from a jsonl of {"q_id", "question"|"questions"}."""
+    if not path:
+        return {}
+    ids, out = {r['q_id'] for r in items}, {}
+    for r in read_jsonl(path):
+        if 'q_id' not in r or not ('question' in r or 'questions' in r):
+            raise SystemExit(f"{path}: paraphrase records need fields q_id and question (or questions)")
+        qs = r['questions'] if 'questions' in r else [r['question']]
+        if r['q_id'] in ids:  # paraphrases of items filtered out (languages, max_items) are ignored
+            out.setdefault(r['q_id'], []).extend(q for q in qs if q.strip())
+    return out
+
+
+def build_questions(items, paras, langs):
+    """Every prompt to run: the original question, its paraphrases, and each translation."""
+    qs = []
+    for r in items:
+        src = r['original_lang']
+        qs.append(dict(q_id=r['q_id'], lang=src, kind='original', question=r['question'], gold=r['answer']))
+        qs += [dict(q_id=r['q_id'], lang=src, kind='paraphrase', question=p, gold=r['answer'])
+               for p in paras.get(r['q_id'], [])]
+        qs += [dict(q_id=r['q_id'], lang=l, kind='target', question=r[f'{l}_q'], gold=r[f'{l}_a'])
+               for l in langs if l != src and r[f'{l}_q'].strip()]
+    return qs
+
+
+def pick_device(name):
+    if name != 'auto':
+        return name
+    if torch.cuda.is_available():
+        return 'cuda'
+    return 'mps' if torch.backends.mps.is_available() else 'cpu'
+
+
+def load_model(name, cfg):
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError:
+        raise SystemExit("llm_eval.py needs transformers: pip install transformers")
+    dev = pick_device(cfg['device'])
+    dt = cfg['dtype'] if cfg['dtype'] != 'auto' else ('bfloat16' if dev == 'cuda' else 'float32')
+    kw = dict(dtype=getattr(torch, dt))
+    if cfg['attn_implementation']:
+        kw['attn_implementation'] = cfg['attn_implementation']
+    try:
+        tok = AutoTokenizer.from_pretrained(name)
+        lm = AutoModelForCausalLM.from_pretrained(name, **kw).to(dev).eval()
+    except Exception as e:  # network, auth, bad path, bad files: all one line
+        msg = (str(e).strip().splitlines() or [''])[0][:200]
+        raise SystemExit(f"cannot load model '{name}' ({type(e).__name__}: {msg}); "
+                         f"without hub access pass a local directory: --model=/path/to/model")
+    tok.padding_side = 'left'  # so the last prompt token sits at position -1 of every row
+    if tok.pad_token is None:
+        if tok.eos_token is None:
+            raise SystemExit(f"model '{name}': tokenizer has neither a pad nor an eos token")
+        tok.pad_token = tok.eos_token
+    return lm, tok
+
+
+@torch.no_grad()
+def generate(lm, tok, prompts, n_new, reps=False, desc='generate', bs=32):
+    """Greedy answers (first line of the output) and, if reps, the unit-normalised residual
+    stream at the last prompt token: (N, L+1, d) float32, layer 0 = embeddings."""
+    dev = next(lm.parameters()).device
+    nl = tok('\n', add_special_tokens=False)['input_ids']
+    stop = [tok.eos_token_id] if tok.eos_token_id is not None else []
+    stop += nl if len(nl) == 1 else []  # stop at a newline when it is one token
+    lens = [len(x) for x in tok(prompts)['input_ids']]
+    order = np.argsort(lens, kind='stable')  # similar lengths per batch -> little padding
+    texts, H = [None] * len(prompts), None
+    for i in tqdm(range(0, len(prompts), bs), desc=desc):
+        idx = order[i:i + bs]
+        enc = tok([prompts[j] for j in idx], return_tensors='pt', padding=True).to(dev)
+        out = lm.generate(**enc, max_new_tokens=n_new, do_sample=False, eos_token_id=stop or None,
+                          pad_token_id=tok.pad_token_id, output_hidden_states=reps, return_dict_in_generate=True)
+        new = tok.batch_decode(out.sequences[:, enc['input_ids'].shape[1]:], skip_special_tokens=True)
+        for j, t in zip(idx, new):
+            texts[j] = (t.strip().splitlines() or [''])[0].strip()
+        if reps:  # hidden_states[0]: the prompt step, a tuple of L+1 tensors (B, T, d)
+            h = torch.stack([x[:, -1].float() for x in out.hidden_states[0]], 1)  # (B, L+1, d)
+            h = torch.nn.functional.normalize(h, dim=-1).cpu()
+            if H is None:
+                H = torch.zeros(len(prompts), *h.shape[1:])
+            H[torch.as_tensor(idx)] = h
+    return texts, H
+
+
+def normalize(s):
+    """NFKC, casefold, punctuation and symbols -> spaces, collapsed whitespace."""
+    s = unicodedata.normalize('NFKC', str(s)).casefold()
+    s = ''.join(' ' if unicodedata.category(c)[0] in 'PSZC' else c for c in s)
+    return ' '.join(s.split())
+
+
+def judge_match(question, gold, pred, lang):
+    """Correct when the normalised gold answer occurs in the normalised prediction, on word
+    boundaries (plain substring for languages written without spaces)."""
+    g, p = normalize(gold), normalize(pred)
+    if not g:
+        return False
+    return g in p if lang in NO_SPACE_LANGS else f' {g} ' in f' {p} '
+
+
+def llm_judge(lm, tok, rows, cfg):
+    """The yes/no judge: a greedy continuation of judge_prompt, correct when it starts with yes."""
+    prompts = [cfg['judge_prompt'].format(question=r['question'], gold=r['gold'], pred=r['prediction'])
+               for r in rows]
+    outs, _ = generate(lm, tok, prompts, 3, desc='judge', bs=cfg['batch_size'])
+    return [normalize(o).startswith('yes') for o in outs]
+
+
+def unification(H, x_idx, y_idx, o_idx, fallback):
+    """Per-layer score of one fact and target: sim(X,Y)/sim(X,X), sim = mean pairwise cosine
+    (off-diagonal for X with itself). H holds unit vectors (N, L+1, d). With a single source
+    question sim(X,X) is undefined: 'cross' uses sim(X,Y), 'other' divides by the mean cosine of X
+    with other facts' source questions of the same language. Returns ((L+1,), kind)."""
+    X, Y = H[x_idx], H[y_idx]                                    # (nx, L+1, d), (ny, L+1, d)
+    xy = torch.einsum('ild,jld->l', X, Y) / (len(x_idx) * len(y_idx))
+    if len(x_idx) > 1:
+        xx = torch.einsum('ild,jld->ijl', X, X)                  # (nx, nx, L+1), diagonal = 1
+        n = len(x_idx)
+        return (xy / ((xx.sum((0, 1)) - xx.diagonal().sum(-1)) / (n * (n - 1)))).numpy(), 'ratio'
+    if fallback == 'other' and len(o_idx):
+        xo = torch.einsum('ild,jld->l', X, H[o_idx]) / len(o_idx)
+        return (xy / xo).numpy(), 'ratio_other'
+    return xy.numpy(), 'cross'
+
+
+def roc_auc(scores, labels):
+    """Probability that a random positive outscores a random negative (ties count half)."""
+    s, y = np.asarray(scores, float), np.asarray(labels, bool)
+    n1, n0 = y.sum(), (~y).sum()
+    if n1 == 0 or n0 == 0:
+        return float('nan')
+    _, inv, cnt = np.unique(s, return_inverse=True, return_counts=True)
+    order = np.argsort(s, kind='stable')
+    ranks = np.empty(len(s))
+    ranks[order] = np.arange(1, len(s) + 1)
+    ranks = (np.bincount(inv, ranks) / cnt)[inv]                 # average rank within ties
+    return float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def separation_stats(S, labels, alpha_):
+    """Per column of S (P, K): AUC for predicting labels, Welch t-test correct vs incorrect,
+    Bonferroni-corrected over the K columns."""
+    from scipy import stats
+    S, y = np.asarray(S, float), np.asarray(labels, bool)
+    S = S[:, None] if S.ndim == 1 else S                         # (P, K)
+    res = []
+    for k in range(S.shape[1]):
+        a, b = S[y, k], S[~y, k]
+        t, p = stats.ttest_ind(a, b, equal_var=False) if min(len(a), len(b)) > 1 else (np.nan, np.nan)
+        pb = min(1.0, p * S.shape[1]) if np.isfinite(p) else float('nan')
+        res.append(dict(auc=roc_auc(S[:, k], y), t=float(t), p=float(p), p_bonferroni=pb,
+                        significant=bool(pb < alpha_), n_correct=int(y.sum()), n_incorrect=int((~y).sum()),
+                        mean_correct=float(a.mean()) if len(a) else None,
+                        mean_incorrect=float(b.mean()) if len(b) else None))
+    return res
+
+
+def vocab_overlap(langs, top_n=50000, wordlist='best'):
+    """Jaccard similarity of the top_n most frequent words of each language pair (wordfreq)."""
+    try:
+        import wordfreq
+    except ImportError:
+        raise SystemExit("vocabulary overlap needs wordfreq: pip install wordfreq")
+    bad = [l for l in langs if l not in wordfreq.available_languages(wordlist)]
+    if bad:
+        raise SystemExit(f"wordfreq has no '{wordlist}' word list for: {', '.join(bad)}")
+    words = {l: set(wordfreq.top_n_list(l, top_n, wordlist=wordlist)) for l in langs}
+    jac = {f'{a}-{b}': len(words[a] & words[b]) / len(words[a] | words[b])
+           for a in langs for b in langs if a != b}
+    # some languages ship fewer than top_n words (e.g. hi, id, ko): their sizes are recorded
+    return dict(languages=langs, top_n=top_n, wordlist=wordlist, n_words={l: len(words[l]) for l in langs},
+                jaccard=jac)
+
+
+def r2(y, X):
+    """R^2 of an OLS fit of y on the columns of X plus an intercept (None if underdetermined)."""
+    y, X = np.asarray(y, float), np.asarray(X, float).reshape(len(y), -1)
+    sst = ((y - y.mean()) ** 2).sum()
+    if len(y) <= X.shape[1] + 1 or sst == 0:
+        return None
+    A = np.column_stack([np.ones(len(y)), X])
+    coef = np.linalg.lstsq(A, y, rcond=None)[0]
+    return float(1 - ((y - A @ coef) ** 2).sum() / sst)
+
+
+def overlap_analysis(pair_acc, jaccard, celeb_ratio=None):
+    """Across language pairs: correlation of vocabulary overlap with transfer accuracy, and the
+    variance of accuracy explained by overlap, by the source's celebrity ratio and by both;
+    once over (source, target) pairs and once over source languages (pairs pooled per source)."""
+    from scipy import stats
+    keys = sorted(pair_acc)
+    acc = np.array([pair_acc[k][0] for k in keys])
+    ov = np.array([jaccard[k] for k in keys])
+    out = dict(n_pairs=len(keys))
+    ok = len(keys) > 2 and acc.std() > 0 and ov.std() > 0
+    out['pearson'] = dict(zip(['r', 'p'], map(float, stats.pearsonr(ov, acc)))) if ok else None
+    out['spearman'] = dict(zip(['rho', 'p'], map(float, stats.spearmanr(ov, acc)))) if ok else None
+    srcs = sorted({k.split('-')[0] for k in keys})
+    n_src = {s: sum(pair_acc[k][1] for k in keys if k.startswith(s + '-')) for s in srcs}
+    s_acc = np.array([sum(pair_acc[k][0] * pair_acc[k][1] for k in keys if k.startswith(s + '-')) / max(n_src[s], 1)
+                      for s in srcs])
+    s_ov = np.array([np.mean([jaccard[k] for k in keys if k.startswith(s + '-')]) for s in srcs])
+    levels = {'pairs': (acc, ov, [k.split('-')[0] for k in keys]), 'sources': (s_acc, s_ov, srcs)}
+    for name, (y, x, src) in levels.items():
+        rec = dict(n=len(y), r2_overlap=r2(y, x))
+        if celeb_ratio is not None:
+            c = np.array([celeb_ratio[s] for s in src])
+            rec.update(r2_celebrity=r2(y, c), r2_both=r2(y, np.column_stack([x, c])))
+        out[f'variance_explained_{name}'] = rec
+    return out
+
+
+def clean(x):
+    """JSON-safe: NaN/inf -> None, numpy scalars -> Python."""
+    if isinstance(x, dict):
+        return {k: clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [clean(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return float(x) if np.isfinite(x) else None
+    return x.item() if isinstance(x, np.generic) else x
+
+
+def write_json(path, obj):
+    with open(path, 'w', encoding='utf-8') as f:
+        json.dump(clean(obj), f, indent=1, ensure_ascii=False)
+
+
+def write_jsonl(path, rows):
+    with open(path, 'w', encoding='utf-8') as f:
+        f.writelines(json.dumps(clean(r), ensure_ascii=False) + '\n' for r in rows)
+
+
+def plot_vocab(vo, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    langs = vo['languages']
+    M = np.array([[1.0 if a == b else vo['jaccard'][f'{a}-{b}'] for b in langs] for a in langs])
+    fig, ax = plt.subplots(figsize=(1 + 0.55 * len(langs), 0.8 + 0.5 * len(langs)))
+    im = ax.imshow(M, cmap='viridis', vmax=max(M[~np.eye(len(langs), dtype=bool)].max(), 1e-3))
+    ax.set_xticks(range(len(langs)), langs)
+    ax.set_yticks(range(len(langs)), langs)
+    for i in range(len(langs)):
+        for j in range(len(langs)):
+            if i != j:
+                ax.text(j, i, f'{M[i, j]:.2f}', ha='center', va='center', fontsize=6, color='w')
+    fig.colorbar(im, ax=ax, label=f"Jaccard, top {vo['top_n']} words")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_results(res, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    layers = res['per_layer']
+    fig, axs = plt.subplots(1, 3 if res.get('overlap') else 2, figsize=(13, 3.6))
+    axs[0].plot([l['auc'] if l['auc'] is not None else np.nan for l in layers], 'o-', label='unification')
+    if res['celebrity']:
+        axs[0].axhline(res['celebrity']['auc'] or np.nan, color='C3', ls='--', label='celebrity')
+    axs[0].axhline(0.5, color='gray', lw=0.5)
+    axs[0].set(xlabel='layer (0 = embeddings)', ylabel='ROC AUC', title='predicting cross-lingual correctness')
+    axs[0].legend()
+    for key, lab in [('mean_correct', 'correct'), ('mean_incorrect', 'incorrect')]:
+        axs[1].plot([np.nan if l[key] is None else l[key] for l in layers], 'o-', label=lab)
+    sig = [i for i, l in enumerate(layers) if l['significant']]
+    axs[1].plot(sig, [layers[i]['mean_correct'] for i in sig], 'k*', label=f"p_bonf < {res['config']['alpha']}")
+    axs[1].set(xlabel='layer', ylabel='unification', title='mean unification of transfers')
+    axs[1].legend()
+    if res.get('overlap'):
+        pa, jac = res['transfer_accuracy'], res['vocab_overlap']['jaccard']
+        axs[2].scatter([jac[k] for k in pa], [pa[k]['acc'] for k in pa], s=12)
+        axs[2].set(xlabel='vocabulary overlap (Jaccard)', ylabel='transfer accuracy', title='language pairs')
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run(cfg, judge_fn=None):
+    """The whole evaluation. judge_fn(rows) -> list[bool] replaces the configured judge; rows
+    carry q_id, lang, kind, question, gold, prediction. Returns (results dict, representations
+    (N questions, L+1, d) in the order of answers.jsonl)."""
+    for key, ok in [('judge', ('match', 'llm')), ('unif_fallback', ('cross', 'other'))]:
+        if cfg[key] not in ok:
+            raise SystemExit(f"config error: {key}={cfg[key]!r} is not one of {'|'.join(ok)}")
+    langs = lang_list(cfg)
+    os.makedirs(cfg['out_dir'], exist_ok=True)
+    write_json(os.path.join(cfg['out_dir'], 'config.json'), cfg)
+    items = load_items(cfg)
+    paras = load_paraphrases(cfg['paraphrases'], items)
+    vo = vocab_overlap(langs, cfg['vocab_top_n'], cfg['vocab_wordlist'])  # fail early on a missing package
+    lm, tok = load_model(cfg['model'], cfg)
+    qs = build_questions(items, paras, langs)
+    print(f"{len(items)} items, {len(qs)} questions, {lm.config.num_hidden_layers} layers, device {lm.device}")
+    t0 = time.time()
+    prompts = [cfg['prompt_template'].format(question=q['question']) for q in qs]
+    preds, H = generate(lm, tok, prompts, cfg['max_new_tokens'], reps=True, bs=cfg['batch_size'])
+    for q, p in zip(qs, preds):
+        q['prediction'] = p
+    if judge_fn is None and cfg['judge'] == 'llm':
+        jm, jt = (lm, tok) if not cfg['judge_model'] else load_model(cfg['judge_model'], cfg)
+        judge_fn = lambda rows: llm_judge(jm, jt, rows, cfg)
+    judge_fn = judge_fn or (lambda rows: [judge_match(r['question'], r['gold'], r['prediction'], r['lang'])
+                                          for r in rows])
+    for q, c in zip(qs, judge_fn(qs)):
+        q['correct'] = bool(c)
+    write_jsonl(os.path.join(cfg['out_dir'], 'answers.jsonl'), qs)
+
+    # per fact and target language: unification per layer
+    by_fact = {}
+    for i, q in enumerate(qs):
+        by_fact.setdefault(q['q_id'], []).append(i)
+    celeb = {r['q_id']: float(r[cfg['celebrity_field']]) for r in items if cfg['celebrity_field'] in r}
+    orig_of_lang = {}
+    for r in items:
+        orig_of_lang.setdefault(r['original_lang'], []).append(by_fact[r['q_id']][0])
+    transfers = []
+    for r in items:
+        idx = by_fact[r['q_id']]
+        x_idx = [i for i in idx if qs[i]['kind'] != 'target']
+        o_idx = [i for i in orig_of_lang[r['original_lang']] if i != idx[0]]
+        for i in idx:
+            if qs[i]['kind'] == 'target':
+                u, kind = unification(H, x_idx, [i], o_idx, cfg['unif_fallback'])
+                transfers.append(dict(q_id=r['q_id'], src=r['original_lang'], tgt=qs[i]['lang'],
+                                      src_correct=qs[idx[0]]['correct'], tgt_correct=qs[i]['correct'],
+                                      celebrity=celeb.get(r['q_id']), unif_kind=kind, unification=u.tolist()))
+    write_jsonl(os.path.join(cfg['out_dir'], 'transfers.jsonl'), transfers)
+    used = [t for t in transfers if t['src_correct'] or not cfg['condition_on_source']]
+    kinds = {k: sum(t['unif_kind'] == k for t in transfers) for k in ('ratio', 'ratio_other', 'cross')}
+    if sum(v > 0 for v in kinds.values()) > 1:
+        print(f"warning: unification scores of different kinds are pooled: {kinds}")
+    y = [t['tgt_correct'] for t in used]
+    S = np.array([t['unification'] for t in used]).reshape(len(used), H.shape[1])
+    res = dict(config=cfg, model=cfg['model'], n_items=len(items), n_questions=len(qs),
+               n_layers=H.shape[1], n_transfers=len(transfers), n_transfers_used=len(used), unif_kinds=kinds,
+               per_layer=separation_stats(S, y, cfg['alpha']),
+               celebrity=separation_stats([t['celebrity'] for t in used], y, cfg['alpha'])[0] if celeb else None)
+    acc = {}  # accuracy per question kind and language
+    for q in qs:
+        acc.setdefault(q['kind'], {}).setdefault(q['lang'], []).append(q['correct'])
+    res['accuracy'] = {k: {l: float(np.mean(v)) for l, v in sorted(d.items())} for k, d in acc.items()}
+    pair_acc = {}
+    for t in used:
+        pair_acc.setdefault(f"{t['src']}-{t['tgt']}", []).append(t['tgt_correct'])
+    res['transfer_accuracy'] = {k: dict(acc=float(np.mean(v)), n=len(v)) for k, v in sorted(pair_acc.items())}
+    ratio = None
+    if celeb:  # celebrity ratio of a source language: mean celebrity value of its items
+        ratio = {s: float(np.mean([celeb[r['q_id']] for r in items if r['original_lang'] == s]))
+                 for s in {r['original_lang'] for r in items}}
+    res['celebrity_ratio'] = ratio
+    res['vocab_overlap'] = vo
+    res['overlap'] = overlap_analysis({k: (v['acc'], v['n']) for k, v in res['transfer_accuracy'].items()},
+                                      vo['jaccard'], ratio) if pair_acc else None
+    res['seconds'] = time.time() - t0
+    write_json(os.path.join(cfg['out_dir'], 'vocab_overlap.json'), vo)
+    write_json(os.path.join(cfg['out_dir'], 'results.json'), res)
+    res = clean(res)
+    plot_vocab(vo, os.path.join(cfg['out_dir'], 'vocab_overlap.png'))
+    plot_results(res, os.path.join(cfg['out_dir'], 'unification_auc.png'))
+    best = max(range(len(res['per_layer'])), key=lambda i: res['per_layer'][i]['auc'] or 0)
+    print(f"source acc {np.mean([q['correct'] for q in qs if q['kind'] == 'original']):.3f} | transfer acc "
+          f"{np.mean(y) if y else float('nan'):.3f} over {len(used)} | best layer {best} AUC "
+          f"{res['per_layer'][best]['auc']} | {res['seconds']:.0f}s -> {cfg['out_dir']}")
+    return res, H
+
+
+if __name__ == '__main__':
+    cfg = configure(DEFAULTS)
+    print(overrides(cfg, DEFAULTS))
+    if cfg['vocab_only']:
+        os.makedirs(cfg['out_dir'], exist_ok=True)
+        t0 = time.time()
+        vo = vocab_overlap(lang_list(cfg), cfg['vocab_top_n'], cfg['vocab_wordlist'])
+        write_json(os.path.join(cfg['out_dir'], 'vocab_overlap.json'), vo)
+        plot_vocab(vo, os.path.join(cfg['out_dir'], 'vocab_overlap.png'))
+        print(f"vocabulary overlap of {len(vo['languages'])} languages in {time.time() - t0:.1f}s -> {cfg['out_dir']}")
+    else:
+        run(cfg)

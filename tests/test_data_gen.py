@@ -1,0 +1,310 @@
+"""Invariants of the generated datasets (SPEC sections 2-5), on small populations."""
+import collections
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+import data_gen  # noqa: E402
+
+SPLITS = data_gen.SPLITS
+
+
+def make(tmp_path, **kw):
+    cfg = dict(data_gen.DATA_DEFAULTS, data_dir=str(tmp_path / 'data'), n_people=200)
+    cfg.update(kw)
+    path = data_gen.build(cfg)
+    return data_gen.load_meta(path), {s: data_gen.load_split(path, s) for s in SPLITS}
+
+
+def key(x):
+    return (x['person'], x['fact_type'], x['lang'], x['template'])
+
+
+def fillers(meta):
+    """{lang: [[filler words of one template], ...]}"""
+    return {lg: [[w for w in t.split() if w not in ('{subject}', '{attr}')] for ts in by_ft.values() for t in ts]
+            for lg, by_ft in meta['templates'].items()}
+
+
+def test_train_size_constant_and_family_shared(tmp_path):
+    metas, datas = zip(*[make(tmp_path / str(c), celeb_frac=c) for c in (0.0, 0.1, 0.2, 0.3)])
+    T = 5
+    assert {m['splits']['train'] for m in metas} == {4 * 200 * (T - 1)}
+    assert all(m['people'] == metas[0]['people'] and m['templates'] == metas[0]['templates'] for m in metas)
+    celebs = [{tuple(e) for e in m['celebrity_events']} for m in metas]
+    assert [len(c) for c in celebs] == [0, 40, 80, 120]
+    assert celebs[0] <= celebs[1] <= celebs[2] <= celebs[3]            # nested as celeb_frac grows
+    for ev in ('birth', 'death'):                                       # an event keeps its language
+        a, b = metas[1]['event_lang'][ev], metas[3]['event_lang'][ev]
+        assert all(x == y for x, y in zip(a, b) if x >= 0 and y >= 0)
+    # surplus left proportionally: non-celebrity training examples per (fact type, language) cell
+    meta, data = metas[3], datas[3]
+    nc = [x for x in data['train'] if not x['celebrity']]
+    facts = {(x['person'], x['fact_type'], x['lang']) for x in nc}
+    per_cell = collections.Counter((x['fact_type'], x['lang']) for x in nc)
+    facts_cell = collections.Counter((f, l) for _, f, l in facts)
+    for c, n in per_cell.items():
+        assert abs(n - len(nc) * facts_cell[c] / len(facts)) <= 1
+
+
+def test_every_fact_has_a_training_example(tmp_path):
+    for kw in (dict(celeb_frac=0.3, lang_ratio=20.0), dict(celeb_frac=0.02, variant='balanced')):
+        meta, data = make(tmp_path / kw.get('variant', 'src'), **kw)
+        trained = {(x['person'], x['fact_type']) for x in data['train']}
+        base = {(p['id'], ft) for p in meta['people'] if not p['extra'] for ft in meta['fact_types']}
+        assert base <= trained
+        seen = {(x['person'], x['fact_type']) for s in SPLITS for x in data[s]}
+        assert seen == trained                                         # also every verbalized new fact
+
+
+def test_id_test_held_out_from_train(tmp_path):
+    meta, data = make(tmp_path, celeb_frac=0.2)
+    train = {key(x) for x in data['train']}
+    assert not train & {key(x) for x in data['id_test']}
+    nc_facts = {(x['person'], x['fact_type']) for x in data['train'] if not x['celebrity']}
+    assert nc_facts == {(x['person'], x['fact_type']) for x in data['id_test']}   # >= 1 held out per fact
+    assert not any(x['celebrity'] for s in ('id_test', 'ood_test') for x in data[s])
+    assert meta['splits']['id_test'] == len(data['id_test']) > len(nc_facts)      # surplus moved there
+
+
+def test_celebrity_facts_in_train_with_every_template(tmp_path):
+    meta, data = make(tmp_path, celeb_frac=0.15)
+    train = {key(x) for x in data['train']}
+    L, T = len(meta['languages']), len(meta['templates']['lang0']['birth_year'])
+    events = meta['celebrity_events']
+    assert len(events) == 60
+    for p, ev in events:
+        for ft in (f'{ev}_year', f'{ev}_city'):
+            assert all((p, ft, l, t) in train for l in range(L) for t in range(T))
+    flagged = {(x['person'], x['fact_type'].split('_')[0]) for x in data['train'] if x['celebrity']}
+    assert flagged == {tuple(e) for e in events}
+
+
+@pytest.mark.parametrize('n_langs', [2, 3])
+def test_ood_test_is_every_template_of_the_other_languages(tmp_path, n_langs):
+    meta, data = make(tmp_path, n_langs=n_langs, celeb_frac=0.1)
+    T = len(meta['templates']['lang0']['birth_year'])
+    lang = {(x['person'], x['fact_type']): x['lang'] for x in data['train'] if not x['celebrity']}
+    want = {(p, ft, l, t) for (p, ft), l0 in lang.items() for l in range(n_langs) if l != l0 for t in range(T)}
+    got = [key(x) for x in data['ood_test']]
+    assert len(got) == len(set(got)) and set(got) == want
+    assert all(x['attribute'] == meta['people'][x['person']][x['fact_type']] for x in data['ood_test'])
+
+
+def test_shared_token_frac(tmp_path):
+    meta, _ = make(tmp_path / 'a', shared_token_frac=0.0)
+    words = [w for ts in fillers(meta).values() for t in ts for w in t]
+    assert len(words) == len(set(words))                                # no word in two templates or languages
+    frac = 0.25
+    meta, _ = make(tmp_path / 'b', shared_token_frac=frac)
+    f = fillers(meta)
+    per_lang = {lg: [w for t in ts for w in t] for lg, ts in f.items()}
+    S = {len(ws) for ws in per_lang.values()}
+    assert len(S) == 1
+    S = S.pop()
+    for lg, ws in per_lang.items():
+        others = {w for o, wo in per_lang.items() if o != lg for w in wo}
+        share = sum(w in others for w in ws) / S
+        assert 0 < share and abs(share - frac) <= 0.5 / S + 1e-12
+        assert len(ws) == len(set(ws))                                  # still no word in two templates of a language
+
+
+@pytest.mark.parametrize('ratio', [1.0, 20.0])
+def test_lang_ratio(tmp_path, ratio):
+    meta, data = make(tmp_path, lang_ratio=ratio, celeb_frac=0.1)
+    langs = [l for ev in ('birth', 'death') for l in meta['event_lang'][ev] if l >= 0]
+    n0, n1 = langs.count(0), langs.count(1)
+    assert n0 + n1 == 400 - 40
+    assert abs(n1 - (n0 + n1) / (ratio + 1)) <= 1
+    ex = collections.Counter(x['lang'] for x in data['train'] if not x['celebrity'])
+    assert abs(ex[0] / ex[1] - ratio) < 0.1 * ratio
+
+
+def test_balanced_and_imbalanced(tmp_path):
+    kw = dict(n_people=300, celeb_frac=0.02)
+    src, bal, imb = [make(tmp_path / v, variant=v, **kw) for v in ('src', 'balanced', 'imbalanced')]
+    counts = collections.Counter((x['fact_type'], x['attribute'], x['lang']) for x in bal[1]['train'])
+    for (ft, a, l), n in counts.items():
+        assert counts[(ft, a, 1 - l)] == n                              # language says nothing about the value
+    assert bal[0]['mi_lang_attr']['mean'] < 1e-12
+    assert bal[0]['splits'] == imb[0]['splits'] and bal[0]['splits']['train'] > src[0]['splits']['train']
+    for ft in src[0]['fact_types'] + ['mean']:
+        assert imb[0]['mi_lang_attr'][ft] > src[0]['mi_lang_attr'][ft]
+    # parallel data and the base population unchanged; the same new events, languages flipped
+    par = [sorted(x['text'] for x in d[1]['train'] if x['celebrity']) for d in (src, bal, imb)]
+    assert par[0] == par[1] == par[2] and par[0]
+    base = [sorted(x['text'] for x in d[1]['train'] if x['person'] < 300) for d in (src, bal, imb)]
+    assert base[0] == base[1] == base[2]
+    assert [[p, e] for p, e, _ in bal[0]['extra_events']] == [[p, e] for p, e, _ in imb[0]['extra_events']]
+    assert all(a[2] == 1 - b[2] for a, b in zip(bal[0]['extra_events'], imb[0]['extra_events']))
+    assert bal[0]['extra_events'] and bal[0]['people'] == imb[0]['people']
+
+
+def test_char_tokenizers(tmp_path):
+    word, _ = make(tmp_path / 'w', tokenizer='word')
+    letters = {}
+    for tok in ('char_low', 'char_cased'):
+        meta, data = make(tmp_path / tok, tokenizer=tok)
+        assert meta['people'] == word['people']                          # names and attributes spelled the same
+        f = fillers(meta)
+        letters[tok] = [set(''.join(w for t in f[lg] for w in t)) for lg in meta['languages']]
+        vocab = meta['vocab']
+        for x in data['train'][:300] + data['ood_test'][:300]:
+            assert all(len(vocab[t]) == 1 for t in x['tokens'][1:-1])    # one token per character
+            assert ''.join(vocab[t] for t in x['tokens'][1:-1]) == x['text']
+            assert vocab[x['tokens'][x['prompt_len'] - 1]] == ' '        # prompt ends with the space
+            assert ''.join(vocab[t] for t in x['tokens'][x['prompt_len']:-1]) == x['attribute']
+            assert data_gen.encode(meta, x['text']) == x['tokens'][1:-1]
+    assert letters['char_low'][0] & letters['char_low'][1]
+    assert not letters['char_cased'][0] & letters['char_cased'][1]
+    assert all(c.isalpha() for ls in letters.values() for s in ls for c in s)
+
+
+def test_block_size_shared_by_family(tmp_path):
+    for tok in ('word', 'char_low'):
+        runs = [make(tmp_path / f'{tok}{c}', tokenizer=tok, celeb_frac=c) for c in (0.0, 0.3)]
+        runs.append(make(tmp_path / f'{tok}b', tokenizer=tok, celeb_frac=0.02, variant='balanced'))
+        assert len({m['block_size'] for m, _ in runs}) == 1 and all(m['vocab'] == runs[0][0]['vocab'] for m, _ in runs)
+        longest = max(len(x['tokens']) for _, d in runs for s in SPLITS for x in d[s])
+        assert longest <= runs[0][0]['block_size'] <= longest + 6
+        if tok == 'word':
+            assert longest == runs[0][0]['block_size']
+
+
+def test_word_tokens(tmp_path):
+    meta, data = make(tmp_path)
+    vocab = meta['vocab']
+    assert vocab[:3] == ['<pad>', '<bos>', '<eos>'] and len(set(vocab)) == len(vocab)
+    for s in SPLITS:
+        for x in data[s]:
+            t = x['tokens']
+            assert t[0] == 1 and t[-1] == 2 and len(t) == x['prompt_len'] + 2   # one attribute token
+            assert [vocab[i] for i in t[1:-1]] == x['text'].split()
+            assert vocab[t[x['prompt_len']]] == x['attribute']
+            assert ' '.join(vocab[i] for i in t[1:x['prompt_len']]).count(x['subject']) == 1
+    assert all(len(p['name'].split()) == 2 for p in meta['people'])
+    firsts = collections.Counter(p['first'] for p in meta['people'])
+    assert max(firsts.values()) > 1 and len({p['name'] for p in meta['people']}) == len(meta['people'])
+
+
+def test_mi_statistics(tmp_path):
+    assert data_gen.mutual_information([[5, 0], [0, 5]]) == pytest.approx(1.0)
+    assert data_gen.mutual_information([[3, 3], [1, 1]]) == pytest.approx(0.0, abs=1e-12)
+    meta, data = make(tmp_path, lang_ratio=3.0)
+
+    def mi(pairs):  # I(X; Y) in bits, straight from the definition
+        n, pxy = len(pairs), collections.Counter(pairs)
+        px, py = collections.Counter(a for a, _ in pairs), collections.Counter(b for _, b in pairs)
+        return sum(c / n * np.log2(c * n / (px[a] * py[b])) for (a, b), c in pxy.items())
+    for ft in meta['fact_types']:
+        pairs = [(x['lang'], x['attribute']) for x in data['train'] if x['fact_type'] == ft]
+        assert meta['mi_lang_attr'][ft] == pytest.approx(mi(pairs), abs=1e-9)
+    toks = [(t, x['lang']) for x in data['train'] for t in x['tokens'][1:x['prompt_len']]]
+    assert meta['mi_token_lang'] == pytest.approx(mi(toks), abs=1e-9) and meta['mi_token_lang'] > 0.3
+    low, _ = make(tmp_path / 'c', tokenizer='char_low', lang_ratio=3.0)
+    assert low['mi_token_lang'] < 0.1 * meta['mi_token_lang']           # shared letters hide the language
+
+
+def test_determinism_and_split_seed(tmp_path):
+    cfg = dict(data_gen.DATA_DEFAULTS, data_dir=str(tmp_path), n_people=200, celeb_frac=0.1)
+    path = data_gen.build(cfg)
+    files = sorted(os.listdir(path))
+    first = {f: open(os.path.join(path, f), 'rb').read() for f in files}
+    assert data_gen.build(cfg) == path and sorted(os.listdir(path)) == files
+    assert all(open(os.path.join(path, f), 'rb').read() == b for f, b in first.items())
+    assert sorted(os.listdir(tmp_path)) == [os.path.basename(path)]     # no temporary folders left
+    other = data_gen.build(dict(cfg, split_seed=1))
+    a, b = data_gen.load_meta(path), data_gen.load_meta(other)
+    assert other != path and a['people'] == b['people'] and a['templates'] == b['templates']
+    assert a['vocab'] == b['vocab']
+    assert {key(x) for x in data_gen.load_split(path, 'train')} != {key(x) for x in data_gen.load_split(other, 'train')}
+
+
+@pytest.mark.parametrize('knob,value', [
+    ('celeb_frac', 1.5), ('celeb_frac', -0.1), ('celeb_frac', 0.5), ('n_templates', 1), ('lang_ratio', 0.5),
+    ('tokenizer', 'bpe'), ('variant', 'both'), ('n_people', 50), ('n_people', 30000), ('data_dir', None)])
+def test_bad_input(tmp_path, knob, value):
+    data_dir = tmp_path / 'data'
+    cfg = dict(data_gen.DATA_DEFAULTS, data_dir=str(data_dir), n_people=200)
+    if knob == 'data_dir':                                             # a folder below a file: not writable
+        (tmp_path / 'file').write_text('')
+        data_dir = tmp_path / 'file' / 'data'
+        value = str(data_dir)
+    cfg[knob] = value
+    with pytest.raises(SystemExit, match='n_first_names' if knob == 'n_people' else knob) as e:
+        data_gen.build(cfg)
+    assert '\n' not in str(e.value)
+    assert not data_dir.exists() or not os.listdir(data_dir)            # nothing half-written
+
+
+def test_no_half_written_dataset(tmp_path, monkeypatch):
+    cfg = dict(data_gen.DATA_DEFAULTS, data_dir=str(tmp_path), n_people=200, dataset='d')
+
+    def fail(path, meta):
+        raise OSError('disk full')
+    monkeypatch.setattr(data_gen, 'write_meta', fail)
+    with pytest.raises(OSError):
+        data_gen.build(cfg)
+    assert os.listdir(tmp_path) == []
+    monkeypatch.undo()
+    path = data_gen.build(cfg)
+    before = open(os.path.join(path, 'train.jsonl')).read()
+    monkeypatch.setattr(data_gen, 'write_meta', fail)
+    with pytest.raises(OSError):
+        data_gen.build(dict(cfg, split_seed=3))                          # a failed rebuild keeps the old dataset
+    assert os.listdir(tmp_path) == ['d'] and open(os.path.join(path, 'train.jsonl')).read() == before
+
+
+def test_prepare_reuses_matching_dataset(tmp_path, capsys):
+    cfg = dict(data_gen.DATA_DEFAULTS, data_dir=str(tmp_path), n_people=200, dataset='d')
+    path = data_gen.prepare(cfg)
+    stamp = os.stat(os.path.join(path, 'train.jsonl')).st_mtime_ns
+    assert 'building' in capsys.readouterr().out
+    assert data_gen.prepare(dict(cfg, max_iters=5)) == path             # foreign (train) keys are ignored
+    assert 'building' not in capsys.readouterr().out
+    assert os.stat(os.path.join(path, 'train.jsonl')).st_mtime_ns == stamp
+    data_gen.prepare(dict(cfg, celeb_frac=0.2))                         # same name, other knobs: rebuilt
+    assert data_gen.load_meta(path)['config']['celeb_frac'] == 0.2
+    with pytest.raises(SystemExit, match='meta.json'):
+        data_gen.load_meta(str(tmp_path / 'missing'))
+
+
+def test_dataset_name():
+    d = data_gen.DATA_DEFAULTS
+    assert data_gen.dataset_name(d) == 'default'
+    assert data_gen.dataset_name(dict(d, celeb_frac=0.08)) == 'celeb_frac0.08'
+    name = data_gen.dataset_name(dict(d, tokenizer='char_low', lang_ratio=20.0))
+    assert name == 'char_low-lang_ratio20.0'
+    assert data_gen.dataset_name(dict(d, dataset='mine', celeb_frac=0.2)) == 'mine'
+    long = data_gen.dataset_name({k: (v + 1 if type(v) is int else v) for k, v in d.items()})
+    assert len(long) <= 80 and long == data_gen.dataset_name({k: (v + 1 if type(v) is int else v) for k, v in d.items()})
+
+
+def test_cli(tmp_path):
+    cfg_file = tmp_path / 'tiny.py'
+    cfg_file.write_text("# tiny\nn_people = 60\nn_first_names = 20\nn_last_names = 20\nout_dir = 'out/tiny'\n")
+    run = subprocess.run([sys.executable, 'data_gen.py', str(cfg_file), f'--data_dir={tmp_path}', '--celeb_frac=0.2'],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert 'splits: train 960' in run.stdout and 'mi_token_lang' in run.stdout
+    assert run.stdout.count(' train ') >= 3
+    meta = data_gen.load_meta(str(tmp_path / 'n_people60-n_first_names20-n_last_names20-celeb_frac0.2'))
+    assert meta['splits']['train'] == 960
+    bad = subprocess.run([sys.executable, 'data_gen.py', '--celeb_frac=2', f'--data_dir={tmp_path / "x"}'],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and 'celeb_frac' in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / 'x').exists()
+    typo = subprocess.run([sys.executable, 'data_gen.py', '--celeb_fract=0.1', f'--data_dir={tmp_path / "x"}'],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert typo.returncode != 0 and "did you mean 'celeb_frac'" in typo.stderr
+    # same config in a fresh process (other hash seed) = byte-identical files
+    path = tmp_path / 'n_people60-n_first_names20-n_last_names20-celeb_frac0.2'
+    first = {f: (path / f).read_bytes() for f in os.listdir(path)}
+    again = subprocess.run(run.args, cwd=ROOT, capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, PYTHONHASHSEED='123'))
+    assert again.returncode == 0 and {f: (path / f).read_bytes() for f in os.listdir(path)} == first
