@@ -58,6 +58,7 @@ select_ks = [1, 5, 10]      # % of the OOD test available to the 'small OOD test
 ckpt_min_id = 0.9           # checkpoint selection by unification only among checkpoints with ID acc >= this x the run's best
 seed = 0                    # sampling of examples and subsets
 figures = True              # write PNG figures
+max_ckpts = 0               # analyse at most this many checkpoints per run, evenly spread (first and last kept); 0 = all
 # -----------------------------------------------------------------------------
 DEFAULTS = config_keys(globals())
 SPLIT_KEYS = ('train', 'id_test', 'ood_test')
@@ -490,6 +491,9 @@ def analyze(cfg):
         if cfg[k] not in ok:
             raise SystemExit(f"config error: {k}={cfg[k]!r} is not one of {', '.join(ok)}")
     runs = find_runs(exp)
+    if cfg['max_ckpts']:
+        for run in runs:
+            run['ckpts'] = {it: run['ckpts'][it] for it in spread(sorted(run['ckpts']), cfg['max_ckpts'])}
     dev = cfg['device'] if cfg['device'] != 'auto' else (
         'cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu')
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -503,7 +507,7 @@ def analyze(cfg):
         run.update(log=log, meta=rd['meta'], sim_values=rd['sim_values'], sim_bounds=rd['sim_bounds'])
         for it, path in run['ckpts'].items():
             bar.set_postfix_str(f"{run['name']} iter {it}")
-            model, ckpt = model_lib.load_checkpoint(path, dev)
+            model, ckpt = model_lib.load_checkpoint(path, dev, vocab=rd['meta']['vocab'])
             run['n_layer'] = model.config.n_layer
             rec, sim, correct = analyse_ckpt(model, ckpt, rd, cfg, run['cfg'], dev,
                                              keep_sims=it in spread(list(run['ckpts']), cfg['sim_ckpts']))

@@ -63,10 +63,12 @@ grad_clip = 1.0           # per-run gradient norm clip (0 = off)
 device = 'auto'           # 'auto' = cuda, then mps, then cpu
 dtype = 'auto'            # 'auto' = bfloat16 autocast on cuda, float32 elsewhere
 compile = None            # torch.compile; None = on for cuda only
+cuda_graph = False        # capture the whole training step (fwd, bwd, clip, AdamW) as one CUDA graph
 # -----------------------------------------------------------------------------
 DEFAULTS = {**data_gen.DATA_DEFAULTS, **config_keys(globals())}
 MODEL_KEYS = ('block', 'n_layer', 'n_head', 'n_embd')
 SPLITS = ('train', 'id_test', 'ood_test')
+FREE_ON_RESUME = {'resume', 'device', 'compile', 'cuda_graph', 'wandb_log', 'wandb_project'}  # may change on resume
 
 
 def expand_sweep(cfg):
@@ -310,7 +312,10 @@ def train(cfg, stop_after=None):
     runs = select_shard(expand_sweep(cfg), cfg['shard'])
     dev = pick_device(cfg['device'])
     dtype = cfg['dtype'] if cfg['dtype'] != 'auto' else ('bfloat16' if dev == 'cuda' else 'float32')
-    ctx = (torch.autocast(dev.split(':')[0], dtype=getattr(torch, dtype))
+    graphed = cfg['cuda_graph']
+    if graphed and not dev.startswith('cuda'):
+        raise SystemExit(f"config error: cuda_graph=True needs a cuda device, not {dev}")
+    ctx = (torch.autocast(dev.split(':')[0], dtype=getattr(torch, dtype), cache_enabled=not graphed)
            if dtype != 'float32' else torch.autocast('cpu', enabled=False))
     use_compile = cfg['compile'] if cfg['compile'] is not None else dev.startswith('cuda')
     E = len(runs)
@@ -321,8 +326,9 @@ def train(cfg, stop_after=None):
                       vocab_size=len(metas[0]['vocab']), block_size=metas[0]['block_size'])
     seeds = [rc['seed'] for _, rc in runs]
     raw = GPT(GPTConfig(**model_args, n_runs=E), seeds=seeds).to(dev)
-    opt = torch.optim.AdamW(param_groups(raw, cfg['weight_decay']), lr=cfg['learning_rate'],
-                            betas=(cfg['beta1'], cfg['beta2']), fused=dev.startswith('cuda'))
+    lr_buf = torch.tensor(cfg['learning_rate'], device=dev)     # set in place each step (graph-safe)
+    opt = torch.optim.AdamW(param_groups(raw, cfg['weight_decay']), lr=lr_buf, betas=(cfg['beta1'], cfg['beta2']),
+                            fused=dev.startswith('cuda'), capturable=graphed)
     model = torch.compile(raw) if use_compile else raw
 
     exp = cfg['out_dir']
@@ -335,13 +341,15 @@ def train(cfg, stop_after=None):
         if not os.path.exists(resume_path):
             raise SystemExit(f"resume error: no checkpoint to resume from at {resume_path}")
         st = torch.load(resume_path, map_location=dev, weights_only=False)
-        mine = {k: v for k, v in cfg.items() if k != 'resume'}
-        theirs = {k: v for k, v in st['cfg'].items() if k != 'resume'}
+        mine = {k: v for k, v in cfg.items() if k not in FREE_ON_RESUME}
+        theirs = {k: v for k, v in st['cfg'].items() if k not in FREE_ON_RESUME}
         if mine != theirs:
             diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
             raise SystemExit(f"resume error: config differs from the interrupted run in {', '.join(diff)}")
         raw.load_state_dict(st['model'])
         opt.load_state_dict(st['optimizer'])
+        for g in opt.param_groups:
+            g['lr'] = lr_buf                     # loading replaced it with a copy
         start = st['iter']
         for d in run_dirs:
             truncate_log(os.path.join(d, 'log.jsonl'), start)
@@ -362,7 +370,10 @@ def train(cfg, stop_after=None):
     print('config:', overrides(cfg, DEFAULTS))
     save_at = set(ckpt_iters(cfg['max_iters'], cfg['n_ckpts']))
     run_seeds = torch.tensor(seeds, device=dev)
-    n_train = train_data['n']
+    it_buf = torch.zeros((), dtype=torch.long, device=dev)
+    step = lambda: train_step(model, raw, opt, train_data, run_seeds, it_buf, cfg['batch_size'], cfg['grad_clip'], ctx)
+    if graphed:
+        step = capture_step(step, raw, opt)
     losses, last_acc = [], {}
     t0 = time.time()
     bar = tqdm(range(start, cfg['max_iters'] + 1), initial=start, total=cfg['max_iters'] + 1, dynamic_ncols=True)
@@ -387,7 +398,7 @@ def train(cfg, stop_after=None):
                 diverged(runs[int((~finite).nonzero()[0])][0], it, 'its weights are not finite')
             for r in range(E):
                 save_ckpt(raw, opt, r, it, run_dirs[r], dict(model_args, n_runs=1), metas[r]['vocab'])
-        if it in save_at or it % cfg['eval_interval'] == 0:
+        if it % cfg['eval_interval'] == 0:        # the whole sweep's state: large, so not at every checkpoint
             for f in logs:
                 f.flush()
             atomic_save(dict(model=raw.state_dict(), optimizer=opt.state_dict(), iter=it, cfg=cfg), resume_path)
@@ -395,18 +406,9 @@ def train(cfg, stop_after=None):
             break
         # --- one step of every run
         lr = get_lr(it, cfg)
-        for g in opt.param_groups:
-            g['lr'] = lr
-        idx = batch_indices(run_seeds, it, cfg['batch_size'], n_train)         # (E, B)
-        tokens = torch.gather(train_data['tokens'], 1, idx[..., None].expand(-1, -1, T))
-        length = torch.gather(train_data['length'], 1, idx)
-        loss, per_run = train_loss(model, tokens, length, ctx)
-        loss.backward()
-        if cfg['grad_clip'] > 0:
-            clip_per_run(raw.parameters(), cfg['grad_clip'])
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(per_run.detach())
+        lr_buf.fill_(lr)
+        it_buf.fill_(it)
+        losses.append(step())
         if len(losses) == cfg['log_interval'] or it + 1 == cfg['max_iters']:
             check_and_log_losses(torch.stack(losses).cpu(), it + 1 - len(losses), lr, runs, logs, bar, last_acc)
             losses = []
@@ -414,6 +416,50 @@ def train(cfg, stop_after=None):
         f.close()
     print(f"done in {time.time() - t0:.1f}s -> {exp}")
     return exp
+
+
+def train_step(model, raw, opt, data, run_seeds, it, batch_size, grad_clip, ctx):
+    """One optimisation step of every run -> per-run losses (E,). `it` may be a device tensor
+    (under a CUDA graph): nothing here reads a value back to the host."""
+    idx = batch_indices(run_seeds, it, batch_size, data['n'])                   # (E, B)
+    tokens = torch.gather(data['tokens'], 1, idx[..., None].expand(-1, -1, data['tokens'].shape[-1]))
+    length = torch.gather(data['length'], 1, idx)
+    loss, per_run = train_loss(model, tokens, length, ctx)
+    loss.backward()
+    if grad_clip > 0:
+        clip_per_run(raw.parameters(), grad_clip)
+    opt.step()
+    opt.zero_grad(set_to_none=False)
+    return per_run.detach()
+
+
+def capture_step(step, raw, opt):
+    """Record step() as one CUDA graph, so a step costs one launch instead of hundreds. The
+    warm-up steps that capture needs are undone (weights and optimizer state restored), so the
+    run is the same as without the graph. Needs capturable AdamW with a tensor lr."""
+    params = list(raw.parameters())
+    saved = [p.detach().clone() for p in params]
+    saved_state = {p: {k: v.clone() for k, v in st.items()} for p, st in opt.state.items()}
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    with torch.no_grad():
+        for p, q in zip(params, saved):
+            p.copy_(q)
+        for p, st in opt.state.items():
+            for k, v in st.items():
+                v.copy_(saved_state[p][k]) if p in saved_state else v.zero_()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = step()
+
+    def replay():
+        graph.replay()
+        return out.clone()
+    return replay
 
 
 def clip_per_run(params, max_norm):

@@ -5,6 +5,7 @@ import os
 import pytest
 import torch
 
+import data_gen
 import train
 from model import load_checkpoint
 
@@ -24,6 +25,11 @@ def records(run_dir, split=None):
     with open(os.path.join(run_dir, 'log.jsonl')) as f:
         recs = [json.loads(l) for l in f]
     return [r for r in recs if split is None or r['split'] == split]
+
+
+def ckpt_vocab(run_dir):
+    with open(os.path.join(run_dir, 'config.json')) as f:
+        return data_gen.load_meta(json.load(f)['dataset_path'])['vocab']
 
 
 def final_weights(run_dir):
@@ -47,8 +53,12 @@ def test_tiny_run_learns(tmp_path):
     # checkpoints: log-spaced, the first within 1% of training, and loadable alone
     its = sorted(int(p.split('_')[-1][:-3]) for p in glob.glob(os.path.join(run, 'ckpt_*.pt')))
     assert its[0] == 0 and its[1] <= 150 // 100 + 1 and its[-1] == 150
-    model, ckpt = load_checkpoint(os.path.join(run, 'ckpt_150.pt'))
+    model, ckpt = load_checkpoint(os.path.join(run, 'ckpt_150.pt'), vocab=ckpt_vocab(run))
     assert ckpt['iter'] == 150 and set(ckpt['adam_v']) == set(ckpt['model'])
+    with pytest.raises(SystemExit, match='trained on another vocabulary'):
+        load_checkpoint(os.path.join(run, 'ckpt_150.pt'), vocab=ckpt_vocab(run)[:-1] + ['zzz'])
+    with pytest.raises(SystemExit, match='checkpoint not found'):
+        load_checkpoint(os.path.join(run, 'ckpt_7.pt'))
 
 
 def test_lockstep_equals_separate(tmp_path):
@@ -70,7 +80,7 @@ def test_resume_equals_uninterrupted(tmp_path):
     full = train.train(tiny(tmp_path / 'full'))
     cfg = tiny(tmp_path / 'cut')
     train.train(cfg, stop_after=25)             # as if killed at step 25 (last resume point: 20)
-    train.train(dict(cfg, resume=True))
+    train.train(dict(cfg, resume=True, device='auto'))    # the device setting may change on resume
     a, b = os.path.join(full, 'main'), os.path.join(cfg['out_dir'], 'main')
     wa, wb = final_weights(a), final_weights(b)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
@@ -109,6 +119,8 @@ def test_sweep_errors(tmp_path):
         train.train(tiny(tmp_path, sweep={'template_len_max': [4, 8]}, template_len_min=4))
     with pytest.raises(SystemExit, match="sweep over 'learning_rate'"):
         train.train(tiny(tmp_path, sweep={'learning_rate': [1e-3, 1e-2]}))
+    with pytest.raises(SystemExit, match="block='foo' is not one of pythia, gemma2"):
+        train.train(tiny(tmp_path, block='foo'))
     with pytest.raises(SystemExit, match="unknown key 'celeb'"):
         train.train(tiny(tmp_path, sweep={'celeb': [0.1]}))
 

@@ -1,0 +1,52 @@
+"""Checks of the GPU-only paths (bf16 autocast, torch.compile, CUDA graphs); skipped without CUDA.
+Run them on a GPU machine with: python -m pytest -q tests/test_gpu.py"""
+import glob
+import json
+import os
+
+import pytest
+import torch
+
+import train
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
+
+
+def cfg_for(tmp_path, **kw):
+    cfg = dict(train.DEFAULTS, out_dir=str(tmp_path / 'out'), data_dir=str(tmp_path / 'data'), n_people=300,
+               max_iters=600, warmup_iters=50, eval_interval=600, n_ckpts=3, device='cuda')
+    cfg.update(kw)
+    return cfg
+
+
+def final_acc(run_dir, split):
+    recs = [json.loads(l) for l in open(os.path.join(run_dir, 'log.jsonl'))]
+    return [r['acc'] for r in recs if r['split'] == split and r['fact_type'] == 'all' and r['lang'] == 'all'][-1]
+
+
+def test_lockstep_equals_single_runs_on_gpu(tmp_path):
+    """E=4 in lockstep (bf16, compiled) gives the accuracies of four single runs within bf16 noise."""
+    fracs = [0.0, 0.1, 0.2, 0.3]
+    exp = train.train(cfg_for(tmp_path / 'sweep', sweep={'celeb_frac': fracs}))
+    for f in fracs:
+        alone = train.train(cfg_for(tmp_path / f'alone{f}', celeb_frac=f))
+        for split in ('train', 'id_test', 'ood_test'):
+            a, b = final_acc(os.path.join(exp, f'celeb_frac{f}'), split), final_acc(os.path.join(alone, 'main'), split)
+            assert abs(a - b) < 0.03, (f, split, a, b)
+
+
+def test_cuda_graph_step_matches_eager(tmp_path):
+    """The whole step captured as a CUDA graph follows the same path as the plain step (float32)."""
+    kw = dict(max_iters=100, dtype='float32', compile=False, n_ckpts=1, sweep={'seed': [0, 1]})
+    a = train.train(cfg_for(tmp_path / 'eager', **kw))
+    b = train.train(cfg_for(tmp_path / 'graph', cuda_graph=True, **kw))
+    for run in ('seed0', 'seed1'):
+        wa = torch.load(os.path.join(a, run, 'ckpt_100.pt'))['model']
+        wb = torch.load(os.path.join(b, run, 'ckpt_100.pt'))['model']
+        assert all(torch.allclose(wa[k], wb[k], atol=1e-4) for k in wa)
+
+
+def test_compiled_bf16_checkpoints_are_plain(tmp_path):
+    exp = train.train(cfg_for(tmp_path, max_iters=20))
+    sd = torch.load(glob.glob(os.path.join(exp, 'main', 'ckpt_20.pt'))[0])['model']
+    assert not any('_orig_mod' in k for k in sd) and all(v.dtype == torch.float32 for v in sd.values())
