@@ -494,8 +494,7 @@ def analyze(cfg):
     if cfg['max_ckpts']:
         for run in runs:
             run['ckpts'] = {it: run['ckpts'][it] for it in spread(sorted(run['ckpts']), cfg['max_ckpts'])}
-    dev = cfg['device'] if cfg['device'] != 'auto' else (
-        'cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu')
+    dev = model_lib.pick_device(cfg['device'])
     torch.backends.cuda.matmul.allow_tf32 = True
     varying = sorted(k for k in runs[0]['cfg'] if k not in NOT_KNOBS and isinstance(runs[0]['cfg'][k], (int, float, str))
                      and len({json.dumps(r['cfg'].get(k)) for r in runs}) > 1)

@@ -3,7 +3,7 @@ Throughput of training and analysis, every row measured in this process on this 
 
     python bench.py                         # GPU: E = 1, 16, 64; CPU: small E so a change can be compared here
     python bench.py --cuda_graph=True       # the project's step captured as one CUDA graph
-    python bench.py --device=cpu --E_list=[1,4] --steps=20
+    python bench.py --device=cpu --run_counts=[1,4] --steps=20
 
 Rows:
   plain loop    a nanoGPT-style single-run loop (one model, torch.randint batches, global grad-norm
@@ -26,11 +26,11 @@ import analyze
 import data_gen
 import train
 from configurator import config_keys, configure
-from model import GPT, GPTConfig, param_groups
+from model import GPT, GPTConfig, param_groups, pick_device
 
 # -----------------------------------------------------------------------------
 device = 'auto'            # 'auto' = cuda, then mps, then cpu
-E_list = []                # run counts of the lockstep rows; [] = [1, 16, 64] on cuda, [1, 4] elsewhere
+run_counts = []            # run counts of the lockstep rows; [] = [1, 16, 64] on cuda, [1, 4] elsewhere
 steps = 0                  # timed steps per row; 0 = 200 on cuda, 10 elsewhere
 warmup = 0                 # untimed steps first (compilation, allocator); 0 = 20 on cuda, 2 elsewhere
 batch_size = 256           # sequences per step and run
@@ -108,9 +108,9 @@ def lockstep(cfg, data, model_args, E, dev, use_compile, ctx):
 
 
 def bench(cfg):
-    dev = train.pick_device(cfg['device'])
+    dev = pick_device(cfg['device'])
     cuda = dev.startswith('cuda')
-    E_list = cfg['E_list'] or ([1, 16, 64] if cuda else [1, 4])
+    run_counts = cfg['run_counts'] or ([1, 16, 64] if cuda else [1, 4])
     n_steps, n_warm = cfg['steps'] or (200 if cuda else 10), cfg['warmup'] or (20 if cuda else 2)
     n_reps = cfg['n_reps'] or (2048 if cuda else 64)
     proj_dim = cfg['proj_dim'] or (4096 if cuda else 512)
@@ -143,7 +143,7 @@ def bench(cfg):
           f"torch {torch.__version__}, {cfg['block']} {cfg['n_layer']}x{cfg['n_embd']}, batch {cfg['batch_size']} "
           f"x {meta['block_size']} tokens, compile={use_compile}, cuda_graph={cfg['cuda_graph']}")
     add('plain loop', 1, plain_loop(cfg, data, model_args, dev, use_compile, ctx), None)
-    for E in E_list:
+    for E in run_counts:
         add(f'lockstep E={E}', E, lockstep(cfg, data, model_args, E, dev, use_compile, ctx), None)
     one = GPT(GPTConfig(**model_args, n_runs=1)).to(dev).eval()
     sample = examples[:n_reps]

@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from configurator import configure, config_keys, overrides
+from model import pick_device
 
 # -----------------------------------------------------------------------------
 model = 'google/gemma-2-2b'          # Hugging Face causal LM name or local directory
@@ -127,14 +128,6 @@ def build_questions(items, paras, langs):
         qs += [dict(q_id=r['q_id'], lang=l, kind='target', question=r[f'{l}_q'], gold=r[f'{l}_a'])
                for l in langs if l != src and r[f'{l}_q'].strip()]
     return qs
-
-
-def pick_device(name):
-    if name != 'auto':
-        return name
-    if torch.cuda.is_available():
-        return 'cuda'
-    return 'mps' if torch.backends.mps.is_available() else 'cpu'
 
 
 def load_model(name, cfg):

@@ -277,6 +277,15 @@ class GPT(nn.Module):
 # ----------------------------------------------------------------------------------------------
 # helpers for the trainer and the analysis
 
+def pick_device(name='auto'):
+    """'auto' = cuda, then mps, then cpu; anything else is used as given."""
+    if name != 'auto':
+        return name
+    if torch.cuda.is_available():
+        return 'cuda'
+    return 'mps' if torch.backends.mps.is_available() else 'cpu'
+
+
 def _unwrap(model):
     return getattr(model, '_orig_mod', model)  # torch.compile wraps the module
 

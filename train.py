@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 import data_gen
 from configurator import config_keys, configure, overrides
-from model import GPT, GPTConfig, param_groups, run_state_dict
+from model import GPT, GPTConfig, param_groups, pick_device, run_state_dict
 
 # -----------------------------------------------------------------------------
 # I/O
@@ -298,14 +298,6 @@ def truncate_log(path, upto):
 
 # -----------------------------------------------------------------------------
 
-def pick_device(name):
-    if name != 'auto':
-        return name
-    if torch.cuda.is_available():
-        return 'cuda'
-    return 'mps' if torch.backends.mps.is_available() else 'cpu'
-
-
 def train(cfg, stop_after=None):
     """Train every run of cfg in lockstep; returns the experiment directory.
     stop_after: stop (as if interrupted) after this many steps, for tests of resume."""
@@ -453,7 +445,7 @@ def capture_step(step, raw, opt):
             for k, v in st.items():
                 v.copy_(saved_state[p][k]) if p in saved_state else v.zero_()
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
+    with torch.cuda.graph(graph, stream=side):   # the warmed-up stream: its library handles already exist
         out = step()
 
     def replay():
