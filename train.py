@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import data_gen
-from configurator import config_keys, configure, overrides
+from configurator import coerce, config_keys, configure, overrides
 from model import GPT, GPTConfig, param_groups, pick_device, run_state_dict
 
 # -----------------------------------------------------------------------------
@@ -87,7 +87,6 @@ def expand_sweep(cfg):
     if cfg['dataset'] and any(k in data_gen.DATA_DEFAULTS for k in sw):
         raise SystemExit("config error: dataset must be '' in a sweep over data knobs "
                          "(each run's dataset is named after its knobs)")
-    from configurator import coerce
     runs = []
     for combo in itertools.product(*sw.values()):
         rc = dict(cfg, sweep={})
@@ -380,8 +379,9 @@ def train(cfg, stop_after=None):
                     logs[r].writelines(json.dumps(x) + '\n' for x in recs)
                     last_acc[(r, s)] = recs[0]['acc']
             model.train()
-            accs = lambda s: ' '.join(f"{last_acc[(r, s)]:.2f}" for r in range(min(E, 8))) + (' ...' if E > 8 else '')
-            tqdm.write(f"iter {it}: train {accs('train')} | id {accs('id_test')} | ood {accs('ood_test')}")
+            tqdm.write(f"iter {it}: " + ' | '.join(
+                f"{s.split('_')[0]} " + ' '.join(f"{last_acc[(r, s)]:.2f}" for r in range(min(E, 8))) + (' ...' if E > 8 else '')
+                for s in SPLITS))
             if wandb:
                 wandb.log({f'{s}/acc_run{r}': last_acc[(r, s)] for r in range(E) for s in SPLITS}, step=it)
         if it in save_at:
