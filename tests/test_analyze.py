@@ -1,6 +1,7 @@
 import json
 import math
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import torch
 
 import analyze
 import data_gen
+import plots
 from model import GPT, GPTConfig
 
 
@@ -179,6 +181,9 @@ def test_end_to_end_tiny_run(tiny_exp):
     figs = {'acc_vs_knobs', 'unif_vs_ood', 'mi_vs_footprint', 'extract_vs_footprint', 'footprint_early',
             'acc_curves', 'name_confusion', 'selection'} | {f'sim_{k}_{r}' for k in ('act', 'grad') for r in runs}
     assert set(os.listdir(os.path.join(tiny_exp, 'figures'))) == {f + '.png' for f in figs}
+    shutil.rmtree(os.path.join(tiny_exp, 'figures'))             # the figures are redrawn from the files alone
+    plots.plot(tiny_exp)
+    assert set(os.listdir(os.path.join(tiny_exp, 'figures'))) == {f + '.png' for f in figs}
     recs = out['records']
     n_ckpts = sum(len([f for f in os.listdir(os.path.join(tiny_exp, r)) if f.startswith('ckpt_')]) for r in runs)
     assert len(recs) == n_ckpts and {r['run'] for r in recs} == set(runs)
@@ -208,7 +213,6 @@ def test_end_to_end_tiny_run(tiny_exp):
 
 
 def test_missing_or_partial_experiment(tiny_exp, tmp_path):
-    import shutil
     with pytest.raises(SystemExit, match='experiment directory not found'):
         analyze.analyze(tiny_cfg(str(tmp_path / 'nope')))
     with pytest.raises(SystemExit, match='no runs in'):

@@ -43,7 +43,7 @@ def test_train_size_constant_and_family_shared(tmp_path):
         a, b = metas[1]['event_lang'][ev], metas[3]['event_lang'][ev]
         assert all(x == y for x, y in zip(a, b) if x >= 0 and y >= 0)
     # surplus left proportionally: non-celebrity training examples per (fact type, language) cell
-    meta, data = metas[3], datas[3]
+    data = datas[3]
     nc = [x for x in data['train'] if not x['celebrity']]
     facts = {(x['person'], x['fact_type'], x['lang']) for x in nc}
     per_cell = collections.Counter((x['fact_type'], x['lang']) for x in nc)

@@ -21,7 +21,7 @@ TINY = dict(n_people=60, n_first_names=20, n_last_names=20, n_cities=10, n_layer
 
 @pytest.mark.parametrize('name', CONFIGS)
 def test_experiment_miniature(name, tmp_path):
-    stack = ['quick.py'] if name == 'quick_sweep.py' else []          # quick_sweep.py is stacked on quick.py
+    stack = ['quick.py'] if name.startswith('quick_') else []          # quick_*.py are stacked on quick.py
     cfg = configure(train.DEFAULTS, [os.path.join(ROOT, 'config', f) for f in stack + [name]])
     assert cfg['out_dir'] == f"out/{name[:-3]}"                   # each experiment writes its own directory
     cfg.update(TINY, out_dir=str(tmp_path / 'out'), data_dir=str(tmp_path / 'data'),
