@@ -7,7 +7,8 @@ Throughput of training and analysis, every row measured in this process on this 
 
 Rows:
   plain loop    a nanoGPT-style single-run loop (one model, torch.randint batches, global grad-norm
-                clip, AdamW fused where available, torch.compile on CUDA): the baseline
+                clip, AdamW fused where available, torch.compile on CUDA): the baseline. It runs this
+                project's model at E=1, so the rows differ in the loop and the run count only
   lockstep E=k  this project's training step (train.train_step) on k runs at once
   act reps      activation representations per second (analyze.activation_reps)
   grad reps     gradient representations per second: per-example gradient, Adam second-moment
