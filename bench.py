@@ -116,15 +116,13 @@ def bench(cfg):
     n_reps = cfg['n_reps'] or (2048 if cuda else 64)
     proj_dim = cfg['proj_dim'] or (4096 if cuda else 512)
     use_compile = cfg['compile'] if cfg['compile'] is not None else cuda
-    ctx = torch.autocast('cuda', dtype=torch.bfloat16, cache_enabled=not cfg['cuda_graph']) if cuda \
-        else torch.autocast('cpu', enabled=False)
+    ctx = train.autocast(dev, 'bfloat16' if cuda else 'float32', cfg['cuda_graph'])
     dcfg = dict(data_gen.DATA_DEFAULTS, n_people=cfg['n_people'], data_dir=cfg['data_dir'])
     path = data_gen.prepare(dcfg)
     meta = data_gen.load_meta(path)
     examples = data_gen.load_split(path, 'train')
     data = train.stack_runs([train.encode_split(examples, meta, meta['block_size'])], dev)
-    model_args = dict(block=cfg['block'], n_layer=cfg['n_layer'], n_head=cfg['n_head'], n_embd=cfg['n_embd'],
-                      vocab_size=len(meta['vocab']), block_size=meta['block_size'])
+    model_args = train.shape_args(cfg, meta)
     tokens_per_step = cfg['batch_size'] * meta['block_size']
     rows = []
 

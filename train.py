@@ -297,24 +297,34 @@ def truncate_log(path, upto):
 
 # -----------------------------------------------------------------------------
 
+def autocast(dev, dtype, graphed=False):
+    """Mixed precision for dtype != 'float32' (its cache off under a CUDA graph); a no-op otherwise."""
+    if dtype == 'float32':
+        return torch.autocast('cpu', enabled=False)
+    return torch.autocast(dev.split(':')[0], dtype=getattr(torch, dtype), cache_enabled=not graphed)
+
+
+def shape_args(cfg, meta):
+    """GPTConfig arguments of a run: the model knobs and the dataset's vocabulary and sequence length."""
+    return dict({k: cfg[k] for k in MODEL_KEYS}, vocab_size=len(meta['vocab']), block_size=meta['block_size'])
+
+
 def train(cfg, stop_after=None):
     """Train every run of cfg in lockstep; returns the experiment directory.
     stop_after: stop (as if interrupted) after this many steps, for tests of resume."""
     runs = select_shard(expand_sweep(cfg), cfg['shard'])
     dev = pick_device(cfg['device'])
-    dtype = cfg['dtype'] if cfg['dtype'] != 'auto' else ('bfloat16' if dev == 'cuda' else 'float32')
+    dtype = cfg['dtype'] if cfg['dtype'] != 'auto' else ('bfloat16' if dev.startswith('cuda') else 'float32')
     graphed = cfg['cuda_graph']
     if graphed and not dev.startswith('cuda'):
         raise SystemExit(f"config error: cuda_graph=True needs a cuda device, not {dev}")
-    ctx = (torch.autocast(dev.split(':')[0], dtype=getattr(torch, dtype), cache_enabled=not graphed)
-           if dtype != 'float32' else torch.autocast('cpu', enabled=False))
+    ctx = autocast(dev, dtype, graphed)
     use_compile = cfg['compile'] if cfg['compile'] is not None else dev.startswith('cuda')
     E = len(runs)
     metas, train_full, evals = load_runs_data(runs, cfg)
     train_data = stack_runs(train_full, dev)
     data = {s: stack_runs(evals[s], dev) for s in SPLITS}
-    model_args = dict(block=cfg['block'], n_layer=cfg['n_layer'], n_head=cfg['n_head'], n_embd=cfg['n_embd'],
-                      vocab_size=len(metas[0]['vocab']), block_size=metas[0]['block_size'])
+    model_args = shape_args(cfg, metas[0])
     seeds = [rc['seed'] for _, rc in runs]
     raw = GPT(GPTConfig(**model_args, n_runs=E), seeds=seeds).to(dev)
     lr_buf = torch.tensor(cfg['learning_rate'], device=dev)     # set in place each step (graph-safe)
