@@ -22,11 +22,17 @@ Choices where the SPEC is silent (all knobs below):
   low-discrepancy sequence (language 0 weighted lang_ratio, each other language 1), so an event
   keeps its language across the family and the majority:minority split of the non-celebrity events
   is exact up to one event.
-- Held-out template: drawn per fact (uniform) before celeb_frac is applied. Constant training size
-  (fixed_train_size): the size at celeb_frac=0, i.e. 4 n_people (n_templates - 1). Per (fact type,
-  language) cell the non-celebrity training quota is proportional to the cell's candidates (largest
-  remainder); each fact keeps one random template, the rest are kept at random up to the quota, the
-  surplus goes to the ID test. Infeasible celeb_frac is an error.
+- Held-out template: drawn per fact (uniform) before celeb_frac is applied, with a random preference
+  order of the fact's other templates. Constant training size (fixed_train_size): the size at
+  celeb_frac=0, i.e. 4 n_people (n_templates - 1). Per (fact type, language) cell the non-celebrity
+  training quota is proportional to the cell's facts (largest remainder) and spread evenly by event:
+  with b = quota / facts, every fact keeps floor(b) or ceil(b) templates (the remainder goes to facts
+  of a fixed random priority), its first ones in its preference order, so a fact's training templates
+  shrink as nested subsets along a celeb_frac family; the rest go to the ID test. Infeasible
+  celeb_frac is an error.
+- Subject position (subject_pos): 'not_last' (default) puts the subject anywhere among the filler
+  words but never right before the attribute, so the attribute always follows a template word, as in
+  the method's examples ("Alice Brown was born in"); 'first' puts it first; 'any' allows every slot.
 - balanced / imbalanced (2 languages): deficits |n_lang0(v) - n_lang1(v)| per fact type and value
   are measured on the training split; NEW people are made whose single verbalized event fills them:
   each new fact carries 1..n_templates-1 training verbalizations of its event's language, the year
@@ -47,8 +53,10 @@ Choices where the SPEC is silent (all knobs below):
   so a celeb_frac family shares it and its runs can train in lockstep.
 - Dataset name: cfg['dataset'], else the knobs that differ from the defaults, numbers as key+value,
   strings as value ('celeb_frac0.08', 'char_low-lang_ratio20.0'), else 'default'.
-- The command line also accepts train.py's settings (ignored here), so one config file such as
-  config/celeb_08.py (which sets out_dir) serves both scripts.
+- The command line also accepts train.py's settings (ignored here, read from train.py's source), so
+  one config file such as config/celeb_08.py (which sets out_dir) serves both scripts.
+- VERSION names the generator's output: a dataset made by another version is rebuilt, and results
+  made on it show as stale (report.py).
 """
 import hashlib
 import json
@@ -59,7 +67,7 @@ import tempfile
 
 import numpy as np
 
-from configurator import config_keys, configure
+from configurator import cli, config_keys, configure, file_settings
 
 # -----------------------------------------------------------------------------
 dataset = ''               # folder name under data_dir; '' = derived from the knobs that differ from the defaults
@@ -80,13 +88,14 @@ n_templates = 5            # templates per language and fact type
 template_len_min = 4       # filler words per template, at least
 template_len_max = 8       # filler words per template, at most
 shared_token_frac = 0.0    # fraction of each language's filler words drawn from a pool common to all languages
-tokenizer = 'word'         # word | char_low | char_cased
+subject_pos = 'not_last'   # where the subject goes among a template's fillers (not_last: never right before the attribute)
+tokenizer = 'word'         # word: one token per word; char_low / char_cased: one per character
 lang_seed = 0              # seed of the templates
 # splits (split_seed)
 celeb_frac = 0.1           # fraction of events verbalized with every template of every language (parallel data)
 lang_ratio = 1.0           # majority:minority ratio of non-celebrity events (language 0 is the majority)
 fixed_train_size = True    # keep the train split at its celeb_frac=0 size, surplus goes to the ID test
-variant = 'src'            # src | balanced | imbalanced (new monolingual events on top of src)
+variant = 'src'            # balanced / imbalanced: new monolingual events on top of src
 n_extra_events = 0         # cap on new events for balanced/imbalanced; 0 = as many as balancing needs
 split_seed = 0             # seed of the splits
 # -----------------------------------------------------------------------------
@@ -98,8 +107,11 @@ SPLITS = ['train', 'id_test', 'ood_test']
 SPECIALS = ['<pad>', '<bos>', '<eos>']
 TOKENIZERS = ('word', 'char_low', 'char_cased')
 VARIANTS = ('src', 'balanced', 'imbalanced')
+SUBJECT_POS = ('not_last', 'any', 'first')
+CHOICES = {'tokenizer': TOKENIZERS, 'variant': VARIANTS, 'subject_pos': SUBJECT_POS}
 CONSONANTS, VOWELS = 'bdfgklmnprstvz', 'aeiou'
-VERSION = 1                # bump when the generator's output changes, so prepare() rebuilds
+VERSION = 2                # bump when the generator's output changes: prepare() rebuilds, results go stale
+# 2: drops even by event under fixed_train_size; subject_pos (default: never right before the attribute)
 
 
 def rng_for(seed, stream):
@@ -113,7 +125,7 @@ def data_cfg(cfg):
 
 
 def check(c):
-    """One-line SystemExit naming the knob for every bad setting, before anything is written."""
+    """A one-line ValueError naming the knob for every bad setting, before anything is written."""
     pools = c['n_first_names'] * c['n_last_names']
     rules = [
         (0 <= c['celeb_frac'] <= 1, f"celeb_frac={c['celeb_frac']} must be in [0, 1]"),
@@ -121,6 +133,7 @@ def check(c):
         (c['lang_ratio'] >= 1, f"lang_ratio={c['lang_ratio']} must be >= 1 (majority:minority)"),
         (c['tokenizer'] in TOKENIZERS, f"tokenizer={c['tokenizer']!r} is not one of {', '.join(TOKENIZERS)}"),
         (c['variant'] in VARIANTS, f"variant={c['variant']!r} is not one of {', '.join(VARIANTS)}"),
+        (c['subject_pos'] in SUBJECT_POS, f"subject_pos={c['subject_pos']!r} is not one of {', '.join(SUBJECT_POS)}"),
         (c['n_langs'] >= 2, f"n_langs={c['n_langs']} must be >= 2"),
         (c['variant'] == 'src' or c['n_langs'] == 2, f"variant={c['variant']!r} needs n_langs=2"),
         *[(c[k] >= 1, f"{k}={c[k]} must be >= 1") for k in
@@ -140,7 +153,7 @@ def check(c):
     ]
     for ok, msg in rules:
         if not ok:
-            raise SystemExit(f"data_gen error: {msg}")
+            raise ValueError(f"data_gen error: {msg}")
 
 
 def dataset_name(cfg):
@@ -209,14 +222,18 @@ def make_kg(cfg):
 # ----------------------------------------------------------------------------- languages
 
 def make_templates(cfg):
-    """templates[l][k][t] = (words before the subject, words after it); the attribute follows."""
+    """templates[l][k][t] = (words before the subject, words after it); the attribute follows.
+    -> (templates, filler pool). The pool always holds n_langs x S words (S = filler slots per
+    language), whatever shared_token_frac: the common words are its first ones, and every pool word
+    is in the vocabulary, used or not, so that datasets differing only in shared_token_frac share
+    their vocabulary size (and train in lockstep)."""
     rng = rng_for(cfg['lang_seed'], 1)
     L, T = cfg['n_langs'], cfg['n_templates']
     lens = rng.integers(cfg['template_len_min'], cfg['template_len_max'] + 1, (len(FACT_TYPES), T))
     lens = [[lens[k][rng.permutation(T)] for k in range(len(FACT_TYPES))] for _ in range(L)]  # same multiset per language
     S = int(sum(lens[0][k].sum() for k in range(len(FACT_TYPES))))  # filler slots per language
     K = int(np.floor(cfg['shared_token_frac'] * S + 0.5))             # shared slots per language
-    words = make_words(rng, L * (S - K) + K, (2, 3))
+    words = make_words(rng, L * S, (2, 3))
     common, own = words[:K], words[K:]
     tpl = []
     for l in range(L):
@@ -234,11 +251,13 @@ def make_templates(cfg):
                 n = int(lens[l][k][t])
                 ws = [case(w) for w in flat[i:i + n]]
                 i += n
-                pos = int(rng.integers(0, n + 1))                     # subject slot among the fillers
+                # subject slot among the fillers; not_last: a template word, never the subject,
+                # predicts the attribute (as 'Alice Brown was born in'), so recall is template-led
+                pos = {'any': int(rng.integers(0, n + 1)), 'not_last': int(rng.integers(0, n)), 'first': 0}[cfg['subject_pos']]
                 tk.append((ws[:pos], ws[pos:]))
             tl.append(tk)
         tpl.append(tl)
-    return tpl
+    return tpl, words
 
 
 def template_strings(tpl):
@@ -266,8 +285,8 @@ def base_split(cfg, kg):
     E, F = 2 * P, 4 * P
     # every draw that does not depend on celeb_frac comes first, so a family shares them
     order = rng.permutation(E)                     # celebrity order: the first n_c events are celebrities
-    keys = rng.random((F, T))
-    held, keep1 = keys.argmax(1), keys.argmin(1)   # held-out template, guaranteed training template   (F,)
+    keys = rng.random((F, T))                      # template preference per fact: the largest key is held out
+    prio = rng.random(F)                           # which facts of a cell keep one template more
     n_c = int(np.floor(cfg['celeb_frac'] * E + 0.5))
     celeb = np.zeros(E, bool)
     celeb[order[:n_c]] = True
@@ -280,7 +299,7 @@ def base_split(cfg, kg):
     R = F * (T - 1) - n_celeb_ex if cfg['fixed_train_size'] else len(nc_facts) * (T - 1)
     if R < len(nc_facts):
         limit = (T - 2) / (L * T - 1)
-        raise SystemExit(f"data_gen error: celeb_frac={cfg['celeb_frac']} too large for fixed_train_size "
+        raise ValueError(f"data_gen error: celeb_frac={cfg['celeb_frac']} too large for fixed_train_size "
                          f"(every other fact needs a training example; at most about {limit:.3f})")
     # non-celebrity training quota per (fact type, language) cell, proportional to its facts
     cell = (nc_facts % 4) * L + fact_lang[nc_facts]
@@ -288,26 +307,28 @@ def base_split(cfg, kg):
     quota = R * nf_cell // max(len(nc_facts), 1)
     frac = R * nf_cell % max(len(nc_facts), 1)
     quota[np.argsort(-frac, kind='stable')[:R - quota.sum()]] += 1
-    # optional candidates: templates that are neither held out nor the guaranteed one
-    opt = np.ones((F, T), bool)
-    opt[np.arange(F), held] = opt[np.arange(F), keep1] = False
-    opt[fact_celeb] = False
-    of, ot = np.nonzero(opt)
-    ocell = (of % 4) * L + fact_lang[of]
-    idx = np.lexsort((rng.random(len(of)), ocell))
-    rank = np.arange(len(idx)) - np.searchsorted(ocell[idx], ocell[idx])
-    kept = np.zeros(len(of), bool)
-    kept[idx] = rank < (quota - nf_cell)[ocell[idx]]
+    # spread each cell's quota evenly over its facts: b = quota / facts, every fact keeps floor(b)
+    # templates and the cell's remainder goes to the facts of highest priority (one more each)
+    base, rem = np.divmod(quota, np.maximum(nf_cell, 1))
+    by_cell = np.lexsort((-prio[nc_facts], cell))                  # facts grouped by cell, priority first
+    rank = np.empty(len(nc_facts), np.int64)
+    rank[by_cell] = np.arange(len(by_cell)) - np.searchsorted(cell[by_cell], cell[by_cell])
+    n_keep = base[cell] + (rank < rem[cell])                         # training templates per fact  (N,)
+    # a fact keeps its n_keep non-held templates of smallest key: nested as celeb_frac grows
+    pref = np.argsort(keys[nc_facts], 1)                              # (N, T); the held-out one is last
+    kept = np.arange(T)[None, :] < n_keep[:, None]
+    kept[:, -1] = False
+    tr_f, tr_j = np.nonzero(kept)
+    te_f, te_j = np.nonzero(~kept)
+    tr_t, te_t = pref[tr_f, tr_j], pref[te_f, te_j]
+    tr_f, te_f = nc_facts[tr_f], nc_facts[te_f]
 
     def rows(f, l, t):
         return np.stack([f // 4, f % 4, l, t], 1).astype(np.int64)
     cf = np.flatnonzero(fact_celeb)
     cgrid = np.stack(np.meshgrid(cf, np.arange(L), np.arange(T), indexing='ij'), -1).reshape(-1, 3)
-    train = [rows(cgrid[:, 0], cgrid[:, 1], cgrid[:, 2]),
-             rows(nc_facts, fact_lang[nc_facts], keep1[nc_facts]),
-             rows(of[kept], fact_lang[of[kept]], ot[kept])]
-    idt = [rows(nc_facts, fact_lang[nc_facts], held[nc_facts]),
-           rows(of[~kept], fact_lang[of[~kept]], ot[~kept])]
+    train = [rows(cgrid[:, 0], cgrid[:, 1], cgrid[:, 2]), rows(tr_f, fact_lang[tr_f], tr_t)]
+    idt = [rows(te_f, fact_lang[te_f], te_t)]
     ogrid = np.stack(np.meshgrid(nc_facts, np.arange(L), np.arange(T), indexing='ij'), -1).reshape(-1, 3)
     ogrid = ogrid[ogrid[:, 1] != fact_lang[ogrid[:, 0]]]
     ood = [rows(ogrid[:, 0], ogrid[:, 1], ogrid[:, 2])]
@@ -359,13 +380,13 @@ def add_extras(cfg, kg, splits):
                 (yv, ya), (cv, ca) = [f[i] if i < len(f) else (-1, 0) for f in facts]
                 events.append((e, m, yv, ya, cv, ca))
     if cfg['n_extra_events'] and len(events) > cfg['n_extra_events']:
-        raise SystemExit(f"data_gen error: n_extra_events={cfg['n_extra_events']} is too small: "
+        raise ValueError(f"data_gen error: n_extra_events={cfg['n_extra_events']} is too small: "
                          f"balancing needs {len(events)} new events")
     n_new = len(events)
     nf, nl = cfg['n_first_names'], cfg['n_last_names']
     free = np.setdiff1d(np.arange(nf * nl), kg['name_idx'][:, 0] * nl + kg['name_idx'][:, 1])
     if len(free) < n_new:
-        raise SystemExit(f"data_gen error: n_first_names * n_last_names = {nf * nl} cannot name "
+        raise ValueError(f"data_gen error: n_first_names * n_last_names = {nf * nl} cannot name "
                          f"{P} people plus {n_new} new ones for variant={cfg['variant']!r}")
     combo = rng_for(cfg['split_seed'], 4).choice(free, n_new, replace=False)
     nb, ns, ncity = cfg['n_birth_years'], cfg['n_lifespans'], cfg['n_cities']
@@ -400,8 +421,8 @@ def add_extras(cfg, kg, splits):
 
 # ----------------------------------------------------------------------------- tokens and files
 
-def make_vocab(cfg, kg, tpl):
-    words = {w for tl in tpl for tk in tl for b, a in tk for w in b + a}
+def make_vocab(cfg, kg, tpl, pool):
+    words = {w for tl in tpl for tk in tl for b, a in tk for w in b + a} | set(pool)
     words |= set(kg['first']) | set(kg['last'])
     for vs in kg['attributes'].values():
         words |= set(vs)
@@ -428,7 +449,7 @@ def encode(meta, text):
     pieces = text.split() if meta['config']['tokenizer'] == 'word' else list(text)
     missing = [p for p in pieces if p not in index]
     if missing:
-        raise SystemExit(f"data_gen error: {missing[0]!r} is not in the vocabulary")
+        raise ValueError(f"data_gen error: {missing[0]!r} is not in the vocabulary")
     return [index[p] for p in pieces]
 
 
@@ -483,15 +504,15 @@ def build(cfg, verbose=False):
     try:                                          # fail before the work, not after it
         os.makedirs(cfg['data_dir'], exist_ok=True)
     except OSError as e:
-        raise SystemExit(f"data_gen error: data_dir={cfg['data_dir']!r} is not writable ({e.strerror})")
-    kg, tpl = make_kg(cfg), make_templates(cfg)
+        raise ValueError(f"data_gen error: data_dir={cfg['data_dir']!r} is not writable ({e.strerror})")
+    kg, (tpl, pool) = make_kg(cfg), make_templates(cfg)
     split_keys, celeb, event_lang = base_split(cfg, kg)
     new_events = []
     if cfg['variant'] != 'src':
         extra, new_events = add_extras(cfg, kg, split_keys)
         for s in SPLITS:
             split_keys[s].append(extra[s])
-    vocab = make_vocab(cfg, kg, tpl)
+    vocab = make_vocab(cfg, kg, tpl, pool)
     langs = [f'lang{l}' for l in range(cfg['n_langs'])]
     data = {}
     for s in SPLITS:
@@ -555,7 +576,7 @@ def write_dataset(cfg, meta, data):
     try:
         tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(path)}.tmp', dir=cfg['data_dir'])
     except OSError as e:
-        raise SystemExit(f"data_gen error: data_dir={cfg['data_dir']!r} is not writable ({e.strerror})")
+        raise ValueError(f"data_gen error: data_dir={cfg['data_dir']!r} is not writable ({e.strerror})")
     try:
         os.chmod(tmp, 0o755)
         for s in SPLITS:
@@ -596,21 +617,59 @@ def print_summary(path, meta, data):
                   f"{x['text'][:cut]}| {x['attribute']}")
 
 
+def encode_examples(examples, meta=None, T=None):
+    """Examples as right-padded numpy arrays, the one place where examples become tensors:
+    tokens (N, T) (0 = <pad>; T = the longest example unless given), prompt_len (N,), length (N,),
+    template (N,), person (N,), and with a dataset's meta group (N,) = fact type * n_langs + lang."""
+    meta = meta or {'fact_types': [], 'languages': []}
+    ft_index = {ft: i for i, ft in enumerate(meta['fact_types'])}
+    T = T or max(len(e['tokens']) for e in examples)
+    tok = np.zeros((len(examples), T), np.int64)
+    for i, e in enumerate(examples):
+        tok[i, :len(e['tokens'])] = e['tokens']
+    col = lambda f: np.array([f(e) for e in examples], np.int64).reshape(-1)
+    return dict(tokens=tok, prompt_len=col(lambda e: e['prompt_len']), length=col(lambda e: len(e['tokens'])),
+                group=col(lambda e: ft_index.get(e['fact_type'], -1) * len(meta['languages']) + e['lang']),
+                template=col(lambda e: e['template']), person=col(lambda e: e['person']))
+
+
+def attribute_targets(pos, prompt_len, length):
+    """True where the next-token target at position `pos` (an index into tokens) is a token of the
+    attribute: prompt_len <= pos < length - 1 (the EOS after it is not part of it). The one
+    definition of the attribute span; broadcasts over numpy arrays and torch tensors alike."""
+    return (pos >= prompt_len) & (pos < length - 1)
+
+
+def attribute_tokens(example):
+    """The attribute's token ids of one example: tokens[prompt_len : -1]."""
+    return example['tokens'][example['prompt_len']:-1]
+
+
+def line_count(path):
+    with open(path, 'rb') as f:
+        return sum(chunk.count(b'\n') for chunk in iter(lambda: f.read(1 << 20), b''))
+
+
 def prepare(cfg):
-    """Path of the dataset of cfg; built first unless a dataset made from the same knobs is there."""
+    """Path of the dataset of cfg; built first unless a complete dataset made from the same knobs
+    by this VERSION is there (a split file whose line count differs from meta.json's, e.g. cut
+    short by a full disk, is rebuilt: the dataset is a pure function of the knobs)."""
     cfg = data_cfg(cfg)
     check(cfg)
     path = dataset_path(cfg)
+    why = 'missing'
     try:
         with open(os.path.join(path, 'meta.json')) as f:
             meta = json.load(f)
-        same = meta.get('version') == VERSION and all(
-            meta['config'].get(k) == v for k, v in cfg.items() if k != 'data_dir')
-        if same and all(os.path.isfile(os.path.join(path, f'{s}.jsonl')) for s in SPLITS):
-            return path
+        why = 'made by another version or from other knobs'
+        if meta.get('version') == VERSION and all(meta['config'].get(k) == v for k, v in cfg.items() if k != 'data_dir'):
+            bad = [s for s in SPLITS if line_count(os.path.join(path, f'{s}.jsonl')) != meta['splits'][s]]
+            if not bad:
+                return path
+            why = f"{bad[0]}.jsonl is incomplete"
     except (OSError, ValueError, KeyError, AttributeError):
         pass
-    print(f"building dataset {path}")
+    print(f"building dataset {path} ({why})")
     return build(cfg)
 
 
@@ -619,24 +678,41 @@ def load_meta(path):
         with open(os.path.join(path, 'meta.json')) as f:
             return json.load(f)
     except OSError:
-        raise SystemExit(f"data_gen error: no dataset at {path} (meta.json missing); run data_gen.py first")
+        raise ValueError(f"data_gen error: no dataset at {path} (meta.json missing); run data_gen.py first") from None
     except ValueError:
-        raise SystemExit(f"data_gen error: {path}/meta.json is not valid JSON")
+        raise ValueError(f"data_gen error: {path}/meta.json is not valid JSON") from None
 
 
-def load_split(path, split):
+def load_split(path, split, meta=None):
+    """The examples of one split; a torn line or a line count that differs from meta.json's is a
+    one-line error naming the file (delete the folder, and train.py or data_gen.py rebuilds it)."""
     if split not in SPLITS:
-        raise SystemExit(f"data_gen error: split {split!r} is not one of {', '.join(SPLITS)}")
+        raise ValueError(f"data_gen error: split {split!r} is not one of {', '.join(SPLITS)}")
+    file = os.path.join(path, f'{split}.jsonl')
     try:
-        with open(os.path.join(path, f'{split}.jsonl')) as f:
-            return [json.loads(line) for line in f]
+        with open(file) as f:
+            lines = f.readlines()
     except OSError:
-        raise SystemExit(f"data_gen error: no {split} split at {path}; run data_gen.py first")
+        raise ValueError(f"data_gen error: no {split} split at {path}; run data_gen.py first") from None
+    out = []
+    for i, line in enumerate(lines):
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            raise ValueError(f"data error: {file} line {i + 1} is not valid JSON (a torn file?); "
+                             f"delete {path} to rebuild it") from None
+    n = (meta or load_meta(path)).get('splits', {}).get(split)
+    if n is not None and n != len(out):
+        raise ValueError(f"data error: {file} has {len(out)} examples, meta.json says {n} (cut short?); "
+                         f"delete {path} to rebuild it")
+    return out
 
 
 if __name__ == '__main__':
-    # train.py's settings are accepted (and ignored here) so that one config file, such as
-    # config/celeb_08.py which also sets out_dir, serves both scripts
-    import train
-    cfg = data_cfg(configure(train.DEFAULTS, sys.argv[1:]))
-    build(cfg, verbose=True)
+    # train.py's knobs are accepted (and ignored here) so that one config file, such as
+    # config/celeb_08.py which also sets out_dir, serves both scripts; read from its source, not
+    # imported, so that data_gen does not depend on train
+    here = os.path.dirname(os.path.abspath(__file__))
+    others = {k: v for k, v in file_settings(os.path.join(here, 'train.py')).items() if k not in DATA_DEFAULTS}
+    cli(lambda: build(data_cfg(configure(dict(DATA_DEFAULTS, **others), choices=CHOICES,
+                                         sources=[__file__])), verbose=True))

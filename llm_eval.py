@@ -5,12 +5,17 @@ whether the model can answer it in another language? (SPEC section 10)
     python llm_eval.py --model=google/gemma-2-2b --data=path/to/eclektic_main.jsonl
     python llm_eval.py --model=/local/gemma-2-2b --data=eclektic_main.jsonl --paraphrases=para.jsonl
     python llm_eval.py --vocab_only=True         # vocabulary-overlap matrix only, no model
+    python llm_eval.py --help                    # every knob with its default
 
 Each ECLeKTic question is asked in its original language (in-distribution) and in the other
-languages (out-of-distribution), greedily. Per fact and layer, the unification score compares
-the source-language and target-language question representations (residual stream at the last
-prompt token). Extra dependencies of this script only: transformers, scipy, wordfreq.
-Outputs in out_dir: config.json, answers.jsonl, transfers.jsonl, results.json,
+languages (out-of-distribution), greedily. Representation: the residual stream at the last prompt
+token, per layer. Per fact, target language and layer, the unification score is the normalized
+one of metrics.py computed for that one fact: (sim(X,Y) - sim(X,O)) / (sim(X,X) - sim(X,O)),
+X = the source-language questions (original + paraphrases), Y = the translation, O = the
+source-language questions of the other facts of the same source language (see `unification`; with
+no paraphrases, knob unif_fallback). Per layer, ROC AUC and a Welch t-test of the score for
+correct vs incorrect transfers. Extra dependencies of this script only: transformers, scipy,
+wordfreq. Outputs in out_dir: config.json, answers.jsonl, transfers.jsonl, results.json,
 vocab_overlap.json and PNG figures.
 """
 import json
@@ -22,7 +27,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from configurator import configure, config_keys, overrides
+import metrics
+from configurator import cli, coerce, configure, config_keys, overrides
 from model import pick_device
 
 # -----------------------------------------------------------------------------
@@ -35,14 +41,14 @@ prompt_template = 'Q: {question}\nA:'  # prompt around each question; its last t
 max_new_tokens = 24                  # answer length bound (greedy; generation also stops at a newline)
 batch_size = 32                      # prompts per generate call
 device = 'auto'                      # auto = cuda, then mps, then cpu
-dtype = 'auto'                       # auto = bfloat16 on cuda, float32 elsewhere; or float32/bfloat16/float16
+dtype = 'auto'                       # auto = bfloat16 on any cuda device, float32 elsewhere
 attn_implementation = 'eager'        # Gemma-2's attention soft-cap needs eager attention; '' = library default
 judge = 'match'                      # match = normalised answer in the first line of the output; llm = yes/no LLM judge
 judge_model = ''                     # llm judge: local path or name; '' = the evaluated model itself
-judge_prompt = ('Question: {question}\nCorrect answer: {gold}\nProposed answer: {pred}\n'
-                'Is the proposed answer correct? Answer yes or no.\nAnswer:')  # llm judge prompt (yes/no)
+judge_prompt = ('Question: {question}\nCorrect answer: {gold}\nProposed answer: {pred}\n'  # llm judge prompt (yes/no)
+                'Is the proposed answer correct? Answer yes or no.\nAnswer:')
 condition_on_source = True           # transfer stats only over facts answered correctly in the source language
-unif_fallback = 'cross'              # one source question: cross = sim(X,Y); other = sim(X,Y) / sim(X, other facts)
+unif_fallback = 'self'               # no paraphrases: self = sim(X,X) as 1; centered = sim(X,Y)-sim(X,O); cross = sim(X,Y)
 celebrity_field = 'celebrity'        # optional per-item bool or popularity number: the celebrity baseline
 alpha = 0.05                         # significance level (after Bonferroni over layers)
 max_items = 0                        # evaluate only the first N items (0 = all)
@@ -51,20 +57,29 @@ vocab_top_n = 50000                  # most frequent words per language for the 
 vocab_wordlist = 'best'              # wordfreq list ('best' ships with the package)
 # -----------------------------------------------------------------------------
 DEFAULTS = config_keys(globals())
+CHOICES = {'judge': ('match', 'llm'), 'unif_fallback': ('self', 'centered', 'cross'),
+           'dtype': ('auto', 'float32', 'bfloat16', 'float16'), 'vocab_wordlist': ('best', 'large', 'small')}
+UNIF_KINDS = ('normalized', 'self', 'centered', 'cross', 'none')  # see `unification`
 BASE_FIELDS = ['q_id', 'original_lang', 'question', 'answer']
 NO_SPACE_LANGS = {'ja', 'zh', 'th'}  # answers matched as plain substrings (no word boundaries)
+
+
+def check_choices(cfg):
+    """The CHOICES of a cfg built in Python rather than by configure: the same one-line errors."""
+    for key, ok in CHOICES.items():
+        coerce(key, cfg[key], DEFAULTS[key], ok)
 
 
 def lang_list(cfg):
     langs = [l.strip() for l in cfg['languages'].split(',') if l.strip()]
     if len(langs) < 2:
-        raise SystemExit(f"config error: languages={cfg['languages']!r} needs at least two languages")
+        raise ValueError(f"config error: languages={cfg['languages']!r} needs at least two languages")
     return langs
 
 
 def read_jsonl(path):
     if not os.path.isfile(path):
-        raise SystemExit(f"data file not found: {path}")
+        raise ValueError(f"data file not found: {path}")
     rows = []
     with open(path, encoding='utf-8') as f:
         for i, line in enumerate(f, 1):
@@ -72,9 +87,9 @@ def read_jsonl(path):
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as e:
-                    raise SystemExit(f"{path} line {i}: not valid JSON ({e.msg})")
+                    raise ValueError(f"{path} line {i}: not valid JSON ({e.msg})") from None
     if not rows:
-        raise SystemExit(f"{path}: no records")
+        raise ValueError(f"{path}: no records")
     return rows
 
 
@@ -85,21 +100,21 @@ def load_items(cfg):
     need = BASE_FIELDS + [f'{l}_{s}' for l in langs for s in 'qa']
     missing = sorted({k for r in rows for k in need if k not in r}, key=need.index)
     if missing:
-        raise SystemExit(f"{path}: missing fields {', '.join(missing)} (fewer languages: --languages=en,fr,...)")
+        raise ValueError(f"{path}: missing fields {', '.join(missing)} (fewer languages: --languages=en,fr,...)")
     dup = len(rows) - len({str(r['q_id']) for r in rows})
     if dup:
-        raise SystemExit(f"{path}: {dup} duplicate q_id values")
+        raise ValueError(f"{path}: {dup} duplicate q_id values")
     items = [r for r in rows if r['original_lang'] in langs]
     if cfg['max_items']:
         items = items[:cfg['max_items']]
     if not items:
-        raise SystemExit(f"{path}: no item has original_lang in languages={','.join(langs)}")
+        raise ValueError(f"{path}: no item has original_lang in languages={','.join(langs)}")
     for l in langs:
         if not any((r['question'] if r['original_lang'] == l else r[f'{l}_q']).strip() for r in items):
-            raise SystemExit(f"{path}: language '{l}' has no questions")
+            raise ValueError(f"{path}: language '{l}' has no questions")
     has = sum(cfg['celebrity_field'] in r for r in items)
     if 0 < has < len(items):
-        raise SystemExit(f"{path}: field '{cfg['celebrity_field']}' present in only {has} of {len(items)} items")
+        raise ValueError(f"{path}: field '{cfg['celebrity_field']}' present in only {has} of {len(items)} items")
     return items
 
 
@@ -110,7 +125,7 @@ def load_paraphrases(path, items):
     ids, out = {r['q_id'] for r in items}, {}
     for r in read_jsonl(path):
         if 'q_id' not in r or not ('question' in r or 'questions' in r):
-            raise SystemExit(f"{path}: paraphrase records need fields q_id and question (or questions)")
+            raise ValueError(f"{path}: paraphrase records need fields q_id and question (or questions)")
         qs = r['questions'] if 'questions' in r else [r['question']]
         if r['q_id'] in ids:  # paraphrases of items filtered out (languages, max_items) are ignored
             out.setdefault(r['q_id'], []).extend(q for q in qs if q.strip())
@@ -130,14 +145,20 @@ def build_questions(items, paras, langs):
     return qs
 
 
+def pick_dtype(name, dev):
+    """'auto' = bfloat16 on any CUDA device ('cuda', 'cuda:0', 'cuda:1', ...), float32 elsewhere."""
+    if name != 'auto':
+        return name
+    return 'bfloat16' if torch.device(dev).type == 'cuda' else 'float32'
+
+
 def load_model(name, cfg):
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError:
-        raise SystemExit("llm_eval.py needs transformers: pip install transformers")
+        raise ValueError("llm_eval.py needs transformers: pip install transformers") from None
     dev = pick_device(cfg['device'])
-    dt = cfg['dtype'] if cfg['dtype'] != 'auto' else ('bfloat16' if dev == 'cuda' else 'float32')
-    kw = dict(dtype=getattr(torch, dt))
+    kw = dict(dtype=getattr(torch, pick_dtype(cfg['dtype'], dev)))
     if cfg['attn_implementation']:
         kw['attn_implementation'] = cfg['attn_implementation']
     try:
@@ -145,12 +166,12 @@ def load_model(name, cfg):
         lm = AutoModelForCausalLM.from_pretrained(name, **kw).to(dev).eval()
     except Exception as e:  # network, auth, bad path, bad files: all one line
         msg = (str(e).strip().splitlines() or [''])[0][:200]
-        raise SystemExit(f"cannot load model '{name}' ({type(e).__name__}: {msg}); "
-                         f"without hub access pass a local directory: --model=/path/to/model")
+        raise ValueError(f"cannot load model '{name}' ({type(e).__name__}: {msg}); "
+                         f"without hub access pass a local directory: --model=/path/to/model") from None
     tok.padding_side = 'left'  # so the last prompt token sits at position -1 of every row
     if tok.pad_token is None:
         if tok.eos_token is None:
-            raise SystemExit(f"model '{name}': tokenizer has neither a pad nor an eos token")
+            raise ValueError(f"model '{name}': tokenizer has neither a pad nor an eos token")
         tok.pad_token = tok.eos_token
     return lm, tok
 
@@ -207,21 +228,63 @@ def llm_judge(lm, tok, rows, cfg):
     return [normalize(o).startswith('yes') for o in outs]
 
 
-def unification(H, x_idx, y_idx, o_idx, fallback):
-    """Per-layer score of one fact and target: sim(X,Y)/sim(X,X), sim = mean pairwise cosine
-    (off-diagonal for X with itself). H holds unit vectors (N, L+1, d). With a single source
-    question sim(X,X) is undefined: 'cross' uses sim(X,Y), 'other' divides by the mean cosine of X
-    with other facts' source questions of the same language. Returns ((L+1,), kind)."""
-    X, Y = H[x_idx], H[y_idx]                                    # (nx, L+1, d), (ny, L+1, d)
-    xy = torch.einsum('ild,jld->l', X, Y) / (len(x_idx) * len(y_idx))
-    if len(x_idx) > 1:
-        xx = torch.einsum('ild,jld->ijl', X, X)                  # (nx, nx, L+1), diagonal = 1
-        n = len(x_idx)
-        return (xy / ((xx.sum((0, 1)) - xx.diagonal().sum(-1)) / (n * (n - 1)))).numpy(), 'ratio'
-    if fallback == 'other' and len(o_idx):
-        xo = torch.einsum('ild,jld->l', X, H[o_idx]) / len(o_idx)
-        return (xy / xo).numpy(), 'ratio_other'
-    return xy.numpy(), 'cross'
+def fact_ids(qs, langs):
+    """Group ids of the questions for metrics.fact_similarities: fact = the item (in order of first
+    appearance), lang = 0 for its source-language questions (original + paraphrases) and 1 + the
+    index in langs of a target question's language, ftype = the index of the item's source language
+    (so the baseline of a fact is the other facts asked in the same source language).
+    -> fact, lang, ftype: (N,) long tensors in the order of qs."""
+    facts, src = {}, {}
+    for q in qs:
+        facts.setdefault(q['q_id'], len(facts))
+        if q['kind'] != 'target':
+            src[q['q_id']] = q['lang']
+    fact = torch.tensor([facts[q['q_id']] for q in qs])
+    lang = torch.tensor([1 + langs.index(q['lang']) if q['kind'] == 'target' else 0 for q in qs])
+    ftype = torch.tensor([langs.index(src[q['q_id']]) for q in qs])
+    return fact, lang, ftype
+
+
+def unification(H, fact, lang, ftype, fallback='self', eps=1e-6):
+    """The normalized unification of metrics.unification (its docstring says why), per fact,
+    target language and layer, from metrics.fact_similarities:
+
+        (sim(X,Y) - sim(X,O)) / (sim(X,X) - sim(X,O))
+
+    sim = mean pairwise cosine; X = the fact's source-language questions (lang 0), Y = its question
+    in the target language, O = the source-language questions of the other facts of its ftype (same
+    source language); sim(X,X) over pairs i != j. 1: the translation is as close to the source
+    questions as they are to each other; 0: no closer than other facts of the source language;
+    < 0: further. Unlike metrics.unification nothing is pooled over facts, so a fact whose
+    paraphrases are barely closer to each other than to other facts (denominator near 0, or below
+    it) gets an extreme or sign-flipped score; AUC downstream only reads ranks, the t-test does not.
+    With one source question sim(X,X) is undefined; `fallback` decides (the fact's kind):
+      self      sim(X,X) = 1, the self-similarity of a unit vector: (sim(X,Y) - sim(X,O)) /
+                (1 - sim(X,O)). Same scale (1 = the translation's representation equals the
+                question's, 0 = no closer than other facts), but shrunk towards 0 compared with
+                the score paraphrases would give, since their sim(X,X) < 1
+      centered  sim(X,Y) - sim(X,O): the fact-specific similarity, not normalized
+      cross     sim(X,Y): the raw cosine, no baseline
+    Facts with >= 2 source questions are of kind 'normalized'; a fact with no other fact in its
+    source language has no baseline: kind 'none', scores NaN (except under 'cross'). A score whose
+    denominator is below eps (no fact-specific similarity at all, e.g. a layer where every prompt's
+    last token has the same representation) is NaN: there is nothing to normalize.
+    H: unit vectors (N, L+1, d); fact, lang, ftype: (N,) ids.
+    -> scores (F, nl-1, L+1) float64 numpy (column l-1 = lang id l), kinds: list of F strings."""
+    cols = []
+    for layer in range(H.shape[1]):
+        s = metrics.fact_similarities(metrics.unit(H[:, layer].double()), fact, lang, ftype)
+        multi = s['n_x'] >= 2                                            # (F,) sim(X,X) is defined
+        base = s['base'][:, None]                                        # (F, 1)
+        den = torch.where(multi, s['within'], torch.ones_like(s['within']))[:, None] - base
+        norm = (s['cross'] - base) / den.where(den.abs() >= eps, torch.nan)   # (F, nl-1)
+        alt = {'self': norm, 'centered': s['cross'] - base, 'cross': s['cross']}[fallback]
+        cols.append(torch.where(multi[:, None], norm, alt))
+    kinds = ['normalized' if nx >= 2 else fallback for nx in s['n_x'].tolist()]
+    kinds = ['none' if k != 'cross' and no < 1 else k for k, no in zip(kinds, s['n_other'].tolist())]
+    U = torch.stack(cols, -1)                                            # (F, nl-1, L+1)
+    U[torch.tensor([k == 'none' for k in kinds])] = torch.nan
+    return U.numpy(), kinds
 
 
 def roc_auc(scores, labels):
@@ -240,16 +303,19 @@ def roc_auc(scores, labels):
 
 def separation_stats(S, labels, alpha_):
     """Per column of S (P, K): AUC for predicting labels, Welch t-test correct vs incorrect,
-    Bonferroni-corrected over the K columns."""
+    Bonferroni-corrected over the K columns. Each column uses its finite entries only (NaN = a
+    transfer without a score at that layer); n_correct and n_incorrect count them."""
     from scipy import stats
-    S, y = np.asarray(S, float), np.asarray(labels, bool)
+    S, labels = np.asarray(S, float), np.asarray(labels, bool)
     S = S[:, None] if S.ndim == 1 else S                         # (P, K)
     res = []
     for k in range(S.shape[1]):
-        a, b = S[y, k], S[~y, k]
+        ok = np.isfinite(S[:, k])
+        s, y = S[ok, k], labels[ok]
+        a, b = s[y], s[~y]
         t, p = stats.ttest_ind(a, b, equal_var=False) if min(len(a), len(b)) > 1 else (np.nan, np.nan)
         pb = min(1.0, p * S.shape[1]) if np.isfinite(p) else float('nan')
-        res.append(dict(auc=roc_auc(S[:, k], y), t=float(t), p=float(p), p_bonferroni=pb,
+        res.append(dict(auc=roc_auc(s, y), t=float(t), p=float(p), p_bonferroni=pb,
                         significant=bool(pb < alpha_), n_correct=int(y.sum()), n_incorrect=int((~y).sum()),
                         mean_correct=float(a.mean()) if len(a) else None,
                         mean_incorrect=float(b.mean()) if len(b) else None))
@@ -261,10 +327,10 @@ def vocab_overlap(langs, top_n=50000, wordlist='best'):
     try:
         import wordfreq
     except ImportError:
-        raise SystemExit("vocabulary overlap needs wordfreq: pip install wordfreq")
+        raise ValueError("vocabulary overlap needs wordfreq: pip install wordfreq") from None
     bad = [l for l in langs if l not in wordfreq.available_languages(wordlist)]
     if bad:
-        raise SystemExit(f"wordfreq has no '{wordlist}' word list for: {', '.join(bad)}")
+        raise ValueError(f"wordfreq has no '{wordlist}' word list for: {', '.join(bad)}")
     words = {l: set(wordfreq.top_n_list(l, top_n, wordlist=wordlist)) for l in langs}
     jac = {f'{a}-{b}': len(words[a] & words[b]) / len(words[a] | words[b])
            for a in langs for b in langs if a != b}
@@ -273,7 +339,7 @@ def vocab_overlap(langs, top_n=50000, wordlist='best'):
                 jaccard=jac)
 
 
-def r2(y, X):
+def ols_r2(y, X):
     """R^2 of an OLS fit of y on the columns of X plus an intercept (None if underdetermined)."""
     y, X = np.asarray(y, float), np.asarray(X, float).reshape(len(y), -1)
     sst = ((y - y.mean()) ** 2).sum()
@@ -303,10 +369,10 @@ def overlap_analysis(pair_acc, jaccard, celeb_ratio=None):
     s_ov = np.array([np.mean([jaccard[k] for k in keys if k.startswith(s + '-')]) for s in srcs])
     levels = {'pairs': (acc, ov, [k.split('-')[0] for k in keys]), 'sources': (s_acc, s_ov, srcs)}
     for name, (y, x, src) in levels.items():
-        rec = dict(n=len(y), r2_overlap=r2(y, x))
+        rec = dict(n=len(y), r2_overlap=ols_r2(y, x))
         if celeb_ratio is not None:
             c = np.array([celeb_ratio[s] for s in src])
-            rec.update(r2_celebrity=r2(y, c), r2_both=r2(y, np.column_stack([x, c])))
+            rec.update(r2_celebrity=ols_r2(y, c), r2_both=ols_r2(y, np.column_stack([x, c])))
         out[f'variance_explained_{name}'] = rec
     return out
 
@@ -379,27 +445,17 @@ def plot_results(res, path):
     plt.close(fig)
 
 
-def run(cfg, judge_fn=None):
-    """The whole evaluation. judge_fn(rows) -> list[bool] replaces the configured judge; rows
-    carry q_id, lang, kind, question, gold, prediction. Returns (results dict, representations
-    (N questions, L+1, d) in the order of answers.jsonl)."""
-    for key, ok in [('judge', ('match', 'llm')), ('unif_fallback', ('cross', 'other'))]:
-        if cfg[key] not in ok:
-            raise SystemExit(f"config error: {key}={cfg[key]!r} is not one of {'|'.join(ok)}")
-    langs = lang_list(cfg)
-    os.makedirs(cfg['out_dir'], exist_ok=True)
-    write_json(os.path.join(cfg['out_dir'], 'config.json'), cfg)
-    items = load_items(cfg)
-    paras = load_paraphrases(cfg['paraphrases'], items)
-    vo = vocab_overlap(langs, cfg['vocab_top_n'], cfg['vocab_wordlist'])  # fail early on a missing package
-    lm, tok = load_model(cfg['model'], cfg)
-    qs = build_questions(items, paras, langs)
-    print(f"{len(items)} items, {len(qs)} questions, {lm.config.num_hidden_layers} layers, device {lm.device}")
-    t0 = time.time()
+def answer(lm, tok, qs, cfg):
+    """Ask every question greedily: sets q['prediction']; -> representations (N, L+1, d)."""
     prompts = [cfg['prompt_template'].format(question=q['question']) for q in qs]
     preds, H = generate(lm, tok, prompts, cfg['max_new_tokens'], reps=True, bs=cfg['batch_size'])
     for q, p in zip(qs, preds):
         q['prediction'] = p
+    return H
+
+
+def judge_all(qs, cfg, lm, tok, judge_fn=None):
+    """Sets q['correct'] with judge_fn(rows) -> list[bool] if given, else the configured judge."""
     if judge_fn is None and cfg['judge'] == 'llm':
         jm, jt = (lm, tok) if not cfg['judge_model'] else load_model(cfg['judge_model'], cfg)
         judge_fn = lambda rows: llm_judge(jm, jt, rows, cfg)
@@ -407,36 +463,38 @@ def run(cfg, judge_fn=None):
                                           for r in rows])
     for q, c in zip(qs, judge_fn(qs)):
         q['correct'] = bool(c)
-    write_jsonl(os.path.join(cfg['out_dir'], 'answers.jsonl'), qs)
 
-    # per fact and target language: unification per layer
-    by_fact = {}
-    for i, q in enumerate(qs):
-        by_fact.setdefault(q['q_id'], []).append(i)
+
+def score_transfers(qs, items, H, langs, cfg):
+    """One record per fact and target language: correctness in source and target, the celebrity
+    value, and the unification score per layer (NaN where unscored, null in the file) with its kind."""
+    fact, lang, ftype = fact_ids(qs, langs)
+    U, kinds = unification(H, fact, lang, ftype, cfg['unif_fallback'])
     celeb = {r['q_id']: float(r[cfg['celebrity_field']]) for r in items if cfg['celebrity_field'] in r}
-    orig_of_lang = {}
-    for r in items:
-        orig_of_lang.setdefault(r['original_lang'], []).append(by_fact[r['q_id']][0])
-    transfers = []
-    for r in items:
-        idx = by_fact[r['q_id']]
-        x_idx = [i for i in idx if qs[i]['kind'] != 'target']
-        o_idx = [i for i in orig_of_lang[r['original_lang']] if i != idx[0]]
-        for i in idx:
-            if qs[i]['kind'] == 'target':
-                u, kind = unification(H, x_idx, [i], o_idx, cfg['unif_fallback'])
-                transfers.append(dict(q_id=r['q_id'], src=r['original_lang'], tgt=qs[i]['lang'],
-                                      src_correct=qs[idx[0]]['correct'], tgt_correct=qs[i]['correct'],
-                                      celebrity=celeb.get(r['q_id']), unif_kind=kind, unification=u.tolist()))
-    write_jsonl(os.path.join(cfg['out_dir'], 'transfers.jsonl'), transfers)
-    used = [t for t in transfers if t['src_correct'] or not cfg['condition_on_source']]
-    kinds = {k: sum(t['unif_kind'] == k for t in transfers) for k in ('ratio', 'ratio_other', 'cross')}
+    src_correct = {q['q_id']: q['correct'] for q in qs if q['kind'] == 'original'}
+    src_lang = {r['q_id']: r['original_lang'] for r in items}
+    return [dict(q_id=q['q_id'], src=src_lang[q['q_id']], tgt=q['lang'], src_correct=src_correct[q['q_id']],
+                 tgt_correct=q['correct'], celebrity=celeb.get(q['q_id']), unif_kind=kinds[f],
+                 unification=U[f, l - 1].tolist())
+            for q, f, l in zip(qs, fact.tolist(), lang.tolist()) if q['kind'] == 'target']
+
+
+def used_transfers(transfers, cfg):
+    return [t for t in transfers if t['src_correct'] or not cfg['condition_on_source']]
+
+
+def statistics(cfg, items, qs, transfers, n_layers, vo):
+    """results.json: per layer, how well unification separates correct from incorrect transfers;
+    the celebrity baseline; accuracies per question kind and language pair; the overlap analysis."""
+    used = used_transfers(transfers, cfg)
+    kinds = {k: sum(t['unif_kind'] == k for t in transfers) for k in UNIF_KINDS}
     if sum(v > 0 for v in kinds.values()) > 1:
-        print(f"warning: unification scores of different kinds are pooled: {kinds}")
+        print(f"warning: unification scores of different kinds are pooled ('none' = unscored): {kinds}")
     y = [t['tgt_correct'] for t in used]
-    S = np.array([t['unification'] for t in used]).reshape(len(used), H.shape[1])
+    S = np.array([t['unification'] for t in used], float).reshape(len(used), n_layers)  # None -> NaN
+    celeb = all(cfg['celebrity_field'] in r for r in items)  # load_items: in all items or in none
     res = dict(config=cfg, model=cfg['model'], n_items=len(items), n_questions=len(qs),
-               n_layers=H.shape[1], n_transfers=len(transfers), n_transfers_used=len(used), unif_kinds=kinds,
+               n_layers=n_layers, n_transfers=len(transfers), n_transfers_used=len(used), unif_kinds=kinds,
                per_layer=separation_stats(S, y, cfg['alpha']),
                celebrity=separation_stats([t['celebrity'] for t in used], y, cfg['alpha'])[0] if celeb else None)
     acc = {}  # accuracy per question kind and language
@@ -449,34 +507,69 @@ def run(cfg, judge_fn=None):
     res['transfer_accuracy'] = {k: dict(acc=float(np.mean(v)), n=len(v)) for k, v in sorted(pair_acc.items())}
     ratio = None
     if celeb:  # celebrity ratio of a source language: mean celebrity value of its items
-        ratio = {s: float(np.mean([celeb[r['q_id']] for r in items if r['original_lang'] == s]))
+        ratio = {s: float(np.mean([float(r[cfg['celebrity_field']]) for r in items if r['original_lang'] == s]))
                  for s in {r['original_lang'] for r in items}}
     res['celebrity_ratio'] = ratio
     res['vocab_overlap'] = vo
     res['overlap'] = overlap_analysis({k: (v['acc'], v['n']) for k, v in res['transfer_accuracy'].items()},
                                       vo['jaccard'], ratio) if pair_acc else None
-    res['seconds'] = time.time() - t0
-    write_json(os.path.join(cfg['out_dir'], 'vocab_overlap.json'), vo)
-    write_json(os.path.join(cfg['out_dir'], 'results.json'), res)
+    return res
+
+
+def write_results(cfg, res, qs, transfers):
+    """results.json, vocab_overlap.json, the two figures and a one-line summary -> JSON-safe res."""
+    out, vo = cfg['out_dir'], res['vocab_overlap']
+    write_json(os.path.join(out, 'vocab_overlap.json'), vo)
+    write_json(os.path.join(out, 'results.json'), res)
     res = clean(res)
-    plot_vocab(vo, os.path.join(cfg['out_dir'], 'vocab_overlap.png'))
-    plot_results(res, os.path.join(cfg['out_dir'], 'unification_auc.png'))
+    plot_vocab(vo, os.path.join(out, 'vocab_overlap.png'))
+    plot_results(res, os.path.join(out, 'unification_auc.png'))
     best = max(range(len(res['per_layer'])), key=lambda i: res['per_layer'][i]['auc'] or 0)
+    y = [t['tgt_correct'] for t in used_transfers(transfers, cfg)]
     print(f"source acc {np.mean([q['correct'] for q in qs if q['kind'] == 'original']):.3f} | transfer acc "
-          f"{np.mean(y) if y else float('nan'):.3f} over {len(used)} | best layer {best} AUC "
-          f"{res['per_layer'][best]['auc']} | {res['seconds']:.0f}s -> {cfg['out_dir']}")
-    return res, H
+          f"{np.mean(y) if y else float('nan'):.3f} over {len(y)} | best layer {best} AUC "
+          f"{res['per_layer'][best]['auc']} | {res['seconds']:.0f}s -> {out}")
+    return res
+
+
+def run(cfg, judge_fn=None):
+    """The whole evaluation. judge_fn(rows) -> list[bool] replaces the configured judge; rows
+    carry q_id, lang, kind, question, gold, prediction. Returns (results dict, representations
+    (N questions, L+1, d) in the order of answers.jsonl)."""
+    check_choices(cfg)
+    langs = lang_list(cfg)
+    os.makedirs(cfg['out_dir'], exist_ok=True)
+    write_json(os.path.join(cfg['out_dir'], 'config.json'), cfg)
+    items = load_items(cfg)
+    paras = load_paraphrases(cfg['paraphrases'], items)
+    vo = vocab_overlap(langs, cfg['vocab_top_n'], cfg['vocab_wordlist'])  # fail early on a missing package
+    lm, tok = load_model(cfg['model'], cfg)
+    qs = build_questions(items, paras, langs)
+    print(f"{len(items)} items, {len(qs)} questions, {lm.config.num_hidden_layers} layers, device {lm.device}")
+    t0 = time.time()
+    H = answer(lm, tok, qs, cfg)
+    judge_all(qs, cfg, lm, tok, judge_fn)
+    write_jsonl(os.path.join(cfg['out_dir'], 'answers.jsonl'), qs)
+    transfers = score_transfers(qs, items, H, langs, cfg)
+    write_jsonl(os.path.join(cfg['out_dir'], 'transfers.jsonl'), transfers)
+    res = statistics(cfg, items, qs, transfers, H.shape[1], vo)
+    res['seconds'] = time.time() - t0
+    return write_results(cfg, res, qs, transfers), H
+
+
+def main(cfg):
+    print(overrides(cfg, DEFAULTS))
+    if not cfg['vocab_only']:
+        return run(cfg)
+    check_choices(cfg)
+    os.makedirs(cfg['out_dir'], exist_ok=True)
+    t0 = time.time()
+    vo = vocab_overlap(lang_list(cfg), cfg['vocab_top_n'], cfg['vocab_wordlist'])
+    write_json(os.path.join(cfg['out_dir'], 'vocab_overlap.json'), vo)
+    plot_vocab(vo, os.path.join(cfg['out_dir'], 'vocab_overlap.png'))
+    print(f"vocabulary overlap of {len(vo['languages'])} languages in {time.time() - t0:.1f}s -> {cfg['out_dir']}")
+    return vo
 
 
 if __name__ == '__main__':
-    cfg = configure(DEFAULTS)
-    print(overrides(cfg, DEFAULTS))
-    if cfg['vocab_only']:
-        os.makedirs(cfg['out_dir'], exist_ok=True)
-        t0 = time.time()
-        vo = vocab_overlap(lang_list(cfg), cfg['vocab_top_n'], cfg['vocab_wordlist'])
-        write_json(os.path.join(cfg['out_dir'], 'vocab_overlap.json'), vo)
-        plot_vocab(vo, os.path.join(cfg['out_dir'], 'vocab_overlap.png'))
-        print(f"vocabulary overlap of {len(vo['languages'])} languages in {time.time() - t0:.1f}s -> {cfg['out_dir']}")
-    else:
-        run(cfg)
+    cli(lambda: main(configure(DEFAULTS, choices=CHOICES, sources=[__file__])))

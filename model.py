@@ -52,21 +52,21 @@ class GPTConfig:
 
     def __post_init__(self):
         if self.block not in BLOCKS:
-            raise SystemExit(f"model config error: block={self.block!r} is not one of {', '.join(BLOCKS)}")
+            raise ValueError(f"model config error: block={self.block!r} is not one of {', '.join(BLOCKS)}")
         for k, v in BLOCK_DEFAULTS[self.block].items():
             if getattr(self, k) is None:
                 setattr(self, k, v)
         for k in ('n_layer', 'n_head', 'n_embd', 'vocab_size', 'block_size', 'n_runs'):
             if not isinstance(getattr(self, k), int) or getattr(self, k) < 1:
-                raise SystemExit(f"model config error: {k}={getattr(self, k)!r} must be a positive int")
+                raise ValueError(f"model config error: {k}={getattr(self, k)!r} must be a positive int")
         if self.n_embd % self.n_head:
-            raise SystemExit(f"model config error: n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+            raise ValueError(f"model config error: n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
         hs = self.n_embd // self.n_head
         if self.query_pre_attn_scalar is None:
             self.query_pre_attn_scalar = float(hs)
         rot = int(hs * self.rotary_pct)
         if not 0.0 <= self.rotary_pct <= 1.0 or rot % 2:
-            raise SystemExit(f"model config error: rotary_pct={self.rotary_pct} must give an even number "
+            raise ValueError(f"model config error: rotary_pct={self.rotary_pct} must give an even number "
                              f"of rotary dims per head (head dim {hs})")
 
 
@@ -177,13 +177,14 @@ def layer_shapes(cfg):
 
 class GPT(nn.Module):
 
-    def __init__(self, config, seeds=None):
+    def __init__(self, config, seeds=None, init=True):
+        """seeds: one init seed per run; init=False leaves the weights uninitialised (to be loaded)."""
         super().__init__()
         cfg = self.config = config
         E, d, V = cfg.n_runs, cfg.n_embd, cfg.vocab_size
         seeds = list(range(E)) if seeds is None else list(seeds)
         if len(seeds) != E:
-            raise SystemExit(f"model error: {len(seeds)} seeds given for n_runs={E}")
+            raise ValueError(f"model error: {len(seeds)} seeds given for n_runs={E}")
         self.seeds = seeds
         # fused SDPA kernel when there is no attention soft-cap; set False under torch.func.vmap,
         # where SDPA has no batching rule and falls back to a slow per-example loop
@@ -206,7 +207,8 @@ class GPT(nn.Module):
                              persistent=False)
         # row offset of each run in the flattened (E*V, d) embedding table
         self.register_buffer('run_offset', (torch.arange(E) * V).view(E, 1, 1), persistent=False)
-        self.init_weights()
+        if init:
+            self.init_weights()
 
     def init_kinds(self):
         """{param name: init kind}, in a fixed order that does not depend on n_runs."""
@@ -239,19 +241,15 @@ class GPT(nn.Module):
                 if p.device.type != 'cpu':
                     p[r].copy_(w)
 
-    def get_num_params(self):
-        """Parameters of one run (all of them, embeddings included)."""
-        return n_params(self)
-
     def forward(self, idx, return_hidden=False):
         """idx (E, B, T) token ids -> logits (E, B, T, V) [, hidden (L+1, E, B, T, d)]."""
         cfg = self.config
         E, B, T = idx.shape
         if E != cfg.n_runs:
-            raise SystemExit(f"model error: idx has {E} runs on axis 0, the model has n_runs={cfg.n_runs} "
+            raise ValueError(f"model error: idx has {E} runs on axis 0, the model has n_runs={cfg.n_runs} "
                              f"(use idx.expand to feed one batch to every run)")
         if T > cfg.block_size:
-            raise SystemExit(f"model error: sequence length {T} > block_size {cfg.block_size}")
+            raise ValueError(f"model error: sequence length {T} > block_size {cfg.block_size}")
         x = F.embedding(idx + self.run_offset, self.wte.reshape(-1, cfg.n_embd))  # (E, B, T, d)
         if cfg.block == 'gemma2':
             x = x * cfg.n_embd ** 0.5    # Python float, as HF's float32 normalizer in float32
@@ -278,12 +276,22 @@ class GPT(nn.Module):
 # helpers for the trainer and the analysis
 
 def pick_device(name='auto'):
-    """'auto' = cuda, then mps, then cpu; anything else is used as given."""
-    if name != 'auto':
-        return name
-    if torch.cuda.is_available():
-        return 'cuda'
-    return 'mps' if torch.backends.mps.is_available() else 'cpu'
+    """'auto' = cuda (under torchrun: cuda:LOCAL_RANK), then mps, then cpu; else the name given,
+    checked: a device this torch build or machine does not have is a one-line error."""
+    if name == 'auto':
+        if torch.cuda.is_available():
+            return f"cuda:{os.environ['LOCAL_RANK']}" if 'LOCAL_RANK' in os.environ else 'cuda'
+        return 'mps' if torch.backends.mps.is_available() else 'cpu'
+    kind, _, index = name.partition(':')
+    if kind == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f"config error: device={name!r}, but torch {torch.__version__} sees no CUDA GPU here")
+    if kind == 'cuda' and index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+        raise ValueError(f"config error: device={name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if kind == 'mps' and not torch.backends.mps.is_available():
+        raise ValueError(f"config error: device={name!r}, but MPS is not available here")
+    if kind not in ('cuda', 'mps', 'cpu'):
+        raise ValueError(f"config error: device={name!r} is not one of auto, cpu, cuda, cuda:N, mps")
+    return name
 
 
 def _unwrap(model):
@@ -330,11 +338,11 @@ def load_run(model, r, state_dict):
     params = dict(_unwrap(model).named_parameters())
     missing, extra = sorted(set(params) - set(state_dict)), sorted(set(state_dict) - set(params))
     if missing or extra:
-        raise SystemExit(f"model error: state dict does not match the model (missing {missing[:3]}, "
+        raise ValueError(f"model error: state dict does not match the model (missing {missing[:3]}, "
                          f"unexpected {extra[:3]})")
     for n, p in params.items():
         if tuple(state_dict[n].shape) != tuple(p.shape[1:]):
-            raise SystemExit(f"model error: {n} has shape {tuple(state_dict[n].shape)}, "
+            raise ValueError(f"model error: {n} has shape {tuple(state_dict[n].shape)}, "
                              f"expected {tuple(p.shape[1:])}")
         p[r].copy_(state_dict[n])
 
@@ -343,21 +351,21 @@ def load_checkpoint(path, device='cpu', vocab=None):
     """-> (GPT with n_runs=1 in eval mode on device, checkpoint dict). With `vocab` (the dataset's
     token list), a checkpoint trained on another vocabulary is an error, not silent nonsense."""
     if not os.path.isfile(path):
-        raise SystemExit(f"checkpoint not found: {path}")
+        raise ValueError(f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:
-        raise SystemExit(f"not a checkpoint: {path} ({type(e).__name__})")
+        raise ValueError(f"not a checkpoint: {path} ({type(e).__name__})")
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get('model'), dict) \
             or not isinstance(ckpt.get('model_args'), dict):
-        raise SystemExit(f"not a checkpoint: {path} (needs 'model' and 'model_args')")
+        raise ValueError(f"not a checkpoint: {path} (needs 'model' and 'model_args')")
     known = {f.name for f in fields(GPTConfig)}
     unknown = sorted(set(ckpt['model_args']) - known)
     if unknown:
-        raise SystemExit(f"checkpoint {path}: unknown model_args {unknown}")
+        raise ValueError(f"checkpoint {path}: unknown model_args {unknown}")
     if vocab is not None and ckpt.get('vocab', vocab) != vocab:
-        raise SystemExit(f"checkpoint {path} was trained on another vocabulary "
+        raise ValueError(f"checkpoint {path} was trained on another vocabulary "
                          f"({len(ckpt['vocab'])} tokens) than this dataset ({len(vocab)} tokens)")
-    model = GPT(GPTConfig(**dict(ckpt['model_args'], n_runs=1)))
+    model = GPT(GPTConfig(**dict(ckpt['model_args'], n_runs=1)), init=False)
     load_run(model, 0, ckpt['model'])
     return model.to(device).eval(), ckpt

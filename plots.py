@@ -1,9 +1,14 @@
 """
-Figures of an analysed experiment, redrawn from out/<exp>/analysis.json and similarity.npz
-(analyze.py writes both and calls this), so a figure can be changed without recomputing:
+Figures of an analysed experiment, redrawn from out/<exp>/analysis.json and out/<exp>/similarity.npz
+(analyze.py writes both and calls this), so a figure can be changed without recomputing anything.
 
-    python plots.py out/sweep_celeb        # -> out/sweep_celeb/figures/*.png
+    python plots.py out/<exp>          # e.g. out/sweep_celeb -> out/sweep_celeb/figures/*.png
+
+Reads analysis.json (required) and similarity.npz (optional: without it there are no similarity
+figures); writes one PNG per figure (at most 400 KB each) to out/<exp>/figures/, replacing
+figures of the same name. Needs only numpy and matplotlib, so analyze.py can import its helpers.
 """
+import io
 import json
 import os
 import sys
@@ -11,214 +16,442 @@ import textwrap
 
 import numpy as np
 
-from analyze import acc_of, pearson, sim_layers, spread
+MAX_BYTES = 400_000          # per PNG: a sweep's figures stay light enough to commit and to browse
+DPI = 100                    # first try; a figure over MAX_BYTES is redrawn at a lower dpi
+SIM_LEVELS = 32              # colours of the similarity colour map: cosine steps of 1/16, PNG-friendly
+SETTINGS = dict(sim_runs=4, sim_ckpts=5, unif_rep='act', unif_layer='concat', unif_variant='normalized',
+                footprint_at='max')  # analyze.py's settings the figures read, for an analysis.json without them
+SPLITS = (('ood_test', 'OOD', '-'), ('id_test', 'ID', '--'))
 
 
+# ----------------------------------------------------------------------------- helpers (analyze.py uses them too)
+def acc_of(rec, split, ft='all'):
+    return (rec.get('acc') or {}).get(split, {}).get(ft)
+
+
+def pearson(x, y):
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 3 or x[ok].std() == 0 or y[ok].std() == 0:
+        return None
+    return float(np.corrcoef(x[ok], y[ok])[0, 1])
+
+
+def spread(items, n):
+    """n items evenly spaced over a list (first and last included)."""
+    return [items[i] for i in sorted(set(np.linspace(0, len(items) - 1, min(n, len(items))).round().astype(int)))]
+
+
+def sim_layers(n_layer):
+    """Layer groups shown in the similarity figures: first, middle and last block, all layers."""
+    return list(dict.fromkeys(['L1', f'L{(n_layer + 1) // 2}', f'L{n_layer}', 'concat']))
+
+
+def dig(d, *keys):
+    """d[k1][k2]... or None where a level is missing or None (the schema of analysis.json grows)."""
+    for k in keys:
+        if not isinstance(d, dict) or d.get(k) is None:
+            return None
+        d = d[k]
+    return d
+
+
+def nan_for_none(xs):
+    return [np.nan if x is None else x for x in xs]
+
+
+def final_ood(rec):
+    """Final OOD accuracy of a run: the logged full-test accuracy, else analyze.py's prediction sample."""
+    a = acc_of(rec, 'ood_test')
+    return a if a is not None else rec.get('ood_acc_sample')
+
+
+# ----------------------------------------------------------------------------- loading and saving
 def load(exp):
-    """-> runs, records, similarity matrices {(run, iter): {kind: {layer: (n, n)}}}, summary, settings."""
+    """-> (analysis dict with int log keys, path of similarity.npz or None); ValueError if unusable."""
     path = os.path.join(exp, 'analysis.json')
     if not os.path.isfile(path):
-        raise SystemExit(f"plots: no {path}; run analyze.py {exp} first")
+        raise ValueError(f"no {path}; run analyze.py {exp} first")
     with open(path) as f:
-        a = json.load(f)
-    if 'runs' not in a:
-        raise SystemExit(f"plots: {path} has no 'runs' section (written by an older analyze.py); rerun analyze.py")
+        try:
+            a = json.load(f)
+        except json.JSONDecodeError as err:                            # e.g. analyze.py killed while writing it
+            raise ValueError(f"{path} is not valid JSON ({err}); rerun analyze.py") from None
+    missing = [k for k in ('runs', 'records', 'settings') if k not in a]
+    if missing:
+        raise ValueError(f"{path} has no {', '.join(missing)} section (an older analyze.py?); rerun analyze.py")
     for run in a['runs']:                                              # JSON made the iteration keys strings
-        run['log'] = {int(it): v for it, v in run['log'].items()}
-    sims = {}
+        run['log'] = {int(it): v for it, v in run.get('log', {}).items()}
     npz = os.path.join(exp, 'similarity.npz')
-    if os.path.isfile(npz):
-        with np.load(npz) as z:
-            for key in z.files:
-                run, it, kind, layer = key.split('|')
-                sims.setdefault((run, int(it)), {}).setdefault(kind, {})[layer] = z[key]
-    return a['runs'], a['records'], sims, a, a['settings']
+    return a, npz if os.path.isfile(npz) else None
 
 
-def plot(exp):
-    runs, records, sims, summary, cfg = load(exp)
-    make_figures(runs, records, sims, summary, dict(cfg, exp_dir=exp))
+def sim_index(z):
+    """Open similarity.npz -> {(run, iter): {kind: {layer: loader}}}: a matrix is read (and
+    decompressed) only when drawn, as a sweep stores far more of them than the figures show."""
+    sims = {}
+    for key in z.files:
+        run, it, kind, layer = key.split('|')
+        sims.setdefault((run, int(it)), {}).setdefault(kind, {})[layer] = lambda key=key: z[key]
+    return sims
 
 
-def make_figures(runs, records, sims, summary, cfg):
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend, imported on first use: importing plots for
+    its helpers stays cheap and leaves an interactive session's backend alone."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fdir = os.path.join(cfg['exp_dir'], 'figures')
-    os.makedirs(fdir, exist_ok=True)
+    return plt
+
+
+def save(fig, path, dpi=DPI, max_bytes=MAX_BYTES):
+    """Writes fig as a PNG with an adaptive palette of 256 colours (these figures hold few colours,
+    so it looks the same at a third of the RGBA size); while over max_bytes (panels of noisy
+    similarities), redraws it with fewer pixels. -> path."""
+    from PIL import Image                                              # matplotlib depends on Pillow
+    while True:
+        buf = io.BytesIO()
+        fig.savefig(buf, format='png', dpi=dpi, bbox_inches='tight', pil_kwargs={'compress_level': 1})
+        im = Image.open(buf).convert('RGB').quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        out = io.BytesIO()
+        im.save(out, format='png')                                     # zlib level 6 (optimize: 6x slower, 2% smaller)
+        if out.tell() <= max_bytes or dpi < 30:
+            break
+        dpi *= 0.95 * (max_bytes / out.tell()) ** 0.5                   # bytes ~ pixels ~ dpi^2
+    with open(path, 'wb') as f:
+        f.write(out.getvalue())
+    pyplot().close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------- what the figures share
+def experiment(a, sims, exp):
+    """The analysis as the figures see it: records by run (in iteration order), final records,
+    final OOD accuracy and a colour per run."""
+    plt = pyplot()
+    runs, records = a['runs'], a['records']
     final = {r['run']: r for r in records if r['final']}
-    ood = {n: acc_of(r, 'ood_test') if acc_of(r, 'ood_test') is not None else r['ood_acc_sample'] for n, r in final.items()}
+    ood = {n: final_ood(r) for n, r in final.items()}
+    many = len(runs) > 8                                               # many runs: colour = OOD accuracy; few: one each
     cmap = plt.get_cmap('viridis')
-    many = len(runs) > 8                                               # many runs: colour = OOD accuracy, else one colour each
-    col = {run['name']: cmap(ood[run['name']] or 0.0) if many else f'C{i}' for i, run in enumerate(runs)}
+    col = {run['name']: cmap(ood.get(run['name']) or 0.0) if many else f'C{i % 10}' for i, run in enumerate(runs)}
+    by_run = {}
+    for r in sorted(records, key=lambda r: r['iter']):
+        by_run.setdefault(r['run'], []).append(r)
+    return dict(runs=runs, records=records, by_run=by_run, final=final, ood=ood, many=many, cmap=cmap, col=col,
+                sims=sims, summary=a, cfg={**SETTINGS, **a['settings'], 'exp_dir': exp})
 
-    def save(fig, name, colorbar_ax=None):
-        if colorbar_ax is not None and many:
-            fig.colorbar(plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 1)), ax=colorbar_ax,
-                         label='final OOD accuracy of the run')
-        elif colorbar_ax is not None:
-            for a in np.atleast_1d(colorbar_ax):
-                a.legend(fontsize=6)
-        fig.savefig(os.path.join(fdir, name), dpi=110, bbox_inches='tight')
-        plt.close(fig)
 
-    def series(run, f):                                                 # (iters, values) over checkpoints
-        rs = [r for r in records if r['run'] == run['name']]
-        return [r['iter'] for r in rs], [f(r) for r in rs]
+def series(e, name, *keys):
+    """(iters, values) of record field keys over a run's checkpoints; None -> NaN."""
+    rs = e['by_run'].get(name, [])
+    return [r['iter'] for r in rs], nan_for_none([dig(r, *keys) for r in rs])
 
-    # similarity matrices for a few runs spread over final OOD accuracy
-    order = sorted(runs, key=lambda r: ood[r['name']] or 0.0)
-    for run in spread(order, cfg['sim_runs']):
-        its = spread(list(run['ckpts']), cfg['sim_ckpts'])
-        if (run['name'], its[0]) not in sims:
-            continue
-        groups = sim_layers(run['n_layer'])
-        for kind in ('act', 'grad'):
-            fig, axes = plt.subplots(len(groups), len(its), figsize=(2.2 * len(its), 2.3 * len(groups) + 0.8),
-                                     squeeze=False, constrained_layout=True)
-            for j, it in enumerate(its):
-                rec = next(r for r in records if r['run'] == run['name'] and r['iter'] == it)
-                for i, g in enumerate(groups):
-                    ax = axes[i, j]
-                    ax.imshow(sims[(run['name'], it)][kind][g].astype(np.float32), vmin=-1, vmax=1, cmap='RdBu_r')
-                    for b in run['sim_bounds']:
-                        ax.axhline(b - 0.5, color='k', lw=0.3), ax.axvline(b - 0.5, color='k', lw=0.3)
-                    u = rec['unification'][cfg['unif_variant']][kind].get(g) if rec['unification'] else None
-                    ax.set_title(f"iter {it}, {g}" + (f"\nunif {u:.2f}" if u is not None else ''), fontsize=7)
-                    ax.set_xticks([]), ax.set_yticks([])
-            fig.suptitle(textwrap.fill(
-                f"{run['name']}: cosine similarity of {'activations' if kind == 'act' else 'gradients'} of training "
-                f"examples ordered by fact type > attribute value > language (values: {', '.join(run['sim_values'])}). "
-                "Lines separate values; each value block holds language 0 then language 1: two bright sub-blocks "
-                "= separated by language, a uniform block = unified.", 40 * len(its) // 2 + 40), fontsize=8)
-            save(fig, f"sim_{kind}_{run['name']}.png")
 
-    # final ID / OOD accuracy against every swept knob
-    knobs = [k for k in dict.fromkeys(['celeb_frac'] + [k for k in runs[0]['cfg'] if k in records[0]['knobs']])
-             if k != 'seed' and not k.endswith('_seed')]
+def legend_or_colorbar(e, fig, axes):
+    """Few runs: a legend per axis; many: one colour bar of the final OOD accuracy that colours them."""
+    plt = pyplot()
+    if e['many']:
+        fig.colorbar(plt.cm.ScalarMappable(cmap=e['cmap'], norm=plt.Normalize(0, 1)), ax=axes,
+                     label='final OOD accuracy of the run')
+    else:
+        for ax in np.atleast_1d(axes).ravel():
+            ax.legend(fontsize=6)
+
+
+# ----------------------------------------------------------------------------- figures: one function each
+def sim_runs(e):
+    """Runs with stored similarity matrices, a few spread over final OOD accuracy, and for each the
+    checkpoints to show: [(run, [iters])]."""
+    stored = {}
+    for name, it in e['sims']:
+        stored.setdefault(name, []).append(it)
+    runs = sorted((r for r in e['runs'] if r['name'] in stored), key=lambda r: e['ood'].get(r['name']) or 0.0)
+    return [(run, spread(sorted(stored[run['name']]), e['cfg']['sim_ckpts']))
+            for run in spread(runs, e['cfg']['sim_runs'])]
+
+
+def fig_similarity(e, run, its, kind):
+    """Cosine similarity of the similarity examples: checkpoints as columns, layer groups as rows."""
+    plt = pyplot()
+    cfg, name, sims = e['cfg'], run['name'], [e['sims'][(run['name'], it)].get(kind, {}) for it in its]
+    stored = [g for s in sims for g in s]
+    groups = [g for g in dict.fromkeys(sim_layers(run.get('n_layer', 1)) + stored) if g in stored]
+    title = textwrap.wrap(
+        f"{name}: cosine similarity of {'activations' if kind == 'act' else 'gradients'} of training "
+        f"examples ordered by fact type > attribute value > language (values: {', '.join(run.get('sim_values', []))}). "
+        "Lines separate values; each value block holds language 0 then language 1: two bright sub-blocks "
+        f"= separated by language, a uniform block = unified. unif = {cfg['unif_variant']} unification score.",
+        30 * len(its) + 30)
+    # a fixed grid, not constrained layout (which costs more than drawing the twenty panels); inches:
+    w, h, top, bar = 1.9 * len(its), 2.05 * len(groups), 0.15 * len(title) + 0.35, 0.9
+    fig, axes = plt.subplots(len(groups), len(its), figsize=(w + bar, h + top), squeeze=False,
+                             gridspec_kw=dict(left=0, right=w / (w + bar), bottom=0, top=h / (h + top),
+                                              wspace=0.06, hspace=0.28))
+    cmap, img = plt.get_cmap('RdBu_r', SIM_LEVELS), None
+    for j, (it, sim) in enumerate(zip(its, sims)):
+        rec = next((r for r in e['by_run'].get(name, []) if r['iter'] == it), {})
+        for i, g in enumerate(groups):
+            ax = axes[i, j]
+            ax.set_xticks([]), ax.set_yticks([])
+            if g not in sim:
+                ax.set_title(f"iter {it}, {g}\nnot stored", fontsize=7)
+                continue
+            m = np.asarray(sim[g]() if callable(sim[g]) else sim[g], np.float32)   # (n, n), stored as float16
+            # resampling the data (not the colours) keeps the panel to the map's colours: a small palette PNG
+            img = ax.imshow(m, vmin=-1, vmax=1, cmap=cmap, interpolation='antialiased', interpolation_stage='data')
+            b = np.asarray(run.get('sim_bounds', []), float) - 0.5
+            ax.hlines(b, -0.5, len(m) - 0.5, color='k', lw=0.3), ax.vlines(b, -0.5, len(m) - 0.5, color='k', lw=0.3)
+            u = dig(rec, 'unification', cfg['unif_variant'], kind, g)
+            ax.set_title(f"iter {it}, {g}" + (f"\nunif {u:.2f}" if u is not None else ''), fontsize=7)
+    if img is not None:
+        fig.colorbar(img, cax=fig.add_axes([(w + 0.2) / (w + bar), 0.25, 0.15 / (w + bar), 0.5]),
+                     label='cosine similarity')
+    fig.suptitle('\n'.join(title), y=1, va='top', fontsize=8)
+    return fig
+
+
+def fig_acc_vs_knobs(e):
+    """Final ID / OOD accuracy against every swept knob, one line per setting of the other knobs."""
+    plt = pyplot()
+    final, runs = e['final'], e['runs']
+    swept = next(iter(final.values()), {}).get('knobs', {})
+    knobs = [k for k in dict.fromkeys(['celeb_frac'] + [k for k in runs[0].get('cfg', {}) if k in swept])
+             if k in swept and k != 'seed' and not k.endswith('_seed')]
+    if not knobs:
+        return None
     fig, axes = plt.subplots(1, len(knobs), figsize=(4 * len(knobs), 3.2), squeeze=False)
     for ax, k in zip(axes[0], knobs):
         others = [o for o in knobs if o != k]
-        for gi, key in enumerate(sorted({tuple(str(final[n]['knobs'][o]) for o in others) for n in final})):
-            rs = [r for r in final.values() if tuple(str(r['knobs'][o]) for o in others) == key]
-            xs = sorted({r['knobs'][k] for r in rs}, key=lambda v: (str(type(v)), v))
+        setting = lambda r: tuple(str(r['knobs'].get(o)) for o in others)   # one line per setting of the others
+        for gi, key in enumerate(sorted({setting(r) for r in final.values()})):
+            rs = [r for r in final.values() if setting(r) == key]
+            xs = sorted({r['knobs'].get(k) for r in rs}, key=lambda v: (str(type(v)), v))
             lab = ','.join(f'{o}={v}' for o, v in zip(others, key)) or 'runs'
-            for split, ls in (('ood_test', '-'), ('id_test', '--')):
-                ys = [np.mean([acc_of(r, split) or 0.0 for r in rs if r['knobs'][k] == x]) for x in xs]
-                ax.plot([str(x) for x in xs], ys, ls, marker='o', color=f'C{gi}',
-                        label=f"{'OOD' if split == 'ood_test' else 'ID'} {lab}" if gi < 6 else None)
+            for split, short, ls in SPLITS:
+                ys = [np.mean([acc_of(r, split) or 0.0 for r in rs if r['knobs'].get(k) == x]) for x in xs]
+                ax.plot([str(x) for x in xs], ys, ls, marker='o', color=f'C{gi % 10}',
+                        label=f"{short} {lab}" if gi < 6 else None)
         ax.set_xlabel(k), ax.set_ylabel('final accuracy (mean over seeds)'), ax.set_ylim(-0.02, 1.02)
         ax.tick_params(axis='x', labelsize=7, rotation=45)
         ax.legend(fontsize=6)
     fig.suptitle('ID (dashed) and cross-lingual OOD (solid) recall at the end of training', fontsize=9)
-    save(fig, 'acc_vs_knobs.png')
+    return fig
 
-    # unification vs OOD across runs (one row per baseline: their scales differ), Pearson r per layer
+
+def fig_unif_vs_ood(e):
+    """Unification vs final OOD accuracy across runs, one row per unification variant (their scales
+    differ), with the Pearson r of every layer."""
+    plt = pyplot()
+    cfg, final, corrs = e['cfg'], e['final'], e['summary'].get('correlations') or {}
+    if not corrs:
+        return None
     names = list(final)
-    y = [ood[n] for n in names]
-    fig, axes = plt.subplots(2, 3, figsize=(13, 7), constrained_layout=True)
-    for row, v in enumerate(('same_fact', 'distinct_fact')):
-        for ax, kind, layer in ((axes[row, 0], 'act', cfg['unif_layer']), (axes[row, 1], 'grad', 'concat')):
-            x = [(final[n]['unification'][v][kind].get(layer) if final[n]['unification'] else None) for n in names]
-            ax.scatter([np.nan if a is None else a for a in x], y, c=[col[n] for n in names])
-            r = summary['correlations'][v][kind].get(layer)
-            ax.set_title(f"{v} baseline: r = {'n/a' if r is None else f'{r:.2f}'}", fontsize=8)
+    y = nan_for_none([e['ood'][n] for n in names])
+    fig, axes = plt.subplots(len(corrs), 3, figsize=(13, 3.3 * len(corrs) + 0.4), squeeze=False, layout='constrained')
+    for row, (v, corr) in zip(axes, corrs.items()):
+        corr = corr or {}
+        tag = f"{v}{' (headline)' if v == cfg['unif_variant'] else ''}"
+        for ax, kind, layer in ((row[0], 'act', cfg['unif_layer']), (row[1], 'grad', 'concat')):
+            x = nan_for_none([dig(final[n], 'unification', v, kind, layer) for n in names])
+            ax.scatter(x, y, c=[e['col'][n] for n in names])
+            r = dig(corr, kind, layer)
+            ax.set_title(f"{tag}: r = {'n/a' if r is None else f'{r:.2f}'}", fontsize=8)
             ax.set_xlabel(f"unification ({'activations' if kind == 'act' else 'gradients'}, {layer})", fontsize=8)
             ax.set_ylabel('final OOD accuracy', fontsize=8)
-        corr = summary['correlations'][v]
-        layers = list(dict.fromkeys([*corr['act'], *corr['grad']]))
+        layers = list(dict.fromkeys([*(corr.get('act') or {}), *(corr.get('grad') or {})]))
         for i, kind in enumerate(('act', 'grad')):
-            axes[row, 2].bar(np.arange(len(layers)) + 0.4 * i, [corr[kind].get(l) or 0.0 for l in layers], 0.4,
-                             label='activations' if kind == 'act' else 'gradients')
-        axes[row, 2].set_xticks(np.arange(len(layers)) + 0.2, layers, fontsize=7)
-        axes[row, 2].axhline(0, color='k', lw=0.5), axes[row, 2].set_ylim(-1, 1), axes[row, 2].legend(fontsize=7)
-        axes[row, 2].set_title(f'{v} baseline: Pearson r with OOD accuracy per layer', fontsize=8)
+            row[2].bar(np.arange(len(layers)) + 0.4 * i, nan_for_none([dig(corr, kind, l) for l in layers]), 0.4,
+                       label='activations' if kind == 'act' else 'gradients')
+        row[2].set_xticks(np.arange(len(layers)) + 0.2, layers, fontsize=7)
+        row[2].axhline(0, color='k', lw=0.5), row[2].set_ylim(-1, 1), row[2].legend(fontsize=7)
+        row[2].set_title(f'{tag}: Pearson r with OOD accuracy per layer', fontsize=8)
     fig.suptitle('Does unification of the two languages on training facts predict cross-lingual recall? '
                  '(one point per run, final checkpoint)', fontsize=9)
-    save(fig, 'unif_vs_ood.png')
+    return fig
 
-    # informativeness / extractability of language vs its footprint
-    def fp(run):
-        its, vals = series(run, lambda r: r['footprint']['lang'][cfg['unif_rep']][cfg['unif_layer']])
-        return max(vals) if cfg['footprint_at'] == 'max' else vals[-1]
-    for fname, xlab, getx in (('mi_vs_footprint.png', 'I(language; attribute | fact type) in training data (bits)',
-                               lambda r: (r.get('mi_lang_attr') or {}).get('mean')),
-                              ('extract_vs_footprint.png', 'I(token; language) (bits): extractability of language',
-                               lambda r: r.get('mi_token_lang'))):
-        fig, ax = plt.subplots(figsize=(4.5, 3.6))
-        xs = [getx(final[run['name']]) for run in runs]
-        xs = [np.nan if a is None else a for a in xs]
-        ys = [fp(run) for run in runs]
-        ax.scatter(xs, ys, c=[col[run['name']] for run in runs])
-        r = pearson(xs, ys)
-        ax.set_xlabel(xlab, fontsize=8)
-        ax.set_ylabel(f"language footprint R^2 ({cfg['footprint_at']} over training)", fontsize=8)
-        ax.set_title(f"one point per run{', colour = OOD accuracy' if many else ''}; "
-                     f"r = {'n/a' if r is None else f'{r:.2f}'}", fontsize=8)
-        save(fig, fname)
 
-    # language vs fact footprint over (early) training
+def lang_footprint(e, run):
+    """A run's language footprint (headline rep and layer): its max over checkpoints, or the final one."""
+    cfg = e['cfg']
+    _, vals = series(e, run['name'], 'footprint', 'lang', cfg['unif_rep'], cfg['unif_layer'])
+    if not vals or np.all(np.isnan(vals)):
+        return np.nan
+    return np.nanmax(vals) if cfg['footprint_at'] == 'max' else vals[-1]
+
+
+def fig_vs_footprint(e, xlab, getx):
+    """A property of the training data (informativeness or extractability of language) vs the
+    language footprint it leaves in the representations, one point per run."""
+    plt = pyplot()
+    runs = [run for run in e['runs'] if run['name'] in e['final']]
+    fig, ax = plt.subplots(figsize=(4.5, 3.6))
+    xs = nan_for_none([getx(e['final'][run['name']]) for run in runs])
+    ys = [lang_footprint(e, run) for run in runs]
+    ax.scatter(xs, ys, c=[e['col'][run['name']] for run in runs])
+    r = pearson(xs, ys)
+    ax.set_xlabel(xlab, fontsize=8)
+    ax.set_ylabel(f"language footprint R^2 ({e['cfg']['footprint_at']} over training)", fontsize=8)
+    ax.set_title(f"one point per run{', colour = OOD accuracy' if e['many'] else ''}; "
+                 f"r = {'n/a' if r is None else f'{r:.2f}'}", fontsize=8)
+    return fig
+
+
+def fig_footprint_early(e):
+    """Language vs fact footprint over training, and the trajectory of one against the other."""
+    plt = pyplot()
+    cfg, many = e['cfg'], e['many']
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for run in runs:
-        its, lf = series(run, lambda r: r['footprint']['lang'][cfg['unif_rep']][cfg['unif_layer']])
-        _, ff = series(run, lambda r: r['footprint']['fact'][cfg['unif_rep']][cfg['unif_layer']])
-        axes[0].plot(its, lf, '-', color=col[run['name']], label=None if many else f"{run['name']} language")
-        axes[0].plot(its, ff, '--', color=col[run['name']], label=None if many else f"{run['name']} fact")
-        axes[1].plot(lf, ff, '-o', ms=2, color=col[run['name']], label=None if many else run['name'])
+    for run in e['runs']:
+        name, c = run['name'], e['col'][run['name']]
+        its, lf = series(e, name, 'footprint', 'lang', cfg['unif_rep'], cfg['unif_layer'])
+        _, ff = series(e, name, 'footprint', 'fact', cfg['unif_rep'], cfg['unif_layer'])
+        axes[0].plot(its, lf, '-', color=c, label=None if many else f"{name} language")
+        axes[0].plot(its, ff, '--', color=c, label=None if many else f"{name} fact")
+        axes[1].plot(lf, ff, '-o', ms=2, color=c, label=None if many else name)
     axes[0].set_xscale('symlog', linthresh=1), axes[0].set_xlabel('iteration (log)'), axes[0].set_ylabel('R^2')
     axes[0].set_title('language (solid) and fact (dashed) footprint', fontsize=8)
     axes[1].set_xlabel('language footprint R^2'), axes[1].set_ylabel('fact footprint R^2')
     axes[1].set_title('trajectory over checkpoints (early ones first)', fontsize=8)
     fig.suptitle(f"Share of representation variance ({cfg['unif_rep']}, {cfg['unif_layer']}) explained by language "
-                 "id vs by fact id", fontsize=9)
-    save(fig, 'footprint_early.png', colorbar_ax=axes)
+                 "id vs by fact id", fontsize=9, y=1.02)
+    legend_or_colorbar(e, fig, axes)
+    return fig
 
-    # per-fact-type accuracy over training, from the logs
-    fts = runs[0]['fact_types']
+
+def fig_acc_curves(e):
+    """Per-fact-type ID and OOD accuracy over training, from the evaluation logs."""
+    plt = pyplot()
+    fts = e['runs'][0].get('fact_types') or []
+    if not fts:
+        return None
     fig, axes = plt.subplots(1, len(fts), figsize=(3.4 * len(fts), 3.2), squeeze=False, sharey=True)
     for ax, ft in zip(axes[0], fts):
-        for run in runs:
-            its = [i for i in run['log'] if ft in run['log'][i].get('ood_test', {})]
-            ax.plot(its, [run['log'][i]['ood_test'][ft] for i in its], '-', color=col[run['name']],
-                    label=None if many else f"{run['name']} OOD")
-            ax.plot(its, [run['log'][i].get('id_test', {}).get(ft, np.nan) for i in its], ':', color=col[run['name']],
-                    label=None if many else f"{run['name']} ID")
+        for run in e['runs']:
+            log, c = run['log'], e['col'][run['name']]
+            its = sorted(i for i in log if ft in log[i].get('ood_test', {}))
+            for split, short, ls in (('ood_test', 'OOD', '-'), ('id_test', 'ID', ':')):
+                ax.plot(its, [log[i].get(split, {}).get(ft, np.nan) for i in its], ls, color=c,
+                        label=None if e['many'] else f"{run['name']} {short}")
         ax.set_xscale('symlog', linthresh=1), ax.set_title(ft, fontsize=9), ax.set_xlabel('iteration (log)')
     axes[0, 0].set_ylabel('accuracy')
-    fig.suptitle('Recall over training per fact type: OOD (solid, other language) and ID (dotted, held-out template)', fontsize=9)
-    save(fig, 'acc_curves.png', colorbar_ax=axes[0, -1:])
+    fig.suptitle('Recall over training per fact type: OOD (solid, other language) and ID (dotted, held-out template)',
+                 fontsize=9, y=1.02)
+    legend_or_colorbar(e, fig, axes[0, -1:])
+    return fig
 
-    # name confusion
+
+def fig_name_confusion(e):
+    """Share of OOD errors that name a namesake's attribute over training, against chance."""
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for run in runs:
-        its, sh = series(run, lambda r: r['name_confusion']['share'])
-        _, ch = series(run, lambda r: r['name_confusion']['chance'])
-        ax.plot(its, [np.nan if a is None else a for a in sh], '-o', ms=2, color=col[run['name']], label=None if many else run['name'])
-        ax.plot(its, [np.nan if a is None else a for a in ch], ':', color=col[run['name']])
+    for run in e['runs']:
+        its, sh = series(e, run['name'], 'name_confusion', 'share')
+        _, ch = series(e, run['name'], 'name_confusion', 'chance')
+        ax.plot(its, sh, '-o', ms=2, color=e['col'][run['name']], label=None if e['many'] else run['name'])
+        ax.plot(its, ch, ':', color=e['col'][run['name']])
     ax.set_xscale('symlog', linthresh=1), ax.set_xlabel('iteration (log)'), ax.set_ylabel('share of OOD errors')
     ax.set_title('OOD errors that name the attribute of a person sharing a first or last name\n'
                  '(dotted: share expected if errors picked a wrong value at random)', fontsize=8)
-    save(fig, 'name_confusion.png', colorbar_ax=ax)
+    legend_or_colorbar(e, fig, ax)
+    return fig
 
-    # selection
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
-    sel = summary['selection']
-    axes[0].bar(list(sel), list(sel.values()), color=['C0'] * (len(sel) - 2) + ['C2', 'C7'])
+
+CKPT_CRITERIA = (('last_best_id', 'last best-ID checkpoint'), ('last_best_ood', 'last best-OOD checkpoint'),
+                 ('unification', 'max-unification checkpoint'), ('oracle', 'best checkpoint (oracle)'))
+
+
+def fig_selection(e):
+    """Run selection (mean OOD accuracy of the run each criterion picks) and, per run, the OOD
+    accuracy of the checkpoint each checkpoint criterion present in the analysis picks."""
+    plt = pyplot()
+    sel, cs = e['summary'].get('selection') or {}, e['summary'].get('ckpt_selection') or {}
+    if not sel and not cs:
+        return None
+    wide = max(5.5, 0.3 * len(cs))                                     # room for one label per run
+    fig, axes = plt.subplots(1, 2, figsize=(5.5 + wide, 3.6), width_ratios=[5.5, wide])
+    axes[0].bar(list(sel), nan_for_none(list(sel.values())),
+                color=[{'oracle': 'C2', 'random': 'C7'}.get(k, 'C0') for k in sel])
     axes[0].set_ylabel('mean OOD accuracy of the picked run'), axes[0].tick_params(axis='x', labelsize=7, rotation=30)
-    axes[0].set_title(f"run selection from random thirds of {len(final)} runs", fontsize=8)
-    cs = summary['ckpt_selection']
-    for i, (lab, f) in enumerate((('last best-ID checkpoint', lambda d: d['last_best_id']['ood']),
-                                  ('max-unification checkpoint', lambda d: d['unification']['ood'] if d['unification'] else None),
-                                  ('best checkpoint (oracle)', lambda d: d['oracle']))):
-        axes[1].bar(np.arange(len(cs)) + 0.27 * i, [f(d) or 0.0 for d in cs.values()], 0.27, label=lab)
-    axes[1].set_xticks(np.arange(len(cs)) + 0.27, list(cs), fontsize=6, rotation=45)
-    axes[1].set_ylabel('OOD accuracy'), axes[1].legend(fontsize=7)
+    axes[0].set_title(f"run selection from random thirds of {len(e['final'])} runs", fontsize=8)
+    crit = [(k, lab) for k, lab in CKPT_CRITERIA if any(k in d for d in cs.values())]
+    w = 0.8 / max(1, len(crit))
+    for i, (k, lab) in enumerate(crit):                               # a criterion is {'iter', 'ood'}, a number or None
+        ys = [d.get(k)['ood'] if isinstance(d.get(k), dict) else d.get(k) for d in cs.values()]
+        axes[1].bar(np.arange(len(cs)) + w * i, nan_for_none(ys), w, label=lab)
+    axes[1].set_xticks(np.arange(len(cs)) + w * (len(crit) - 1) / 2, list(cs), fontsize=6, rotation=45, ha='right')
+    axes[1].set_ylabel('OOD accuracy'), axes[1].set_ylim(0, 1.2), axes[1].legend(fontsize=7, ncol=2, loc='upper left')
     axes[1].set_title('checkpoint selection per run', fontsize=8)
-    save(fig, 'selection.png')
+    return fig
 
+
+def fig_acc_by_n_templates(e):
+    """Final ID and OOD accuracy against the number of training templates of the fact, one line per run."""
+    plt = pyplot()
+    runs = [run for run in e['runs'] if dig(e['final'].get(run['name']), 'acc_by_n_train_templates')]
+    if not runs:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    for ax, (split, short, _) in zip(axes, SPLITS):
+        for run in runs:
+            by_n = dig(e['final'][run['name']], 'acc_by_n_train_templates', split) or {}
+            ns = sorted(int(n) for n in by_n if by_n[n].get('n'))     # skip counts with no test fact
+            ax.plot(ns, nan_for_none([by_n[str(n)].get('acc') for n in ns]), '-o', ms=3, color=e['col'][run['name']],
+                    label=None if e['many'] else run['name'])
+        ax.set_xlabel("number of the fact's training templates"), ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"{short} test ({'other language' if split == 'ood_test' else 'held-out template'})", fontsize=8)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    axes[0].set_ylabel('final accuracy')
+    fig.suptitle('Recall at the end of training by how many templates verbalise the fact in training',
+                 fontsize=9, y=1.02)
+    legend_or_colorbar(e, fig, axes)
+    return fig
+
+
+# ----------------------------------------------------------------------------- driver
+def make_figures(a, sims, exp):
+    """Draws every figure whose data the analysis holds into exp/figures/. -> paths written."""
+    e = experiment(a, sims, exp)
+    fdir = os.path.join(exp, 'figures')
+    os.makedirs(fdir, exist_ok=True)
+    todo = [(f"sim_{kind}_{run['name']}.png", fig_similarity, run, its, kind) for run, its in sim_runs(e)
+            for kind in ('act', 'grad') if any(kind in e['sims'][(run['name'], it)] for it in its)]
+    todo += [('acc_vs_knobs.png', fig_acc_vs_knobs), ('unif_vs_ood.png', fig_unif_vs_ood),
+             ('mi_vs_footprint.png', fig_vs_footprint, 'I(language; attribute | fact type) in training data (bits)',
+              lambda r: dig(r, 'mi_lang_attr', 'mean')),
+             ('extract_vs_footprint.png', fig_vs_footprint, 'I(token; language) (bits): extractability of language',
+              lambda r: r.get('mi_token_lang')),
+             ('footprint_early.png', fig_footprint_early), ('acc_curves.png', fig_acc_curves),
+             ('name_confusion.png', fig_name_confusion), ('selection.png', fig_selection),
+             ('acc_by_n_templates.png', fig_acc_by_n_templates)]
+    written = []
+    for name, draw, *args in todo:
+        fig = draw(e, *args)
+        if fig is not None:
+            written.append(save(fig, os.path.join(fdir, name)))
+    return written
+
+
+def plot(exp):
+    """Redraws the figures of out/<exp> from its analysis.json and similarity.npz. -> paths written."""
+    a, npz = load(exp)
+    if npz is None:
+        return make_figures(a, {}, exp)
+    with np.load(npz) as z:                                            # open while drawing: matrices load lazily
+        return make_figures(a, sim_index(z), exp)
 
 
 if __name__ == '__main__':
-    if len(sys.argv) != 2:
-        raise SystemExit("usage: python plots.py out/<exp>")
-    plot(sys.argv[1])
+    args = sys.argv[1:]
+    if '-h' in args or '--help' in args:
+        print(__doc__.strip())
+        sys.exit(0)
+    if len(args) != 1 or args[0].startswith('-'):
+        sys.exit(f"plots: expected one argument, the experiment directory out/<exp> (got {' '.join(args) or 'none'}); "
+                 "see python plots.py --help")
+    try:
+        paths = plot(args[0])
+    except ValueError as err:
+        sys.exit(f"plots: {err}")
+    print(f"plots: {len(paths)} figures -> {os.path.join(args[0], 'figures')}")

@@ -4,6 +4,7 @@ an informative and extractable language feature hurts cross-lingual recall (SPEC
 
     python toy.py                           # both tables and the figure, in a couple of seconds
     python toy.py --l2=0 --steps=300        # gradient descent instead of the ridge solve
+    python toy.py --help                    # every knob with its default
 
 Data. Each of `n_entities` entities has one of `n_labels` labels (an attribute value; labels
 are balanced). A training example is a language-entity pair,
@@ -51,7 +52,7 @@ import time
 
 import numpy as np
 
-from configurator import configure, config_keys, overrides
+from configurator import cli, configure, config_keys, overrides
 
 # -----------------------------------------------------------------------------
 n_entities = 400                     # entities (people); each has one label
@@ -72,6 +73,17 @@ plot = True                          # write the cross-lingual accuracy vs lang_
 # -----------------------------------------------------------------------------
 DEFAULTS = config_keys(globals())
 N_LANGS = 2
+# no knob takes one of a fixed set of values (no CHOICES): the ranges are checked in check_config
+
+
+def check_config(cfg):
+    """The ranges the knobs need, as one-line ValueErrors (types are checked by configure)."""
+    if cfg['n_seeds'] < 1 or cfg['steps'] < 0 or cfg['l2'] < 0 or cfg['ent_scale'] <= 0 or cfg['lang_scale'] < 0:
+        raise ValueError("toy: need n_seeds >= 1, steps >= 0, l2 >= 0, ent_scale > 0, lang_scale >= 0")
+    if not all(0 <= v < 1 for v in cfg['lang_vars']) or not all(s >= 0 for s in cfg['lang_scales']):
+        raise ValueError("toy: need every lang_var in [0, 1) and every lang_scales entry >= 0")
+    if cfg['steps'] == 0 and cfg['l2'] == 0:
+        raise ValueError("toy: the closed-form solve needs l2 > 0 (or set steps > 0)")
 
 
 def explained_share(pairs, copies, labels, n_labels):
@@ -94,7 +106,7 @@ def make_data(cfg, lang_var, seed):
     with the language assignment skewed until language explains `lang_var` of the label variance."""
     E, K = cfg['n_entities'], cfg['n_labels']
     if K < 2 or E < 4 * K or not 0 <= cfg['celeb_frac'] < 1 or cfg['max_copies'] < 1:
-        raise SystemExit("toy: need n_labels >= 2, n_entities >= 4*n_labels, 0 <= celeb_frac < 1, max_copies >= 1")
+        raise ValueError("toy: need n_labels >= 2, n_entities >= 4*n_labels, 0 <= celeb_frac < 1, max_copies >= 1")
     rng = np.random.default_rng(seed)
     labels = rng.permutation(np.arange(E) % K)                     # (E,) balanced labels
     celeb = np.zeros(E, bool)
@@ -125,14 +137,14 @@ def make_data(cfg, lang_var, seed):
 
     lo, hi = 0.0, 1e3                                              # bisect the lean strength t
     if assign(hi)[2] < lang_var - 0.005:
-        raise SystemExit(f"toy: lang_var={lang_var} unreachable; at most {assign(hi)[2]:.3f} "
+        raise ValueError(f"toy: lang_var={lang_var} unreachable; at most {assign(hi)[2]:.3f} "
                          f"with n_labels={K}, celeb_frac={cfg['celeb_frac']}")
     for _ in range(50):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if assign(mid)[2] < lang_var else (lo, mid)
     pairs, cps, measured = min((assign(lo), assign(hi)), key=lambda a: abs(a[2] - lang_var))
     if abs(measured - lang_var) > 0.005:
-        raise SystemExit(f"toy: lang_var={lang_var} missed (reached {measured:.4f}); use more n_entities")
+        raise ValueError(f"toy: lang_var={lang_var} missed (reached {measured:.4f}); use more n_entities")
     return dict(labels=labels, celeb=celeb, pairs=pairs, copies=cps, lang_var_measured=float(measured))
 
 
@@ -167,7 +179,7 @@ def fit(cfg, data, lang_scale):
             np.add.at(G, N_LANGS + pairs[:, 1], es * R)
             W -= cfg['lr'] * 2 * G / n
     if not np.isfinite(W).all():
-        raise SystemExit(f"toy: gradient descent diverged at lr={cfg['lr']}; lower lr")
+        raise ValueError(f"toy: gradient descent diverged at lr={cfg['lr']}; lower lr")
     return W
 
 
@@ -192,12 +204,7 @@ def row(cfg, datasets, lang_var, lang_scale):
 
 
 def main(cfg):
-    if cfg['n_seeds'] < 1 or cfg['steps'] < 0 or cfg['l2'] < 0 or cfg['ent_scale'] <= 0 or cfg['lang_scale'] < 0:
-        raise SystemExit("toy: need n_seeds >= 1, steps >= 0, l2 >= 0, ent_scale > 0, lang_scale >= 0")
-    if not all(0 <= v < 1 for v in cfg['lang_vars']) or not all(s >= 0 for s in cfg['lang_scales']):
-        raise SystemExit("toy: need every lang_var in [0, 1) and every lang_scales entry >= 0")
-    if cfg['steps'] == 0 and cfg['l2'] == 0:
-        raise SystemExit("toy: the closed-form solve needs l2 > 0 (or set steps > 0)")
+    check_config(cfg)
     t0 = time.time()
     seeds = range(cfg['seed'], cfg['seed'] + cfg['n_seeds'])
     data = {v: {s: make_data(cfg, v, s) for s in seeds} for v in cfg['lang_vars']}
@@ -237,4 +244,4 @@ def main(cfg):
 
 
 if __name__ == '__main__':
-    main(configure(DEFAULTS))
+    cli(lambda: main(configure(DEFAULTS, sources=[__file__])))

@@ -4,21 +4,34 @@ Train one run, or a sweep of runs in lockstep, on synthetic bilingual knowledge 
     python train.py config/celeb_08.py                  # one run (the dataset is built if missing)
     python train.py config/sweep_celeb.py               # every combination of `sweep` in one process
     python train.py config/sweep_celeb.py --shard=0/4   # a quarter of the sweep's runs, e.g. one GPU
-    python train.py config/quick.py --device=cpu        # the laptop run
+    torchrun --nproc_per_node=4 train.py config/selection.py   # its 4 shards on the 4 GPUs of a node
+    python train.py config/quick.py                     # the laptop run
+    python train.py --help                              # every knob, with its default
 
 A sweep stacks its runs on a leading run axis E of every weight (model.py), so E runs cost
 about as much as one on a GPU. Each run reads its own dataset, has its own init and its own
-data order, and gets its own gradient clipping, so run r of a sweep follows exactly the path it
-would follow trained alone (same seed): AdamW is elementwise and the loss is a sum of per-run
-means, so the runs never touch. Batches are drawn by a counter-based hash of (seed, iter),
-which is what makes an interrupted sweep resume bit-for-bit.
+data order, and gets its own gradient clipping, so run r of a sweep follows the path it would
+follow trained alone (same seed): AdamW is elementwise and the loss is a sum of per-run means,
+so the runs never touch. Batches are drawn by a counter-based hash of (seed, iter), which is
+what makes an interrupted sweep resume bit-for-bit. learning_rate and weight_decay may differ
+between the runs of a sweep: AdamW then steps with the schedule alone and each run's update is
+scaled by its own learning rate, with its own decoupled decay (train_step).
 
-Writes out/<exp>/<run>/{config.json, log.jsonl, ckpt_<iter>.pt} and out/<exp>/resume.pt.
+Never loses work: checkpoints are written by a background thread through a temporary file and a
+rename (never a partial file; drained before exit and on error). The whole sweep's state goes to
+a resume file every `resume_every` seconds and on Ctrl-C or SIGTERM (after the current step);
+`--resume=True` continues from it. A second run into an out_dir that holds a run is refused.
+
+Writes out/<exp>/<run>/{config.json, log.jsonl, ckpt_<iter>.pt} and out/<exp>/resume[_<i>of<n>].pt.
 """
+import glob
 import itertools
 import json
 import math
 import os
+import queue
+import signal
+import threading
 import time
 
 import numpy as np
@@ -27,8 +40,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import data_gen
-from configurator import coerce, config_keys, configure, overrides
-from model import GPT, GPTConfig, param_groups, pick_device, run_state_dict
+from configurator import cli, coerce, config_keys, configure, overrides
+from model import BLOCKS, GPT, GPTConfig, param_groups, pick_device, run_state_dict
 
 # -----------------------------------------------------------------------------
 # I/O
@@ -36,39 +49,62 @@ out_dir = 'out/default'   # experiment directory; one subdirectory per run
 eval_interval = 500       # evaluate every this many steps (and at every checkpoint and the end)
 eval_max = 2000           # examples per split and run per evaluation (0 = the whole split)
 log_interval = 50         # steps between loss records (and NaN checks)
-n_ckpts = 20              # log-spaced weight snapshots per run, plus the final one
-resume = False            # continue an interrupted experiment from out_dir/resume.pt
+n_ckpts = 20              # weight snapshots per run, log-spaced from ckpt_first to max_iters (the last included), plus init
+ckpt_first = 50           # step of the first log-spaced snapshot: separation happens in the first few hundred steps
+resume = False            # continue an interrupted experiment from its resume file in out_dir
+resume_every = 300.0      # seconds between resume points (0 = at every evaluation); also written on Ctrl-C / SIGTERM
+overwrite = False         # start over in an out_dir that holds a run of this experiment (deletes its checkpoints and logs)
 wandb_log = False         # log to Weights & Biases (imported only when on)
-wandb_project = 'rosetta'
+wandb_project = 'rosetta' # its project name
 # sweep
-sweep = {}                # {knob: [values, ...]}: every combination is a run, trained in lockstep
-shard = ''                # 'i/n': train only the i-th of n interleaved shards of the sweep's runs
+sweep = {}                # {knob: [values]}: every combination is a run; data knobs, seed, learning_rate, weight_decay
+shard = ''                # 'i/n': the i-th of n interleaved shards of the runs; '' = all (under torchrun: its rank)
 # model
 block = 'pythia'          # 'pythia' (GPT-NeoX) or 'gemma2'
 n_layer = 6               # Pythia-14m shape by default
-n_head = 4
-n_embd = 128
+n_head = 4                # attention heads
+n_embd = 128              # residual width
 # optimisation (calibrated on the default word dataset, see README)
 seed = 0                  # init and data-order seed of a run (sweepable)
-max_iters = 12000
+max_iters = 12000         # optimisation steps
 batch_size = 256          # sequences per step and run
-learning_rate = 3e-3      # peak lr after warmup
+learning_rate = 3e-3      # peak lr after warmup (sweepable)
 min_lr_frac = 0.1         # cosine decays to learning_rate * min_lr_frac at max_iters
-warmup_iters = 200
-weight_decay = 0.1
-beta1 = 0.9
-beta2 = 0.95
+warmup_iters = 200        # linear warmup steps
+weight_decay = 0.1        # AdamW decoupled weight decay on matrices and embeddings (sweepable)
+beta1 = 0.9               # AdamW first-moment decay
+beta2 = 0.95              # AdamW second-moment decay
 grad_clip = 1.0           # per-run gradient norm clip (0 = off)
 # system
-device = 'auto'           # 'auto' = cuda, then mps, then cpu
+device = 'auto'           # 'auto' = cuda (cuda:LOCAL_RANK under torchrun), then mps, then cpu
 dtype = 'auto'            # 'auto' = bfloat16 autocast on cuda, float32 elsewhere
-compile = None            # torch.compile; None = on for cuda only
-cuda_graph = False        # capture the whole training step (fwd, bwd, clip, AdamW) as one CUDA graph
+compile = 'auto'          # torch.compile; 'auto' = on for cuda only
+cuda_graph = 'auto'       # capture the whole step as one CUDA graph; 'auto' = on for cuda with compile
 # -----------------------------------------------------------------------------
 DEFAULTS = {**data_gen.DATA_DEFAULTS, **config_keys(globals())}
+CHOICES = {**data_gen.CHOICES, 'block': BLOCKS, 'dtype': ('auto', 'float32', 'bfloat16', 'float16'),
+           'compile': ('auto', True, False), 'cuda_graph': ('auto', True, False)}
 MODEL_KEYS = ('block', 'n_layer', 'n_head', 'n_embd')
-SPLITS = ('train', 'id_test', 'ood_test')
-FREE_ON_RESUME = {'resume', 'device', 'compile', 'cuda_graph', 'wandb_log', 'wandb_project'}  # may change on resume
+PER_RUN_OPT = ('learning_rate', 'weight_decay')       # optimiser knobs a lockstep sweep may vary
+SPLITS = data_gen.SPLITS
+EVAL_CHUNK = 1024         # examples per evaluation forward pass (every split is padded to a multiple: static shapes)
+FREE_ON_RESUME = {'resume', 'device', 'compile', 'cuda_graph', 'wandb_log', 'wandb_project', 'resume_every',
+                  'overwrite'}                        # may change on resume
+
+
+def check_cfg(cfg):
+    """A one-line ValueError naming the knob for every setting that cannot train."""
+    rules = [(cfg[k] >= 1, f"{k}={cfg[k]} must be >= 1") for k in
+             ('max_iters', 'eval_interval', 'log_interval', 'batch_size', 'n_ckpts', 'ckpt_first')]
+    rules += [(cfg[k] >= 0, f"{k}={cfg[k]} must be >= 0") for k in
+              ('warmup_iters', 'eval_max', 'weight_decay', 'grad_clip', 'resume_every')]
+    rules += [(cfg['learning_rate'] > 0, f"learning_rate={cfg['learning_rate']} must be > 0"),
+              (0 <= cfg['min_lr_frac'] <= 1, f"min_lr_frac={cfg['min_lr_frac']} must be in [0, 1]"),
+              (0 <= cfg['beta1'] < 1 and 0 <= cfg['beta2'] < 1, "beta1 and beta2 must be in [0, 1)"),
+              (not (cfg['resume'] and cfg['overwrite']), "resume=True and overwrite=True contradict each other")]
+    for ok, msg in rules:
+        if not ok:
+            raise ValueError(f"config error: {msg}")
 
 
 def expand_sweep(cfg):
@@ -78,40 +114,47 @@ def expand_sweep(cfg):
         return [('main', dict(cfg))]
     for k, values in sw.items():
         if k not in DEFAULTS:
-            raise SystemExit(f"config error: sweep over unknown key '{k}'")
-        if k not in data_gen.DATA_DEFAULTS and k != 'seed':
-            raise SystemExit(f"config error: sweep over '{k}': runs in lockstep share everything "
-                             "but their data knobs and seed")
+            raise ValueError(f"config error: sweep over unknown key '{k}'")
+        if k not in data_gen.DATA_DEFAULTS and k not in ('seed',) + PER_RUN_OPT:
+            raise ValueError(f"config error: sweep over '{k}': runs in lockstep share everything but their "
+                             f"data knobs, seed, {' and '.join(PER_RUN_OPT)}")
         if not isinstance(values, (list, tuple)) or not values:
-            raise SystemExit(f"config error: sweep['{k}'] must be a non-empty list")
+            raise ValueError(f"config error: sweep['{k}'] must be a non-empty list")
     if cfg['dataset'] and any(k in data_gen.DATA_DEFAULTS for k in sw):
-        raise SystemExit("config error: dataset must be '' in a sweep over data knobs "
+        raise ValueError("config error: dataset must be '' in a sweep over data knobs "
                          "(each run's dataset is named after its knobs)")
     runs = []
     for combo in itertools.product(*sw.values()):
         rc = dict(cfg, sweep={})
-        rc.update({k: coerce(k, v, DEFAULTS[k]) for k, v in zip(sw, combo)})
+        rc.update({k: coerce(k, v, DEFAULTS[k], CHOICES.get(k)) for k, v in zip(sw, combo)})
+        check_cfg(rc)                             # a swept learning_rate or weight_decay is checked too
         runs.append(('-'.join(f'{k}{v}' for k, v in zip(sw, combo)), rc))
     return runs
 
 
 def select_shard(runs, shard):
+    """Runs i::n of 'i/n'; under torchrun with shard='' the shard is the process's rank."""
+    if not shard and int(os.environ.get('WORLD_SIZE', 1)) > 1:
+        shard = f"{os.environ['RANK']}/{os.environ['WORLD_SIZE']}"
     if not shard:
-        return runs
+        return runs, ''
     try:
         i, n = (int(s) for s in shard.split('/'))
-        assert 0 <= i < n
-    except (ValueError, AssertionError):
-        raise SystemExit(f"config error: shard={shard!r} is not 'i/n' with 0 <= i < n")
-    return runs[i::n]
+    except ValueError:
+        i, n = -1, 0
+    if not 0 <= i < n:
+        raise ValueError(f"config error: shard={shard!r} is not 'i/n' with 0 <= i < n")
+    if i >= len(runs):
+        raise ValueError(f"config error: shard={shard!r} has no runs: the sweep has only {len(runs)}")
+    return runs[i::n], shard
 
 
-def ckpt_iters(max_iters, n):
-    """The initialisation, n log-spaced steps (the first within the first 1% of training: the
-    separation phase is early) and the last step."""
-    first = max(1, max_iters // 200)
-    its = np.unique(np.round(np.geomspace(first, max_iters, max(n, 1))).astype(int))
-    return sorted(set(its.tolist()) | {0, max_iters})
+def ckpt_iters(max_iters, n, first=50):
+    """The initialisation and n snapshots log-spaced from `first` to max_iters (the last step is
+    one of the n): the early, separation phase is sampled the same way however long the run."""
+    first = min(first, max_iters)
+    its = np.geomspace(first, max_iters, n) if n > 1 else [max_iters]
+    return sorted(set(np.round(its).astype(int).tolist()) | {0, max_iters})
 
 
 def get_lr(it, cfg):
@@ -142,24 +185,17 @@ def batch_indices(run_seeds, it, batch_size, n_train):
 # data: every split of every run as padded tensors on the device
 
 def encode_split(examples, meta, T):
-    """-> dict of tensors for one run's split: tokens (N, T), prompt_len (N,), length (N,), group (N,)."""
-    n_langs = len(meta['languages'])
-    ft_index = {ft: i for i, ft in enumerate(meta['fact_types'])}
-    tok = np.zeros((len(examples), T), dtype=np.int64)  # 0 = <pad>
-    for i, ex in enumerate(examples):
-        tok[i, :len(ex['tokens'])] = ex['tokens']
-    return dict(
-        tokens=torch.from_numpy(tok),
-        prompt_len=torch.tensor([ex['prompt_len'] for ex in examples]),
-        length=torch.tensor([len(ex['tokens']) for ex in examples]),
-        group=torch.tensor([ft_index[ex['fact_type']] * n_langs + ex['lang'] for ex in examples]),
-    )
+    """One run's split as tensors: tokens (N, T), prompt_len, length, group, template (N,)."""
+    enc = data_gen.encode_examples(examples, meta, T)
+    return {k: torch.from_numpy(enc[k]) for k in ('tokens', 'prompt_len', 'length', 'group', 'template')}
 
 
-def stack_runs(per_run, device):
-    """Pad each run's split to the longest and stack: tensors (E, N, ...) plus n (E,)."""
+def stack_runs(per_run, device, multiple=1):
+    """Pad each run's split to the longest and stack: tensors (E, N, ...) plus n (E,), the real
+    sizes. N is rounded up to a multiple of `multiple` when larger, so evaluating in chunks of
+    that size sees one shape (no recompilation). Padding rows have length 0."""
     n = torch.tensor([d['tokens'].shape[0] for d in per_run])
-    N = int(n.max())
+    N = int(n.max()) if n.max() <= multiple else -(-int(n.max()) // multiple) * multiple
     out = {}
     for k in per_run[0]:
         parts = [F.pad(d[k], (0, 0) * (d[k].dim() - 1) + (0, N - d[k].shape[0])) for d in per_run]
@@ -180,15 +216,15 @@ def load_runs_data(runs, cfg):
                            ('sequence length', metas[0]['block_size'], m['block_size'])):
             if a != b:
                 diff = [k for k in data_gen.DATA_DEFAULTS if k != 'dataset' and rc[k] != runs[0][1][k]]
-                raise SystemExit(f"config error: runs of a sweep must share {what} ({a} vs {b}); "
+                raise ValueError(f"config error: runs of a sweep must share {what} ({a} vs {b}); "
                                  f"it differs with {', '.join(diff) or 'the dataset'}")
     T = metas[0]['block_size']
     train_full, evals = [], {s: [] for s in SPLITS}
     for (_, rc), m in zip(runs, metas):
         for i, s in enumerate(SPLITS):
-            exs = data_gen.load_split(rc['dataset_path'], s)
+            exs = data_gen.load_split(rc['dataset_path'], s, m)
             if not exs:
-                raise SystemExit(f"data error: split '{s}' of {rc['dataset_path']} is empty")
+                raise ValueError(f"data error: split '{s}' of {rc['dataset_path']} is empty")
             if s == 'train':
                 train_full.append(encode_split(exs, m, T))
             if cfg['eval_max'] and len(exs) > cfg['eval_max']:
@@ -201,101 +237,206 @@ def load_runs_data(runs, cfg):
 # -----------------------------------------------------------------------------
 # loss and evaluation
 
-def seq_logprobs(model, tokens, ctx):
-    """tokens (E, B, T) -> log-prob of each next token (E, B, T-1), float32."""
-    with ctx:
-        logits = model(tokens[:, :, :-1])
-    return torch.log_softmax(logits.float(), -1).gather(-1, tokens[:, :, 1:, None]).squeeze(-1)
-
-
 def train_loss(model, tokens, length, ctx):
     """Next-token loss over whole sequences, padding ignored: sum over runs of each run's mean,
     so every run gets exactly the gradient it would get alone.  -> (total, per-run (E,))"""
-    lp = seq_logprobs(model, tokens, ctx)
+    with ctx:
+        logits = model(tokens[:, :, :-1])                                        # (E, B, T-1, V)
+    lp = torch.log_softmax(logits.float(), -1).gather(-1, tokens[:, :, 1:, None]).squeeze(-1)
     pos = torch.arange(1, tokens.shape[-1], device=tokens.device)
-    mask = (pos < length[..., None]).float()                     # (E, B, T-1) real targets
+    mask = (pos < length[..., None]).float()                                     # (E, B, T-1) real targets
     per_run = -(lp * mask).sum((1, 2)) / mask.sum((1, 2))
     return per_run.sum(), per_run
 
 
 @torch.no_grad()
-def evaluate(model, split, ctx, chunk=1024):
+def evaluate(model, split, ctx, chunk=EVAL_CHUNK):
     """Attribute recall on one split: per example, is every attribute token the greedy
-    prediction given the prompt (teacher forcing on earlier attribute tokens is equivalent), and
-    the probability of the whole attribute. -> correct (E, N) bool, prob (E, N) float."""
+    prediction given the prompt (teacher forcing on earlier attribute tokens is equivalent to
+    greedy decoding), and the probability of the whole attribute. Every call sees the same
+    shape (the split is padded to a multiple of `chunk`). -> correct (E, N), prob (E, N)."""
     correct, prob = [], []
-    for s in range(0, split['tokens'].shape[1], chunk):
+    N = split['tokens'].shape[1]
+    chunk = min(chunk, N)
+    pos = torch.arange(1, split['tokens'].shape[-1], device=split['tokens'].device)
+    for s in range(0, N, chunk):
         tok = split['tokens'][:, s:s + chunk]
         with ctx:
             logits = model(tok[:, :, :-1]).float()
         lp = torch.log_softmax(logits, -1)
         tgt = tok[:, :, 1:]
-        pos = torch.arange(1, tok.shape[-1], device=tok.device)
-        pl, ln = split['prompt_len'][:, s:s + chunk, None], split['length'][:, s:s + chunk, None]
-        attr = (pos >= pl) & (pos < ln - 1)                       # target positions of the attribute
-        hit = (lp.argmax(-1) == tgt) | ~attr
-        correct.append(hit.all(-1))
+        attr = data_gen.attribute_targets(pos, split['prompt_len'][:, s:s + chunk, None],
+                                          split['length'][:, s:s + chunk, None])
+        correct.append(((lp.argmax(-1) == tgt) | ~attr).all(-1))
         prob.append((lp.gather(-1, tgt[..., None]).squeeze(-1) * attr).sum(-1).exp())
     return torch.cat(correct, 1), torch.cat(prob, 1)
 
 
-def eval_records(it, split_name, correct, prob, split, meta):
-    """Aggregate one run's results by fact type x language -> log.jsonl records."""
-    n = int(split['n'])
-    c, p, g = correct[:n].float().cpu(), prob[:n].cpu(), split['group'][:n].cpu()
+def eval_records(it, split_name, correct, prob, group, template, meta):
+    """One run's results (numpy (n,) arrays) -> log.jsonl records: aggregates by fact type x
+    language ('all' = every value), and one record per (fact type, language, template) cell."""
     langs, fts = meta['languages'], meta['fact_types']
+    F_, L, T = len(fts), len(langs), meta['config']['n_templates']
+    cell = group * T + template
+    n, c, p = (np.bincount(cell, weights=w, minlength=F_ * L * T).reshape(F_, L, T)
+               for w in (None, correct.astype(float), prob))
     recs = []
-    for fi, ft in [(None, 'all')] + list(enumerate(fts)):
-        for li, lang in [(None, 'all')] + list(enumerate(langs)):
-            m = torch.ones(n, dtype=torch.bool)
-            if fi is not None:
-                m &= g // len(langs) == fi
-            if li is not None:
-                m &= g % len(langs) == li
-            k = int(m.sum())
-            if k:
-                recs.append(dict(iter=it, split=split_name, fact_type=ft, lang=lang,
-                                 acc=round(float(c[m].mean()), 6), prob=round(float(p[m].mean()), 6), n=k))
+
+    def add(sel, **key):
+        k = int(n[sel].sum())
+        if k:
+            recs.append(dict(iter=it, split=split_name, **key, acc=round(float(c[sel].sum()) / k, 6),
+                             prob=round(float(p[sel].sum()) / k, 6), n=k))
+    for fi, ft in [(slice(None), 'all')] + list(enumerate(fts)):
+        for li, lang in [(slice(None), 'all')] + list(enumerate(langs)):
+            add((fi, li), fact_type=ft, lang=lang)
+    for fi, ft in enumerate(fts):
+        for li, lang in enumerate(langs):
+            for t in range(T):
+                add((fi, li, t), fact_type=ft, lang=lang, template=t)
     return recs
 
 
+def evaluate_all(model, data, ctx, it, metas, logs):
+    """Evaluate every split of every run; write the records; -> {(run, split): accuracy}."""
+    acc = {}
+    for s in SPLITS:
+        correct, prob = (x.cpu().numpy() for x in evaluate(model, data[s], ctx))  # one host sync per split
+        g, t, n = (data[s]['host'][k] for k in ('group', 'template', 'n'))
+        for r, meta in enumerate(metas):
+            recs = eval_records(it, s, correct[r, :n[r]], prob[r, :n[r]], g[r, :n[r]], t[r, :n[r]], meta)
+            logs[r].writelines(json.dumps(x) + '\n' for x in recs)
+            acc[(r, s)] = recs[0]['acc']
+    return acc
+
+
 # -----------------------------------------------------------------------------
-# checkpoints
+# files: checkpoints in the background, resume points, logs
 
 def atomic_save(obj, path):
+    """torch.save through a temporary file and a rename: the file is whole or absent."""
     tmp = path + '.tmp'
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:         # torch reports a full disk or a missing folder as RuntimeError
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise OSError(f"write error: cannot write {path} ({str(e).splitlines()[0][:120]})") from None
 
 
-def save_ckpt(raw, opt, r, it, run_dir, model_args, vocab):
-    """Run r's weights (no run axis) and its Adam second moments, for gradient representations."""
-    sd = run_state_dict(raw, r)
+def background_writer(max_pending=2):
+    """A thread that writes files while training goes on. submit(job) queues a function (and
+    waits while max_pending jobs are queued, bounding host memory); close() waits for every job
+    and re-raises the first error. Jobs write atomically, so no partial file is ever left."""
+    jobs, errors = queue.Queue(max_pending), []
+
+    def work():
+        while (job := jobs.get()) is not None:
+            try:
+                if not errors:
+                    job()
+            except BaseException as e:           # kept for the main thread, which raises it
+                errors.append(e)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+
+    def submit(job):
+        if errors:
+            raise errors[0]
+        jobs.put(job)
+
+    def close():
+        jobs.put(None)
+        thread.join()
+        if errors:
+            raise errors[0]
+    return submit, close
+
+
+def host_copy(x):
+    """A CPU copy of a tensor or a nest of them (a snapshot the next step cannot change)."""
+    if torch.is_tensor(x):
+        return x.detach().to('cpu', copy=True)
+    if isinstance(x, dict):
+        return {k: host_copy(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(host_copy(v) for v in x)
+    return x
+
+
+def snapshot_ckpts(raw, opt, it, run_dirs, model_args, metas):
+    """Copy every run's weights and Adam second moments to the host now; return the job that
+    writes one checkpoint per run (weights without the run axis, for gradient representations
+    its Adam v in bf16)."""
     names = {p: n for n, p in raw.named_parameters()}
-    adam_v, eps, step = {}, opt.defaults['eps'], 0
-    for group in opt.param_groups:
-        for p in group['params']:
-            st = opt.state.get(p, {})
-            if 'exp_avg_sq' in st:
-                adam_v[names[p]] = st['exp_avg_sq'][r].detach().to('cpu', torch.bfloat16)
-                step = int(st['step'])
-    atomic_save(dict(model=sd, model_args=model_args, iter=it, adam_v=adam_v, adam_step=step,
-                     adam_eps=eps, vocab=vocab), os.path.join(run_dir, f'ckpt_{it}.pt'))
+    weights = {n: p.detach().to('cpu', copy=True) for n, p in raw.named_parameters()}      # (E, ...)
+    adam_v, step = {}, 0
+    for p, st in opt.state.items():
+        if 'exp_avg_sq' in st:
+            adam_v[names[p]] = st['exp_avg_sq'].detach().to('cpu', torch.bfloat16, copy=True)
+            step = int(st['step'])
+    eps = opt.defaults['eps']
+
+    def write():
+        for r, d in enumerate(run_dirs):          # clone: a view would save every run's storage
+            atomic_save(dict(model={n: w[r].clone() for n, w in weights.items()}, model_args=model_args, iter=it,
+                             adam_v={n: v[r].clone() for n, v in adam_v.items()}, adam_step=step, adam_eps=eps,
+                             vocab=metas[r]['vocab']), os.path.join(d, f'ckpt_{it}.pt'))
+    return write
+
+
+def load_resume(path, cfg, dev):
+    """The resume file's state, checked: readable, and made by the same config."""
+    if not os.path.exists(path):
+        done = all(os.path.exists(os.path.join(d, f"ckpt_{cfg['max_iters']}.pt")) for d in cfg['_run_dirs'])
+        raise ValueError(f"resume error: nothing to resume: every run has its final checkpoint" if done else
+                         f"resume error: no checkpoint to resume from at {path}")
+    try:
+        st = torch.load(path, map_location=dev, weights_only=True)
+        mine = {k: v for k, v in cfg.items() if k not in FREE_ON_RESUME and not k.startswith('_')}
+        theirs = {k: v for k, v in st['cfg'].items() if k not in FREE_ON_RESUME}
+    except Exception as e:
+        raise ValueError(f"resume error: {path} is unreadable ({type(e).__name__}: {str(e)[:80]}); "
+                         "delete it to start over") from None
+    if mine != theirs:
+        diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        raise ValueError(f"resume error: config differs from the interrupted run in {', '.join(diff)}")
+    return st
+
+
+def check_fresh(run_dirs, resume_path, exp, overwrite):
+    """Refuse to mix a new run with an earlier one's files; with overwrite, delete those files."""
+    old = [p for d in run_dirs for p in [os.path.join(d, 'log.jsonl'), os.path.join(d, 'config.json')]
+           + glob.glob(os.path.join(d, 'ckpt_*.pt')) if os.path.exists(p)]
+    old += [resume_path] if os.path.exists(resume_path) else []
+    if old and not overwrite:
+        raise ValueError(f"out_dir {exp} already holds a run ({old[0]}): continue it with --resume=True "
+                         "or start over with --overwrite=True")
+    for p in old:
+        os.remove(p)
 
 
 def truncate_log(path, upto):
     """On resume, drop the records that will be written again: evaluations from `upto` on (the
-    resumed loop re-evaluates its first step), losses after it."""
+    resumed loop re-evaluates its first step), losses after it; and a torn last line."""
     if os.path.exists(path):
+        keep = []
         with open(path) as f:
-            recs = [json.loads(l) for l in f]
-        keep = [json.dumps(r) + '\n' for r in recs
-                if r['iter'] < upto or (r['iter'] == upto and r['split'] == 'loss')]
+            for line in f:
+                try:
+                    r = json.loads(line)
+                except ValueError:
+                    continue                     # a line cut by a crash
+                if r['iter'] < upto or (r['iter'] == upto and r['split'] == 'loss'):
+                    keep.append(json.dumps(r) + '\n')
         with open(path, 'w') as f:
             f.writelines(keep)
 
 
 # -----------------------------------------------------------------------------
+# the step
 
 def autocast(dev, dtype, graphed=False):
     """Mixed precision for dtype != 'float32' (its cache off under a CUDA graph); a no-op otherwise."""
@@ -309,154 +450,86 @@ def shape_args(cfg, meta):
     return dict({k: cfg[k] for k in MODEL_KEYS}, vocab_size=len(meta['vocab']), block_size=meta['block_size'])
 
 
-def train(cfg, stop_after=None):
-    """Train every run of cfg in lockstep; returns the experiment directory.
-    stop_after: stop (as if interrupted) after this many steps, for tests of resume."""
-    runs = select_shard(expand_sweep(cfg), cfg['shard'])
-    dev = pick_device(cfg['device'])
-    dtype = cfg['dtype'] if cfg['dtype'] != 'auto' else ('bfloat16' if dev.startswith('cuda') else 'float32')
-    graphed = cfg['cuda_graph']
-    if graphed and not dev.startswith('cuda'):
-        raise SystemExit(f"config error: cuda_graph=True needs a cuda device, not {dev}")
-    ctx = autocast(dev, dtype, graphed)
-    use_compile = cfg['compile'] if cfg['compile'] is not None else dev.startswith('cuda')
-    E = len(runs)
-    metas, train_full, evals = load_runs_data(runs, cfg)
-    train_data = stack_runs(train_full, dev)
-    data = {s: stack_runs(evals[s], dev) for s in SPLITS}
-    model_args = shape_args(cfg, metas[0])
-    seeds = [rc['seed'] for _, rc in runs]
-    raw = GPT(GPTConfig(**model_args, n_runs=E), seeds=seeds).to(dev)
-    lr_buf = torch.tensor(cfg['learning_rate'], device=dev)     # set in place each step (graph-safe)
-    opt = torch.optim.AdamW(param_groups(raw, cfg['weight_decay']), lr=lr_buf, betas=(cfg['beta1'], cfg['beta2']),
-                            fused=dev.startswith('cuda'), capturable=graphed)
-    model = torch.compile(raw) if use_compile else raw
-
-    exp = cfg['out_dir']
-    os.makedirs(exp, exist_ok=True)
-    resume_path = os.path.join(exp, 'resume.pt' if not cfg['shard'] else
-                               f"resume_{cfg['shard'].replace('/', 'of')}.pt")
-    run_dirs = [os.path.join(exp, name) for name, _ in runs]
-    start = 0
-    if cfg['resume']:
-        if not os.path.exists(resume_path):
-            raise SystemExit(f"resume error: no checkpoint to resume from at {resume_path}")
-        st = torch.load(resume_path, map_location=dev, weights_only=False)
-        mine = {k: v for k, v in cfg.items() if k not in FREE_ON_RESUME}
-        theirs = {k: v for k, v in st['cfg'].items() if k not in FREE_ON_RESUME}
-        if mine != theirs:
-            diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-            raise SystemExit(f"resume error: config differs from the interrupted run in {', '.join(diff)}")
-        raw.load_state_dict(st['model'])
-        opt.load_state_dict(st['optimizer'])
-        for g in opt.param_groups:
-            g['lr'] = lr_buf                     # loading replaced it with a copy
-        start = st['iter']
-        for d in run_dirs:
-            truncate_log(os.path.join(d, 'log.jsonl'), start)
-    for d, (name, rc) in zip(run_dirs, runs):
-        os.makedirs(d, exist_ok=True)
-        with open(os.path.join(d, 'config.json'), 'w') as f:
-            json.dump(dict(rc, run=name, model_args=dict(model_args, n_runs=1)), f, indent=1, default=str)
-    logs = [open(os.path.join(d, 'log.jsonl'), 'a' if cfg['resume'] else 'w') for d in run_dirs]
-    wandb = None
-    if cfg['wandb_log']:
-        import wandb
-        wandb.init(project=cfg['wandb_project'], name=os.path.basename(exp), config=cfg)
-
-    n_params = sum(p[0].numel() for p in raw.parameters())
-    T = model_args['block_size']
-    print(f"{E} run(s) on {dev} ({dtype}{', compiled' if use_compile else ''}): {n_params / 1e6:.2f}M params "
-          f"per run, vocab {model_args['vocab_size']}, {cfg['batch_size']} x {T} tokens per step and run")
-    print('config:', overrides(cfg, DEFAULTS))
-    save_at = set(ckpt_iters(cfg['max_iters'], cfg['n_ckpts']))
-    run_seeds = torch.tensor(seeds, device=dev)
-    it_buf = torch.zeros((), dtype=torch.long, device=dev)
-    step = lambda: train_step(model, raw, opt, train_data, run_seeds, it_buf, cfg['batch_size'], cfg['grad_clip'], ctx)
-    if graphed:
-        step = capture_step(step, raw, opt)
-    losses, last_acc = [], {}
-    t0 = time.time()
-    bar = tqdm(range(start, cfg['max_iters'] + 1), initial=start, total=cfg['max_iters'] + 1, dynamic_ncols=True)
-    for it in bar:
-        # --- evaluate, checkpoint (the state *before* step `it`'s update: iter = steps taken)
-        if it in save_at or it % cfg['eval_interval'] == 0 or it == cfg['max_iters']:
-            model.eval()
-            for s in SPLITS:
-                correct, prob = evaluate(model, data[s], ctx)
-                for r in range(E):
-                    recs = eval_records(it, s, correct[r], prob[r], {k: v[r] for k, v in data[s].items()}, metas[r])
-                    logs[r].writelines(json.dumps(x) + '\n' for x in recs)
-                    last_acc[(r, s)] = recs[0]['acc']
-            model.train()
-            tqdm.write(f"iter {it}: " + ' | '.join(
-                f"{s.split('_')[0]} " + ' '.join(f"{last_acc[(r, s)]:.2f}" for r in range(min(E, 8))) + (' ...' if E > 8 else '')
-                for s in SPLITS))
-            if wandb:
-                wandb.log({f'{s}/acc_run{r}': last_acc[(r, s)] for r in range(E) for s in SPLITS}, step=it)
-        if it in save_at:
-            finite = torch.stack([p.detach().isfinite().flatten(1).all(1) for p in raw.parameters()]).all(0)
-            if not finite.all():
-                diverged(runs[int((~finite).nonzero()[0])][0], it, 'its weights are not finite')
-            for r in range(E):
-                save_ckpt(raw, opt, r, it, run_dirs[r], dict(model_args, n_runs=1), metas[r]['vocab'])
-        if it % cfg['eval_interval'] == 0:        # the whole sweep's state: large, so not at every checkpoint
-            for f in logs:
-                f.flush()
-            atomic_save(dict(model=raw.state_dict(), optimizer=opt.state_dict(), iter=it, cfg=cfg), resume_path)
-        if it == cfg['max_iters'] or (stop_after is not None and it - start >= stop_after):
-            break
-        # --- one step of every run
-        lr = get_lr(it, cfg)
-        lr_buf.fill_(lr)
-        it_buf.fill_(it)
-        losses.append(step())
-        if len(losses) == cfg['log_interval'] or it + 1 == cfg['max_iters']:
-            check_and_log_losses(torch.stack(losses).cpu(), it + 1 - len(losses), lr, runs, logs, bar, last_acc)
-            losses = []
-    for f in logs:
-        f.close()
-    print(f"done in {time.time() - t0:.1f}s -> {exp}")
-    return exp
+def make_optimizer(raw, runs, cfg, dev, capturable):
+    """AdamW over all runs. -> (opt, lr tensor set in place every step, per-run hyperparameters or
+    None). When the runs' learning rates or weight decays differ, AdamW steps with the schedule
+    alone (peak 1, no decay) and train_step rescales each run's update (see there)."""
+    lrs = [rc['learning_rate'] for _, rc in runs]
+    wds = [rc['weight_decay'] for _, rc in runs]
+    per_run = None
+    if len(set(lrs)) > 1 or len(set(wds)) > 1:
+        E, decayed = len(runs), {id(p) for p in param_groups(raw, 1.0)[0]['params']}
+        per_run = dict(lr=torch.tensor(lrs, device=dev), wd=torch.tensor(wds, device=dev),
+                       prev=[torch.empty_like(p) for p in raw.parameters()],
+                       decays=[id(p) in decayed for p in raw.parameters()],
+                       shape=lambda p: (E,) + (1,) * (p.dim() - 1))
+    lr_buf = torch.tensor(1.0 if per_run else cfg['learning_rate'], device=dev)
+    opt = torch.optim.AdamW(param_groups(raw, 0.0 if per_run else cfg['weight_decay']), lr=lr_buf,
+                            betas=(cfg['beta1'], cfg['beta2']), fused=dev.startswith('cuda'), capturable=capturable)
+    return opt, lr_buf, per_run
 
 
-def train_step(model, raw, opt, data, run_seeds, it, batch_size, grad_clip, ctx):
-    """One optimisation step of every run -> per-run losses (E,). `it` may be a device tensor
-    (under a CUDA graph): nothing here reads a value back to the host."""
+def train_step(model, raw, opt, data, run_seeds, it, batch_size, grad_clip, ctx, per_run=None, lr=None):
+    """One optimisation step of every run -> per-run losses (E,). `it` and `lr` may be device
+    tensors (under a CUDA graph): nothing here reads a value back to the host."""
     idx = batch_indices(run_seeds, it, batch_size, data['n'])                   # (E, B)
     tokens = torch.gather(data['tokens'], 1, idx[..., None].expand(-1, -1, data['tokens'].shape[-1]))
     length = torch.gather(data['length'], 1, idx)
-    loss, per_run = train_loss(model, tokens, length, ctx)
+    loss, per_run_loss = train_loss(model, tokens, length, ctx)
     loss.backward()
     if grad_clip > 0:
         clip_per_run(raw.parameters(), grad_clip)
-    opt.step()
+    if per_run is None:
+        opt.step()
+    else:
+        # AdamW took p_prev - s * u with s = the schedule (lr tensor, peak 1) and no decay; run e
+        # wants p_prev * (1 - s lr_e wd_e) - s lr_e u, as AdamW with its own lr and decay would do
+        params = list(raw.parameters())
+        torch._foreach_copy_(per_run['prev'], [p.detach() for p in params])
+        opt.step()
+        with torch.no_grad():
+            for p, q, dec in zip(params, per_run['prev'], per_run['decays']):
+                e = per_run['lr'].view(per_run['shape'](p))
+                p.sub_(q).mul_(e).add_(q)
+                if dec:
+                    p.sub_(q * (lr * e * per_run['wd'].view(per_run['shape'](p))))
     opt.zero_grad(set_to_none=False)
-    return per_run.detach()
+    return per_run_loss.detach()
 
 
 def capture_step(step, raw, opt):
     """Record step() as one CUDA graph, so a step costs one launch instead of hundreds. The
     warm-up steps that capture needs are undone (weights and optimizer state restored), so the
-    run is the same as without the graph. Needs capturable AdamW with a tensor lr."""
+    run is the same as without the graph. Needs capturable AdamW with a tensor lr. If capture
+    fails, the state is restored and the plain step is returned, with a one-line message."""
     params = list(raw.parameters())
     saved = [p.detach().clone() for p in params]
+
+    def restore(saved_state):
+        with torch.no_grad():
+            for p, q in zip(params, saved):
+                p.copy_(q)
+            for p, st in opt.state.items():
+                for k, v in st.items():
+                    v.copy_(saved_state[p][k]) if p in saved_state else v.zero_()
     saved_state = {p: {k: v.clone() for k, v in st.items()} for p, st in opt.state.items()}
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            step()
-    torch.cuda.current_stream().wait_stream(side)
-    with torch.no_grad():
-        for p, q in zip(params, saved):
-            p.copy_(q)
-        for p, st in opt.state.items():
-            for k, v in st.items():
-                v.copy_(saved_state[p][k]) if p in saved_state else v.zero_()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph, stream=side):   # the warmed-up stream: its library handles already exist
-        out = step()
+    try:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                step()
+        torch.cuda.current_stream().wait_stream(side)
+        restore(saved_state)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=side):   # the warmed-up stream: its library handles already exist
+            out = step()
+    except Exception as e:                          # e.g. an op that cannot be captured
+        torch.cuda.synchronize()
+        restore(saved_state)
+        print(f"cuda_graph: capture failed ({type(e).__name__}: {str(e).splitlines()[0][:100]}); "
+              "training without the graph")
+        return step
 
     def replay():
         graph.replay()
@@ -474,19 +547,21 @@ def clip_per_run(params, max_norm):
 
 
 def diverged(run, it, why):
-    raise SystemExit(f"training error: run '{run}' diverged at iter {it} ({why}); "
+    raise ValueError(f"training error: run '{run}' diverged at iter {it} ({why}); "
                      "its checkpoints before that step are kept")
 
 
 def check_and_log_losses(hist, first_it, lr, runs, logs, bar, last_acc):
-    """hist (steps, E): stop on a non-finite loss, naming the run and step; else log the means."""
+    """hist (steps, E): stop on a non-finite loss, naming the run and step; else log the means
+    (with each run's learning rate: lr is the schedule's value for a peak of 1)."""
     bad = (~torch.isfinite(hist)).nonzero()
     if len(bad):
         step, r = bad[0].tolist()
         diverged(runs[r][0], first_it + step, f'its loss is {hist[step, r].item()}')
     it = first_it + hist.shape[0]
     for r, f in enumerate(logs):
-        f.write(json.dumps(dict(iter=it, split='loss', loss=round(float(hist[:, r].mean()), 6), lr=lr)) + '\n')
+        f.write(json.dumps(dict(iter=it, split='loss', loss=round(float(hist[:, r].mean()), 6),
+                                lr=lr * runs[r][1]['learning_rate'])) + '\n')
     post = f"loss {hist[-1].mean():.4f}"
     if last_acc:
         E = len(logs)
@@ -495,5 +570,197 @@ def check_and_log_losses(hist, first_it, lr, runs, logs, bar, last_acc):
     bar.set_postfix_str(post)
 
 
+# -----------------------------------------------------------------------------
+
+def setup(cfg):
+    """Everything a run needs before its first step: runs, device, data, model, optimiser, files."""
+    check_cfg(cfg)
+    runs, shard = select_shard(expand_sweep(cfg), cfg['shard'])
+    dev = pick_device(cfg['device'])
+    cuda = dev.startswith('cuda')
+    dtype = cfg['dtype'] if cfg['dtype'] != 'auto' else ('bfloat16' if cuda else 'float32')
+    use_compile = cfg['compile'] if cfg['compile'] != 'auto' else cuda
+    graphed = cfg['cuda_graph'] if cfg['cuda_graph'] != 'auto' else (cuda and use_compile)
+    if graphed and not cuda:
+        raise ValueError(f"config error: cuda_graph=True needs a cuda device, not {dev}")
+    metas, train_full, evals = load_runs_data(runs, cfg)
+    model_args = shape_args(cfg, metas[0])
+    raw = GPT(GPTConfig(**model_args, n_runs=len(runs)), seeds=[rc['seed'] for _, rc in runs]).to(dev)
+    opt, lr_buf, per_run = make_optimizer(raw, runs, cfg, dev, capturable=graphed)
+    exp = cfg['out_dir']
+    S = dict(runs=runs, dev=dev, dtype=dtype, graphed=graphed, use_compile=use_compile, metas=metas, raw=raw,
+             opt=opt, lr_buf=lr_buf, per_run=per_run, model_args=model_args, exp=exp,
+             model=torch.compile(raw) if use_compile else raw, ctx=autocast(dev, dtype, graphed),
+             train=stack_runs(train_full, dev),
+             data={s: dict(d, host={k: d[k].cpu().numpy() for k in ('group', 'template', 'n')})
+                   for s, d in ((s, stack_runs(evals[s], dev, EVAL_CHUNK)) for s in SPLITS)},
+             run_dirs=[os.path.join(exp, name) for name, _ in runs],
+             resume_path=os.path.join(exp, f"resume_{shard.replace('/', 'of')}.pt" if shard else 'resume.pt'))
+    return S
+
+
+def start_files(S, cfg):
+    """Resume (weights, optimizer, truncated logs) or start fresh; write config.json; open logs.
+    -> the first iteration."""
+    os.makedirs(S['exp'], exist_ok=True)
+    start = 0
+    if cfg['resume']:
+        st = load_resume(S['resume_path'], dict(cfg, _run_dirs=S['run_dirs']), S['dev'])
+        S['raw'].load_state_dict(st['model'])
+        S['opt'].load_state_dict(st['optimizer'])
+        for g in S['opt'].param_groups:
+            g['lr'] = S['lr_buf']                # loading replaced it with a copy
+        start = st['iter']
+        for d in S['run_dirs']:
+            truncate_log(os.path.join(d, 'log.jsonl'), start)
+    else:
+        check_fresh(S['run_dirs'], S['resume_path'], S['exp'], cfg['overwrite'])
+    for d, (name, rc) in zip(S['run_dirs'], S['runs']):
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, 'config.json'), 'w') as f:
+            json.dump(dict(rc, run=name, model_args=dict(S['model_args'], n_runs=1)), f, indent=1, default=str)
+    S['logs'] = [open(os.path.join(d, 'log.jsonl'), 'a') for d in S['run_dirs']]
+    return start
+
+
+def make_step(S, cfg):
+    """The training step of every run as a function of no arguments (a CUDA graph where on)."""
+    run_seeds = torch.tensor([rc['seed'] for _, rc in S['runs']], device=S['dev'])
+    S['it_buf'] = torch.zeros((), dtype=torch.long, device=S['dev'])
+
+    def step():
+        return train_step(S['model'], S['raw'], S['opt'], S['train'], run_seeds, S['it_buf'], cfg['batch_size'],
+                          cfg['grad_clip'], S['ctx'], S['per_run'], S['lr_buf'])
+    return capture_step(step, S['raw'], S['opt']) if S['graphed'] else step
+
+
+def train(cfg, stop_after=None):
+    """Train every run of cfg in lockstep; returns the experiment directory.
+    stop_after: stop (as if killed) after this many steps, for tests of resume."""
+    S = setup(cfg)
+    start = start_files(S, cfg)
+    E, T = len(S['runs']), S['model_args']['block_size']
+    print(f"{E} run(s) on {S['dev']} ({S['dtype']}{', compiled' if S['use_compile'] else ''}"
+          f"{', CUDA graph' if S['graphed'] else ''}): {sum(p[0].numel() for p in S['raw'].parameters()) / 1e6:.2f}M "
+          f"params per run, vocab {S['model_args']['vocab_size']}, {cfg['batch_size']} x {T} tokens per step and run")
+    print('config:', overrides(cfg, DEFAULTS))
+    wandb = None
+    if cfg['wandb_log']:
+        import wandb
+        wandb.init(project=cfg['wandb_project'], name=os.path.basename(S['exp']), config=cfg)
+    submit, close = background_writer()
+    stop = {}
+
+    def on_signal(signum, frame):               # first: finish the step, write a resume point; second: now
+        if 'signal' in stop:
+            raise KeyboardInterrupt
+        stop['signal'] = signum
+        tqdm.write('stopping: writing a resume point after this step (Ctrl-C again to stop at once)')
+    handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)} \
+        if threading.current_thread() is threading.main_thread() else {}
+    try:
+        t0 = time.time()
+        done = loop(S, cfg, start, stop_after, submit, stop, wandb)
+    finally:
+        for sig, h in handlers.items():
+            signal.signal(sig, h)
+        for f in S.get('logs', []):
+            f.close()
+        close()                                   # every checkpoint on disk before we return or raise
+    if done is not True:
+        raise KeyboardInterrupt(f"stopped at iter {done}; resume point written to {S['resume_path']}: "
+                                "continue with --resume=True")
+    tm = dict(S['timing'], train_s=time.time() - t0, n_runs=len(S['runs']), device=S['dev'],
+              graphed=S['graphed'], compiled=S['use_compile'])
+    tm['run_steps_per_s'] = tm['n_runs'] * max(tm['n_steps'] - 1, 0) / tm['step_s'] if tm['step_s'] else None
+    name = os.path.basename(S['resume_path']).replace('resume', 'timing').replace('.pt', '.json')
+    with open(os.path.join(S['exp'], name), 'w') as f:
+        json.dump(tm, f, indent=1)
+    print(f"done in {tm['train_s']:.1f}s -> {S['exp']} (steps {tm['step_s']:.1f}s, evaluation {tm['eval_s']:.1f}s, "
+          f"checkpoints {tm['ckpt_s']:.1f}s, first step {tm['first_step_s']:.1f}s)")
+    return S['exp']
+
+
+def sync(dev):
+    if dev.startswith('cuda'):
+        torch.cuda.synchronize(dev)
+
+
+def loop(S, cfg, start, stop_after, submit, stop, wandb):
+    """The training loop. -> True when finished, else the iteration it stopped at on a signal.
+    Keeps S['timing']: wall seconds inside steps (timed from a block's first step to the host sync
+    that ends it), evaluation, checkpoint snapshots, resume points, and the first step (compilation)."""
+    raw, opt, metas, runs, logs, dev = S['raw'], S['opt'], S['metas'], S['runs'], S['logs'], S['dev']
+    tm = S['timing'] = dict(first_step_s=0.0, step_s=0.0, eval_s=0.0, ckpt_s=0.0, resume_s=0.0, n_steps=0)
+    t = time.perf_counter()
+    step = make_step(S, cfg)
+    tm['capture_s'] = time.perf_counter() - t
+    save_at = set(ckpt_iters(cfg['max_iters'], cfg['n_ckpts'], cfg['ckpt_first']))
+    losses, last_acc, last_resume, t_block = [], {}, time.time(), None
+    bar = tqdm(range(start, cfg['max_iters'] + 1), initial=start, total=cfg['max_iters'] + 1, dynamic_ncols=True)
+    for it in bar:
+        # --- evaluate, checkpoint (the state *before* step `it`'s update: iter = steps taken)
+        if it in save_at or it % cfg['eval_interval'] == 0 or it == cfg['max_iters']:
+            if t_block is not None:                  # the queued steps end here, not in the evaluation
+                sync(dev)
+                tm['step_s'] += time.perf_counter() - t_block
+                t_block = None
+            t = time.perf_counter()
+            S['model'].eval()
+            last_acc = evaluate_all(S['model'], S['data'], S['ctx'], it, metas, logs)
+            S['model'].train()
+            tqdm.write(f"iter {it}: " + ' | '.join(
+                f"{s.split('_')[0]} " + ' '.join(f"{last_acc[(r, s)]:.2f}" for r in range(min(len(runs), 8)))
+                + (' ...' if len(runs) > 8 else '') for s in SPLITS))
+            if wandb:
+                wandb.log({f'{s}/acc_run{r}': last_acc[(r, s)] for r in range(len(runs)) for s in SPLITS}, step=it)
+            for f in logs:
+                f.flush()
+            tm['eval_s'] += time.perf_counter() - t
+        if it in save_at:
+            t = time.perf_counter()
+            finite = torch.stack([p.detach().isfinite().flatten(1).all(1) for p in raw.parameters()]).all(0)
+            if not finite.all():
+                diverged(runs[int((~finite).nonzero()[0])][0], it, 'its weights are not finite')
+            submit(snapshot_ckpts(raw, opt, it, S['run_dirs'], dict(S['model_args'], n_runs=1), metas))
+            tm['ckpt_s'] += time.perf_counter() - t
+        if it == cfg['max_iters']:
+            break
+        due = it % cfg['eval_interval'] == 0 and time.time() - last_resume >= cfg['resume_every']
+        if (due and it > start) or ('signal' in stop and not losses):  # whole-sweep state: large, so rarely
+            t = time.perf_counter()
+            state = host_copy(dict(model=raw.state_dict(), optimizer=opt.state_dict(), iter=it, cfg=cfg))
+            submit(lambda: atomic_save(state, S['resume_path']))
+            last_resume = time.time()
+            tm['resume_s'] += time.perf_counter() - t
+            if 'signal' in stop:
+                return it
+        if stop_after is not None and it - start >= stop_after:
+            return True                          # as if killed: no resume point
+        # --- one step of every run
+        lr = get_lr(it, cfg) / cfg['learning_rate']   # the schedule, for a peak of 1
+        S['lr_buf'].fill_(lr if S['per_run'] else lr * cfg['learning_rate'])
+        S['it_buf'].fill_(it)
+        if it == start:                          # the first step compiles: timed apart
+            t = time.perf_counter()
+            losses.append(step())
+            sync(dev)
+            tm['first_step_s'] = time.perf_counter() - t
+        else:
+            t_block = t_block or time.perf_counter()
+            losses.append(step())
+        tm['n_steps'] += 1
+        if len(losses) == cfg['log_interval'] or it + 1 == cfg['max_iters']:
+            check_and_log_losses(torch.stack(losses).cpu(), it + 1 - len(losses), lr, runs, logs, bar, last_acc)
+            losses = []
+            if t_block is not None:
+                tm['step_s'] += time.perf_counter() - t_block
+                t_block = None
+    if os.path.exists(S['resume_path']):
+        submit(lambda: os.remove(S['resume_path']))   # finished: nothing left to resume
+    return True
+
+
 if __name__ == '__main__':
-    train(configure(DEFAULTS))
+    cli(lambda: train(configure(DEFAULTS, choices=CHOICES, sources=[data_gen.__file__, __file__])),
+        interrupted='interrupted: continue from the last resume point with --resume=True')

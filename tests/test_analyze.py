@@ -1,7 +1,10 @@
+"""analyze.py: representations on the run axis, the batched pass = the per-run path, end to end."""
 import json
 import math
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -9,145 +12,62 @@ import torch
 
 import analyze
 import data_gen
+import metrics
 import plots
-from model import GPT, GPTConfig
+import represent
+import train
+from model import GPT, GPTConfig, load_checkpoint
 
-
-def orthonormal(n, d, seed=0):
-    q, _ = torch.linalg.qr(torch.randn(d, n, generator=torch.Generator().manual_seed(seed)))
-    return q.T                                                       # (n, d) orthonormal rows
-
-
-def parallel_reps(alpha, n_facts=6, n_tmpl=4, noise=0.0, seed=0):
-    """Celebrity examples: rep = fact base + alpha * language direction (+ template noise)."""
-    basis = orthonormal(n_facts + 2, 64, seed)
-    fact = torch.arange(n_facts).repeat_interleave(2 * n_tmpl)
-    lang = torch.arange(2).repeat_interleave(n_tmpl).repeat(n_facts)
-    reps = basis[fact] + alpha * basis[n_facts + lang]
-    reps = reps + noise * torch.randn(reps.shape, generator=torch.Generator().manual_seed(seed + 1))
-    return reps, fact, lang, fact % 2
-
-
-def brute_unification(reps, fact, lang, ftype):
-    u = analyze.unit(reps)
-    same, dist = [], []
-    for f in fact.unique():
-        X, Y = u[(fact == f) & (lang == 0)], u[(fact == f) & (lang == 1)]
-        O = u[(fact != f) & (lang == 0) & (ftype == ftype[fact == f][0])]
-        xx = X @ X.T
-        sxx = (xx.sum() - xx.diagonal().sum()) / (len(X) * (len(X) - 1))
-        sxy = (X @ Y.T).mean()
-        same.append(sxy / sxx)
-        dist.append(sxy / (X @ O.T).mean())
-    return float(torch.stack(same).mean()), float(torch.stack(dist).mean())
-
-
-def test_unification_known_answers():
-    reps, fact, lang, ft = parallel_reps(0.0)
-    res, why = analyze.unification(reps, fact, lang, ft)
-    assert why is None and res['same_fact'] == pytest.approx(1.0, abs=1e-6)
-    # languages separate along orthogonal directions: cos(X, Y) = 1 / (1 + alpha^2), cos(X, X) = 1
-    scores = [analyze.unification(*parallel_reps(a))[0]['same_fact'] for a in (0.25, 0.5, 1.0, 2.0, 4.0)]
-    assert scores == pytest.approx([1 / (1 + a * a) for a in (0.25, 0.5, 1.0, 2.0, 4.0)], abs=1e-5)
-    assert all(a > b for a, b in zip(scores, scores[1:])) and scores[-1] < 0.1
-    # the vectorised form equals a direct loop, both baselines, with template noise
-    reps, fact, lang, ft = parallel_reps(0.7, noise=0.3, seed=3)
-    res, _ = analyze.unification(reps + 0.5, fact, lang, ft)
-    assert (res['same_fact'], res['distinct_fact']) == pytest.approx(brute_unification(reps + 0.5, fact, lang, ft), rel=1e-4)
-
-
-def test_unification_null_reasons():
-    reps, fact, lang, ft = parallel_reps(0.0)
-    res, why = analyze.unification(reps, fact, torch.zeros_like(lang), ft)
-    assert res is None and 'one language' in why
-
-
-def test_r2_footprint():
-    g = torch.arange(500) % 5
-    means = torch.randn(5, 16, generator=torch.Generator().manual_seed(0))
-    assert analyze.r2(means[g], g) == pytest.approx(1.0, abs=1e-6)
-    x = torch.randn(2000, 16, generator=torch.Generator().manual_seed(1))
-    assert analyze.r2(x, torch.randint(0, 2, (2000,), generator=torch.Generator().manual_seed(2))) < 0.01
-    # equals the R^2 of a least-squares fit on the one-hot feature (intercept included)
-    x = means[g] + torch.randn(500, 16, generator=torch.Generator().manual_seed(3))
-    onehot = torch.nn.functional.one_hot(g).double()
-    fit = onehot @ torch.linalg.lstsq(onehot, x.double()).solution
-    ref = 1 - ((x - fit) ** 2).sum() / ((x - x.mean(0)) ** 2).sum()
-    assert analyze.r2(x, g) == pytest.approx(float(ref), abs=1e-5)
-
-
-def test_mutual_information_known_answers():
-    # the dataset's MI (mi_lang_attr, mi_token_lang) comes from data_gen.mutual_information(joint counts)
-    mi = data_gen.mutual_information
-    assert mi(np.full((3, 4), 7)) == pytest.approx(0.0, abs=1e-12)  # independent
-    assert mi(np.diag([5, 5, 5, 5])) == pytest.approx(2.0)          # identical, uniform over 4: H = 2 bits
-    table = np.array([[10, 5, 1], [2, 8, 14]])                      # direct count on a toy table
-    xs = np.repeat([0, 0, 0, 1, 1, 1], table.ravel())
-    ys = np.repeat([0, 1, 2, 0, 1, 2], table.ravel())
-    n = len(xs)
-    ref = sum((c := ((xs == i) & (ys == j)).sum()) / n * math.log2(c * n / (xs == i).sum() / (ys == j).sum())
-              for i in range(2) for j in range(3))
-    assert mi(table) == pytest.approx(ref)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize('block', ['pythia', 'gemma2'])
 def test_per_example_grads_match_autograd(block):
+    """Per-example gradients of two runs at once = autograd on each run's model and example alone."""
     torch.manual_seed(0)
-    model = GPT(GPTConfig(block=block, n_layer=2, n_head=2, n_embd=16, vocab_size=23, block_size=12), seeds=[5])
-    lens, plens = [9, 7, 12], [6, 4, 8]
-    seqs = [torch.randint(3, 23, (n,)) for n in lens]
-    idx = torch.zeros(3, 12, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        idx[i, :len(s)] = s
-    G = analyze.per_example_grads(model, idx, torch.tensor(plens), torch.tensor(lens))
-    for i, (s, pl) in enumerate(zip(seqs, plens)):
-        model.zero_grad()
-        logits = model(s[None, None, :-1])[0, 0]
-        # attribute loss: summed CE of tokens[pl : len-1] (the last token is <eos>)
-        torch.nn.functional.cross_entropy(logits[pl - 1:-1], s[pl:-1], reduction='sum').backward()
-        for n, p in model.named_parameters():
-            torch.testing.assert_close(G[n][i], p.grad, atol=1e-5, rtol=1e-4)
+    model = GPT(GPTConfig(block=block, n_layer=2, n_head=2, n_embd=16, vocab_size=23, block_size=12, n_runs=2),
+                seeds=[5, 6])
+    lens, plens = [[9, 7, 12], [5, 12, 0]], [[6, 4, 8], [3, 10, 1]]       # run 1's last example is padding
+    idx = torch.zeros(2, 3, 12, dtype=torch.long)
+    for r in range(2):
+        for i, n in enumerate(lens[r]):
+            idx[r, i, :n] = torch.randint(3, 23, (n,))
+    G = represent.per_example_grads(model, idx, torch.tensor(plens), torch.tensor(lens))
+    for r in range(2):
+        for i, (n, pl) in enumerate(zip(lens[r], plens[r])):
+            model.zero_grad()
+            s = idx[r, i, :n]
+            if n:
+                logits = model(s[None, None, :-1].expand(2, 1, -1))[r, 0]
+                # attribute loss: summed CE of tokens[pl : len-1] (the last token is <eos>)
+                torch.nn.functional.cross_entropy(logits[pl - 1:-1], s[pl:-1], reduction='sum').backward()
+            for name, p in model.named_parameters():
+                ref = p.grad[r] if p.grad is not None else torch.zeros_like(p[r])
+                torch.testing.assert_close(G[name][i, r], ref, atol=1e-5, rtol=1e-4)
 
 
-def test_projection_preserves_cosines_within_jl():
+@pytest.mark.parametrize('kind', ['gaussian', 'sketch'])
+def test_projection_preserves_cosines_within_jl(kind):
     n, P, k = 20, 3000, 1024
     x = torch.randn(n, P, generator=torch.Generator().manual_seed(0))
     x[1:5] += 2 * x[0]                                               # a few strongly related vectors
-    blocks = analyze.projection_blocks('w', P, k, seed=7, chunk=1000, dev='cpu', cache_bytes=0)
-    y = sum(x[:, s:s + len(R)] @ R for s, R in blocks)
-    cos = analyze.unit(x) @ analyze.unit(x).T
-    cos_p = analyze.unit(y) @ analyze.unit(y).T
+    cfg = dict(analyze.DEFAULTS, proj_kind=kind, proj_dim=k, proj_seed=7, proj_chunk=1000, proj_cache_gb=0.0,
+               proj_dtype='float32')
+    y = represent.project('w', x, cfg)
+    cos = metrics.unit(x) @ metrics.unit(x).T
+    cos_p = metrics.unit(y) @ metrics.unit(y).T
     # JL (Dasgupta-Gupta): k >= 4 ln(m) / (eps^2/2 - eps^3/3) keeps m points' norms within 1 +- eps;
     # inner products of unit vectors follow from the norms of their n^2 sums and differences
     m = 2 * n * n
     eps = next(e for e in np.linspace(0.01, 1, 1000) if k >= 4 * math.log(m) / (e * e / 2 - e ** 3 / 3))
     assert (cos - cos_p).abs().max() < eps
-    again = analyze.projection_blocks('w', P, k, seed=7, chunk=1000, dev='cpu', cache_bytes=0)
-    assert all(torch.equal(a[1], b[1]) for a, b in zip(blocks, again))   # fixed given the seed
-    other = analyze.projection_blocks('w', P, k, seed=8, chunk=1000, dev='cpu', cache_bytes=0)
-    assert not torch.equal(blocks[0][1], other[0][1])
-
-
-def test_selection_picks_the_oracle():
-    target = np.random.default_rng(0).random(16)
-    sel = analyze.select_runs({'ood_itself': target, 'noise': np.random.default_rng(1).random(16),
-                               'nothing': np.full(16, np.nan)}, target, 300, 1 / 3)
-    assert sel['ood_itself'] == sel['oracle']
-    assert sel['nothing'] == pytest.approx(sel['random']) and sel['oracle'] > sel['random']
-
-
-def test_language_probe():
-    g = torch.Generator().manual_seed(0)
-    lang = torch.arange(400) % 2
-    x = torch.randn(400, 32, generator=g)
-    train = torch.rand(400, generator=g) < 0.5
-    assert analyze.lang_probe(x + 3 * lang[:, None], lang, train) == 1.0
-    assert abs(analyze.lang_probe(x, lang, train) - 0.5) < 0.12
+    assert torch.equal(y, represent.project('w', x, cfg))                         # fixed given the seed
+    assert not torch.equal(y, represent.project('w', x, dict(cfg, proj_seed=8)))
 
 
 def test_name_confusion_counts_namesake_errors():
     # word tokens: attribute ids 10 (person 0's city), 11 (namesake person 1's), 12 (a stranger's); 2 = <eos>
-    rd = {'namesake': {(0, 'birth_city'): {'B', 'A'}}, 'n_values': {'birth_city': 3},
+    rd = {'namesake': {(0, 'birth_city'): {'B', 'A'}}, 'n_values': {'birth_city': 3}, 'eos': 2,
           'attr_map': {('birth_city', (10,)): 'A', ('birth_city', (11,)): 'B', ('birth_city', (12,)): 'C'}}
     ex = {'tokens': [1, 5, 6, 10, 2], 'prompt_len': 3, 'person': 0, 'fact_type': 'birth_city', 'attribute': 'A'}
     pred = torch.tensor([[10, 2], [11, 2], [12, 2], [11, 2]])
@@ -156,77 +76,164 @@ def test_name_confusion_counts_namesake_errors():
     assert nc['n_errors'] == 3 and nc['share'] == pytest.approx(2 / 3) and nc['chance'] == pytest.approx(0.5)
 
 
+def test_acc_by_n_templates():
+    rd = {'n_train': {(0, 'birth_year'): 1, (1, 'birth_year'): 3, (2, 'birth_year'): 3}}
+    exs = [{'person': p, 'fact_type': 'birth_year'} for p in (0, 1, 2, 2)]
+    assert analyze.acc_by_n_templates([True, False, True, True], exs, rd) == {
+        '1': {'acc': 1.0, 'n': 1}, '3': {'acc': 2 / 3, 'n': 3}}
+
+
 # ----------------------------------------------------------------------------- end to end
 @pytest.fixture(scope='module')
 def tiny_exp(tmp_path_factory):
-    import train
     root = tmp_path_factory.mktemp('analyze')
     cfg = dict(train.DEFAULTS, out_dir=str(root / 'out' / 'exp'), data_dir=str(root / 'data'), n_people=60,
                n_first_names=20, n_last_names=20, n_cities=10, n_templates=3, n_layer=2, n_head=2, n_embd=32,
-               batch_size=32, max_iters=60, warmup_iters=5, eval_interval=30, n_ckpts=3, log_interval=10,
-               eval_max=200, device='cpu', compile=False, sweep={'celeb_frac': [0.0, 0.2]})
+               batch_size=32, max_iters=60, warmup_iters=5, eval_interval=30, n_ckpts=3, ckpt_first=5,
+               log_interval=10, eval_max=200, learning_rate=1e-2, device='cpu', compile=False,
+               sweep={'celeb_frac': [0.0, 0.1, 0.2]})
     return train.train(cfg)
 
 
 def tiny_cfg(exp, **kw):
-    return dict(analyze.DEFAULTS, exp_dir=exp, device='cpu', proj_dim=128, max_examples=200, max_celeb_facts=20,
-                ood_sample=200, select_repeats=50, sim_ckpts=3, **kw)
+    return dict(dict(analyze.DEFAULTS, exp_dir=exp, device='cpu', proj_dim=128, max_examples=200, max_celeb_facts=20,
+                     ood_sample=200, select_repeats=50, sim_ckpts=3, max_ckpts=0), **kw)
+
+
+RUNS = ['celeb_frac0.0', 'celeb_frac0.1', 'celeb_frac0.2']
 
 
 def test_end_to_end_tiny_run(tiny_exp):
     out = analyze.analyze(tiny_cfg(tiny_exp))
     with open(os.path.join(tiny_exp, 'analysis.json')) as f:
         assert json.load(f)['selection'] == out['selection']
-    runs = ['celeb_frac0.0', 'celeb_frac0.2']
     figs = {'acc_vs_knobs', 'unif_vs_ood', 'mi_vs_footprint', 'extract_vs_footprint', 'footprint_early',
-            'acc_curves', 'name_confusion', 'selection'} | {f'sim_{k}_{r}' for k in ('act', 'grad') for r in runs}
+            'acc_curves', 'name_confusion', 'selection', 'acc_by_n_templates'} | \
+        {f'sim_{k}_{r}' for k in ('act', 'grad') for r in RUNS}
     assert set(os.listdir(os.path.join(tiny_exp, 'figures'))) == {f + '.png' for f in figs}
     shutil.rmtree(os.path.join(tiny_exp, 'figures'))             # the figures are redrawn from the files alone
     plots.plot(tiny_exp)
     assert set(os.listdir(os.path.join(tiny_exp, 'figures'))) == {f + '.png' for f in figs}
     recs = out['records']
-    n_ckpts = sum(len([f for f in os.listdir(os.path.join(tiny_exp, r)) if f.startswith('ckpt_')]) for r in runs)
-    assert len(recs) == n_ckpts and {r['run'] for r in recs} == set(runs)
+    n_ckpts = sum(len([f for f in os.listdir(os.path.join(tiny_exp, r)) if f.startswith('ckpt_')]) for r in RUNS)
+    assert len(recs) == n_ckpts and {r['run'] for r in recs} == set(RUNS)
     for r in recs:
         assert all(0 <= v <= 1 + 1e-6 for fp in r['footprint']['lang'].values() for v in fp.values())
         assert set(r['footprint']['lang']['grad']) == {'emb', 'L1', 'L2', 'head', 'concat'}
         if r['run'] == 'celeb_frac0.0':                          # no parallel data: explicit null with the reason
             assert r['unification'] is None and 'no celebrity' in r['unification_null_reason']
         else:
-            assert set(r['unification']['same_fact']['act']) == {'emb', 'L1', 'L2', 'concat'}
+            assert set(r['unification']['normalized']['act']) == {'emb', 'L1', 'L2', 'concat'}
             assert all(math.isfinite(v) for v in r['unification']['same_fact']['grad'].values())
             assert 0 <= r['lang_probe']['act']['concat'] <= 1
     final = [r for r in recs if r['final'] and r['run'] == 'celeb_frac0.2'][0]
-    with open(os.path.join(tiny_exp, 'celeb_frac0.2', 'log.jsonl')) as f:
-        log = [json.loads(l) for l in f]
-    assert final['acc']['ood_test']['all'] == next(l['acc'] for l in log if l['iter'] == final['iter'] and
-                                                   l['split'] == 'ood_test' and l['fact_type'] == 'all' and l['lang'] == 'all')
+    # recall by the fact's number of training templates, and the OOD predictions kept for selection
+    by_n = final['acc_by_n_train_templates']
+    assert sum(v['n'] for v in by_n['ood_test'].values()) == len(final['ood_correct']) == final['n_examples']['ood']
+    assert set(by_n['id_test']) <= {'1', '2'} and by_n['id_test']
     # the dataset's MI equals a direct count on its training split
-    train = data_gen.load_split(json.load(open(os.path.join(tiny_exp, 'celeb_frac0.2', 'config.json')))['dataset_path'], 'train')
-    by = [(e['lang'], e['attribute']) for e in train if e['fact_type'] == 'birth_city']
+    cfg = json.load(open(os.path.join(tiny_exp, 'celeb_frac0.2', 'config.json')))
+    split = data_gen.load_split(cfg['dataset_path'], 'train')
+    by = [(e['lang'], e['attribute']) for e in split if e['fact_type'] == 'birth_city']
     joint = np.zeros((2, 10))
     vals = sorted({a for _, a in by})
     for l, a in by:
         joint[l, vals.index(a)] += 1
     assert final['mi_lang_attr']['birth_city'] == pytest.approx(data_gen.mutual_information(joint))
     assert set(out['selection']) >= {'id_test', 'ood_1pct', 'ood_10pct', 'unification', 'unif_x_id', 'oracle'}
+    cs = out['ckpt_selection']['celeb_frac0.2']
+    assert set(cs) == {'last_best_ood', 'last_best_id', 'unification', 'oracle', 'final'}
+    assert cs['last_best_ood']['ood'] == cs['oracle']
+    # similarity matrices only for the figures' runs and checkpoints, float16
+    with np.load(os.path.join(tiny_exp, 'similarity.npz')) as z:
+        assert {k.split('|')[0] for k in z.files} == set(RUNS) and all(z[k].dtype == np.float16 for k in z.files)
+        assert len({tuple(k.split('|')[:2]) for k in z.files}) == 3 * 3
+
+
+def flat(x, key=''):
+    """Every number of a nested record, by path."""
+    if isinstance(x, dict):
+        return {k: v for kk, vv in x.items() for k, v in flat(vv, f'{key}/{kk}').items()}
+    return {key: x} if isinstance(x, (int, float)) and not isinstance(x, bool) else {}
+
+
+def test_batched_pass_equals_per_run(tiny_exp, tmp_path):
+    """Runs analysed together in one batched pass give the numbers of each run analysed alone."""
+    together = analyze.analyze(tiny_cfg(tiny_exp, run_batch=3, figures=False))['records']
+    alone = analyze.analyze(tiny_cfg(tiny_exp, run_batch=1, figures=False))['records']
+    assert [(r['run'], r['iter']) for r in together] == [(r['run'], r['iter']) for r in alone]
+    for a, b in zip(together, alone):
+        fa, fb = flat(a), flat(b)
+        assert fa.keys() == fb.keys()
+        for k in fa:
+            assert fa[k] == pytest.approx(fb[k], abs=1e-5, rel=1e-4), (a['run'], a['iter'], k)
+        assert a['ood_correct'] == b['ood_correct'] if a['final'] else True
+
+
+def test_teacher_forced_accuracy_equals_greedy_decoding(tiny_exp):
+    """train.evaluate (one forward pass, teacher forcing) and represent.predict (greedy decoding) agree
+    on every example of every split."""
+    run = os.path.join(tiny_exp, 'celeb_frac0.2')
+    cfg = json.load(open(os.path.join(run, 'config.json')))
+    meta = data_gen.load_meta(cfg['dataset_path'])
+    model, _ = load_checkpoint(os.path.join(run, 'ckpt_60.pt'), vocab=meta['vocab'])
+    for split in data_gen.SPLITS:
+        exs = data_gen.load_split(cfg['dataset_path'], split)
+        data = train.stack_runs([train.encode_split(exs, meta, meta['block_size'])], 'cpu')
+        forced = train.evaluate(model, data, train.autocast('cpu', 'float32'))[0][0].numpy()
+        max_attr = max(len(data_gen.attribute_tokens(e)) for e in exs)
+        greedy = represent.decoded_correct(represent.predict(model, [exs], max_attr)[0], exs)
+        assert forced.tolist() == greedy.tolist() and 0 < greedy.mean() < 1
+
+
+def test_trackstar_option(tiny_exp):
+    out = analyze.analyze(tiny_cfg(tiny_exp, grad_precond='trackstar', figures=False, max_ckpts=2))
+    final = [r for r in out['records'] if r['final'] and r['unification']]
+    assert final and all(math.isfinite(v) for r in final for v in r['unification']['same_fact']['grad'].values())
+    assert out['settings']['grad_precond'] == 'trackstar'
+
+
+def test_unreadable_checkpoint_is_skipped_up_front(tiny_exp, tmp_path, capsys):
+    exp = str(tmp_path / 'exp')
+    shutil.copytree(tiny_exp, exp, ignore=shutil.ignore_patterns('figures'))
+    path = os.path.join(exp, 'celeb_frac0.2', 'ckpt_5.pt')
+    open(path, 'wb').write(open(path, 'rb').read()[:1000])                    # torn
+    out = analyze.analyze(tiny_cfg(exp, figures=False))
+    assert 'skipping 1 unreadable checkpoint' in capsys.readouterr().out
+    assert ('celeb_frac0.2', 5) not in {(r['run'], r['iter']) for r in out['records']}
+    assert any('ckpt_5.pt' in n for n in out['notes']) and len(out['records']) > 3
 
 
 def test_missing_or_partial_experiment(tiny_exp, tmp_path):
-    with pytest.raises(SystemExit, match='experiment directory not found'):
+    with pytest.raises(ValueError, match='experiment directory not found'):
         analyze.analyze(tiny_cfg(str(tmp_path / 'nope')))
-    with pytest.raises(SystemExit, match='no runs in'):
+    with pytest.raises(ValueError, match='no runs in'):
         analyze.analyze(tiny_cfg(str(tmp_path)))
     part = str(tmp_path / 'part')
     shutil.copytree(tiny_exp, part, ignore=shutil.ignore_patterns('*.pt', 'figures'))
     shutil.copy(os.path.join(tiny_exp, 'celeb_frac0.0', 'ckpt_0.pt'), os.path.join(part, 'celeb_frac0.0'))
-    with pytest.raises(SystemExit, match=r'missing final checkpoint .*ckpt_60\.pt'):
+    with pytest.raises(ValueError, match=r'missing or unreadable final checkpoint .*ckpt_60\.pt'):
         analyze.analyze(tiny_cfg(part))
     os.remove(os.path.join(part, 'celeb_frac0.0', 'log.jsonl'))
-    with pytest.raises(SystemExit, match=r'missing .*celeb_frac0\.0.log\.jsonl'):
+    with pytest.raises(ValueError, match=r'missing .*celeb_frac0\.0.log\.jsonl'):
         analyze.analyze(tiny_cfg(part))
 
 
-def test_command_line_takes_the_experiment_directory():
+def test_laptop_settings_are_picked_by_device():
+    cfg, line = analyze.pick_settings(analyze.DEFAULTS, 'cpu')
+    assert cfg['proj_kind'] == 'sketch' and cfg['proj_dim'] == 512 and cfg['max_ckpts'] == 8
+    assert 'proj_kind=sketch' in line
+    gpu, _ = analyze.pick_settings(analyze.DEFAULTS, 'cuda')
+    assert gpu['proj_kind'] == 'gaussian' and gpu['proj_dim'] == 4096 and gpu['max_ckpts'] == 0
+    mine, _ = analyze.pick_settings(dict(analyze.DEFAULTS, proj_dim=64, max_ckpts=0), 'cpu')
+    assert mine['proj_dim'] == 64 and mine['max_ckpts'] == 0               # what the user set stays
+
+
+def test_command_line():
     cfg = analyze.parse_args(['out/some_exp', '--proj_dim=64'])
     assert cfg['exp_dir'] == 'out/some_exp' and cfg['proj_dim'] == 64
+    run = subprocess.run([sys.executable, 'analyze.py', '--help'], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and '--grad_precond=' in run.stdout and "one of 'adam', 'trackstar'" in run.stdout
+    run = subprocess.run([sys.executable, 'analyze.py', 'out/does_not_exist'], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 1 and run.stderr.strip() == "analyze: experiment directory not found: 'out/does_not_exist'"

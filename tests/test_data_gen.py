@@ -236,7 +236,7 @@ def test_bad_input(tmp_path, knob, value):
         data_dir = tmp_path / 'file' / 'data'
         value = str(data_dir)
     cfg[knob] = value
-    with pytest.raises(SystemExit, match='n_first_names' if knob == 'n_people' else knob) as e:
+    with pytest.raises(ValueError, match='n_first_names' if knob == 'n_people' else knob) as e:
         data_gen.build(cfg)
     assert '\n' not in str(e.value)
     assert not data_dir.exists() or not os.listdir(data_dir)            # nothing half-written
@@ -270,7 +270,7 @@ def test_prepare_reuses_matching_dataset(tmp_path, capsys):
     assert os.stat(os.path.join(path, 'train.jsonl')).st_mtime_ns == stamp
     data_gen.prepare(dict(cfg, celeb_frac=0.2))                         # same name, other knobs: rebuilt
     assert data_gen.load_meta(path)['config']['celeb_frac'] == 0.2
-    with pytest.raises(SystemExit, match='meta.json'):
+    with pytest.raises(ValueError, match='meta.json'):
         data_gen.load_meta(str(tmp_path / 'missing'))
 
 
@@ -308,3 +308,91 @@ def test_cli(tmp_path):
     again = subprocess.run(run.args, cwd=ROOT, capture_output=True, text=True, timeout=60,
                            env=dict(os.environ, PYTHONHASHSEED='123'))
     assert again.returncode == 0 and {f: (path / f).read_bytes() for f in os.listdir(path)} == first
+
+
+def templates_per_fact(data, split='train'):
+    """{(person, fact type, lang): number of templates} of the non-celebrity facts of a split."""
+    return collections.Counter((x['person'], x['fact_type'], x['lang']) for x in data[split] if not x['celebrity'])
+
+
+@pytest.mark.parametrize('celeb_frac', [0.0, 0.12, 0.3])
+def test_drops_even_by_event(tmp_path, celeb_frac):
+    """Under the constant training size every non-celebrity fact of a (fact type, language) cell
+    keeps floor(b) or ceil(b) training templates, b = the cell's quota / its facts (SPEC 4)."""
+    meta, data = make(tmp_path, celeb_frac=celeb_frac)
+    per_fact = templates_per_fact(data)
+    cells = collections.defaultdict(list)
+    for (p, ft, lang), n in per_fact.items():
+        cells[(ft, lang)].append(n)
+    for counts in cells.values():
+        b = sum(counts) / len(counts)
+        assert set(counts) <= {int(np.floor(b)), int(np.ceil(b))}, (b, collections.Counter(counts))
+    if celeb_frac == 0.0:
+        assert set(per_fact.values()) == {4}                              # T - 1 = 4: only the held-out one is left
+    # the dropped verbalizations are in the ID test: train + ID = every template of the fact's language
+    idt = templates_per_fact(data, 'id_test')
+    assert all(per_fact[f] + idt[f] == 5 for f in per_fact)
+
+
+def test_drops_nested_across_family(tmp_path):
+    """A fact's training templates at a higher celeb_frac are a subset of those at a lower one."""
+    _, lo = make(tmp_path / 'lo', celeb_frac=0.1)
+    _, hi = make(tmp_path / 'hi', celeb_frac=0.2)
+    lo_keys = {key(x) for x in lo['train']}
+    hi_nc = [x for x in hi['train'] if not x['celebrity']]
+    lo_celeb = {(x['person'], x['fact_type']) for x in lo['train'] if x['celebrity']}
+    assert all(key(x) in lo_keys for x in hi_nc if (x['person'], x['fact_type']) not in lo_celeb)
+
+
+@pytest.mark.parametrize('pos', ['not_last', 'first', 'any'])
+def test_subject_position(tmp_path, pos):
+    meta, _ = make(tmp_path, subject_pos=pos, n_templates=10, celeb_frac=0.0)
+    before_attr, first = [], []
+    for by_ft in meta['templates'].values():
+        for ts in by_ft.values():
+            for t in ts:
+                w = t.split()
+                before_attr.append(w[w.index('{attr}') - 1] == '{subject}')
+                first.append(w[0] == '{subject}')
+    if pos == 'not_last':
+        assert not any(before_attr)                     # a template word always predicts the attribute
+    elif pos == 'first':
+        assert all(first) and not any(before_attr)
+    else:
+        assert any(before_attr)                         # 80 templates: some put the subject last
+
+
+def test_truncated_split_is_named_and_rebuilt(tmp_path, capsys):
+    cfg = dict(data_gen.DATA_DEFAULTS, data_dir=str(tmp_path), n_people=200, dataset='d')
+    path = data_gen.prepare(cfg)
+    file = os.path.join(path, 'train.jsonl')
+    lines = open(file).readlines()
+    open(file, 'w').writelines(lines[:len(lines) // 2])                    # cut at a line boundary
+    with pytest.raises(ValueError, match=r'train.jsonl has 1600 examples, meta.json says 3200') as e:
+        data_gen.load_split(path, 'train')
+    assert '\n' not in str(e.value)
+    open(file, 'w').writelines(lines[:10] + [lines[10][:25]])             # cut mid-line
+    with pytest.raises(ValueError, match=r'train.jsonl line 11 is not valid JSON'):
+        data_gen.load_split(path, 'train')
+    capsys.readouterr()
+    assert data_gen.prepare(cfg) == path                                   # prepare() notices and rebuilds
+    assert 'train.jsonl is incomplete' in capsys.readouterr().out
+    assert open(file).readlines() == lines
+
+
+def test_help_lists_every_knob():
+    run = subprocess.run([sys.executable, 'data_gen.py', '--help'], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0
+    for k, v in data_gen.DATA_DEFAULTS.items():
+        assert f'--{k}={v!r}' in run.stdout
+    assert "one of 'not_last', 'any', 'first'" in run.stdout and 'out_dir' in run.stdout
+
+
+def test_shared_token_family_shares_vocabulary(tmp_path):
+    """shared_token_frac changes which filler words the languages share, not the vocabulary size or the
+    sequence length, so its values can train in lockstep; at 1 no single token tells the language."""
+    metas = [make(tmp_path / str(f), shared_token_frac=f)[0] for f in (0.0, 0.5, 1.0)]
+    assert len({len(m['vocab']) for m in metas}) == 1 and len({m['block_size'] for m in metas}) == 1
+    assert metas[0]['mi_token_lang'] > 0.5 > metas[1]['mi_token_lang'] > metas[2]['mi_token_lang']
+    f0, f1 = fillers(metas[2]).values()
+    assert {w for t in f0 for w in t} == {w for t in f1 for w in t}    # one pool for both languages

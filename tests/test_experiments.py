@@ -8,6 +8,8 @@ import os
 
 import pytest
 
+pytestmark = pytest.mark.slow      # end to end: the fast subset (-m 'not slow') skips them
+
 import analyze
 import train
 from configurator import configure
@@ -16,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, 'config', '*.py'))
                  if not os.path.basename(p).startswith('celeb_'))   # celeb_XX.py: single points of sweep_celeb
 TINY = dict(n_people=60, n_first_names=20, n_last_names=20, n_cities=10, n_layer=1, n_head=2, n_embd=16,
-            batch_size=16, max_iters=6, n_ckpts=1, eval_interval=6, eval_max=40, device='cpu', compile=False)
+            batch_size=16, max_iters=6, n_ckpts=2, ckpt_first=1, eval_interval=6, eval_max=40, device='cpu', compile=False)
 
 
 @pytest.mark.parametrize('name', CONFIGS)
@@ -30,7 +32,7 @@ def test_experiment_miniature(name, tmp_path):
     n_runs = len(glob.glob(os.path.join(exp, '*', 'config.json')))
     assert n_runs == math.prod(len(v) for v in cfg['sweep'].values())
     acfg = dict(analyze.DEFAULTS, exp_dir=exp, device='cpu', proj_dim=32, max_examples=60, max_celeb_facts=8,
-                ood_sample=40, figures=False)
+                ood_sample=40, figures=False, max_ckpts=0)
     analyze.analyze(acfg)
     with open(os.path.join(exp, 'analysis.json')) as f:
         out = json.load(f)

@@ -2,6 +2,8 @@
 ECLeKTic-format fixture, and statistics on inputs whose answers are known."""
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ import torch
 
 import llm_eval
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIX = os.path.join(os.path.dirname(__file__), 'fixtures')
 DATA = os.path.join(FIX, 'eclektic_tiny.jsonl')
 PARA = os.path.join(FIX, 'eclektic_tiny_paraphrases.jsonl')
@@ -82,19 +85,98 @@ def test_separation_stats_bonferroni():
     assert len(one) == 1 and one[0]['auc'] == 1.0
 
 
-def test_unification_score_by_hand():
-    e = torch.eye(4)
-    # 3 questions, 2 layers, d=4: layer 0 has X identical to Y; layer 1 has Y orthogonal to X
-    H = torch.stack([torch.stack([e[0], e[0]]), torch.stack([e[0], e[0]]), torch.stack([e[0], e[1]])])
-    H[1, 1] = torch.nn.functional.normalize(torch.tensor([1., 1., 0, 0]), dim=0)  # second source question, layer 1
-    u, kind = llm_eval.unification(H, [0, 1], [2], [], 'cross')
-    assert kind == 'ratio'
-    # layer 0: sim(X,Y)=1, sim(X,X)=1 -> 1; layer 1: sim(X,Y)=(0+.7071)/2, sim(X,X)=.7071 -> 0.5
-    assert u == pytest.approx([1.0, 0.5], abs=1e-6)
-    u, kind = llm_eval.unification(H, [0], [2], [], 'cross')
-    assert kind == 'cross' and u == pytest.approx([1.0, 0.0], abs=1e-6)
-    u, kind = llm_eval.unification(H, [0], [2], [1], 'other')  # normalised by the cosine with another fact
-    assert kind == 'ratio_other' and u == pytest.approx([1.0, 0.0], abs=1e-6)
+def fact_vectors(spec, d=16):
+    """(N, L+1, d) unit vectors: spec[i][l] lists the basis directions summed for question i, layer l."""
+    e = torch.eye(d)
+    return torch.nn.functional.normalize(torch.stack([torch.stack([sum(e[k] for k in dirs) for dirs in row])
+                                                      for row in spec]), dim=-1)
+
+
+def test_unification_known_answers():
+    """Direction 0 is shared by every question (the anisotropy of real activations), 1-3 are facts
+    0-2, 4+ is noise of each question: x = unit(common + fact + noise). Same-fact questions have
+    cosine 2/3, other facts 1/3. Two layers: the target question is of fact 0 (layer 0) or of fact 1
+    (layer 1). Normalized: 1 and 0; the paper's sim(X,Y)/sim(X,X) reads 1 and 0.5."""
+    same, other = [0, 1, 10], [0, 2, 10]                 # the target question, per layer
+    spec = [[[0, 1, 4]] * 2, [[0, 1, 5]] * 2, [[0, 2, 6]] * 2, [[0, 2, 7]] * 2, [[0, 3, 8]] * 2,
+            [[0, 3, 9]] * 2, [same, other]]
+    H = fact_vectors(spec)
+    fact = torch.tensor([0, 0, 1, 1, 2, 2, 0])
+    lang = torch.tensor([0, 0, 0, 0, 0, 0, 1])
+    U, kinds = llm_eval.unification(H, fact, lang, torch.zeros(7, dtype=torch.long), 'self')
+    assert kinds == ['normalized'] * 3 and U.shape == (3, 1, 2)
+    assert U[0, 0] == pytest.approx([1.0, 0.0], abs=1e-6)
+    # more paraphrases of the same kind do not change it (within excludes i = j)
+    H5 = torch.cat([H[:6], fact_vectors([[[0, 1, 11]] * 2, [[0, 1, 12]] * 2]), H[6:]])
+    U5, _ = llm_eval.unification(H5, torch.tensor([0, 0, 1, 1, 2, 2, 0, 0, 0]),
+                                 torch.tensor([0] * 8 + [1]), torch.zeros(9, dtype=torch.long))
+    assert U5[0, 0] == pytest.approx([1.0, 0.0], abs=1e-6)
+    # a target closer to another fact than its own fact's questions are to others: below 0
+    spec[-1] = [[0, 2, 2, 10], [0, 1, 10]]               # layer 0: mostly fact 1
+    U, _ = llm_eval.unification(fact_vectors(spec), fact, lang, torch.zeros(7, dtype=torch.long))
+    assert U[0, 0, 0] < 0
+
+
+def test_unification_one_source_question():
+    """No paraphrases: x = unit(common + fact), other facts at cosine 1/2. The target is fact 0's
+    own question (layer 0) or fact 1's (layer 1); each fallback gives its documented value."""
+    spec = [[[0, 1]] * 2, [[0, 2]] * 2, [[0, 3]] * 2, [[0, 1], [0, 2]]]
+    H = fact_vectors(spec)
+    fact, lang, ftype = torch.tensor([0, 1, 2, 0]), torch.tensor([0, 0, 0, 1]), torch.zeros(4, dtype=torch.long)
+    want = {'self': [1.0, 0.0], 'centered': [0.5, 0.0], 'cross': [1.0, 0.5]}
+    for fallback, w in want.items():
+        U, kinds = llm_eval.unification(H, fact, lang, ftype, fallback)
+        assert kinds == [fallback] * 3 and U[0, 0] == pytest.approx(w, abs=1e-6), fallback
+    # a fact alone in its source language has no baseline: unscored, except the raw cosine
+    alone = torch.tensor([1, 0, 0, 1])
+    U, kinds = llm_eval.unification(H, fact, lang, alone, 'self')
+    assert kinds[0] == 'none' and np.isnan(U[0]).all() and kinds[1:] == ['self', 'self']
+    U, kinds = llm_eval.unification(H, fact, lang, alone, 'cross')
+    assert kinds[0] == 'cross' and U[0, 0] == pytest.approx([1.0, 0.5], abs=1e-6)
+    # a layer where every prompt ends in the same representation: nothing to normalize
+    H[:, 1] = H[0, 0]
+    U, _ = llm_eval.unification(H, fact, lang, ftype, 'self')
+    assert U[0, 0, 0] == pytest.approx(1.0) and np.isnan(U[0, 0, 1])
+
+
+def test_unification_matches_brute_force():
+    """Random representations, 1-3 source questions per fact, two source languages, two targets:
+    every score equals the formula computed with explicit loops over question pairs."""
+    rng = np.random.default_rng(0)
+    n_src = [1, 2, 3, 2, 1, 3, 2]
+    src_lang = [0, 0, 0, 1, 1, 1, 1]
+    fact, lang, ftype = [], [], []
+    for f, (n, s) in enumerate(zip(n_src, src_lang)):
+        for l in [0] * n + [t for t in (1, 2) if rng.random() < 0.8]:
+            fact.append(f), lang.append(l), ftype.append(s)
+    H = torch.nn.functional.normalize(torch.tensor(rng.normal(size=(len(fact), 3, 8)) + 1.0), dim=-1).float()
+    fact, lang, ftype = map(torch.tensor, (fact, lang, ftype))
+    U, kinds = llm_eval.unification(H, fact, lang, ftype, 'self')
+    Hd = H.double()
+    cos = lambda A, B: torch.einsum('ild,jld->lij', Hd[A], Hd[B])          # (L+1, |A|, |B|)
+    for f in range(len(n_src)):
+        X = [i for i in range(len(fact)) if fact[i] == f and lang[i] == 0]
+        O = [i for i in range(len(fact)) if fact[i] != f and lang[i] == 0 and ftype[i] == ftype[X[0]]]
+        base = cos(X, O).mean((1, 2))
+        if len(X) > 1:
+            xx = cos(X, X)
+            within = (xx.sum((1, 2)) - xx.diagonal(dim1=1, dim2=2).sum(-1)) / (len(X) * (len(X) - 1))
+        else:
+            within = torch.ones(3, dtype=torch.float64)
+        assert kinds[f] == ('normalized' if len(X) > 1 else 'self')
+        for t in (1, 2):
+            Y = [i for i in range(len(fact)) if fact[i] == f and lang[i] == t]
+            if Y:
+                want = (cos(X, Y).mean((1, 2)) - base) / (within - base)
+                assert U[f, t - 1] == pytest.approx(want.numpy(), rel=1e-4, abs=1e-5)
+
+
+def test_auto_dtype_on_any_cuda_device():
+    for dev in ('cuda', 'cuda:0', 'cuda:1'):
+        assert llm_eval.pick_dtype('auto', dev) == 'bfloat16'
+    for dev in ('cpu', 'mps'):
+        assert llm_eval.pick_dtype('auto', dev) == 'float32'
+    assert llm_eval.pick_dtype('float16', 'cuda:1') == 'float16'
 
 
 def test_judge_match():
@@ -114,7 +196,8 @@ def test_overlap_analysis_known():
     assert res['variance_explained_pairs']['r2_overlap'] == pytest.approx(1.0)
     assert res['variance_explained_pairs']['r2_both'] == pytest.approx(1.0)
     assert 0 <= res['variance_explained_pairs']['r2_celebrity'] < 1
-    assert llm_eval.r2([1.0, 2.0], [0.0, 1.0]) is None  # underdetermined
+    assert llm_eval.ols_r2([1.0, 2.0], [0.0, 1.0]) is None  # underdetermined
+    assert llm_eval.ols_r2([1.0, 2.0, 4.0], [0.0, 1.0, 3.0]) == pytest.approx(1.0)
 
 
 # ---------------------------------------------------------------- data checks and errors
@@ -123,16 +206,18 @@ def test_bad_inputs(tmp_path, tiny_models):
     rows = [json.loads(l) for l in open(DATA, encoding='utf-8')]
     p = tmp_path / 'd.jsonl'
     p.write_text('\n'.join(json.dumps({k: v for k, v in r.items() if k not in ('fr_a', 'answer')}) for r in rows))
-    with pytest.raises(SystemExit, match='missing fields answer, fr_a'):
+    with pytest.raises(ValueError, match='missing fields answer, fr_a'):
         llm_eval.load_items(dict(llm_eval.DEFAULTS, data=str(p), languages=LANGS))
     p.write_text('\n'.join(json.dumps(dict(r, de_q='', original_lang=r['original_lang'].replace('de', 'en')))
                            for r in rows))
-    with pytest.raises(SystemExit, match="language 'de' has no questions"):
+    with pytest.raises(ValueError, match="language 'de' has no questions"):
         llm_eval.load_items(dict(llm_eval.DEFAULTS, data=str(p), languages=LANGS))
-    with pytest.raises(SystemExit, match='missing fields es_q, es_a'):
+    with pytest.raises(ValueError, match='missing fields es_q, es_a'):
         llm_eval.load_items(dict(llm_eval.DEFAULTS, data=DATA, languages='en,es'))
-    with pytest.raises(SystemExit, match=r"cannot load model .*pass a local directory"):
+    with pytest.raises(ValueError, match=r"cannot load model .*pass a local directory"):
         llm_eval.load_model(str(tmp_path / 'no_such_model'), cfg_for(tmp_path, ''))
+    with pytest.raises(ValueError, match="unif_fallback='other' is not one of 'self', 'centered', 'cross'"):
+        llm_eval.run(cfg_for(tmp_path, '', unif_fallback='other'))  # a cfg built in Python is checked too
     items = llm_eval.load_items(dict(llm_eval.DEFAULTS, data=DATA, languages=LANGS))
     qs = llm_eval.build_questions(items, llm_eval.load_paraphrases(PARA, items), ['de', 'en', 'fr'])
     assert len(items) == 12 and len(qs) == 12 * 3 + 14
@@ -156,10 +241,15 @@ def test_pipeline(tmp_path, tiny_models, arch):
     transfers = [json.loads(l) for l in open(out / 'transfers.jsonl', encoding='utf-8')]
     assert H.shape == (12 * 3 + 14, 3, 32) and len(answers) == H.shape[0]
     assert torch.allclose(H.norm(dim=-1), torch.ones(H.shape[:2]), atol=1e-5)
-    assert len(transfers) == 24 and all(len(t['unification']) == 3 and t['unif_kind'] == 'ratio' for t in transfers)
+    assert len(transfers) == 24 and all(len(t['unification']) == 3 and t['unif_kind'] == 'normalized'
+                                        for t in transfers)  # every fact has a paraphrase
     saved = json.load(open(out / 'results.json', encoding='utf-8'))
-    assert saved['n_layers'] == 3 and len(saved['per_layer']) == 3 and saved['unif_kinds']['ratio'] == 24
-    assert saved['per_layer'][0]['n_correct'] == 12 and saved['per_layer'][0]['n_incorrect'] == 12
+    assert saved['n_layers'] == 3 and len(saved['per_layer']) == 3 and saved['unif_kinds']['normalized'] == 24
+    # layer 0 (embeddings) is the template's last token, the same for every prompt: no fact signal, unscored
+    assert torch.allclose(H[:, 0], H[:1, 0].expand_as(H[:, 0]))
+    assert all(t['unification'][0] is None for t in transfers) and saved['per_layer'][0]['auc'] is None
+    assert saved['per_layer'][0]['n_correct'] == 0 and saved['per_layer'][0]['n_incorrect'] == 0
+    assert saved['per_layer'][2]['n_correct'] == 12 and saved['per_layer'][2]['n_incorrect'] == 12
     # the celebrity field is its own baseline: AUC from the known labels
     celeb = {json.loads(l)['q_id']: json.loads(l)['celebrity'] for l in open(DATA, encoding='utf-8')}
     expect = llm_eval.roc_auc([celeb[t['q_id']] for t in transfers], [t['q_id'] in good for t in transfers])
@@ -168,12 +258,16 @@ def test_pipeline(tmp_path, tiny_models, arch):
     assert set(saved['transfer_accuracy']) == {f'{a}-{b}' for a in langs for b in langs if a != b}
     assert saved['transfer_accuracy']['en-fr']['acc'] == pytest.approx(0.75)  # en items 0-3, good: 0, 1, 2
     assert saved['overlap']['variance_explained_sources']['n'] == 3
-    # unification recomputed by hand for one transfer and layer
+    # unification recomputed by hand for one transfer and layer: X = fact 0's English questions,
+    # y = its translation, O = the English questions of the other English-source facts
+    src = {a['q_id']: a['lang'] for a in answers if a['kind'] == 'original'}
     i = [k for k, a in enumerate(answers) if a['q_id'] == 0 and a['kind'] != 'target']
     j = [k for k, a in enumerate(answers) if a['q_id'] == 0 and a['lang'] == transfers[0]['tgt']][0]
-    X, y = H[i, 2], H[j, 2]
-    xx = X @ X.T
-    want = (X @ y).mean() / ((xx.sum() - xx.trace()) / (len(i) * (len(i) - 1)))
+    o = [k for k, a in enumerate(answers) if a['q_id'] != 0 and a['kind'] != 'target' and src[a['q_id']] == 'en']
+    X, y, O = H[i, 2].double(), H[j, 2].double(), H[o, 2].double()
+    xx, base = X @ X.T, (X @ O.T).mean()
+    want = ((X @ y).mean() - base) / ((xx.sum() - xx.trace()) / (len(i) * (len(i) - 1)) - base)
+    assert transfers[0]['src'] == 'en' and len(o) > 3
     assert transfers[0]['unification'][2] == pytest.approx(want.item(), rel=1e-4)
 
 
@@ -187,10 +281,10 @@ def test_batching_and_judges(tmp_path, tiny_models):
     t1, h1 = llm_eval.generate(lm, tok, prompts, 3, reps=True, bs=1)
     t3, h3 = llm_eval.generate(lm, tok, prompts, 3, reps=True, bs=3)
     assert torch.allclose(h1, h3, atol=1e-4) and t1 == t3 and h1.shape == (3, 3, 32)
-    for judge in ['match', 'llm']:
+    for judge, fallback in [('match', 'self'), ('llm', 'centered')]:  # no paraphrases: every fact falls back
         res, _ = llm_eval.run(cfg_for(tmp_path, tiny_models['neox'], judge=judge, condition_on_source=False,
-                                      unif_fallback='other'))
-        assert res['n_transfers'] == 24 and res['unif_kinds']['ratio_other'] == 24 and len(res['per_layer']) == 3
+                                      unif_fallback=fallback))
+        assert res['n_transfers'] == 24 and res['unif_kinds'][fallback] == 24 and len(res['per_layer']) == 3
 
 
 def test_vocab_overlap():
@@ -199,5 +293,20 @@ def test_vocab_overlap():
     j = vo['jaccard']
     assert set(j) == {'en-fr', 'fr-en', 'en-de', 'de-en', 'fr-de', 'de-fr'} and j['en-fr'] == j['fr-en']
     assert all(0 < v < 1 for v in j.values()) and vo['n_words'] == {'en': 50000, 'fr': 50000, 'de': 50000}
-    with pytest.raises(SystemExit, match='no .* word list for: xx'):
+    with pytest.raises(ValueError, match='no .* word list for: xx'):
         llm_eval.vocab_overlap(['en', 'xx'])
+
+
+def test_command_line(tmp_path):
+    """--help lists every knob and its choices; a bad value or a missing file is one line, exit 1."""
+    run = subprocess.run([sys.executable, 'llm_eval.py', '--help'], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0 and all(f'--{k}=' in run.stdout for k in llm_eval.DEFAULTS)
+    assert "(one of 'self', 'centered', 'cross')" in run.stdout and "(one of 'match', 'llm')" in run.stdout
+    bad = subprocess.run([sys.executable, 'llm_eval.py', '--judge=llm2'], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 1 and bad.stderr.strip() == "config error: judge='llm2' is not one of 'match', 'llm'"
+    missing = str(tmp_path / 'none.jsonl')
+    run = subprocess.run([sys.executable, 'llm_eval.py', f'--data={missing}', '--languages=en,fr',
+                          f'--out_dir={tmp_path / "out"}'], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and run.stderr.strip() == f'data file not found: {missing}'

@@ -1,5 +1,7 @@
 import json
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -7,6 +9,8 @@ import pytest
 
 import toy
 from configurator import configure
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def cfg(**kw):
@@ -49,7 +53,7 @@ def test_measured_lang_var_matches_asked():
                 data = toy.make_data(c, target, seed)
                 assert abs(data['lang_var_measured'] - target) < 0.005
                 assert data['lang_var_measured'] == pytest.approx(eta2_lstsq(data, n_labels), abs=1e-9)
-    with pytest.raises(SystemExit):
+    with pytest.raises(ValueError, match='lang_var=0.9 unreachable'):
         toy.make_data(cfg(n_labels=4), 0.9, 0)                     # beyond what 2 languages can explain
 
 
@@ -82,7 +86,7 @@ def test_gradient_descent_reaches_ridge():
     c = cfg(n_entities=100, n_labels=2, max_copies=3, l2=5.0)
     data = toy.make_data(c, 0.1, 0)
     np.testing.assert_allclose(toy.fit(dict(c, steps=1500), data, 1.0), toy.fit(c, data, 1.0), atol=1e-6)
-    with pytest.raises(SystemExit):
+    with pytest.raises(ValueError, match='diverged'):
         toy.fit(dict(c, steps=300, lr=100.0), data, 1.0)           # divergence is a clear error
 
 
@@ -104,7 +108,22 @@ def test_main_writes_results_in_seconds(tmp_path, capsys):
 def test_config_and_bad_input():
     c = configure(toy.DEFAULTS, ['--lang_vars=[0.2]', '--l2=1', '--n_labels=2'])
     assert c['lang_vars'] == [0.2] and c['l2'] == 1.0
-    with pytest.raises(SystemExit):
+    with pytest.raises(ValueError, match='needs l2 > 0'):
         toy.main(cfg(l2=0.0))                                      # closed form needs a penalty
-    with pytest.raises(SystemExit):
+    with pytest.raises(ValueError, match=r'lang_var in \[0, 1\)'):
         toy.main(cfg(lang_vars=[1.5]))
+    with pytest.raises(ValueError, match=r'n_entities >= 4\*n_labels'):
+        toy.make_data(cfg(n_entities=10), 0.0, 0)
+
+
+def test_command_line(tmp_path):
+    """--help lists every knob; a bad value is one line on stderr and exit code 1, nothing written."""
+    run = subprocess.run([sys.executable, 'toy.py', '--help'], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and all(f'--{k}=' in run.stdout for k in toy.DEFAULTS)
+    assert 'weight penalty' in run.stdout
+    for arg, msg in [('--l2=0', 'toy: the closed-form solve needs l2 > 0 (or set steps > 0)'),
+                     ('--n_labels=two', "config error: n_labels='two' is not a valid int")]:
+        bad = subprocess.run([sys.executable, 'toy.py', arg, f'--out_dir={tmp_path}'], cwd=ROOT, capture_output=True,
+                             text=True, timeout=60)
+        assert bad.returncode == 1 and bad.stderr.strip() == msg, bad.stderr
+    assert not os.listdir(tmp_path)

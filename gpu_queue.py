@@ -1,0 +1,486 @@
+"""
+The experiment queue for short GPU sittings: in one call on a machine that starts empty, run what
+the repo's results still lack, as far as a time budget goes, and pack each finished item as one
+archive that `python report.py --import=...` turns into assets/<exp>/.
+
+    bash .ci/gpu 540                                   # = python gpu_queue.py --budget=540 --out=$OUT
+    bash .ci/gpu 540 sweep_celeb balance               # only these items (still in the queue's order)
+    python gpu_queue.py --budget=540 --dry_run=True    # the plan and its estimates, on any machine
+    python gpu_queue.py --budget=600 --tiny=True --out=/tmp/q --assets=/tmp/a   # the whole loop in miniature, CPU
+
+Items in priority order (`order`): `bench` (tests/test_gpu.py, then bench.py plain and with CUDA
+graphs) when the files that decide speed (model.py, train.py, bench.py, tests/test_gpu.py) differ
+from those of the bench in assets/bench/; then the experiments of reproduce.sh. An experiment is
+skipped when assets/<exp>/ holds all its shards for the current data version and config
+(report.stale_reasons); otherwise each missing shard is an item. The shard count is that of the
+experiment's current partial results, else the smallest whose largest shard fits `budget`. Before
+each item the queue takes the first one (in order) whose estimate fits the time left.
+
+Estimate of a shard of E runs (the dry run prints every term):
+    train    = startup_s + data_s x datasets x n_people / 1000 + E x max_iters / throughput(E) x slow
+               + evaluations x eval_s
+    analysis = checkpoints / ckpt_rate x slow
+    cost     = safety x (train + analysis) + pack_s
+throughput(E) is the lockstep run-steps/s of the GPU bench, read from assets/bench/bench*.json (or
+from this sitting's bench, once run), interpolated linearly in E: below the concave curve, so on the
+safe side. A shard trains with torch.compile, or with the step as a CUDA graph (--cuda_graph=True)
+where the bench says that is faster (at every E on the H200: 476 vs 84 run-steps/s for one run). eval_s and ckpt_rate are
+measured by the GPU runs already in assets/ (their provenance), else the settings below; `slow` is
+an experiment's own measured cost against that model once one of its shards has run, else
+char_factor for character tokenizers and 1 otherwise.
+
+Every item runs train.py and analyze.py as child processes (killed when the budget runs out), is
+staged by report.py (summary.json, analysis.json.gz, figures) and packed as $OUT/<item>.tgz; queue.txt
+beside the archives records the plan, the estimates and the measured times. At most `max_files`
+files come back, each at most `max_file_mb`, with names of letters, digits and ._- only.
+"""
+import glob
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+
+import report
+from configurator import configure
+
+# -----------------------------------------------------------------------------
+budget = 540.0             # seconds this call may spend on items (the slice minus the machine's start and copy-back)
+out = 'out/gpu'            # where the archives and queue.txt go ($OUT on the GPU machine)
+work_dir = 'out/queue'     # runs and analyses of the item in progress (removed once it is packed)
+assets = 'assets'          # the repo's results: what is done, and the measured speeds
+order = ['bench', 'sweep_celeb', 'balance', 'shared_tokens', 'char_low', 'char_cased', 'selection', 'templates_02',
+         'templates_10', 'templates_20', 'people_10x', 'steps_10x', 'gemma2', 'regularization']   # priority of the items
+only = ''                  # comma-separated items to consider ('' = all of `order`); bare names on the command line add here
+gpu_tests_k = 'not lockstep'  # pytest -k of the GPU tests ('' = all; the lockstep test trains 5 compiled runs, ~3 min)
+shards = {}                # fixed shard counts {exp: n}, e.g. for tests; the others are chosen to fit `budget`
+max_shards = 16            # the most shards an experiment may be split into
+dry_run = False            # print the plan with its estimates and run nothing
+tiny = False               # a CPU miniature of every item (tiny data, model and analysis; two values per swept knob)
+safety = 1.1               # estimates are multiplied by this
+startup_s = 30.0           # a training process before its first step: start-up and torch.compile (H200 sweep: ~40 s with data)
+data_s = 1.0               # building one dataset of 1,000 people
+eval_s = 1.0               # one evaluation of a lockstep group, until measured on a GPU (H200 sweep: 1.0 s at E=16)
+ckpt_rate = 1.5            # analysed checkpoints per second, until measured on a GPU (H200 sweep: 1.87)
+char_factor = 5.0          # cost multiplier of character-tokenizer experiments (sequences ~5x longer), until measured
+bench_s = 300.0            # cost of the bench item (GPU tests + two bench runs), until measured
+pack_s = 10.0              # staging and packing one item
+max_files = 8              # files that may come back from the machine
+max_file_mb = 16.0         # the largest file that may come back
+commit = ''                # code commit to record ('' = git rev-parse where there is a .git, else 'unknown')
+# -----------------------------------------------------------------------------
+DEFAULTS = {k: v for k, v in dict(globals()).items() if not k.startswith('_') and k.islower()
+            and isinstance(v, (bool, int, float, str, list, dict))}
+ROOT = os.path.dirname(os.path.abspath(__file__))
+NAME_OK = re.compile(r'[A-Za-z0-9._-]+')
+# the CPU miniature of an experiment (tiny=True): as tests/test_experiments.py's TINY
+TINY = dict(n_people=60, n_first_names=20, n_last_names=20, n_cities=10, n_layer=1, n_head=2, n_embd=16,
+            batch_size=16, max_iters=6, n_ckpts=1, eval_interval=6, eval_max=40)
+TINY_ANALYSIS = ['--device=cpu', '--proj_dim=32', '--max_examples=60', '--max_celeb_facts=8', '--ood_sample=40',
+                 '--figures=False']
+
+
+class ItemFailed(Exception):
+    pass
+
+
+# ----------------------------------------------------------------------------- speeds
+def bench_points(dirs, tiny_mode):
+    """{mode: [(E, run-steps/s), ...]} of the lockstep rows of the newest bench JSONs in dirs
+    (GPU benches only, unless tiny_mode: then a CPU bench stands for every mode)."""
+    pts = {}
+    for d in dirs:
+        for path in sorted(glob.glob(os.path.join(d, 'bench*.json'))):
+            b = report.read_json(path)
+            cuda = str(b.get('device', '')).startswith('cuda')
+            c = b.get('config', {})
+            if not cuda and not tiny_mode:
+                continue
+            mode = 'graph' if c.get('cuda_graph') else 'eager' if c.get('compile') is False and cuda else 'compile'
+            rows = sorted((r['E'], r['run_steps_per_s']) for r in b.get('rows', [])
+                          if r.get('row', '').startswith('lockstep') and r.get('run_steps_per_s'))
+            if rows:
+                for m in ([mode] if cuda else ['compile', 'graph']):
+                    pts[m] = rows                                      # later dirs (this sitting) win
+    return pts
+
+
+def throughput(pts, E, mode):
+    """Run-steps/s at E runs: linear interpolation between measured E, flat beyond them."""
+    p = pts.get(mode) or pts.get('compile')
+    if not p:
+        raise ValueError("no GPU bench in assets/bench to estimate from: run the bench item first")
+    if E <= p[0][0]:
+        return p[0][1] * E / p[0][0]
+    for (e0, r0), (e1, r1) in zip(p, p[1:]):
+        if E <= e1:
+            return r0 + (r1 - r0) * (E - e0) / (e1 - e0)
+    return p[-1][1]
+
+
+def median(xs, default):
+    xs = sorted(x for x in xs if x is not None and x > 0)
+    return xs[len(xs) // 2] if xs else default
+
+
+def measured_rates(cfg, pts, summaries):
+    """eval_s and ckpt_rate from the GPU runs in assets/, and per experiment its own slowness
+    against the model ({exp: (train, analysis) multipliers})."""
+    provs = [(s['exp'], p) for s in summaries.values() if s.get('exp') != 'bench' for p in s.get('provenance', [])
+             if p.get('device') not in (None, 'cpu') and p.get('train_s') and p.get('analyze_s') and p.get('E')]
+    rate = median([p['n_ckpts'] / p['analyze_s'] for _, p in provs], cfg['ckpt_rate'])
+    ev = median([(p['train_s'] - p['run_steps'] / throughput(pts, p['E'], p.get('mode', 'compile'))) / p['n_evals']
+                 for _, p in provs if pts], cfg['eval_s'])
+    own = {}
+    for name, p in provs if pts else ():
+        steps = p['run_steps'] / throughput(pts, p['E'], p.get('mode', 'compile'))
+        own[name] = (max(0.5, (p['train_s'] - p['n_evals'] * ev) / steps), max(0.5, p['analyze_s'] * rate / p['n_ckpts']))
+    return dict(eval_s=ev, ckpt_rate=rate, own=own)
+
+
+# ----------------------------------------------------------------------------- the plan
+def load_summaries(assets_dir):
+    out = {}
+    for p in glob.glob(os.path.join(assets_dir, '*', 'summary.json')):
+        s = report.read_json(p)
+        out[s.get('exp')] = s
+    return out
+
+
+def tiny_args(name):
+    """The config-changing arguments of an experiment's CPU miniature."""
+    import train
+    if not tiny:
+        return []
+    cfg = configure(train.DEFAULTS, [os.path.join(ROOT, 'config', f'{name}.py')])
+    sweep = {k: v[:2] for k, v in cfg['sweep'].items()}
+    return [f'--{k}={v!r}' for k, v in TINY.items()] + ([f'--sweep={sweep!r}'] if sweep else [])
+
+
+def experiment_runs(name):
+    """(resolved config, [(run name, run config)], config-changing args) of an experiment."""
+    import train
+    args = tiny_args(name)
+    full = configure(train.DEFAULTS, [os.path.join(ROOT, 'config', f'{name}.py'), *args])
+    return full, train.expand_sweep(full), args
+
+
+def estimate(name, full, runs, speeds, mode='compile'):
+    """(cost in s, the terms) of training and analysing `runs` of an experiment in one process."""
+    import data_gen
+    E = len(runs)
+    w = report.workload(full, E)
+    datasets = len({json.dumps({k: rc[k] for k in data_gen.DATA_DEFAULTS}, sort_keys=True, default=str) for _, rc in runs})
+    char = str(full.get('tokenizer')).startswith('char')
+    slow_t, slow_a = speeds['own'].get(name) or ((char_factor, char_factor) if char else (1.0, 1.0))
+    thr = throughput(speeds['pts'], E, mode)
+    steps = w['run_steps'] / thr * slow_t
+    train_s = startup_s + data_s * datasets * full['n_people'] / 1000 + steps + w['n_evals'] * speeds['eval_s']
+    analysis_s = w['n_ckpts'] / speeds['ckpt_rate'] * slow_a
+    return safety * (train_s + analysis_s) + pack_s, dict(E=E, mode=mode, thr=thr, train=train_s, analysis=analysis_s)
+
+
+def best_estimate(name, full, runs, speeds):
+    """The cheaper of torch.compile and the step as a CUDA graph (where the bench measured it)."""
+    modes = ['compile'] + (['graph'] if 'graph' in speeds['pts'] and not tiny else [])
+    return min((estimate(name, full, runs, speeds, m) for m in modes), key=lambda e: e[0])
+
+
+def fit_shards(name, full, runs, speeds):
+    """The smallest shard count whose largest shard fits the budget (None if none does)."""
+    for n in range(1, min(len(runs), max_shards) + 1):
+        if best_estimate(name, full, runs[0::n], speeds)[0] <= budget:
+            return n
+    return None
+
+
+def experiment_items(name, summaries, speeds, done_now):
+    """The items (missing shards) of one experiment, or one skipped item saying why."""
+    try:
+        full, runs, args = experiment_runs(name)
+    except (ValueError, SystemExit) as e:
+        return [dict(item=name, skip=f'bad config: {e}')]
+    s = summaries.get(name)
+    current = s is not None and s.get('config_args', []) == args and not report.stale_reasons(s)
+    if current:
+        n, done = s['shards']['n'], set(s['shards']['done'])
+    else:
+        n, done = shards.get(name) or fit_shards(name, full, runs, speeds), set()
+    if n is None:
+        cost = best_estimate(name, full, runs[0::min(len(runs), max_shards)], speeds)[0]
+        return [dict(item=name, skip=f'even {min(len(runs), max_shards)} shards need {cost:.0f} s each > budget {budget:.0f} s')]
+    missing = [i for i in range(n) if i not in done and (name, i) not in done_now]
+    if not missing:
+        return [dict(item=name, skip='current results in assets/' if current else 'done in this sitting')]
+    items = []
+    for i in missing:
+        cost, terms = best_estimate(name, full, runs[i::n], speeds)
+        why = 'stale: ' + '; '.join(report.stale_reasons(s)) if s and not current else 'missing'
+        items.append(dict(item=f'{name}-{i}of{n}', exp=name, shard=(i, n), est=cost, terms=terms, why=why, args=args))
+    return items
+
+
+def bench_item(summaries, done_now):
+    s = summaries.get('bench')
+    if 'bench' in done_now:
+        return dict(item='bench', skip='done in this sitting')
+    if s and s.get('code') == report.code_version():
+        return dict(item='bench', skip='assets/bench measured this code')
+    cost = safety * median([p.get('total_s') for p in (s or {}).get('provenance', [])], bench_s)
+    return dict(item='bench', exp='bench', est=cost, terms={}, why='code changed since assets/bench' if s else 'missing')
+
+
+def plan(done_now, extra_bench_dirs=()):
+    """Every item of the queue in priority order, each with its estimate or the reason it is skipped."""
+    summaries = load_summaries(assets)
+    pts = bench_points([os.path.join(assets, 'bench'), *extra_bench_dirs], tiny)
+    speeds = dict(measured_rates(dict(eval_s=eval_s, ckpt_rate=ckpt_rate), pts, summaries), pts=pts)
+    wanted = [x for x in only.split(',') if x]
+    unknown = [x for x in wanted if x not in order]
+    if unknown:
+        raise ValueError(f"gpu_queue error: unknown item '{unknown[0]}' (items: {', '.join(order)})")
+    items = []
+    for name in order:
+        if wanted and name not in wanted:
+            continue
+        if name == 'bench':
+            items.append(bench_item(summaries, done_now))
+            continue
+        try:
+            items += experiment_items(name, summaries, speeds, done_now)
+        except ValueError as e:                                        # e.g. no bench to estimate from yet
+            items.append(dict(item=name, skip=str(e)))
+    return items, speeds
+
+
+# ----------------------------------------------------------------------------- running an item
+def run_cmd(cmd, timeout, log_path):
+    """Run a child process (its own process group, killed with it when the time is up), output to
+    log_path. -> (exit code or None if killed, output with progress bars dropped)."""
+    with open(log_path, 'w') as log:
+        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+        try:
+            rc = p.wait(timeout=max(1.0, timeout))
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+            rc = None
+    with open(log_path, errors='replace') as f:
+        lines = f.read().replace('\r', '\n').splitlines()
+    return rc, '\n'.join(l for l in lines if l.strip() and not re.search(r'\d+%\||it/s\]|s/it\]', l))
+
+
+def checked(rc, text, what):
+    if rc is None:
+        raise ItemFailed(f'{what} ran out of time')
+    if rc != 0:
+        raise ItemFailed(f"{what} exited {rc}: {(text.strip().splitlines() or [''])[-1][:200]}")
+
+
+def machine():
+    """Device name, torch version, commit and date to record."""
+    import torch
+    name = 'cpu'
+    if not tiny and shutil.which('nvidia-smi'):
+        r = subprocess.run(['nvidia-smi', '--query-gpu=name', '--format=csv,noheader'], capture_output=True, text=True)
+        name = r.stdout.strip().splitlines()[0] if r.returncode == 0 and r.stdout.strip() else 'cuda'
+    sha = commit
+    if not sha:
+        r = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, cwd=ROOT)
+        dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], capture_output=True, text=True, cwd=ROOT)
+        sha = r.stdout.strip() + ('-dirty' if dirty.stdout.strip() else '') if r.returncode == 0 else 'unknown'
+    return dict(device=name, torch=torch.__version__, commit=sha, code=report.code_version(), date=time.strftime('%Y-%m-%d'))
+
+
+def run_experiment(it, left, stage):
+    """Train, analyse and stage one shard of an experiment -> provenance."""
+    name, (i, n) = it['exp'], it['shard']
+    wd = os.path.join(work_dir, name)
+    shutil.rmtree(wd, ignore_errors=True)
+    machine_args = [f'--out_dir={wd}'] + (['--cuda_graph=True'] if it['terms']['mode'] == 'graph' and not tiny else [])
+    if tiny:
+        machine_args += ['--device=cpu', '--compile=False', f"--data_dir={os.path.join(work_dir, 'data')}"]
+    train_cmd = ['train.py', f'config/{name}.py', *([f'--shard={i}/{n}'] if n > 1 else []), *it['args'], *machine_args]
+    t0 = time.time()
+    rc, text = run_cmd([sys.executable, *train_cmd], left, os.path.join(work_dir, f"{it['item']}_train.txt"))
+    checked(rc, text, 'train.py')
+    train_wall = time.time() - t0
+    m = re.search(r'done in ([0-9.]+)s', text)
+    analyze_cmd = ['analyze.py', wd, *(TINY_ANALYSIS if tiny else [])]
+    t1 = time.time()
+    rc, text2 = run_cmd([sys.executable, *analyze_cmd], left - train_wall, os.path.join(work_dir, f"{it['item']}_analyze.txt"))
+    checked(rc, text2, 'analyze.py')
+    prov = dict(machine(), command=[' '.join(['python', *train_cmd]), ' '.join(['python', *analyze_cmd])],
+                train_s=float(m.group(1)) if m else round(train_wall, 1), train_wall_s=round(train_wall, 1),
+                analyze_s=round(time.time() - t1, 1), mode=it['terms'].get('mode'), queue_estimate_s=round(it['est']),
+                train_tail=text.splitlines()[-3:])
+    report.stage_experiment(wd, name, f'{i}/{n}', prov, it['args'], stage)
+    shutil.rmtree(wd, ignore_errors=True)                              # checkpoints: gigabytes at paper scale
+    return prov
+
+
+def run_bench(left, stage):
+    """GPU tests and the bench (plain, CUDA graph) -> staged bench results; the raw JSONs stay in
+    work_dir/bench_raw so that the rest of this sitting estimates with them."""
+    raw = os.path.join(work_dir, 'bench_raw')
+    shutil.rmtree(raw, ignore_errors=True)
+    os.makedirs(raw)
+    t0, tests = time.time(), 'not run (tiny: no GPU)'
+    cmds = []
+    if not tiny:
+        k = ['-k', gpu_tests_k] if gpu_tests_k else []
+        rc, text = run_cmd([sys.executable, '-m', 'pytest', '-q', 'tests/test_gpu.py', *k], left / 2,
+                           os.path.join(raw, 'tests_gpu.txt'))
+        with open(os.path.join(raw, 'tests_gpu.txt'), 'w') as f:
+            f.write('\n'.join(text.splitlines()[-30:]) + '\n')
+        tests = ('ran out of time' if rc is None else (text.strip().splitlines() or ['no output'])[-1].strip('= ')) \
+            + f" (`{shlex.join(['python', '-m', 'pytest', '-q', 'tests/test_gpu.py', *k])}`, {time.time() - t0:.0f} s)"
+        cmds.append(shlex.join(['python', '-m', 'pytest', '-q', 'tests/test_gpu.py', *k]))
+    runs = [('bench_compile.json', [])] + ([] if tiny else [('bench_graph.json', ['--cuda_graph=True'])])
+    tiny_bench = ['--device=cpu', '--run_counts=[1]', '--steps=1', '--warmup=1', '--n_people=300', '--batch_size=16',
+                  '--n_reps=8', '--proj_dim=16', f"--data_dir={os.path.join(work_dir, 'data')}"] if tiny else []
+    for fname, extra in runs:
+        cmd = ['bench.py', *extra, *tiny_bench, f'--out_file={os.path.join(raw, fname)}']
+        rc, text = run_cmd([sys.executable, *cmd], left - (time.time() - t0), os.path.join(work_dir, f'{fname}.txt'))
+        checked(rc, text, ' '.join(['bench.py', *extra]))
+        cmds.append(' '.join(['python', 'bench.py', *extra]))
+    prov = dict(machine(), command=cmds, tests=tests, total_s=round(time.time() - t0, 1))
+    report.stage_bench(raw, prov, stage)
+    return prov
+
+
+def pack(stage, path):
+    """stage/* -> path (.tgz); ValueError if it exceeds max_file_mb."""
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    with tarfile.open(path, 'w:gz') as tar:
+        for name in sorted(os.listdir(stage)):
+            tar.add(os.path.join(stage, name), arcname=name)
+    if os.path.getsize(path) > max_file_mb * 1e6:
+        size = os.path.getsize(path) / 1e6
+        os.remove(path)
+        raise ValueError(f"gpu_queue error: {os.path.basename(path)} is {size:.1f} MB > {max_file_mb} MB")
+    return path
+
+
+def check_out(out_dir):
+    """What would not come back from the machine: too many files, too large, too deep, odd names."""
+    files = [os.path.relpath(os.path.join(d, f), out_dir) for d, _, fs in os.walk(out_dir) for f in fs]
+    bad = [f"{len(files)} files > {max_files}"] if len(files) > max_files else []
+    for f in files:
+        parts = f.split(os.sep)
+        if len(parts) > 3:
+            bad.append(f'{f}: more than two folders deep')
+        if not all(NAME_OK.fullmatch(p) for p in parts):
+            bad.append(f'{f}: a name with characters other than letters, digits and ._-')
+        if os.path.getsize(os.path.join(out_dir, f)) > max_file_mb * 1e6:
+            bad.append(f'{f}: larger than {max_file_mb} MB')
+    return bad
+
+
+# ----------------------------------------------------------------------------- main
+def simulate(items, left):
+    """The plan as the queue would go through it if every item took its estimate: one line per item."""
+    lines = []
+    for it in items:
+        t = it.get('terms') or {}
+        cols = (f"{it['item']:<20}" + (f"{it['est']:>8.0f}" if 'est' in it else f"{'':>8}")
+                + (f"{t['E']:>5} {t['mode']:>8} {t['thr']:>9.1f} {t['train']:>7.0f} {t['analysis']:>8.0f}" if t else f"{'':>41}"))
+        if 'skip' in it:
+            lines.append(cols + f"  skip: {it['skip']}")
+        elif it['est'] <= left:
+            left -= it['est']
+            lines.append(cols + f"  run ({it['why']}); {left:.0f} s left after it")
+        else:
+            lines.append(cols + f"  later: needs {it['est']:.0f} s, {left:.0f} s left")
+    return lines
+
+
+def header(speeds, title):
+    pts = ', '.join(f"{m} " + ' '.join(f"E={e}:{r:.0f}" for e, r in p) for m, p in speeds['pts'].items())
+    return [title, f"speeds: bench run-steps/s {pts or 'none'}; eval {speeds['eval_s']:.2f} s; "
+            f"analysis {speeds['ckpt_rate']:.2f} checkpoints/s; safety x{safety}",
+            f"{'item':<20}{'est s':>8}{'E':>5} {'mode':>8} {'run-st/s':>9} {'train':>7} {'analysis':>8}  decision"]
+
+
+def setup(cfg):
+    """Make cfg's knobs this module's settings (the functions read them)."""
+    globals().update(cfg)
+
+
+def run_queue(cfg):
+    """Run (or, with dry_run, print) the queue within the budget. -> exit code."""
+    setup(cfg)
+    if not dry_run and not tiny:
+        import torch
+        if not torch.cuda.is_available():
+            raise ValueError("gpu_queue error: no CUDA device here "
+                             "(--dry_run=True prints the plan; --tiny=True runs a CPU miniature)")
+    t0, done_now, log, extra, n_packed = time.time(), set(), [], [], 0
+    items, speeds = plan(done_now)
+    kind = 'dry run' if dry_run else 'tiny (CPU)' if tiny else 'GPU'
+    title = f"queue: budget {budget:.0f} s, {kind}, data v{report.data_version()}"
+    log += header(speeds, title) + simulate(items, budget)
+    print('\n'.join(log), flush=True)
+    if dry_run:
+        return 0
+    os.makedirs(out, exist_ok=True)
+    os.makedirs(work_dir, exist_ok=True)
+    while n_packed < max_files - 1:
+        left = budget - (time.time() - t0)
+        items, speeds = plan(done_now, extra)
+        it = next((x for x in items if 'skip' not in x and x['est'] <= left), None)
+        if it is None:
+            break
+        log.append(f"{time.strftime('%H:%M:%S')} {it['item']}: start (estimate {it['est']:.0f} s, {left:.0f} s left)")
+        print(log[-1], flush=True)
+        stage = os.path.join(work_dir, 'stage', it['item'])
+        shutil.rmtree(stage, ignore_errors=True)
+        t1 = time.time()
+        try:
+            prov = run_bench(left, stage) if it['exp'] == 'bench' else run_experiment(it, left, stage)
+            path = pack(stage, os.path.join(out, f"{it['item']}.tgz"))
+            n_packed += 1
+            extra = [os.path.join(work_dir, 'bench_raw')] if it['exp'] == 'bench' else extra
+            log.append(f"  done in {time.time() - t1:.0f} s (" + ', '.join(f'{k} {prov[k]}' for k in
+                       ('train_s', 'train_wall_s', 'analyze_s', 'total_s', 'tests') if k in prov)
+                       + f") -> {os.path.basename(path)} ({os.path.getsize(path) / 1e6:.2f} MB)")
+        except (ItemFailed, ValueError, OSError) as e:
+            log.append(f"  failed after {time.time() - t1:.0f} s: {e}")
+        done_now.add('bench' if it['exp'] == 'bench' else (it['exp'], it['shard'][0]))
+        print(log[-1], flush=True)
+        write_log(log)
+    log.append(f"queue: {n_packed} archive(s) in {time.time() - t0:.0f} s of {budget:.0f}")
+    write_log(log)
+    bad = check_out(out)
+    print(log[-1] + ''.join(f'\nwill not come back: {b}' for b in bad))
+    return 1 if bad else 0
+
+
+def write_log(log):
+    with open(os.path.join(out, 'queue.txt'), 'w') as f:
+        f.write('\n'.join(log) + '\n')
+
+
+def parse_args(argv):
+    """configure() plus bare item names (bash .ci/gpu 540 sweep_celeb balance)."""
+    names = [a for a in argv if not a.startswith('-') and not a.endswith('.py')]
+    cfg = configure(DEFAULTS, [a for a in argv if a not in names])
+    cfg['only'] = ','.join(x for x in [cfg['only'], *names] if x)
+    return cfg
+
+
+if __name__ == '__main__':
+    if '--help' in sys.argv[1:] or '-h' in sys.argv[1:]:
+        report.print_help(__file__, __doc__)
+        sys.exit(0)
+    try:
+        sys.exit(run_queue(parse_args(sys.argv[1:])))
+    except (ValueError, OSError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(msg if re.match(r'\w+ error', msg) else f'gpu_queue error: {msg}', file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,142 @@
+"""metrics.py on inputs whose answer is known by construction."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import data_gen
+import metrics
+
+
+def orthonormal(n, d, seed=0):
+    q, _ = torch.linalg.qr(torch.randn(d, n, generator=torch.Generator().manual_seed(seed)))
+    return q.T                                                       # (n, d) orthonormal rows
+
+
+def parallel_reps(alpha, n_facts=6, n_tmpl=4, noise=0.0, seed=0, d=64, common=0.0, unrelated=False):
+    """Celebrity examples: rep = fact vector + alpha * language direction (+ a direction common to
+    all, + template noise). unrelated: the language-1 fact vectors are other, unrelated vectors."""
+    basis = orthonormal(2 * n_facts + 3, d, seed)
+    fact = torch.arange(n_facts).repeat_interleave(2 * n_tmpl)
+    lang = torch.arange(2).repeat_interleave(n_tmpl).repeat(n_facts)
+    fvec = basis[fact + n_facts * lang] if unrelated else basis[fact]
+    reps = fvec + alpha * basis[2 * n_facts + lang] + common * basis[2 * n_facts + 2]
+    reps = reps + noise * torch.randn(reps.shape, generator=torch.Generator().manual_seed(seed + 1))
+    return reps, fact, lang, fact % 2
+
+
+def brute_similarities(reps, fact, lang, ftype):
+    u = metrics.unit(reps)
+    out = []
+    for f in fact.unique():
+        X, Y = u[(fact == f) & (lang == 0)], u[(fact == f) & (lang == 1)]
+        O = u[(fact != f) & (lang == 0) & (ftype == ftype[fact == f][0])]
+        xx = X @ X.T
+        within = (xx.sum() - xx.diagonal().sum()) / (len(X) * (len(X) - 1))
+        out.append((float((X @ Y.T).mean()), float(within), float((X @ O.T).mean())))
+    return np.array(out)
+
+
+def test_fact_similarities_equal_a_direct_loop():
+    reps, fact, lang, ft = parallel_reps(0.7, noise=0.3, seed=3)
+    s = metrics.fact_similarities(metrics.unit(reps + 0.5), fact, lang, ft)
+    got = np.stack([s['cross'][:, 0].numpy(), s['within'].numpy(), s['base'].numpy()], 1)
+    assert got == pytest.approx(brute_similarities(reps + 0.5, fact, lang, ft), abs=1e-5)
+
+
+def test_unification_known_answers():
+    res, why = metrics.unification(*parallel_reps(0.0))
+    assert why is None and res['normalized'] == pytest.approx(1.0) and res['same_fact'] == pytest.approx(1.0)
+    # a language offset a orthogonal to unit fact vectors: the paper's ratio 1 / (1 + a^2); normalized
+    # 1 - a^2 (0 where language weighs as much as the fact, < 0 once a fact is closer to other facts
+    # of its language than to itself in the other language: the checkerboard)
+    alphas = (0.25, 0.5, 1.0, 1.5)
+    res = [metrics.unification(*parallel_reps(a))[0] for a in alphas]
+    assert [r['same_fact'] for r in res] == pytest.approx([1 / (1 + a * a) for a in alphas], abs=1e-5)
+    assert [r['normalized'] for r in res] == pytest.approx([1 - a * a for a in alphas], abs=1e-5)
+    # separate codes per language: nothing shared, whatever the common part of all vectors
+    res = metrics.unification(*parallel_reps(0.0, unrelated=True, common=3.0))[0]
+    assert res['normalized'] == pytest.approx(0.0, abs=1e-5)
+    assert res['same_fact'] > 0.85                     # the raw ratio reads the common part as unification
+
+
+def test_unification_is_stable_on_noise_and_weak_signal():
+    # pure noise: no fact signal, so no score, at every seed (the paper's ratios swing widely)
+    noise = [metrics.unification(*parallel_reps(0.0, noise=50.0, seed=s, d=256, n_facts=40))[0] for s in range(20)]
+    assert all(r['normalized'] is None and r['signal_z'] < 3 for r in noise)
+    assert np.ptp([r['same_fact'] for r in noise]) > 1.0
+    # weak fact signal in heavy noise: near the known answer with a small spread over seeds
+    for unrelated, truth in ((False, 1.0), (True, 0.0)):
+        vals = [metrics.unification(*parallel_reps(0.0, noise=0.15, seed=s, d=256, n_facts=40, n_tmpl=5,
+                                                   unrelated=unrelated))[0]['normalized'] for s in range(20)]
+        assert all(v is not None for v in vals)
+        assert abs(np.mean(vals) - truth) < 0.05 and np.std(vals) < 0.05
+
+
+def test_unification_null_reasons():
+    reps, fact, lang, ft = parallel_reps(0.0)
+    res, why = metrics.unification(reps, fact, torch.zeros_like(lang), ft)
+    assert res is None and 'one language' in why
+
+
+def test_variance_explained():
+    g = torch.arange(500) % 5
+    means = torch.randn(5, 16, generator=torch.Generator().manual_seed(0))
+    assert metrics.variance_explained(means[g], g) == pytest.approx(1.0, abs=1e-6)
+    x = torch.randn(2000, 16, generator=torch.Generator().manual_seed(1))
+    assert metrics.variance_explained(x, torch.randint(0, 2, (2000,), generator=torch.Generator().manual_seed(2))) < 0.01
+    # equals the R^2 of a least-squares fit on the one-hot feature (intercept included)
+    x = means[g] + torch.randn(500, 16, generator=torch.Generator().manual_seed(3))
+    onehot = torch.nn.functional.one_hot(g).double()
+    fit = onehot @ torch.linalg.lstsq(onehot, x.double()).solution
+    ref = 1 - ((x - fit) ** 2).sum() / ((x - x.mean(0)) ** 2).sum()
+    assert metrics.variance_explained(x, g) == pytest.approx(float(ref), abs=1e-5)
+
+
+def test_whiten_trackstar():
+    # phi = Z diag(d) with orthogonal columns (Z^T Z = N I): R = diag(d^2), phi R^-1/2 = Z: every
+    # direction gets the same weight, whatever its scale before
+    N, k = 400, 16
+    Z = orthonormal(k, N, seed=1).T * N ** 0.5                       # (N, k)
+    d = torch.logspace(-2, 2, k)
+    w = metrics.whiten(Z * d, damping=1e-13)
+    assert (w.T @ w / N) == pytest.approx(torch.eye(k), abs=1e-4)     # whitened second moment = I
+    # a direction shared by every example dominates raw cosines; whitening removes its weight
+    g = torch.Generator().manual_seed(0)
+    phi = torch.randn(N, 64, generator=g) + 20 * torch.randn(64, generator=g)
+    raw = metrics.unit(phi) @ metrics.unit(phi).T
+    wh = metrics.unit(metrics.whiten(phi)) @ metrics.unit(metrics.whiten(phi)).T
+    off = ~torch.eye(N, dtype=torch.bool)
+    assert raw[off].mean() > 0.9 and abs(wh[off].mean()) < 0.05
+
+
+def test_mutual_information_known_answers():
+    # the dataset's MI (mi_lang_attr, mi_token_lang) comes from data_gen.mutual_information(joint counts)
+    mi = data_gen.mutual_information
+    assert mi(np.full((3, 4), 7)) == pytest.approx(0.0, abs=1e-12)  # independent
+    assert mi(np.diag([5, 5, 5, 5])) == pytest.approx(2.0)          # identical, uniform over 4: H = 2 bits
+    table = np.array([[10, 5, 1], [2, 8, 14]])                      # direct count on a toy table
+    xs = np.repeat([0, 0, 0, 1, 1, 1], table.ravel())
+    ys = np.repeat([0, 1, 2, 0, 1, 2], table.ravel())
+    n = len(xs)
+    ref = sum((c := ((xs == i) & (ys == j)).sum()) / n * math.log2(c * n / (xs == i).sum() / (ys == j).sum())
+              for i in range(2) for j in range(3))
+    assert mi(table) == pytest.approx(ref)
+
+
+def test_selection_picks_the_oracle():
+    target = np.random.default_rng(0).random(16)
+    sel = metrics.select_runs({'ood_itself': target, 'noise': np.random.default_rng(1).random(16),
+                               'nothing': np.full(16, np.nan)}, target, 300, 1 / 3)
+    assert sel['ood_itself'] == sel['oracle']
+    assert sel['nothing'] == pytest.approx(sel['random']) and sel['oracle'] > sel['random']
+
+
+def test_language_probe():
+    g = torch.Generator().manual_seed(0)
+    lang = torch.arange(400) % 2
+    x = torch.randn(400, 32, generator=g)
+    train = torch.rand(400, generator=g) < 0.5
+    assert metrics.lang_probe(x + 3 * lang[:, None], lang, train) == 1.0
+    assert abs(metrics.lang_probe(x, lang, train) - 0.5) < 0.12

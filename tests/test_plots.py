@@ -1,0 +1,243 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import plots
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FACT_TYPES = ['birth_year', 'birth_city', 'death_year', 'death_city']
+VARIANTS = ['normalized', 'same_fact', 'distinct_fact']
+MAX_PNG = 400_000                                                    # bytes per figure
+
+
+def fake_sim(rng, n, unif, noise=0.12):
+    """(n, n) float16 cosine similarities of examples ordered by fact type > value > language:
+    blocks per value (4 per fact type: 2 values x 2 languages), cross-language blocks at
+    `unif` x the same-language level, plus symmetric noise (the worst case for PNG size)."""
+    block = np.arange(n) * 16 // n                                     # 16 sub-blocks: 4 types x 2 values x 2 langs
+    ftype, value, lang = block // 4, block // 2, block % 2
+    same_v = value[:, None] == value[None]
+    m = np.where(same_v, np.where(lang[:, None] == lang[None], 0.7, 0.7 * unif), 0.0)
+    m += 0.2 * ((ftype[:, None] == ftype[None]) & ~same_v)
+    e = rng.normal(0, noise, (n, n))
+    m = np.clip(m + (e + e.T) / 2 ** 0.5, -1, 1)
+    np.fill_diagonal(m, 1.0)
+    return m.astype(np.float16)
+
+
+def layer_vals(rng, kind, lo, hi):
+    layers = ['emb', 'L1', 'L2', 'L3', 'L4', 'concat'] + (['head'] if kind == 'grad' else [])
+    return {l: float(rng.uniform(lo, hi)) for l in layers}
+
+
+def fake_record(rng, name, knobs, it, final, ood, templates):
+    """One analysis record of the schema analyze.py writes (and the fields it is gaining)."""
+    acc = {s: {'all': a, **{ft: float(np.clip(a + rng.normal(0, 0.03), 0, 1)) for ft in FACT_TYPES}}
+           for s, a in (('train', 1.0), ('id_test', 0.9), ('ood_test', ood))}
+    unif = None if knobs['celeb_frac'] == 0 else {
+        v: {k: layer_vals(rng, k, 0.2, 1.0) for k in ('act', 'grad')} for v in VARIANTS}
+    if unif:
+        unif['distinct_fact']['grad']['L1'] = None                     # a layer without a score
+    rec = dict(run=name, iter=it, final=final, knobs=knobs, eval_iter=it, acc=acc, unification=unif,
+               footprint={'lang': {k: layer_vals(rng, k, 0, 0.3) for k in ('act', 'grad')},
+                          'fact': {k: layer_vals(rng, k, 0, 0.9) for k in ('act', 'grad')}, 'fact_chance': 0.1},
+               name_confusion={'share': None if it == 0 else float(rng.uniform(0, 0.4)), 'n_errors': 100,
+                               'chance': float(rng.uniform(0, 0.1))},
+               mi_lang_attr={ft: float(rng.uniform(0, 0.1)) for ft in FACT_TYPES + ['mean']},
+               mi_token_lang=float(rng.uniform(0.5, 1)), ood_acc_sample=ood)
+    if final and templates:                                            # 6 templates: no test fact, no accuracy
+        by_n = lambda: {**{str(n): {'acc': float(rng.uniform(0.3, 1)), 'n': 50} for n in range(1, 6)},
+                        '6': {'acc': None, 'n': 0}}
+        rec['acc_by_n_train_templates'] = {'id_test': by_n(), 'ood_test': by_n()}
+    return rec
+
+
+def fake_experiment(exp, n_runs=32, n_ckpts=21, n_sim=400, sim_runs=4, sim_ckpts=5, draw_runs=None, templates=True):
+    """Writes exp/analysis.json and exp/similarity.npz of a sweep of the size of a paper run:
+    celeb_frac x lr x seed, log-spaced checkpoints, similarity matrices of sim_runs runs spread over
+    final OOD accuracy (sim_ckpts checkpoints each), of which the figures show draw_runs."""
+    rng = np.random.default_rng(0)
+    iters = [0] + [int(round(10 * 1.4 ** k)) for k in range(n_ckpts - 1)]
+    runs, records, sims, ood = [], [], {}, {}
+    for i in range(n_runs):
+        knobs = {'celeb_frac': [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0][i % 8], 'lr': [1e-3, 3e-4][i // 8 % 2],
+                 'seed': i // 16}
+        name = '_'.join(f'{k}{v}' for k, v in knobs.items())
+        curve = 1 - np.exp(-np.array(iters) / rng.uniform(200, 2000))
+        gain, floor = rng.uniform(0.7, 0.95), rng.uniform(0.01, 0.05)  # distinct final OOD accuracies
+        oods = [float(knobs['celeb_frac'] ** 0.5 * gain * c + floor) for c in curve]
+        ood[name] = oods[-1]
+        log = {str(it): {s: {ft: float(a * c) for ft in ['all'] + FACT_TYPES}
+                         for s, a in (('train', 1.0), ('id_test', 0.9), ('ood_test', o))}
+               for it, c, o in zip(iters, curve, oods)}
+        runs.append(dict(name=name, cfg=dict(knobs, n_layer=4, max_iters=iters[-1]), ckpts=iters, n_layer=4, log=log,
+                         fact_types=FACT_TYPES, sim_values=[f'{ft}={v}' for ft in FACT_TYPES for v in 'ab'],
+                         sim_bounds=[n_sim * k // 8 for k in range(1, 8)]))
+        records += [fake_record(rng, name, knobs, it, it == iters[-1], o, templates) for it, o in zip(iters, oods)]
+    for name in plots.spread(sorted(ood, key=ood.get), sim_runs):    # as analyze.py: unification grows in training
+        for j, it in enumerate(plots.spread(iters, sim_ckpts)):
+            sims[(name, it)] = {k: {l: fake_sim(rng, n_sim, j / sim_ckpts) for l in ('L1', 'L2', 'L4', 'concat')}
+                                for k in ('act', 'grad')}
+    final = [r for r in records if r['final']]
+    settings = dict(exp_dir=exp, sim_runs=draw_runs or sim_runs, sim_ckpts=sim_ckpts, unif_rep='act',
+                    unif_layer='concat', unif_variant='normalized', footprint_at='max', seed=0)
+    corr = {v: {k: layer_vals(rng, k, -1, 1) for k in ('act', 'grad')} for v in VARIANTS}
+    sel = {k: float(rng.uniform(0.3, 0.9)) for k in ('id_test', 'ood_1pct', 'unification', 'oracle', 'random')}
+    ckpt_sel = {r['run']: dict(last_best_ood={'iter': r['iter'], 'ood': r['ood_acc_sample']},
+                               last_best_id={'iter': r['iter'], 'ood': r['ood_acc_sample'] * 0.9},
+                               unification=None if r['unification'] is None else {'iter': 100, 'ood': 0.5},
+                               oracle=r['ood_acc_sample'], final=r['ood_acc_sample']) for r in final}
+    out = dict(exp_dir=exp, settings=settings, varying_knobs=['celeb_frac', 'lr'], notes=[], correlations=corr,
+               better_variant='normalized', selection=sel, ckpt_selection=ckpt_sel, selection_table=[],
+               records=records, runs=runs)
+    os.makedirs(exp, exist_ok=True)
+    with open(os.path.join(exp, 'analysis.json'), 'w') as f:
+        json.dump(out, f)
+    np.savez(os.path.join(exp, 'similarity.npz'), **{f'{r}|{it}|{k}|{l}': m for (r, it), ks in sims.items()
+                                                      for k, ls in ks.items() for l, m in ls.items()})
+    return out
+
+
+def edit_analysis(exp, change):
+    """Rewrites exp/analysis.json through change(analysis dict) (the schema is a moving target)."""
+    path = os.path.join(exp, 'analysis.json')
+    with open(path) as f:
+        a = json.load(f)
+    change(a)
+    with open(path, 'w') as f:
+        json.dump(a, f)
+
+
+def pngs(exp):
+    d = os.path.join(exp, 'figures')
+    return {f: os.path.getsize(os.path.join(d, f)) for f in os.listdir(d)} if os.path.isdir(d) else {}
+
+
+COMMON = {'acc_vs_knobs.png', 'unif_vs_ood.png', 'mi_vs_footprint.png', 'extract_vs_footprint.png',
+          'footprint_early.png', 'acc_curves.png', 'name_confusion.png', 'selection.png'}
+
+
+def test_helpers_known_answers():
+    assert plots.spread(list(range(21)), 5) == [0, 5, 10, 15, 20] and plots.spread([3, 4], 5) == [3, 4]
+    assert plots.sim_layers(4) == ['L1', 'L2', 'L4', 'concat'] and plots.sim_layers(1) == ['L1', 'concat']
+    assert plots.pearson([1, 2, 3, 4], [2, 4, 6, 8.5]) == pytest.approx(np.corrcoef([1, 2, 3, 4], [2, 4, 6, 8.5])[0, 1])
+    assert plots.pearson([1, 2, np.nan, 4], [1, 2, 3, 4]) == pytest.approx(1.0)
+    assert plots.pearson([1, 2], [1, 2]) is None and plots.pearson([1, 1, 1], [1, 2, 3]) is None
+    rec = {'acc': {'ood_test': {'all': 0.5, 'birth_city': 0.25}}}
+    assert plots.acc_of(rec, 'ood_test') == 0.5 and plots.acc_of(rec, 'ood_test', 'birth_city') == 0.25
+    assert plots.acc_of(rec, 'id_test') is None and plots.acc_of({'acc': None}, 'ood_test') is None
+
+
+def test_imports_no_project_module():
+    # analyze.py imports plots: plots must not import analyze (a cycle) nor torch
+    code = "import sys, plots; bad = {'analyze', 'torch', 'model', 'train'} & set(sys.modules); assert not bad, bad"
+    subprocess.run([sys.executable, '-c', code], cwd=ROOT, check=True)
+
+
+@pytest.fixture(scope='module')
+def sweep(tmp_path_factory):
+    """A 32-run sweep with 21 checkpoints per run and 400 x 400 similarity matrices of 4 runs x 5
+    checkpoints x 2 kinds x 4 layers, drawn once. Only one run's similarity figures are drawn: each is
+    the same 5 x 4 grid (drawing all four runs' takes ~7 s instead of ~4 s)."""
+    exp = str(tmp_path_factory.mktemp('plots') / 'sweep')
+    a = fake_experiment(exp, draw_runs=1)
+    return exp, a, plots.plot(exp)
+
+
+def test_sweep_figures_exist_and_are_light(sweep):
+    exp, a, written = sweep
+    with np.load(os.path.join(exp, 'similarity.npz')) as z:
+        stored = {k.split('|')[0] for k in z.files}
+    ood = {r['run']: r['acc']['ood_test']['all'] for r in a['records'] if r['final']}
+    drawn = min(stored, key=ood.get)                                   # spread over OOD accuracy: the lowest first
+    assert len(stored) == 4
+    expected = COMMON | {'acc_by_n_templates.png', f'sim_act_{drawn}.png', f'sim_grad_{drawn}.png'}
+    sizes = pngs(exp)
+    assert set(sizes) == expected and sorted(map(os.path.basename, written)) == sorted(expected)
+    assert all(s <= MAX_PNG for s in sizes.values()), {f: s for f, s in sizes.items() if s > MAX_PNG}
+    from PIL import Image
+    with Image.open(os.path.join(exp, 'figures', f'sim_act_{drawn}.png')) as im:
+        assert im.width >= 900 and im.height >= 800                    # 5 x 4 panels of ~170 px: still readable
+
+
+def test_sweep_rows_follow_the_analysis(sweep):
+    exp, a, _ = sweep
+    with np.load(os.path.join(exp, 'similarity.npz')) as z:
+        e = plots.experiment(a, plots.sim_index(z), exp)
+        (run, its), = plots.sim_runs(e)
+        fig = plots.fig_similarity(e, run, its, 'act')
+    titles = [ax.get_title().split('\n')[0] for ax in fig.axes[:-1]]  # the last axes: the colour bar
+    assert len(titles) == 20 and titles[:5] == [f'iter {it}, L1' for it in its]  # checkpoints as columns
+    assert titles[::5] == [f'iter 0, {g}' for g in ('L1', 'L2', 'L4', 'concat')]  # layer groups as rows
+    fig = plots.fig_unif_vs_ood(e)                                     # one row of three panels per variant
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(fig.axes) == 3 * len(VARIANTS) and titles[0].startswith('normalized (headline)')
+    assert [t.split(':')[0] for t in titles[::3]] == ['normalized (headline)', 'same_fact', 'distinct_fact']
+    fig = plots.fig_selection(e)
+    assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == [
+        'last best-ID checkpoint', 'last best-OOD checkpoint', 'max-unification checkpoint', 'best checkpoint (oracle)']
+    plots.pyplot().close('all')
+
+
+def test_older_and_partial_schema(tmp_path):
+    """Two variants, no last_best_ood, no per-template accuracy, no similarity.npz: draws what is there."""
+    exp = str(tmp_path / 'small')
+    fake_experiment(exp, n_runs=3, n_ckpts=4, n_sim=40, sim_runs=2, sim_ckpts=2, draw_runs=1, templates=False)
+
+    def older(a):
+        for r in a['records']:
+            if r['unification']:
+                del r['unification']['normalized']
+        del a['correlations']['normalized']
+        a['settings']['unif_variant'] = 'same_fact'
+        for d in a['ckpt_selection'].values():
+            del d['last_best_ood']
+    edit_analysis(exp, older)
+    plots.plot(exp)
+    assert set(pngs(exp)) == COMMON | {f'sim_{k}_celeb_frac0.0_lr0.001_seed0.png' for k in ('act', 'grad')}
+    a, _ = plots.load(exp)
+    e = plots.experiment(a, {}, exp)
+    assert len(plots.fig_unif_vs_ood(e).axes) == 6
+    assert len(plots.fig_selection(e).axes[1].get_legend().get_texts()) == 3
+    plots.pyplot().close('all')
+    os.remove(os.path.join(exp, 'similarity.npz'))
+    edit_analysis(exp, lambda a: a['settings'].pop('sim_runs'))        # a setting it reads is missing: its default
+    assert {os.path.basename(p) for p in plots.plot(exp)} == COMMON
+
+
+def test_size_cap_lowers_the_resolution(tmp_path):
+    plt = plots.pyplot()
+    fig, ax = plt.subplots(figsize=(8, 8))
+    ax.imshow(np.random.default_rng(0).random((600, 600)), cmap='RdBu_r')   # pure noise: the worst case for PNG
+    path = plots.save(fig, str(tmp_path / 'noise.png'), max_bytes=60_000)
+    from PIL import Image
+    with Image.open(path) as im:
+        assert os.path.getsize(path) <= 60_000 and 200 < im.width < 600   # drawn with fewer pixels, not blank
+
+
+def run_cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, os.path.join(ROOT, 'plots.py'), *args], cwd=cwd, capture_output=True,
+                          text=True)
+
+
+def test_command_line(tmp_path):
+    for flag in ('--help', '-h'):
+        p = run_cli(flag)
+        assert p.returncode == 0 and 'analysis.json' in p.stdout and 'figures' in p.stdout and not p.stderr
+    for args in ((), ('a', 'b'), ('--dpi=3',)):
+        p = run_cli(*args)
+        assert p.returncode != 0 and p.stderr.count('\n') == 1 and 'help' in p.stderr and not p.stdout
+    p = run_cli(str(tmp_path))
+    assert p.returncode != 0 and p.stderr == f"plots: no {tmp_path}/analysis.json; run analyze.py {tmp_path} first\n"
+    with pytest.raises(ValueError, match='no .*analysis.json'):
+        plots.plot(str(tmp_path))
+    (tmp_path / 'analysis.json').write_text('{"records": [')
+    p = run_cli(str(tmp_path))
+    assert p.returncode != 0 and p.stderr.count('\n') == 1 and 'is not valid JSON' in p.stderr
+    (tmp_path / 'analysis.json').write_text('{"records": []}')
+    with pytest.raises(ValueError, match='no runs, settings section'):
+        plots.plot(str(tmp_path))

@@ -1,0 +1,152 @@
+"""gpu_queue.py: the plan (order, skipping what assets/ holds, budget, shards that fit), packing within
+what comes back from the GPU machine, and the whole loop in miniature on CPU."""
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import data_gen
+import gpu_queue
+import report
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ONE_THREAD = dict(os.environ, OMP_NUM_THREADS='1')   # tiny tensors: threads only wait on a busy machine
+
+
+@pytest.fixture
+def queue(tmp_path):
+    """gpu_queue's settings for a test, with an assets/ that holds only the real GPU bench."""
+    assets = tmp_path / 'assets'
+    os.makedirs(assets / 'bench')
+    for p in glob.glob(os.path.join(ROOT, 'assets', 'bench', 'bench_*.json')):
+        shutil.copy(p, assets / 'bench')
+    cfg = dict(gpu_queue.DEFAULTS, assets=str(assets), out=str(tmp_path / 'out'), work_dir=str(tmp_path / 'work'))
+    gpu_queue.setup(cfg)
+    yield cfg
+    gpu_queue.setup(gpu_queue.DEFAULTS)
+
+
+def fake_current(assets, name, shards_n=1):
+    """A summary that says `name` is done for the current data and config."""
+    cfg = report.exp_config(name)
+    s = dict(exp=name, format=1, data_version=data_gen.VERSION, config_version=report.config_hash(cfg), config=cfg,
+             config_args=[], shards=dict(n=shards_n, done=list(range(shards_n))), provenance=[], runs=[])
+    os.makedirs(os.path.join(assets, name), exist_ok=True)
+    with open(os.path.join(assets, name, 'summary.json'), 'w') as f:
+        f.write(report.dumps(s))
+
+
+def test_plan_order_skip_and_budget(queue):
+    fake_current(queue['assets'], 'balance')
+    items, speeds = gpu_queue.plan(set())
+    names = [it['item'] for it in items]
+    exps = list(dict.fromkeys(n.split('-')[0] for n in names))
+    assert exps == gpu_queue.order                                   # the fixed priority order
+    assert names[0] == 'bench' and 'est' in items[0]                 # no bench summary for this code: measure it first
+    bal = next(it for it in items if it['item'] == 'balance')
+    assert bal['skip'] == 'current results in assets/'
+    runnable = [it for it in items if 'skip' not in it]
+    assert all(it['est'] <= queue['budget'] for it in runnable)      # every shard fits one sitting
+    sel = [it for it in runnable if it['exp'] == 'selection']
+    n = sel[0]['shard'][1]
+    assert len(sel) == n > 1 and sum(it['terms']['E'] for it in sel) == 110
+    assert all(it['terms']['E'] == 1 and it['terms']['mode'] == 'graph' for it in runnable if it['exp'] == 'steps_10x')
+    # the simulation takes each run item's cost off the budget, in order
+    lines = gpu_queue.simulate(items, 400)
+    assert lines[0].startswith('bench') and ' run (' in lines[0] and all(' run (' not in l for l in lines[1:])
+    assert gpu_queue.simulate(items, 1)[0].endswith('later: needs 330 s, 1 s left')
+
+
+def test_estimate_reads_the_bench(queue):
+    pts = gpu_queue.bench_points([os.path.join(queue['assets'], 'bench')], False)
+    bench = report.read_json(os.path.join(ROOT, 'assets', 'bench', 'bench_compile.json'))
+    e16 = next(r['run_steps_per_s'] for r in bench['rows'] if r['row'] == 'lockstep E=16')
+    assert gpu_queue.throughput(pts, 16, 'compile') == e16
+    assert gpu_queue.throughput(pts, 8, 'compile') < e16 and gpu_queue.throughput(pts, 640, 'compile') == pts['compile'][-1][1]
+    with pytest.raises(ValueError, match='bench'):
+        gpu_queue.throughput({}, 4, 'compile')
+    # a measured GPU run of the experiment calibrates its estimate: the H200 sweep (seed 0)
+    shutil.copytree(os.path.join(ROOT, 'assets', 'sweep_celeb'), os.path.join(queue['assets'], 'sweep_celeb'))
+    items, speeds = gpu_queue.plan(set())
+    p = report.read_json(os.path.join(ROOT, 'assets', 'sweep_celeb', 'summary.json'))['provenance'][0]
+    assert speeds['ckpt_rate'] == pytest.approx(p['n_ckpts'] / p['analyze_s'])
+    assert 0.5 < speeds['eval_s'] < 2
+    sw = [it for it in items if it.get('exp') == 'sweep_celeb']
+    assert [it['shard'] for it in sw] == [(0, 2), (1, 2)] and all('stale' in it['why'] for it in sw)
+
+
+def test_only_and_errors(queue):
+    gpu_queue.setup(dict(queue, only='sweep_celeb'))
+    assert {it['item'].split('-')[0] for it in gpu_queue.plan(set())[0]} == {'sweep_celeb'}
+    gpu_queue.setup(dict(queue, only='nonsense'))
+    with pytest.raises(ValueError, match="unknown item 'nonsense'"):
+        gpu_queue.plan(set())
+    r = subprocess.run([sys.executable, 'gpu_queue.py', '--budget=540', '--dry_run=True', 'nonsense'], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr.startswith('gpu_queue error: unknown item') and r.stderr.count('\n') == 1
+    r = subprocess.run(['bash', '.ci/gpu'], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and 'usage' in r.stderr
+
+
+def test_packing_limits(queue, tmp_path):
+    out = tmp_path / 'o'
+    os.makedirs(out / 'a' / 'b' / 'c')
+    (out / 'ok.tgz').write_bytes(b'x')
+    assert gpu_queue.check_out(str(out)) == []
+    (out / 'a' / 'b' / 'c' / 'deep.txt').write_text('x')
+    (out / 'bad name.txt').write_text('xx')
+    for i in range(7):
+        (out / f'f{i}.txt').write_text('x')
+    gpu_queue.setup(dict(queue, max_file_mb=1e-6))
+    bad = gpu_queue.check_out(str(out))
+    assert any('10 files > 8' in b for b in bad) and any('deep' in b for b in bad)
+    assert any('bad name' in b and 'letters' in b for b in bad) and any('larger than' in b for b in bad)
+    stage = tmp_path / 'stage'
+    os.makedirs(stage / 'figures')
+    (stage / 'summary.json').write_text('{}' * 1000)
+    with pytest.raises(ValueError, match='MB'):
+        gpu_queue.pack(str(stage), str(tmp_path / 'p' / 'x.tgz'))
+    assert not os.path.exists(tmp_path / 'p' / 'x.tgz')
+
+
+def tiny_queue(tmp_path, *items):
+    assets, out = tmp_path / 'assets', tmp_path / 'out'
+    return [sys.executable, 'gpu_queue.py', '--budget=3000', '--tiny=True', f'--out={out}', f'--assets={assets}',
+            f'--work_dir={tmp_path / "work"}', "--shards={'sweep_celeb': 2}", *items]
+
+
+@pytest.mark.slow
+def test_tiny_queue_end_to_end(queue, tmp_path):
+    """The whole loop on CPU: the queue trains, analyses and packs both shards of a miniature
+    sweep_celeb; report.py imports and merges them; the queue then skips the experiment."""
+    assets, out = tmp_path / 'assets', tmp_path / 'out'
+    r = subprocess.run(tiny_queue(tmp_path, 'sweep_celeb'), cwd=ROOT, capture_output=True, text=True, env=ONE_THREAD)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sorted(os.listdir(out)) == ['queue.txt', 'sweep_celeb-0of2.tgz', 'sweep_celeb-1of2.tgz']
+    log = (out / 'queue.txt').read_text()
+    assert 'sweep_celeb-1of2: start' in log and 'failed' not in log and gpu_queue.check_out(str(out)) == []
+    for name in ('sweep_celeb-0of2.tgz', 'sweep_celeb-1of2.tgz'):
+        report.import_archive(str(out / name), str(assets))
+    s = report.read_json(str(assets / 'sweep_celeb' / 'summary.json'))
+    assert s['shards'] == dict(n=2, done=[0, 1]) and len(s['runs']) == 4 and s['runs_missing'] == []
+    assert s['provenance'][0]['command'][0].startswith('python train.py config/sweep_celeb.py --shard=0/2')
+    gpu_queue.setup(dict(queue, tiny=True, only='sweep_celeb', shards={'sweep_celeb': 2}))
+    assert gpu_queue.plan(set())[0] == [dict(item='sweep_celeb', skip='current results in assets/')]
+
+
+@pytest.mark.slow
+def test_tiny_bench_item(tmp_path):
+    """The bench item in miniature (bench.py on CPU): packed, imported, then skipped for this code."""
+    os.makedirs(tmp_path / 'assets')
+    r = subprocess.run(tiny_queue(tmp_path, 'bench'), cwd=ROOT, capture_output=True, text=True, env=ONE_THREAD)
+    assert r.returncode == 0 and os.path.isfile(tmp_path / 'out' / 'bench.tgz'), r.stdout + r.stderr
+    report.import_archive(str(tmp_path / 'out' / 'bench.tgz'), str(tmp_path / 'assets'))
+    s = report.read_json(str(tmp_path / 'assets' / 'bench' / 'summary.json'))
+    assert s['code'] == report.code_version() and 'cpu' in s['modes']
+    gpu_queue.setup(dict(gpu_queue.DEFAULTS, assets=str(tmp_path / 'assets'), tiny=True, only='bench'))
+    assert gpu_queue.plan(set())[0] == [dict(item='bench', skip='assets/bench measured this code')]
+    gpu_queue.setup(gpu_queue.DEFAULTS)

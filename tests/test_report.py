@@ -1,0 +1,234 @@
+"""report.py: summaries of an analysed experiment, merging shards, staleness, and the README
+tables rewritten from assets/ (the real README must match the real assets/)."""
+import copy
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import analyze
+import data_gen
+import report
+import train
+from configurator import configure
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = dict(n_people=60, n_first_names=20, n_last_names=20, n_cities=10, n_layer=1, n_head=2, n_embd=16,
+            batch_size=16, max_iters=6, n_ckpts=1, eval_interval=6, eval_max=40, device='cpu', compile=False)
+SWEEP = {'celeb_frac': [0.1, 0.3], 'seed': [0, 1]}
+# the config-changing arguments that make config/sweep_celeb.py this miniature (as gpu_queue.py --tiny=True)
+ARGS = [f'--{k}={v!r}' for k, v in TINY.items() if k not in report.MACHINE_KEYS] + [f'--sweep={SWEEP!r}']
+ANALYSIS = dict(analyze.DEFAULTS, device='cpu', proj_dim=32, max_examples=60, max_celeb_facts=8, ood_sample=40,
+                figures=False)
+
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    """A 4-run miniature of sweep_celeb, analysed whole and as its two shards (runs[i::2])."""
+    tmp = tmp_path_factory.mktemp('report')
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)                                         # tiny tensors: threads only wait on a busy machine
+    cfg = configure(train.DEFAULTS, [os.path.join(ROOT, 'config', 'sweep_celeb.py'), *ARGS])
+    cfg.update(TINY, out_dir=str(tmp / 'all'), data_dir=str(tmp / 'data'))
+    exp = train.train(cfg)
+    names = [n for n, _ in train.expand_sweep(cfg)]
+    for i in range(2):                                               # the shards' directories: the same runs
+        for n in names[i::2]:
+            shutil.copytree(os.path.join(exp, n), tmp / f'shard{i}' / n)
+    for d in ('all', 'shard0', 'shard1'):
+        analyze.analyze(dict(ANALYSIS, exp_dir=str(tmp / d)))
+    prov = dict(device='cpu', torch='test', commit='test', date='2026-01-01', train_s=1.0, analyze_s=1.0)
+    stages = {}
+    for d, shard in (('all', ''), ('shard0', '0/2'), ('shard1', '1/2')):
+        report.stage_experiment(str(tmp / d), 'sweep_celeb', shard, prov, ARGS, str(tmp / 'stage' / d))
+        stages[d] = str(tmp / 'stage' / d)
+    torch.set_num_threads(threads)
+    return tmp, stages
+
+
+def summary(path):
+    return report.read_json(os.path.join(path, 'summary.json'))
+
+
+@pytest.mark.slow
+def test_summary_holds_what_the_readme_cites(tiny):
+    _, stages = tiny
+    s = summary(stages['shard0'])
+    assert s['exp'] == 'sweep_celeb' and s['data_version'] == data_gen.VERSION and s['shards'] == dict(n=2, done=[0])
+    prov = s['provenance'][0]
+    assert {'device', 'torch', 'commit', 'date', 'train_s', 'analyze_s', 'data_version', 'E', 'n_ckpts'} <= set(prov)
+    assert sorted(s['runs_missing']) == ['celeb_frac0.1-seed1', 'celeb_frac0.3-seed1']
+    run = s['runs'][0]
+    assert run['knobs'] == {'celeb_frac': 0.1, 'seed': 0}
+    for split in ('id_test', 'ood_test'):                             # accuracy and probability by fact type and language
+        assert set(run['final'][split]) >= {'all', *report.FACT_TYPES}
+        assert set(run['final'][split]['all']) >= {'all', 'lang0', 'lang1'} and len(run['final'][split]['all']['all']) == 3
+    assert {'correlations', 'selection'} <= set(s) and 'same_fact' in run['unification']
+    assert os.path.getsize(os.path.join(stages['shard0'], 'summary.json')) <= report.max_summary_kb * 1000
+    assert report.missing_text(s) == '2 runs (seed=1)'
+
+
+def close(a, b, path=''):
+    """Nested dicts/lists equal, numbers within the rounding of summary.json."""
+    if isinstance(a, dict):
+        assert set(a) == set(b), path
+        for k in a:
+            close(a[k], b[k], f'{path}.{k}')
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            close(x, y, f'{path}[{i}]')
+    elif isinstance(a, float) or isinstance(b, float):
+        assert a == pytest.approx(b, rel=1e-3, abs=1e-4), path
+    else:
+        assert a == b, path
+
+
+@pytest.mark.slow
+def test_merged_shards_equal_one_analysis(tiny, tmp_path):
+    tmp, stages = tiny
+    assets = str(tmp_path / 'assets')
+    assert 'shards 0 of 2' in report.import_stage(stages['shard0'], assets)
+    assert 'merged, shards 0,1 of 2' in report.import_stage(stages['shard1'], assets)
+    merged, whole = summary(os.path.join(assets, 'sweep_celeb')), summary(stages['all'])
+    assert merged['shards'] == dict(n=2, done=[0, 1]) and merged['runs_missing'] == []
+    assert [p['shard'] for p in merged['provenance']] == ['0/2', '1/2']
+    for key in ('correlations', 'selection', 'better_variant', 'runs'):
+        close(merged[key], whole[key], key)
+    # importing shard 0 again replaces its runs: still the same numbers
+    report.import_stage(stages['shard0'], assets)
+    close(summary(os.path.join(assets, 'sweep_celeb'))['selection'], whole['selection'])
+
+
+@pytest.mark.slow
+def test_stale_results_are_marked_and_never_merged(tiny, tmp_path, monkeypatch):
+    tmp, stages = tiny
+    assets = str(tmp_path / 'assets')
+    report.import_stage(stages['shard0'], assets)
+    s = summary(os.path.join(assets, 'sweep_celeb'))
+    assert report.stale_reasons(s) == []
+    monkeypatch.setattr(data_gen, 'VERSION', data_gen.VERSION + 1)   # the generator changed
+    why = report.stale_reasons(s)
+    assert why == [f"made on data v{data_gen.VERSION - 1}, now v{data_gen.VERSION}"]
+    st = report.load_state(assets, str(tmp_path / 'README.md'))
+    assert '**stale**' in report.block_experiments(st) and '**stale**' in report.block_runs(st)
+    # results of the new version replace the old ones instead of merging with them
+    new = str(tmp_path / 'new')
+    shutil.copytree(stages['shard1'], new)
+    s1 = summary(new)
+    s1['data_version'] = data_gen.VERSION
+    with open(os.path.join(new, 'summary.json'), 'w') as f:
+        f.write(report.dumps(s1))
+    msg = report.import_stage(new, assets)
+    assert 'merged' not in msg and summary(os.path.join(assets, 'sweep_celeb'))['shards']['done'] == [1]
+    # stale results do not replace current ones unless forced
+    with pytest.raises(ValueError, match='stale'):
+        report.import_stage(stages['shard0'], assets)
+
+
+@pytest.mark.slow
+def test_config_edit_makes_results_stale(tiny):
+    _, stages = tiny
+    s = summary(stages['all'])
+    s['config']['learning_rate'] = 1.0                               # as if config/sweep_celeb.py had changed since
+    s['config_version'] = 'other'
+    assert report.stale_reasons(s) == ['config changed: learning_rate']
+    s['config'].pop('learning_rate')                                 # a knob added since does not count
+    assert report.stale_reasons(s) == []
+
+
+@pytest.mark.slow
+def test_archive_roundtrip_and_bad_input(tiny, tmp_path):
+    import tarfile
+    _, stages = tiny
+    path = str(tmp_path / 'x.tgz')
+    with tarfile.open(path, 'w:gz') as tar:
+        for name in os.listdir(stages['all']):
+            tar.add(os.path.join(stages['all'], name), arcname=name)
+    assert 'shards 0 of 1' in report.import_archive(path, str(tmp_path / 'assets'))
+    with pytest.raises(ValueError, match='no archive'):
+        report.import_archive(str(tmp_path / 'missing.tgz'), str(tmp_path / 'assets'))
+    r = subprocess.run([sys.executable, 'report.py', f'--import={tmp_path}/missing.tgz', f'--assets={tmp_path}/a'],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr.strip().count('\n') == 0 and r.stderr.startswith('report error: no archive')
+
+
+def test_rewrite_and_check(tmp_path):
+    blocks = {'a': '| x |\n|---|\n| 1 |', 'b': 'text'}
+    text = 'intro\n<!-- report:a -->\nold\n<!-- /report:a -->\nmiddle\n<!-- report:b -->\n<!-- /report:b -->\nend\n'
+    new, changed = report.rewrite(text, blocks)
+    assert changed == ['a', 'b'] and new.startswith('intro\n<!-- report:a -->\n| x |') and new.endswith('middle\n'
+           '<!-- report:b -->\ntext\n<!-- /report:b -->\nend\n')
+    assert report.rewrite(new, blocks) == (new, [])
+    with pytest.raises(ValueError, match='report:b'):
+        report.rewrite(text.replace('<!-- report:b -->', ''), blocks)
+    # the real README's tables against a copy of the real assets: matching, then one number changed
+    readme = tmp_path / 'README.md'
+    shutil.copyfile(os.path.join(ROOT, 'README.md'), readme)
+    os.symlink(os.path.join(ROOT, 'assets'), tmp_path / 'assets')   # figure paths are relative to the README
+    cfg = dict(report.DEFAULTS, readme=str(readme), assets=str(tmp_path / 'assets'), check=True)
+    assert report.main(cfg) == 0
+    text = readme.read_text()
+    i = text.index('<!-- report:runs -->')
+    j = text.index('0.9', i)
+    readme.write_text(text[:j] + '0.1' + text[j + 3:])
+    assert report.main(cfg) == 1
+    assert report.main(dict(cfg, check=False)) == 0 and report.main(cfg) == 0 and readme.read_text() == text
+
+
+def test_readme_matches_assets():
+    """python report.py --check on the repo: the README's tables are what assets/ gives."""
+    r = subprocess.run([sys.executable, 'report.py', '--check'], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_assets_within_limits():
+    for path in glob.glob(os.path.join(ROOT, 'assets', '*', 'summary.json')):
+        assert os.path.getsize(path) <= report.max_summary_kb * 1000, path
+        s = report.read_json(path)
+        for f in s.get('figures', {}).get('files', []):
+            assert os.path.getsize(os.path.join(os.path.dirname(path), 'figures', f)) <= report.max_figure_kb * 1000, f
+
+
+def test_shrink_png(tmp_path):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (900, 900, 3), dtype=np.uint8)).save(tmp_path / 'noise.png')
+    assert os.path.getsize(tmp_path / 'noise.png') > 1_000_000
+    report.shrink_png(str(tmp_path / 'noise.png'), str(tmp_path / 'small.png'), 200)
+    assert os.path.getsize(tmp_path / 'small.png') <= 200_000 and Image.open(tmp_path / 'small.png').width > 100
+
+
+def fake_summary(name, runs):
+    """A current summary of `name` whose runs have these knobs and final OOD accuracy: [(knobs, ood)]."""
+    return dict(exp=name, data_version=data_gen.VERSION, provenance=[dict(device='GPU')], _stale=[], _dir=f'assets/{name}',
+                runs=[dict(name=f'r{i}', knobs=k, final={'ood_test': {'all': {'all': [o, o, 100]}}}) for i, (k, o) in
+                      enumerate(runs)], runs_missing=[])
+
+
+def test_finding4_from_paper_scale_results():
+    """Finding 4's checks on made-up results: each holds, then one fails."""
+    cfs = [0.0, 0.1]
+    S = dict(balance=fake_summary('balance', [({'variant': v, 'celeb_frac': c}, o) for v, o in
+                                              (('balanced', 0.9), ('src', 0.6), ('imbalanced', 0.3)) for c in cfs]),
+             shared_tokens=fake_summary('shared_tokens', [({'shared_token_frac': f, 'celeb_frac': c}, 0.4 + 0.4 * f)
+                                                          for f in (0.0, 0.5, 1.0) for c in cfs]),
+             char_low=fake_summary('char_low', [({'celeb_frac': c}, 0.8) for c in cfs]),
+             char_cased=fake_summary('char_cased', [({'celeb_frac': c}, 0.5) for c in cfs]))
+    for n, o in (('templates_02', 0.5), ('templates_10', 0.85), ('templates_20', 0.9), ('people_10x', 0.8),
+                 ('steps_10x', 0.75)):
+        S[n] = fake_summary(n, [({'celeb_frac': c}, o) for c in cfs])
+    st = dict(S=S, mini=None)
+    status, text, scale, _ = report.finding4(st)
+    assert status == 'reproduced' and 'not yet run' not in text and scale.startswith('paper scale')
+    assert 'mean OOD by templates 2: 0.50, 5: 0.80, 10: 0.85, 20: 0.90' in text
+    S['people_10x'] = fake_summary('people_10x', [({'celeb_frac': c}, 0.95) for c in cfs])   # 10x events did help
+    assert report.finding4(st)[0] == 'partly reproduced'
+    del S['char_low']
+    assert report.finding4(st)[0] == 'partly reproduced' and '`char_low`' in report.finding4(st)[1]
