@@ -71,6 +71,7 @@ select_repeats = 1000       # random subsets of runs in the selection experiment
 select_frac = 0.333         # share of the runs in each subset
 select_ks = [1, 5, 10]      # % of the OOD test available to the 'small OOD test' criterion
 ckpt_min_id = 0.9           # checkpoint selection by unification: only checkpoints with ID acc >= this x the run's best (0 = off)
+ckpt_tie = 0.01             # ... and unification within this of the best is a tie, won by the later checkpoint
 seed = 0                    # sampling of examples and subsets
 figures = True              # write PNG figures
 # -----------------------------------------------------------------------------
@@ -427,8 +428,11 @@ def write_analysis(exp, cfg, runs, rds, records, sims, varying, notes, timing):
                records=records, runs=fig_runs)
     with open(os.path.join(exp, 'analysis.json'), 'w') as f:
         json.dump(out, f, indent=1)
-    np.savez_compressed(os.path.join(exp, 'similarity.npz'), **{f'{run}|{it}|{kind}|{layer}': m for (run, it), kinds
-                        in sims.items() for kind, layers in kinds.items() for layer, m in layers.items()})
+    # only for the figures, whose colour map has 32 levels: the upper triangle of each symmetric matrix,
+    # cosines in [-1, 1] as uint8 (steps of 1/127.5); plots.square rebuilds it
+    np.savez_compressed(os.path.join(exp, 'similarity.npz'), **{
+        f'{run}|{it}|{kind}|{layer}': np.round((m[np.triu_indices(len(m))].astype(np.float32) + 1) * 127.5).astype(np.uint8)
+        for (run, it), kinds in sims.items() for kind, layers in kinds.items() for layer, m in layers.items()})
     print(f"analysis of {len(runs)} run(s), {len(records)} checkpoint(s) in {timing['seconds']:.1f}s "
           f"({timing['ckpts_per_s']:.2f} checkpoints/s) -> {os.path.join(exp, 'analysis.json')}")
     for line in summary['selection_table']:
@@ -485,7 +489,10 @@ def summarise(records, cfg, notes):
 def checkpoint_selection(records, cfg):
     """Per run: the checkpoint of highest unification (among those with ID accuracy >= ckpt_min_id
     x the run's best; 0 = no filter) against the method's reference, the last checkpoint with the
-    best OOD accuracy, and the last one with the best ID accuracy. -> (per run, summary)."""
+    best OOD accuracy, and the last one with the best ID accuracy. Unification saturates once the
+    languages are unified, and later checkpoints then differ by less than its noise: scores within
+    ckpt_tie of the best are ties, won by the later checkpoint (as 'last best' does for accuracy).
+    -> (per run, summary)."""
     out = {}
     for name in dict.fromkeys(r['run'] for r in records):
         recs = [r for r in records if r['run'] == name and r['acc']]
@@ -495,9 +502,11 @@ def checkpoint_selection(records, cfg):
         oods = [acc_of(r, 'ood_test') or 0.0 for r in recs]
         pick = lambda r: dict(iter=r['iter'], ood=acc_of(r, 'ood_test'), id=acc_of(r, 'id_test'))
         cand = [r for r, a in zip(recs, ids) if a >= cfg['ckpt_min_id'] * max(ids) and headline(r, cfg) is not None]
+        top = max((headline(r, cfg) for r in cand), default=None)
+        tied = [r for r in cand if headline(r, cfg) >= top - cfg['ckpt_tie']]          # in iteration order
         out[name] = dict(last_best_ood=pick(recs[max(i for i, a in enumerate(oods) if a == max(oods))]),
                          last_best_id=pick(recs[max(i for i, a in enumerate(ids) if a == max(ids))]),
-                         unification=pick(max(cand, key=lambda r: headline(r, cfg))) if cand else None,
+                         unification=pick(tied[-1]) if cand else None,
                          oracle=max(oods), final=acc_of(recs[-1], 'ood_test'))
     scored = [d for d in out.values() if d['unification']]
     if not scored:

@@ -4,6 +4,7 @@ Throughput of training and analysis, every row measured in this process on this 
     python bench.py                         # GPU: E = 1, 16, 64; CPU: small E so a change can be compared here
     python bench.py --cuda_graph=True       # the project's step captured as one CUDA graph
     python bench.py --candidates=True       # also each speed candidate of the step, at the largest E
+    python bench.py --compile_mode=max-autotune-no-cudagraphs   # every row under another torch.compile mode
     python bench.py --sweep=True            # also a whole sweep: training with its evaluations and checkpoints, then analysis
     python bench.py --device=cpu --run_counts=[1,4] --steps=20
 
@@ -14,8 +15,8 @@ Rows:
   lockstep E=k  this project's training step (train.train_step) on k runs at once
   candidates    the lockstep step with one change each, to keep what measures faster:
                 attention written out instead of SDPA, the loss as F.cross_entropy instead of a
-                float32 log-softmax and gather, batches by index_select instead of gather, and
-                torch.compile(mode='max-autotune-no-cudagraphs')
+                float32 log-softmax and gather, and batches by index_select instead of gather
+                (another compile mode is a whole table: --compile_mode=max-autotune-no-cudagraphs)
   act reps      activation representations per second (represent.activation_reps)
   grad reps     gradient representations per second: per-example gradient, Adam second-moment
                 correction, projection to proj_dim dims (represent.gradient_reps)
@@ -53,6 +54,7 @@ n_embd = 128               # residual width
 compile = 'auto'           # torch.compile; 'auto' = on for cuda
 cuda_graph = False         # capture the project's step as one CUDA graph (train.py's knob)
 candidates = False         # also time each speed candidate of the step at the largest run count
+compile_mode = ''          # torch.compile mode of every row ('' = default; e.g. max-autotune-no-cudagraphs)
 sweep = False              # also time a whole sweep (training with evaluations and checkpoints, then analysis)
 sweep_runs = 16            # runs of the sweep row (celeb_frac spread over 0 .. 0.3)
 sweep_iters = 0            # steps of the sweep row; 0 = 3000 on cuda, 20 elsewhere
@@ -89,7 +91,7 @@ def plain_loop(cfg, data, model_args, dev, use_compile, ctx):
     """The baseline: what a nanoGPT-style script does for one run."""
     model = GPT(GPTConfig(**model_args, n_runs=1)).to(dev)
     opt = torch.optim.AdamW(param_groups(model, 0.1), lr=3e-3, betas=(0.9, 0.95), fused=dev.startswith('cuda'))
-    fwd = torch.compile(model) if use_compile else model
+    fwd = torch.compile(model, mode=cfg['compile_mode'] or None) if use_compile else model
     tokens, length, n = data['tokens'][0], data['length'][0], int(data['n'][0])
     T = tokens.shape[1]
 
@@ -125,8 +127,7 @@ def lockstep(cfg, data, model_args, E, dev, use_compile, ctx, variant=''):
     lr = torch.tensor(3e-3, device=dev)
     opt = torch.optim.AdamW(param_groups(raw, 0.1), lr=lr, betas=(0.9, 0.95), fused=dev.startswith('cuda'),
                             capturable=cfg['cuda_graph'])
-    mode = 'max-autotune-no-cudagraphs' if variant == 'compile_max_autotune' else None
-    model = torch.compile(raw, mode=mode) if use_compile else raw
+    model = torch.compile(raw, mode=cfg['compile_mode'] or None) if use_compile else raw
     stacked = {k: v.expand(E, *v.shape[1:]).contiguous() for k, v in data.items()}
     if variant == 'index_select':                 # one flat (E*N, T) table: rows r*N + i
         flat = stacked['tokens'].flatten(0, 1)
@@ -215,12 +216,13 @@ def bench(cfg):
 
     name = torch.cuda.get_device_name() if cuda else platform.processor() or 'cpu'
     print(f"bench on {dev} ({name}), torch {torch.__version__}, {cfg['block']} {cfg['n_layer']}x{cfg['n_embd']}, "
-          f"batch {cfg['batch_size']} x {meta['block_size']} tokens, compile={use_compile}, cuda_graph={cfg['cuda_graph']}")
+          f"batch {cfg['batch_size']} x {meta['block_size']} tokens, compile={use_compile}{' ' + cfg['compile_mode'] if cfg['compile_mode'] else ''}, "
+          f"cuda_graph={cfg['cuda_graph']}")
     add('plain loop', 1, plain_loop(cfg, data, model_args, dev, use_compile, ctx), None)
     for E in run_counts:
         add(f'lockstep E={E}', E, lockstep(cfg, data, model_args, E, dev, use_compile, ctx), None)
     if cfg['candidates']:
-        for variant in ('attention_math', 'ce_loss', 'index_select') + (('compile_max_autotune',) if use_compile else ()):
+        for variant in ('attention_math', 'ce_loss', 'index_select'):
             E = max(run_counts)
             add(f'lockstep E={E} {variant}', E, lockstep(cfg, data, model_args, E, dev, use_compile, ctx, variant), None)
     one = GPT(GPTConfig(**model_args, n_runs=1)).to(dev).eval()

@@ -1,20 +1,23 @@
 """
 The experiment queue for short GPU sittings: in one call on a machine that starts empty, run what
 the repo's results still lack, as far as a time budget goes, and pack each finished item as one
-archive that `python report.py --import=...` turns into assets/<exp>/.
+archive that `python report.py --import=...` (or results.py) turns into assets/<exp>/.
 
     bash .ci/gpu 540                                   # = python gpu_queue.py --budget=540 --out=$OUT
     bash .ci/gpu 540 sweep_celeb balance               # only these items (still in the queue's order)
     python gpu_queue.py --budget=540 --dry_run=True    # the plan and its estimates, on any machine
     python gpu_queue.py --budget=600 --tiny=True --out=/tmp/q --assets=/tmp/a   # the whole loop in miniature, CPU
 
-Items in priority order (`order`): `bench` (tests/test_gpu.py, then bench.py plain and with CUDA
-graphs) when the files that decide speed (model.py, train.py, bench.py, tests/test_gpu.py) differ
-from those of the bench in assets/bench/; then the experiments of reproduce.sh. An experiment is
-skipped when assets/<exp>/ holds all its shards for the current data version and config
-(report.stale_reasons); otherwise each missing shard is an item. The shard count is that of the
-experiment's current partial results, else the smallest whose largest shard fits `budget`. Before
-each item the queue takes the first one (in order) whose estimate fits the time left.
+Items in priority order (`order`): `bench` when the files that decide speed (model.py, train.py,
+bench.py, tests/test_gpu.py) differ from those of the bench in assets/bench/; then the experiments of
+reproduce.sh. The bench item runs, in this order: the GPU tests (pytest tests/test_gpu.py -k
+gpu_tests_k), `bench.py --candidates=True` (compiled, plus each speed candidate at the largest run
+count) and `bench.py --cuda_graph=True --sweep=True` (CUDA graphs, plus a 16-run sweep through
+train.train and its analysis). An experiment is skipped when assets/<exp>/ holds all its shards for
+the current data version and config (results.stale_reasons); otherwise each missing shard is an
+item. The shard count is that of the experiment's current partial results, else the smallest whose
+largest shard fits `budget`. Before each item the queue takes the first one (in order) whose
+estimate fits the time left.
 
 Estimate of a shard of E runs (the dry run prints every term):
     train    = startup_s + data_s x datasets x n_people / 1000 + E x max_iters / throughput(E) x slow
@@ -30,7 +33,7 @@ an experiment's own measured cost against that model once one of its shards has 
 char_factor for character tokenizers and 1 otherwise.
 
 Every item runs train.py and analyze.py as child processes (killed when the budget runs out), is
-staged by report.py (summary.json, analysis.json.gz, figures) and packed as $OUT/<item>.tgz; queue.txt
+staged by results.py (summary.json, analysis.json.gz, figures) and packed as $OUT/<item>.tgz; queue.txt
 beside the archives records the plan, the estimates and the measured times. At most `max_files`
 files come back, each at most `max_file_mb`, with names of letters, digits and ._- only.
 """
@@ -46,8 +49,10 @@ import sys
 import tarfile
 import time
 
-import report
-from configurator import configure
+import data_gen
+import results
+import train
+from configurator import cli, config_keys, configure
 
 # -----------------------------------------------------------------------------
 budget = 540.0             # seconds this call may spend on items (the slice minus the machine's start and copy-back)
@@ -57,7 +62,7 @@ assets = 'assets'          # the repo's results: what is done, and the measured 
 order = ['bench', 'sweep_celeb', 'balance', 'shared_tokens', 'char_low', 'char_cased', 'selection', 'templates_02',
          'templates_10', 'templates_20', 'people_10x', 'steps_10x', 'gemma2', 'regularization']   # priority of the items
 only = ''                  # comma-separated items to consider ('' = all of `order`); bare names on the command line add here
-gpu_tests_k = 'not lockstep'  # pytest -k of the GPU tests ('' = all; the lockstep test trains 5 compiled runs, ~3 min)
+gpu_tests_k = 'graph'      # pytest -k of the GPU tests in the bench item ('' = all, ~5 min: the lockstep test trains 5 compiled runs)
 shards = {}                # fixed shard counts {exp: n}, e.g. for tests; the others are chosen to fit `budget`
 max_shards = 16            # the most shards an experiment may be split into
 dry_run = False            # print the plan with its estimates and run nothing
@@ -68,14 +73,13 @@ data_s = 1.0               # building one dataset of 1,000 people
 eval_s = 1.0               # one evaluation of a lockstep group, until measured on a GPU (H200 sweep: 1.0 s at E=16)
 ckpt_rate = 1.5            # analysed checkpoints per second, until measured on a GPU (H200 sweep: 1.87)
 char_factor = 5.0          # cost multiplier of character-tokenizer experiments (sequences ~5x longer), until measured
-bench_s = 300.0            # cost of the bench item (GPU tests + two bench runs), until measured
+bench_s = 480.0            # cost of the bench item until measured (x safety: the most a 540 s budget starts)
 pack_s = 10.0              # staging and packing one item
 max_files = 8              # files that may come back from the machine
 max_file_mb = 16.0         # the largest file that may come back
 commit = ''                # code commit to record ('' = git rev-parse where there is a .git, else 'unknown')
 # -----------------------------------------------------------------------------
-DEFAULTS = {k: v for k, v in dict(globals()).items() if not k.startswith('_') and k.islower()
-            and isinstance(v, (bool, int, float, str, list, dict))}
+DEFAULTS = config_keys(globals())
 ROOT = os.path.dirname(os.path.abspath(__file__))
 NAME_OK = re.compile(r'[A-Za-z0-9._-]+')
 # the CPU miniature of an experiment (tiny=True): as tests/test_experiments.py's TINY
@@ -83,6 +87,12 @@ TINY = dict(n_people=60, n_first_names=20, n_last_names=20, n_cities=10, n_layer
             batch_size=16, max_iters=6, n_ckpts=1, eval_interval=6, eval_max=40)
 TINY_ANALYSIS = ['--device=cpu', '--proj_dim=32', '--max_examples=60', '--max_celeb_facts=8', '--ood_sample=40',
                  '--figures=False']
+# the bench item's runs of bench.py after the GPU tests, in order: (JSON written, arguments)
+# ~4 + ~4 minutes on an H200 (estimated from the bench of 2026-11-28: compilation dominates the first)
+BENCH_RUNS = [('bench_compile.json', ['--steps=100', '--candidates=True']),
+              ('bench_graph.json', ['--steps=100', '--cuda_graph=True', '--sweep=True', '--sweep_iters=2000'])]
+TINY_BENCH = ['--device=cpu', '--run_counts=[1]', '--steps=1', '--warmup=1', '--n_people=300', '--n_layer=1', '--n_head=2',
+              '--n_embd=16', '--batch_size=16', '--n_reps=8', '--proj_dim=16', '--sweep_runs=2', '--sweep_iters=4']
 
 
 class ItemFailed(Exception):
@@ -96,14 +106,14 @@ def bench_points(dirs, tiny_mode):
     pts = {}
     for d in dirs:
         for path in sorted(glob.glob(os.path.join(d, 'bench*.json'))):
-            b = report.read_json(path)
+            b = results.read_json(path)
             cuda = str(b.get('device', '')).startswith('cuda')
             c = b.get('config', {})
             if not cuda and not tiny_mode:
                 continue
             mode = 'graph' if c.get('cuda_graph') else 'eager' if c.get('compile') is False and cuda else 'compile'
-            rows = sorted((r['E'], r['run_steps_per_s']) for r in b.get('rows', [])
-                          if r.get('row', '').startswith('lockstep') and r.get('run_steps_per_s'))
+            rows = sorted((r['E'], r['run_steps_per_s']) for r in b.get('rows', [])      # not the speed candidates
+                          if results.LOCKSTEP_ROW.fullmatch(r.get('row', '')) and r.get('run_steps_per_s'))
             if rows:
                 for m in ([mode] if cuda else ['compile', 'graph']):
                     pts[m] = rows                                      # later dirs (this sitting) win
@@ -147,14 +157,13 @@ def measured_rates(cfg, pts, summaries):
 def load_summaries(assets_dir):
     out = {}
     for p in glob.glob(os.path.join(assets_dir, '*', 'summary.json')):
-        s = report.read_json(p)
+        s = results.read_json(p)
         out[s.get('exp')] = s
     return out
 
 
 def tiny_args(name):
     """The config-changing arguments of an experiment's CPU miniature."""
-    import train
     if not tiny:
         return []
     cfg = configure(train.DEFAULTS, [os.path.join(ROOT, 'config', f'{name}.py')])
@@ -164,7 +173,6 @@ def tiny_args(name):
 
 def experiment_runs(name):
     """(resolved config, [(run name, run config)], config-changing args) of an experiment."""
-    import train
     args = tiny_args(name)
     full = configure(train.DEFAULTS, [os.path.join(ROOT, 'config', f'{name}.py'), *args])
     return full, train.expand_sweep(full), args
@@ -172,9 +180,8 @@ def experiment_runs(name):
 
 def estimate(name, full, runs, speeds, mode='compile'):
     """(cost in s, the terms) of training and analysing `runs` of an experiment in one process."""
-    import data_gen
     E = len(runs)
-    w = report.workload(full, E)
+    w = results.workload(full, E)
     datasets = len({json.dumps({k: rc[k] for k in data_gen.DATA_DEFAULTS}, sort_keys=True, default=str) for _, rc in runs})
     char = str(full.get('tokenizer')).startswith('char')
     slow_t, slow_a = speeds['own'].get(name) or ((char_factor, char_factor) if char else (1.0, 1.0))
@@ -206,7 +213,7 @@ def experiment_items(name, summaries, speeds, done_now):
     except (ValueError, SystemExit) as e:
         return [dict(item=name, skip=f'bad config: {e}')]
     s = summaries.get(name)
-    current = s is not None and s.get('config_args', []) == args and not report.stale_reasons(s)
+    current = s is not None and s.get('config_args', []) == args and not results.stale_reasons(s)
     if current:
         n, done = s['shards']['n'], set(s['shards']['done'])
     else:
@@ -220,7 +227,7 @@ def experiment_items(name, summaries, speeds, done_now):
     items = []
     for i in missing:
         cost, terms = best_estimate(name, full, runs[i::n], speeds)
-        why = 'stale: ' + '; '.join(report.stale_reasons(s)) if s and not current else 'missing'
+        why = 'stale: ' + '; '.join(results.stale_reasons(s)) if s and not current else 'missing'
         items.append(dict(item=f'{name}-{i}of{n}', exp=name, shard=(i, n), est=cost, terms=terms, why=why, args=args))
     return items
 
@@ -229,7 +236,7 @@ def bench_item(summaries, done_now):
     s = summaries.get('bench')
     if 'bench' in done_now:
         return dict(item='bench', skip='done in this sitting')
-    if s and s.get('code') == report.code_version():
+    if s and s.get('code') == results.code_version():
         return dict(item='bench', skip='assets/bench measured this code')
     cost = safety * median([p.get('total_s') for p in (s or {}).get('provenance', [])], bench_s)
     return dict(item='bench', exp='bench', est=cost, terms={}, why='code changed since assets/bench' if s else 'missing')
@@ -294,7 +301,7 @@ def machine():
         r = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, cwd=ROOT)
         dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], capture_output=True, text=True, cwd=ROOT)
         sha = r.stdout.strip() + ('-dirty' if dirty.stdout.strip() else '') if r.returncode == 0 else 'unknown'
-    return dict(device=name, torch=torch.__version__, commit=sha, code=report.code_version(), date=time.strftime('%Y-%m-%d'))
+    return dict(device=name, torch=torch.__version__, commit=sha, code=results.code_version(), date=time.strftime('%Y-%m-%d'))
 
 
 def run_experiment(it, left, stage):
@@ -319,38 +326,46 @@ def run_experiment(it, left, stage):
                 train_s=float(m.group(1)) if m else round(train_wall, 1), train_wall_s=round(train_wall, 1),
                 analyze_s=round(time.time() - t1, 1), mode=it['terms'].get('mode'), queue_estimate_s=round(it['est']),
                 train_tail=text.splitlines()[-3:])
-    report.stage_experiment(wd, name, f'{i}/{n}', prov, it['args'], stage)
+    results.stage_experiment(wd, name, f'{i}/{n}', prov, it['args'], stage)
     shutil.rmtree(wd, ignore_errors=True)                              # checkpoints: gigabytes at paper scale
     return prov
 
 
 def run_bench(left, stage):
-    """GPU tests and the bench (plain, CUDA graph) -> staged bench results; the raw JSONs stay in
-    work_dir/bench_raw so that the rest of this sitting estimates with them."""
+    """The GPU tests (at most a quarter of the time left), then bench.py for each of BENCH_RUNS ->
+    staged bench results; the raw JSONs stay in work_dir/bench_raw so that the rest of this sitting
+    estimates with them. A bench run that fails or runs out of time is recorded (provenance 'failed')
+    and the others are staged; the item fails only when none succeeds. tiny: one small CPU run."""
     raw = os.path.join(work_dir, 'bench_raw')
     shutil.rmtree(raw, ignore_errors=True)
     os.makedirs(raw)
-    t0, tests = time.time(), 'not run (tiny: no GPU)'
-    cmds = []
+    t0, tests, cmds, secs, failed = time.time(), 'not run (tiny: no GPU)', [], [], []
     if not tiny:
-        k = ['-k', gpu_tests_k] if gpu_tests_k else []
-        rc, text = run_cmd([sys.executable, '-m', 'pytest', '-q', 'tests/test_gpu.py', *k], left / 2,
-                           os.path.join(raw, 'tests_gpu.txt'))
+        cmd = ['python', '-m', 'pytest', '-q', 'tests/test_gpu.py', *(['-k', gpu_tests_k] if gpu_tests_k else [])]
+        rc, text = run_cmd([sys.executable, *cmd[1:]], left / 4, os.path.join(raw, 'tests_gpu.txt'))
         with open(os.path.join(raw, 'tests_gpu.txt'), 'w') as f:
             f.write('\n'.join(text.splitlines()[-30:]) + '\n')
+        secs.append(round(time.time() - t0, 1))
         tests = ('ran out of time' if rc is None else (text.strip().splitlines() or ['no output'])[-1].strip('= ')) \
-            + f" (`{shlex.join(['python', '-m', 'pytest', '-q', 'tests/test_gpu.py', *k])}`, {time.time() - t0:.0f} s)"
-        cmds.append(shlex.join(['python', '-m', 'pytest', '-q', 'tests/test_gpu.py', *k]))
-    runs = [('bench_compile.json', [])] + ([] if tiny else [('bench_graph.json', ['--cuda_graph=True'])])
-    tiny_bench = ['--device=cpu', '--run_counts=[1]', '--steps=1', '--warmup=1', '--n_people=300', '--batch_size=16',
-                  '--n_reps=8', '--proj_dim=16', f"--data_dir={os.path.join(work_dir, 'data')}"] if tiny else []
+            + f" (`{shlex.join(cmd)}`, {secs[-1]:.0f} s)"
+        cmds.append(shlex.join(cmd))
+    runs = [('bench_compile.json', ['--candidates=True', '--sweep=True'])] if tiny else BENCH_RUNS   # no CUDA graphs on a CPU
     for fname, extra in runs:
-        cmd = ['bench.py', *extra, *tiny_bench, f'--out_file={os.path.join(raw, fname)}']
+        t1 = time.time()
+        cmd = ['bench.py', *extra, *(TINY_BENCH + [f"--data_dir={os.path.join(work_dir, 'data')}"] if tiny else []),
+               f'--out_file={os.path.join(raw, fname)}']
         rc, text = run_cmd([sys.executable, *cmd], left - (time.time() - t0), os.path.join(work_dir, f'{fname}.txt'))
-        checked(rc, text, ' '.join(['bench.py', *extra]))
-        cmds.append(' '.join(['python', 'bench.py', *extra]))
-    prov = dict(machine(), command=cmds, tests=tests, total_s=round(time.time() - t0, 1))
-    report.stage_bench(raw, prov, stage)
+        try:
+            checked(rc, text, ' '.join(['python', 'bench.py', *extra]))
+            cmds.append(' '.join(['python', 'bench.py', *extra]))
+            secs.append(round(time.time() - t1, 1))
+        except ItemFailed as e:
+            failed.append(f'{e} after {time.time() - t1:.0f} s')
+    if len(failed) == len(runs):
+        raise ItemFailed('; '.join(failed))
+    prov = dict(machine(), command=cmds, command_s=secs, tests=tests, total_s=round(time.time() - t0, 1),
+                **({'failed': failed} if failed else {}))
+    results.stage_bench(raw, prov, stage)
     return prov
 
 
@@ -423,7 +438,7 @@ def run_queue(cfg):
     t0, done_now, log, extra, n_packed = time.time(), set(), [], [], 0
     items, speeds = plan(done_now)
     kind = 'dry run' if dry_run else 'tiny (CPU)' if tiny else 'GPU'
-    title = f"queue: budget {budget:.0f} s, {kind}, data v{report.data_version()}"
+    title = f"queue: budget {budget:.0f} s, {kind}, data v{data_gen.VERSION}"
     log += header(speeds, title) + simulate(items, budget)
     print('\n'.join(log), flush=True)
     if dry_run:
@@ -447,7 +462,7 @@ def run_queue(cfg):
             n_packed += 1
             extra = [os.path.join(work_dir, 'bench_raw')] if it['exp'] == 'bench' else extra
             log.append(f"  done in {time.time() - t1:.0f} s (" + ', '.join(f'{k} {prov[k]}' for k in
-                       ('train_s', 'train_wall_s', 'analyze_s', 'total_s', 'tests') if k in prov)
+                       ('train_s', 'train_wall_s', 'analyze_s', 'total_s', 'tests', 'failed') if k in prov)
                        + f") -> {os.path.basename(path)} ({os.path.getsize(path) / 1e6:.2f} MB)")
         except (ItemFailed, ValueError, OSError) as e:
             log.append(f"  failed after {time.time() - t1:.0f} s: {e}")
@@ -469,18 +484,10 @@ def write_log(log):
 def parse_args(argv):
     """configure() plus bare item names (bash .ci/gpu 540 sweep_celeb balance)."""
     names = [a for a in argv if not a.startswith('-') and not a.endswith('.py')]
-    cfg = configure(DEFAULTS, [a for a in argv if a not in names])
+    cfg = configure(DEFAULTS, [a for a in argv if a not in names], sources=[__file__])
     cfg['only'] = ','.join(x for x in [cfg['only'], *names] if x)
     return cfg
 
 
 if __name__ == '__main__':
-    if '--help' in sys.argv[1:] or '-h' in sys.argv[1:]:
-        report.print_help(__file__, __doc__)
-        sys.exit(0)
-    try:
-        sys.exit(run_queue(parse_args(sys.argv[1:])))
-    except (ValueError, OSError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        print(msg if re.match(r'\w+ error', msg) else f'gpu_queue error: {msg}', file=sys.stderr)
-        sys.exit(1)
+    sys.exit(cli(lambda: run_queue(parse_args(sys.argv[1:]))))

@@ -86,13 +86,25 @@ def load(exp):
     return a, npz if os.path.isfile(npz) else None
 
 
+def square(v):
+    """A symmetric matrix from its upper triangle, stored row by row (n (n + 1) / 2 values; uint8
+    codes of cosines in [-1, 1] as analyze.py writes them, or floats)."""
+    if v.dtype == np.uint8:
+        v = v.astype(np.float32) / 127.5 - 1
+    n = int(round((np.sqrt(8 * len(v) + 1) - 1) / 2))
+    m = np.zeros((n, n), v.dtype)
+    m[np.triu_indices(n)] = v
+    return m + np.triu(m, 1).T
+
+
 def sim_index(z):
     """Open similarity.npz -> {(run, iter): {kind: {layer: loader}}}: a matrix is read (and
-    decompressed) only when drawn, as a sweep stores far more of them than the figures show."""
+    decompressed) only when drawn. analyze.py stores each as its upper triangle (1-D)."""
     sims = {}
     for key in z.files:
         run, it, kind, layer = key.split('|')
-        sims.setdefault((run, int(it)), {}).setdefault(kind, {})[layer] = lambda key=key: z[key]
+        sims.setdefault((run, int(it)), {}).setdefault(kind, {})[layer] = \
+            lambda key=key: z[key] if z[key].ndim == 2 else square(z[key])
     return sims
 
 

@@ -8,7 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 SHARDED="selection:4 steps_10x:4"            # experiment:number of shards
-ALL="sweep_celeb balance char_low char_cased templates_02 templates_10 templates_20 people_10x steps_10x selection gemma2"
+# the queue's order (gpu_queue.py `order`, tests/test_queue.py checks it)
+ALL="sweep_celeb balance shared_tokens char_low char_cased selection templates_02 templates_10 templates_20 people_10x
+     steps_10x gemma2 regularization"
 for exp in ${@:-$ALL}; do
     n=$(echo " $SHARDED " | grep -o " $exp:[0-9]*" | cut -d: -f2 || true)
     if [ -n "$n" ]; then

@@ -525,7 +525,8 @@ def capture_step(step, raw, opt):
         with torch.cuda.graph(graph, stream=side):   # the warmed-up stream: its library handles already exist
             out = step()
     except Exception as e:                          # e.g. an op that cannot be captured
-        torch.cuda.synchronize()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
         restore(saved_state)
         print(f"cuda_graph: capture failed ({type(e).__name__}: {str(e).splitlines()[0][:100]}); "
               "training without the graph")
@@ -572,17 +573,24 @@ def check_and_log_losses(hist, first_it, lr, runs, logs, bar, last_acc):
 
 # -----------------------------------------------------------------------------
 
-def setup(cfg):
-    """Everything a run needs before its first step: runs, device, data, model, optimiser, files."""
-    check_cfg(cfg)
-    runs, shard = select_shard(expand_sweep(cfg), cfg['shard'])
-    dev = pick_device(cfg['device'])
+def system_settings(cfg, dev):
+    """-> (dtype, compile?, CUDA graph?) of the device: 'auto' = bf16 autocast, torch.compile and the
+    step as a CUDA graph on CUDA (where they pay), float32 and eager elsewhere."""
     cuda = dev.startswith('cuda')
     dtype = cfg['dtype'] if cfg['dtype'] != 'auto' else ('bfloat16' if cuda else 'float32')
     use_compile = cfg['compile'] if cfg['compile'] != 'auto' else cuda
     graphed = cfg['cuda_graph'] if cfg['cuda_graph'] != 'auto' else (cuda and use_compile)
     if graphed and not cuda:
         raise ValueError(f"config error: cuda_graph=True needs a cuda device, not {dev}")
+    return dtype, use_compile, graphed
+
+
+def setup(cfg):
+    """Everything a run needs before its first step: runs, device, data, model, optimiser, files."""
+    check_cfg(cfg)
+    runs, shard = select_shard(expand_sweep(cfg), cfg['shard'])
+    dev = pick_device(cfg['device'])
+    dtype, use_compile, graphed = system_settings(cfg, dev)
     metas, train_full, evals = load_runs_data(runs, cfg)
     model_args = shape_args(cfg, metas[0])
     raw = GPT(GPTConfig(**model_args, n_runs=len(runs)), seeds=[rc['seed'] for _, rc in runs]).to(dev)
@@ -667,6 +675,8 @@ def train(cfg, stop_after=None):
         for f in S.get('logs', []):
             f.close()
         close()                                   # every checkpoint on disk before we return or raise
+    if done == 'killed':
+        return S['exp']
     if done is not True:
         raise KeyboardInterrupt(f"stopped at iter {done}; resume point written to {S['resume_path']}: "
                                 "continue with --resume=True")
@@ -687,7 +697,8 @@ def sync(dev):
 
 
 def loop(S, cfg, start, stop_after, submit, stop, wandb):
-    """The training loop. -> True when finished, else the iteration it stopped at on a signal.
+    """The training loop. -> True when finished, 'killed' (stop_after, for tests), else the iteration it
+    stopped at on a signal.
     Keeps S['timing']: wall seconds inside steps (timed from a block's first step to the host sync
     that ends it), evaluation, checkpoint snapshots, resume points, and the first step (compilation)."""
     raw, opt, metas, runs, logs, dev = S['raw'], S['opt'], S['metas'], S['runs'], S['logs'], S['dev']
@@ -736,7 +747,7 @@ def loop(S, cfg, start, stop_after, submit, stop, wandb):
             if 'signal' in stop:
                 return it
         if stop_after is not None and it - start >= stop_after:
-            return True                          # as if killed: no resume point
+            return 'killed'                      # as if killed: no resume point, no timing
         # --- one step of every run
         lr = get_lr(it, cfg) / cfg['learning_rate']   # the schedule, for a peak of 1
         S['lr_buf'].fill_(lr if S['per_run'] else lr * cfg['learning_rate'])

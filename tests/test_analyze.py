@@ -144,10 +144,12 @@ def test_end_to_end_tiny_run(tiny_exp):
     cs = out['ckpt_selection']['celeb_frac0.2']
     assert set(cs) == {'last_best_ood', 'last_best_id', 'unification', 'oracle', 'final'}
     assert cs['last_best_ood']['ood'] == cs['oracle']
-    # similarity matrices only for the figures' runs and checkpoints, float16
+    # similarity matrices only for the figures' runs and checkpoints: upper triangles as uint8 codes
     with np.load(os.path.join(tiny_exp, 'similarity.npz')) as z:
-        assert {k.split('|')[0] for k in z.files} == set(RUNS) and all(z[k].dtype == np.float16 for k in z.files)
+        assert {k.split('|')[0] for k in z.files} == set(RUNS) and all(z[k].dtype == np.uint8 for k in z.files)
         assert len({tuple(k.split('|')[:2]) for k in z.files}) == 3 * 3
+        m = plots.square(z[z.files[0]])                           # back to a symmetric matrix of cosines
+        assert np.allclose(m, m.T) and np.allclose(np.diag(m), 1, atol=0.01) and m.min() >= -1
 
 
 def flat(x, key=''):
@@ -237,3 +239,36 @@ def test_command_line():
     run = subprocess.run([sys.executable, 'analyze.py', 'out/does_not_exist'], cwd=ROOT, capture_output=True,
                          text=True, timeout=60)
     assert run.returncode == 1 and run.stderr.strip() == "analyze: experiment directory not found: 'out/does_not_exist'"
+
+
+def test_checkpoint_selection_ties_go_to_the_later_checkpoint():
+    """Once unification saturates, differences below ckpt_tie are noise: the later checkpoint wins;
+    checkpoints below the ID filter are never picked; the reference is the last best-OOD one."""
+    def rec(it, idacc, ood, u):
+        return dict(run='r', iter=it, acc={'id_test': {'all': idacc}, 'ood_test': {'all': ood}},
+                    unification={'normalized': {'act': {'concat': u}}})
+    recs = [rec(0, 0.0, 0.0, None), rec(100, 0.5, 0.4, 1.02), rec(200, 0.95, 0.90, 0.990),
+            rec(400, 0.99, 0.97, 0.985), rec(800, 1.0, 0.97, 0.960)]
+    cfg = dict(analyze.DEFAULTS)
+    sel, summary = analyze.checkpoint_selection(recs, cfg)
+    assert sel['r']['unification']['iter'] == 400          # 0.985 ties with 0.990; 100 fails the ID filter
+    assert sel['r']['last_best_ood']['iter'] == 800 and sel['r']['last_best_id']['iter'] == 800
+    assert summary['unification_earlier'] == 1.0
+    strict, _ = analyze.checkpoint_selection(recs, dict(cfg, ckpt_tie=0.0))
+    assert strict['r']['unification']['iter'] == 200
+    unfiltered, _ = analyze.checkpoint_selection(recs, dict(cfg, ckpt_min_id=0.0))
+    assert unfiltered['r']['unification']['iter'] == 100
+
+
+def test_similarity_storage_is_bounded_for_a_32_run_sweep():
+    """Only sim_runs x sim_ckpts (run, checkpoint) pairs keep matrices, whatever the sweep's size: at the
+    defaults (400 examples, 2 kinds x 4 layers, uint8 upper triangles) at most 12.8 MB before compression."""
+    runs = [dict(name=f'r{i}', ckpts={it: '' for it in train.ckpt_iters(12000, 20)}, cfg={'model_args': {}},
+                 log={12000: {'ood_test': {'all': i / 32}}}) for i in range(32)]
+    rds = {r['name']: {'meta': {'vocab': []}} for r in runs}
+    keep, batches = analyze.plan(runs, rds, dict(analyze.DEFAULTS, run_batch=16))
+    assert len(keep) == analyze.DEFAULTS['sim_runs'] * analyze.DEFAULTS['sim_ckpts'] == 20
+    assert {name for name, _ in keep} == {'r0', 'r10', 'r21', 'r31'}          # spread over final OOD
+    n = analyze.DEFAULTS['sim_values_per_type'] * 4 * analyze.DEFAULTS['sim_per_value']
+    assert len(keep) * 2 * 4 * n * (n + 1) // 2 <= 12.9e6
+    assert len(batches) == 21 * 2 and all(len(b) == 16 for b in batches)   # 21 iterations x 2 passes of 16 runs

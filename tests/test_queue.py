@@ -1,8 +1,10 @@
 """gpu_queue.py: the plan (order, skipping what assets/ holds, budget, shards that fit), packing within
-what comes back from the GPU machine, and the whole loop in miniature on CPU."""
+what comes back from the GPU machine, and the whole loop in miniature on CPU (archives imported by
+results.py)."""
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -11,7 +13,7 @@ import pytest
 
 import data_gen
 import gpu_queue
-import report
+import results
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ONE_THREAD = dict(os.environ, OMP_NUM_THREADS='1')   # tiny tensors: threads only wait on a busy machine
@@ -32,12 +34,12 @@ def queue(tmp_path):
 
 def fake_current(assets, name, shards_n=1):
     """A summary that says `name` is done for the current data and config."""
-    cfg = report.exp_config(name)
-    s = dict(exp=name, format=1, data_version=data_gen.VERSION, config_version=report.config_hash(cfg), config=cfg,
+    cfg = results.exp_config(name)
+    s = dict(exp=name, format=1, data_version=data_gen.VERSION, config_version=results.config_hash(cfg), config=cfg,
              config_args=[], shards=dict(n=shards_n, done=list(range(shards_n))), provenance=[], runs=[])
     os.makedirs(os.path.join(assets, name), exist_ok=True)
     with open(os.path.join(assets, name, 'summary.json'), 'w') as f:
-        f.write(report.dumps(s))
+        f.write(results.dumps(s))
 
 
 def test_plan_order_skip_and_budget(queue):
@@ -56,23 +58,35 @@ def test_plan_order_skip_and_budget(queue):
     assert len(sel) == n > 1 and sum(it['terms']['E'] for it in sel) == 110
     assert all(it['terms']['E'] == 1 and it['terms']['mode'] == 'graph' for it in runnable if it['exp'] == 'steps_10x')
     # the simulation takes each run item's cost off the budget, in order
-    lines = gpu_queue.simulate(items, 400)
+    lines = gpu_queue.simulate(items, queue['budget'])
     assert lines[0].startswith('bench') and ' run (' in lines[0] and all(' run (' not in l for l in lines[1:])
-    assert gpu_queue.simulate(items, 1)[0].endswith('later: needs 330 s, 1 s left')
+    assert gpu_queue.simulate(items, 1)[0].endswith(f'later: needs {1.1 * gpu_queue.bench_s:.0f} s, 1 s left')
 
 
-def test_estimate_reads_the_bench(queue):
+def test_reproduce_sh_runs_the_queue_order():
+    text = open(os.path.join(ROOT, 'reproduce.sh')).read()
+    assert re.search(r'^ALL="([^"]*)"', text, re.M).group(1).split() == gpu_queue.order[1:]
+
+
+def test_estimate_reads_the_bench(queue, tmp_path):
     pts = gpu_queue.bench_points([os.path.join(queue['assets'], 'bench')], False)
-    bench = report.read_json(os.path.join(ROOT, 'assets', 'bench', 'bench_compile.json'))
+    bench = results.read_json(os.path.join(ROOT, 'assets', 'bench', 'bench_compile.json'))
     e16 = next(r['run_steps_per_s'] for r in bench['rows'] if r['row'] == 'lockstep E=16')
     assert gpu_queue.throughput(pts, 16, 'compile') == e16
     assert gpu_queue.throughput(pts, 8, 'compile') < e16 and gpu_queue.throughput(pts, 640, 'compile') == pts['compile'][-1][1]
     with pytest.raises(ValueError, match='bench'):
         gpu_queue.throughput({}, 4, 'compile')
+    # the speed candidates and the sweep row are not points of the training step's throughput
+    b = dict(bench, rows=bench['rows'] + [dict(row='lockstep E=64 ce_loss', E=64, run_steps_per_s=1e6),
+                                          dict(row='sweep (16 runs x 3000 steps)', E=16, run_steps_per_s=1.0)])
+    os.makedirs(tmp_path / 'b')
+    with open(tmp_path / 'b' / 'bench_compile.json', 'w') as f:
+        json.dump(b, f)
+    assert gpu_queue.bench_points([str(tmp_path / 'b')], False)['compile'] == pts['compile']
     # a measured GPU run of the experiment calibrates its estimate: the H200 sweep (seed 0)
     shutil.copytree(os.path.join(ROOT, 'assets', 'sweep_celeb'), os.path.join(queue['assets'], 'sweep_celeb'))
     items, speeds = gpu_queue.plan(set())
-    p = report.read_json(os.path.join(ROOT, 'assets', 'sweep_celeb', 'summary.json'))['provenance'][0]
+    p = results.read_json(os.path.join(ROOT, 'assets', 'sweep_celeb', 'summary.json'))['provenance'][0]
     assert speeds['ckpt_rate'] == pytest.approx(p['n_ckpts'] / p['analyze_s'])
     assert 0.5 < speeds['eval_s'] < 2
     sw = [it for it in items if it.get('exp') == 'sweep_celeb']
@@ -122,7 +136,7 @@ def tiny_queue(tmp_path, *items):
 @pytest.mark.slow
 def test_tiny_queue_end_to_end(queue, tmp_path):
     """The whole loop on CPU: the queue trains, analyses and packs both shards of a miniature
-    sweep_celeb; report.py imports and merges them; the queue then skips the experiment."""
+    sweep_celeb; results.py imports and merges them; the queue then skips the experiment."""
     assets, out = tmp_path / 'assets', tmp_path / 'out'
     r = subprocess.run(tiny_queue(tmp_path, 'sweep_celeb'), cwd=ROOT, capture_output=True, text=True, env=ONE_THREAD)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -130,8 +144,8 @@ def test_tiny_queue_end_to_end(queue, tmp_path):
     log = (out / 'queue.txt').read_text()
     assert 'sweep_celeb-1of2: start' in log and 'failed' not in log and gpu_queue.check_out(str(out)) == []
     for name in ('sweep_celeb-0of2.tgz', 'sweep_celeb-1of2.tgz'):
-        report.import_archive(str(out / name), str(assets))
-    s = report.read_json(str(assets / 'sweep_celeb' / 'summary.json'))
+        results.import_archive(str(out / name), str(assets))
+    s = results.read_json(str(assets / 'sweep_celeb' / 'summary.json'))
     assert s['shards'] == dict(n=2, done=[0, 1]) and len(s['runs']) == 4 and s['runs_missing'] == []
     assert s['provenance'][0]['command'][0].startswith('python train.py config/sweep_celeb.py --shard=0/2')
     gpu_queue.setup(dict(queue, tiny=True, only='sweep_celeb', shards={'sweep_celeb': 2}))
@@ -144,9 +158,13 @@ def test_tiny_bench_item(tmp_path):
     os.makedirs(tmp_path / 'assets')
     r = subprocess.run(tiny_queue(tmp_path, 'bench'), cwd=ROOT, capture_output=True, text=True, env=ONE_THREAD)
     assert r.returncode == 0 and os.path.isfile(tmp_path / 'out' / 'bench.tgz'), r.stdout + r.stderr
-    report.import_archive(str(tmp_path / 'out' / 'bench.tgz'), str(tmp_path / 'assets'))
-    s = report.read_json(str(tmp_path / 'assets' / 'bench' / 'summary.json'))
-    assert s['code'] == report.code_version() and 'cpu' in s['modes']
+    results.import_archive(str(tmp_path / 'out' / 'bench.tgz'), str(tmp_path / 'assets'))
+    s = results.read_json(str(tmp_path / 'assets' / 'bench' / 'summary.json'))
+    assert s['code'] == results.code_version() and 'cpu' in s['modes'] and 'failed' not in s['provenance'][0]
+    rows = s['modes']['cpu']['rows']                                  # the candidates and the sweep, on CPU
+    assert {'lockstep E=1 ce_loss', 'lockstep E=1 index_select'} <= set(rows)
+    sweep = next(v for k, v in rows.items() if k.startswith('sweep'))
+    assert {'train_s', 'step_s', 'outside_steps_frac', 'analyze_s', 'ckpts_per_s'} <= set(sweep)
     gpu_queue.setup(dict(gpu_queue.DEFAULTS, assets=str(tmp_path / 'assets'), tiny=True, only='bench'))
     assert gpu_queue.plan(set())[0] == [dict(item='bench', skip='assets/bench measured this code')]
     gpu_queue.setup(gpu_queue.DEFAULTS)

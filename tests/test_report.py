@@ -1,5 +1,5 @@
-"""report.py: summaries of an analysed experiment, merging shards, staleness, and the README
-tables rewritten from assets/ (the real README must match the real assets/)."""
+"""results.py: summaries of an analysed experiment, merging shards, staleness, importing archives;
+report.py: the README tables rewritten from assets/ (the real README must match the real assets/)."""
 import copy
 import glob
 import json
@@ -8,13 +8,14 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 
 import analyze
 import data_gen
+import plots
 import report
+import results
 import train
 from configurator import configure
 
@@ -23,7 +24,7 @@ TINY = dict(n_people=60, n_first_names=20, n_last_names=20, n_cities=10, n_layer
             batch_size=16, max_iters=6, n_ckpts=1, eval_interval=6, eval_max=40, device='cpu', compile=False)
 SWEEP = {'celeb_frac': [0.1, 0.3], 'seed': [0, 1]}
 # the config-changing arguments that make config/sweep_celeb.py this miniature (as gpu_queue.py --tiny=True)
-ARGS = [f'--{k}={v!r}' for k, v in TINY.items() if k not in report.MACHINE_KEYS] + [f'--sweep={SWEEP!r}']
+ARGS = [f'--{k}={v!r}' for k, v in TINY.items() if k not in results.MACHINE_KEYS] + [f'--sweep={SWEEP!r}']
 ANALYSIS = dict(analyze.DEFAULTS, device='cpu', proj_dim=32, max_examples=60, max_celeb_facts=8, ood_sample=40,
                 figures=False)
 
@@ -46,14 +47,14 @@ def tiny(tmp_path_factory):
     prov = dict(device='cpu', torch='test', commit='test', date='2026-01-01', train_s=1.0, analyze_s=1.0)
     stages = {}
     for d, shard in (('all', ''), ('shard0', '0/2'), ('shard1', '1/2')):
-        report.stage_experiment(str(tmp / d), 'sweep_celeb', shard, prov, ARGS, str(tmp / 'stage' / d))
+        results.stage_experiment(str(tmp / d), 'sweep_celeb', shard, prov, ARGS, str(tmp / 'stage' / d))
         stages[d] = str(tmp / 'stage' / d)
     torch.set_num_threads(threads)
     return tmp, stages
 
 
 def summary(path):
-    return report.read_json(os.path.join(path, 'summary.json'))
+    return results.read_json(os.path.join(path, 'summary.json'))
 
 
 @pytest.mark.slow
@@ -67,10 +68,10 @@ def test_summary_holds_what_the_readme_cites(tiny):
     run = s['runs'][0]
     assert run['knobs'] == {'celeb_frac': 0.1, 'seed': 0}
     for split in ('id_test', 'ood_test'):                             # accuracy and probability by fact type and language
-        assert set(run['final'][split]) >= {'all', *report.FACT_TYPES}
+        assert set(run['final'][split]) >= {'all', *data_gen.FACT_TYPES}
         assert set(run['final'][split]['all']) >= {'all', 'lang0', 'lang1'} and len(run['final'][split]['all']['all']) == 3
     assert {'correlations', 'selection'} <= set(s) and 'same_fact' in run['unification']
-    assert os.path.getsize(os.path.join(stages['shard0'], 'summary.json')) <= report.max_summary_kb * 1000
+    assert os.path.getsize(os.path.join(stages['shard0'], 'summary.json')) <= results.max_summary_kb * 1000
     assert report.missing_text(s) == '2 runs (seed=1)'
 
 
@@ -94,15 +95,15 @@ def close(a, b, path=''):
 def test_merged_shards_equal_one_analysis(tiny, tmp_path):
     tmp, stages = tiny
     assets = str(tmp_path / 'assets')
-    assert 'shards 0 of 2' in report.import_stage(stages['shard0'], assets)
-    assert 'merged, shards 0,1 of 2' in report.import_stage(stages['shard1'], assets)
+    assert 'shards 0 of 2' in results.import_stage(stages['shard0'], assets)
+    assert 'merged, shards 0,1 of 2' in results.import_stage(stages['shard1'], assets)
     merged, whole = summary(os.path.join(assets, 'sweep_celeb')), summary(stages['all'])
     assert merged['shards'] == dict(n=2, done=[0, 1]) and merged['runs_missing'] == []
     assert [p['shard'] for p in merged['provenance']] == ['0/2', '1/2']
     for key in ('correlations', 'selection', 'better_variant', 'runs'):
         close(merged[key], whole[key], key)
     # importing shard 0 again replaces its runs: still the same numbers
-    report.import_stage(stages['shard0'], assets)
+    results.import_stage(stages['shard0'], assets)
     close(summary(os.path.join(assets, 'sweep_celeb'))['selection'], whole['selection'])
 
 
@@ -110,11 +111,11 @@ def test_merged_shards_equal_one_analysis(tiny, tmp_path):
 def test_stale_results_are_marked_and_never_merged(tiny, tmp_path, monkeypatch):
     tmp, stages = tiny
     assets = str(tmp_path / 'assets')
-    report.import_stage(stages['shard0'], assets)
+    results.import_stage(stages['shard0'], assets)
     s = summary(os.path.join(assets, 'sweep_celeb'))
-    assert report.stale_reasons(s) == []
+    assert results.stale_reasons(s) == []
     monkeypatch.setattr(data_gen, 'VERSION', data_gen.VERSION + 1)   # the generator changed
-    why = report.stale_reasons(s)
+    why = results.stale_reasons(s)
     assert why == [f"made on data v{data_gen.VERSION - 1}, now v{data_gen.VERSION}"]
     st = report.load_state(assets, str(tmp_path / 'README.md'))
     assert '**stale**' in report.block_experiments(st) and '**stale**' in report.block_runs(st)
@@ -124,12 +125,12 @@ def test_stale_results_are_marked_and_never_merged(tiny, tmp_path, monkeypatch):
     s1 = summary(new)
     s1['data_version'] = data_gen.VERSION
     with open(os.path.join(new, 'summary.json'), 'w') as f:
-        f.write(report.dumps(s1))
-    msg = report.import_stage(new, assets)
+        f.write(results.dumps(s1))
+    msg = results.import_stage(new, assets)
     assert 'merged' not in msg and summary(os.path.join(assets, 'sweep_celeb'))['shards']['done'] == [1]
     # stale results do not replace current ones unless forced
     with pytest.raises(ValueError, match='stale'):
-        report.import_stage(stages['shard0'], assets)
+        results.import_stage(stages['shard0'], assets)
 
 
 @pytest.mark.slow
@@ -138,9 +139,9 @@ def test_config_edit_makes_results_stale(tiny):
     s = summary(stages['all'])
     s['config']['learning_rate'] = 1.0                               # as if config/sweep_celeb.py had changed since
     s['config_version'] = 'other'
-    assert report.stale_reasons(s) == ['config changed: learning_rate']
+    assert results.stale_reasons(s) == ['config changed: learning_rate']
     s['config'].pop('learning_rate')                                 # a knob added since does not count
-    assert report.stale_reasons(s) == []
+    assert results.stale_reasons(s) == []
 
 
 @pytest.mark.slow
@@ -151,12 +152,14 @@ def test_archive_roundtrip_and_bad_input(tiny, tmp_path):
     with tarfile.open(path, 'w:gz') as tar:
         for name in os.listdir(stages['all']):
             tar.add(os.path.join(stages['all'], name), arcname=name)
-    assert 'shards 0 of 1' in report.import_archive(path, str(tmp_path / 'assets'))
+    assert 'shards 0 of 1' in results.import_archive(path, str(tmp_path / 'assets'))
     with pytest.raises(ValueError, match='no archive'):
-        report.import_archive(str(tmp_path / 'missing.tgz'), str(tmp_path / 'assets'))
+        results.import_archive(str(tmp_path / 'missing.tgz'), str(tmp_path / 'assets'))
     r = subprocess.run([sys.executable, 'report.py', f'--import={tmp_path}/missing.tgz', f'--assets={tmp_path}/a'],
                        cwd=ROOT, capture_output=True, text=True)
-    assert r.returncode == 1 and r.stderr.strip().count('\n') == 0 and r.stderr.startswith('report error: no archive')
+    assert r.returncode == 1 and r.stderr.strip().count('\n') == 0 and r.stderr.startswith('results error: no archive')
+    r = subprocess.run([sys.executable, 'results.py'], cwd=ROOT, capture_output=True, text=True)     # nothing to do
+    assert r.returncode == 1 and r.stderr.startswith('results error: nothing to do') and r.stderr.count('\n') == 1
 
 
 def test_rewrite_and_check(tmp_path):
@@ -190,19 +193,46 @@ def test_readme_matches_assets():
 
 def test_assets_within_limits():
     for path in glob.glob(os.path.join(ROOT, 'assets', '*', 'summary.json')):
-        assert os.path.getsize(path) <= report.max_summary_kb * 1000, path
-        s = report.read_json(path)
+        assert os.path.getsize(path) <= results.max_summary_kb * 1000, path
+        s = results.read_json(path)
         for f in s.get('figures', {}).get('files', []):
-            assert os.path.getsize(os.path.join(os.path.dirname(path), 'figures', f)) <= report.max_figure_kb * 1000, f
+            assert os.path.getsize(os.path.join(os.path.dirname(path), 'figures', f)) <= plots.MAX_BYTES, f
 
 
-def test_shrink_png(tmp_path):
-    from PIL import Image
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 255, (900, 900, 3), dtype=np.uint8)).save(tmp_path / 'noise.png')
-    assert os.path.getsize(tmp_path / 'noise.png') > 1_000_000
-    report.shrink_png(str(tmp_path / 'noise.png'), str(tmp_path / 'small.png'), 200)
-    assert os.path.getsize(tmp_path / 'small.png') <= 200_000 and Image.open(tmp_path / 'small.png').width > 100
+def test_bench_summary_and_table(tmp_path):
+    """The staged bench keeps the speed candidates and the sweep row's fields; the README's bench
+    block shows them, and says 'not yet measured' where a bench lacks them."""
+    raw = tmp_path / 'raw'
+    os.makedirs(raw)
+    row = lambda name, E, v: dict(row=name, E=E, seconds_per_step=E / v, peak_mem_gb=1.0, run_steps_per_s=v, tokens_per_s=1.0)
+    sweep = dict(row('sweep (16 runs x 3000 steps)', 16, 900.0), iters=3000, train_s=80.0, step_s=40.0, first_step_s=5.0,
+                 eval_s=20.0, ckpt_s=3.0, outside_steps_frac=0.44, analyze_s=120.0, n_ckpts=336, ckpts_per_s=2.8)
+    benches = {'bench_compile.json': (dict(candidates=True), [row('plain loop', 1, 100.0), row('lockstep E=16', 16, 900.0),
+                                                              row('lockstep E=16 ce_loss', 16, 950.0)]),
+               'bench_graph.json': (dict(cuda_graph=True, sweep=True), [row('lockstep E=16', 16, 1500.0), sweep])}
+    for name, (cfg, rows) in benches.items():
+        with open(raw / name, 'w') as f:
+            json.dump(dict(device='cuda', device_name='GPU', torch='x', config=cfg, rows=rows), f)
+    prov = dict(device='GPU', command=['python bench.py --candidates=True'], failed=['python bench.py ran out of time'])
+    s = results.stage_bench(str(raw), prov, str(tmp_path / 'b'))
+    assert s['modes']['compile']['rows']['lockstep E=16 ce_loss']['value'] == 950.0
+    assert s['modes']['graph']['rows']['sweep (16 runs x 3000 steps)']['outside_steps_frac'] == 0.44
+    block = report.block_bench(dict(S={'bench': s}))
+    assert '| lockstep E=16 ce_loss (run-steps/s) | 950.0 | – |' in block and 'not yet measured' not in block
+    assert '| sweep (16 runs x 3000 steps) | torch.compile + CUDA graph | 80.0 | 40.0 | 44% | 120.0 | 2.80 |' in block
+    assert 'Not measured: python bench.py ran out of time.' in block
+    for mode in s['modes'].values():                                  # an older bench: neither measured
+        mode['rows'] = {k: v for k, v in mode['rows'].items() if k in ('plain loop', 'lockstep E=16')}
+    block = report.block_bench(dict(S={'bench': s}))
+    assert '| speed candidates at the largest E (run-steps/s) | not yet measured | – |' in block
+    assert '| not yet measured | – | – | – | – | – | – |' in block
+
+
+def test_help_prints_the_knobs_of_both_scripts():
+    r = subprocess.run([sys.executable, 'report.py', '--help'], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0 and '--check=False' in r.stdout and '--summarise=' in r.stdout and not r.stderr
+    r = subprocess.run([sys.executable, 'results.py', '--help'], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0 and 'python results.py' in r.stdout and '--imports=' in r.stdout and '--check' not in r.stdout
 
 
 def fake_summary(name, runs):

@@ -13,7 +13,7 @@ import torch
 import data_gen
 import train
 from configurator import configure
-from model import load_checkpoint
+from model import GPT, GPTConfig, load_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -325,3 +325,46 @@ def test_help_prints_every_knob():
     for k, v in train.DEFAULTS.items():
         assert f'--{k}={v!r}' in run.stdout, k
     assert '[data_gen.py]' in run.stdout and '[train.py]' in run.stdout
+
+
+def test_system_settings_by_device():
+    d = train.DEFAULTS
+    assert train.system_settings(d, 'cuda:0') == ('bfloat16', True, True)      # graph + compile by default on CUDA
+    assert train.system_settings(dict(d, compile=False), 'cuda') == ('bfloat16', False, False)
+    assert train.system_settings(d, 'cpu') == ('float32', False, False)
+    with pytest.raises(ValueError, match='cuda_graph=True needs a cuda device'):
+        train.system_settings(dict(d, cuda_graph=True), 'cpu')
+
+
+def test_failed_capture_falls_back_to_the_plain_step(capsys):
+    """Where a step cannot be captured (here: no CUDA at all), capture_step says so in one line and
+    returns the plain step, with the weights and optimizer state as they were."""
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, vocab_size=20, block_size=8, n_runs=2))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    before = [p.detach().clone() for p in model.parameters()]
+
+    def step():
+        loss = model(torch.randint(0, 20, (2, 3, 8))).float().pow(2).mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        return loss.detach()
+    if torch.cuda.is_available():
+        pytest.skip('this machine can capture')
+    out = train.capture_step(step, model, opt)
+    assert out is step and 'cuda_graph: capture failed' in capsys.readouterr().out
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before))
+
+
+def test_resume_file_only_when_due(tmp_path):
+    """By default the whole sweep's state is written every resume_every seconds, not at every
+    evaluation: a short run writes none (and a finished run leaves none)."""
+    cfg = tiny(tmp_path, max_iters=40, eval_interval=10, resume_every=3600.0)
+    train.train(cfg, stop_after=35)                     # killed: the last resume point would be iter 30
+    assert not os.path.exists(os.path.join(cfg['out_dir'], 'resume.pt'))
+    timing = json.load(open(os.path.join(cfg['out_dir'], 'timing.json'))) if os.path.exists(
+        os.path.join(cfg['out_dir'], 'timing.json')) else None
+    assert timing is None                               # killed runs write no timing either
+    train.train(dict(cfg, overwrite=True))
+    timing = json.load(open(os.path.join(cfg['out_dir'], 'timing.json')))
+    assert timing['n_steps'] == 40 and timing['resume_s'] == 0.0 and 0 < timing['step_s'] < timing['train_s']

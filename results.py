@@ -1,0 +1,523 @@
+"""
+Experiment outputs -> assets/<exp>/: summarise an analysed experiment, stage it on the machine that
+ran it, merge shards, import archives. Every experiment that ran on a GPU lives in assets/<exp>/:
+  summary.json       provenance (device, torch, commit, date, commands, timings, data version),
+                     every run's knobs and final accuracy/probability by split, fact type and
+                     language, the correlations, selection tables, MI and footprints (<= 300 KB)
+  analysis.json.gz   analyze.py's records and runs, rounded: what merging shards and redrawing
+                     the cross-run figures need
+  figures/*.png      the figures the README shows (each within plots.MAX_BYTES)
+assets/bench/ holds bench.py's JSONs, tests_gpu.txt and their summary instead.
+
+    python results.py --import=out/gpu/sweep_celeb-1of2.tgz     # archives of gpu_queue.py -> assets/
+    python results.py --summarise=out/sweep_celeb --exp=sweep_celeb --shard=0/2 --provenance=prov.json
+    python report.py --import=out/gpu/sweep_celeb-1of2.tgz      # the same, then the README's tables
+
+Results are *stale* when they were made on another data version (data_gen.VERSION, read at run
+time) or from a config whose values changed since (a knob added later does not count: by convention
+a new knob's default keeps the old behaviour). Stale results stay visible, marked as such, and are
+never merged with current ones. Shards of one experiment (train.py --shard=i/n) merge by
+concatenating their analysis records and summarising again (analyze.summarise): the same numbers as
+analysing all runs together.
+"""
+import glob
+import gzip
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import tarfile
+import tempfile
+
+import analyze
+import data_gen
+import plots
+import train
+from configurator import cli, config_keys, configure
+from plots import dig
+
+# -----------------------------------------------------------------------------
+assets = 'assets'           # one folder per experiment
+imports = ''                # archives (.tgz of gpu_queue.py) to unpack into assets/, comma-separated (or --import=...)
+summarise = ''              # an analysed experiment directory (analysis.json, <run>/config.json + log.jsonl, figures/) -> assets/
+exp = ''                    # --summarise: the experiment (config/<exp>.py), or 'bench' for a folder of bench JSONs
+shard = ''                  # --summarise: 'i/n' when the directory holds one shard of the experiment
+provenance = ''             # --summarise: a JSON file with device, torch, commit, date, command, train_s, analyze_s, data_version
+force = False               # import even when it would replace current results by stale ones
+max_summary_kb = 300        # a summary.json may not be larger
+# -----------------------------------------------------------------------------
+DEFAULTS = config_keys(globals())
+ROOT = os.path.dirname(os.path.abspath(__file__))
+# knobs that change where or how fast a run goes, never its results: left out of the config version
+MACHINE_KEYS = {'device', 'dtype', 'compile', 'cuda_graph', 'out_dir', 'resume', 'shard', 'data_dir',
+                'wandb_log', 'wandb_project'}
+FIGURE_NAMES = ('acc_vs_knobs', 'acc_curves', 'unif_vs_ood', 'selection', 'footprint_early', 'mi_vs_footprint',
+                'extract_vs_footprint', 'name_confusion', 'acc_by_n_templates')
+LOCKSTEP_ROW = re.compile(r'lockstep E=\d+')  # bench.py's rows of the training step (not its speed candidates)
+SWEEP_FIELDS = ('iters', 'train_wall_s', 'train_s', 'step_s', 'first_step_s', 'eval_s', 'ckpt_s', 'outside_steps_frac',
+                'analyze_s', 'n_ckpts', 'ckpts_per_s')   # what the bench summary keeps of bench.py's sweep row
+
+
+# ----------------------------------------------------------------------------- files
+def rnd(x, digits=5):
+    """Floats to `digits` significant digits, recursively (summaries stay small and diffable)."""
+    if isinstance(x, float):
+        return x if not math.isfinite(x) or x == 0 else float(f'{x:.{digits}g}')
+    if isinstance(x, dict):
+        return {k: rnd(v, digits) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [rnd(v, digits) for v in x]
+    return x
+
+
+def read_json(path):
+    opener = gzip.open if path.endswith('.gz') else open
+    try:
+        with opener(path, 'rt') as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"results error: cannot read {path}: {e}") from None
+
+
+def write_json_gz(obj, path):
+    data = json.dumps(rnd(obj), separators=(',', ':')).encode()
+    with open(path, 'wb') as f, gzip.GzipFile(fileobj=f, mode='wb', compresslevel=9, mtime=0) as z:   # same bytes each time
+        z.write(data)
+
+
+def dumps(summary):
+    """summary.json text: one top-level key per line, lists of dicts one item per line."""
+    lines = []
+    for k, v in summary.items():
+        if isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+            body = ',\n'.join('  ' + json.dumps(x, separators=(',', ':')) for x in v)
+            lines.append(f' {json.dumps(k)}: [\n{body}\n ]')
+        else:
+            lines.append(f' {json.dumps(k)}: {json.dumps(v, separators=(",", ":"))}')
+    return '{\n' + ',\n'.join(lines) + '\n}\n'
+
+
+def write_summary(s, out_dir):
+    text = dumps(s)
+    if len(text) > max_summary_kb * 1000:
+        raise ValueError(f"results error: summary.json of {s['exp']} would be {len(text) // 1000} KB > {max_summary_kb} KB")
+    with open(os.path.join(out_dir, 'summary.json'), 'w') as f:
+        f.write(text)
+
+
+# ----------------------------------------------------------------------------- versions and staleness
+def exp_config(name, args=()):
+    """The resolved config of config/<name>.py (+ args) without the machine-only knobs."""
+    path = os.path.join(ROOT, 'config', f'{name}.py')
+    if not os.path.isfile(path):
+        raise ValueError(f"results error: no config/{name}.py")
+    cfg = configure(train.DEFAULTS, [path, *args])
+    return json.loads(json.dumps({k: v for k, v in cfg.items() if k not in MACHINE_KEYS}, default=str))
+
+
+def config_hash(cfg):
+    return hashlib.sha1(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def changed_keys(old, cur):
+    return sorted(k for k in cur if k in old and old[k] != cur[k])
+
+
+def stale_reasons(s):
+    """Why a summary's results no longer match the current data and config ([] = current)."""
+    if s.get('exp') == 'bench':
+        return []
+    why = []
+    if s.get('data_version') != data_gen.VERSION:
+        why.append(f"made on data v{s.get('data_version')}, now v{data_gen.VERSION}")
+    try:
+        cur = exp_config(s['exp'], s.get('config_args', []))
+    except ValueError as e:
+        return why + [str(e).replace('results error: ', '')]
+    if config_hash(cur) != s.get('config_version'):
+        changed = changed_keys(s.get('config', {}), cur)
+        if changed:
+            why.append('config changed: ' + ', '.join(changed))
+    return why
+
+
+def code_version(files=('model.py', 'train.py', 'bench.py', 'tests/test_gpu.py')):
+    """Hash of the files that decide training speed and the GPU tests: a new one re-measures the bench."""
+    h = hashlib.sha1()
+    for f in files:
+        p = os.path.join(ROOT, f)
+        h.update(f.encode() + (open(p, 'rb').read() if os.path.isfile(p) else b''))
+    return h.hexdigest()[:12]
+
+
+def workload(cfg, n_runs):
+    """What one lockstep group of n_runs costs, in the units of the queue's estimates."""
+    its = train.ckpt_iters(cfg['max_iters'], cfg['n_ckpts'])
+    evals = set(range(0, cfg['max_iters'] + 1, cfg['eval_interval'])) | set(its) | {cfg['max_iters']}
+    return dict(E=n_runs, run_steps=n_runs * cfg['max_iters'], n_evals=len(evals), n_ckpts=n_runs * len(its))
+
+
+# ----------------------------------------------------------------------------- the summary of an experiment
+def final_metrics(log_path):
+    """The last evaluation in a run's log.jsonl -> (iter, {split: {fact_type: {lang: [acc, prob, n]}}})."""
+    with open(log_path) as f:
+        evals = [r for r in map(json.loads, f) if r.get('split') in data_gen.SPLITS]
+    if not evals:
+        raise ValueError(f"results error: no evaluation in {log_path}")
+    last = max(r['iter'] for r in evals)
+    out = {}
+    for r in evals:
+        if r['iter'] == last:
+            out.setdefault(r['split'], {}).setdefault(r['fact_type'], {})[r['lang']] = [r['acc'], r.get('prob'), r.get('n')]
+    return last, out
+
+
+def run_entry(name, recs, st, logged):
+    """What summary.json keeps of one run: the logged final accuracies and probabilities (ID and
+    OOD by fact type and language, train overall), and from the analysis records: final MI, name
+    confusion, unification of every baseline (concat layer), a trajectory over checkpoints."""
+    fin = next((r for r in recs if r.get('final')), recs[-1] if recs else {})
+    rep, layer = st.get('unif_rep', 'act'), st.get('unif_layer', 'concat')
+    unif = {v: {kind: dig(fin, 'unification', v, kind, layer) for kind in kinds}
+            for v, kinds in (fin.get('unification') or {}).items() if isinstance(kinds, dict)}
+    traj = dict(iter=[r['iter'] for r in recs],
+                unification=[dig(r, 'unification', st.get('unif_variant', 'same_fact'), rep, layer) for r in recs],
+                lang_footprint=[dig(r, 'footprint', 'lang', rep, layer) for r in recs],
+                ood=[dig(r, 'acc', 'ood_test', 'all') for r in recs])
+    final = {k: v for k, v in logged['final'].items() if k != 'train'}
+    final['train'] = {'all': {'all': dig(logged, 'final', 'train', 'all', 'all')}}
+    return dict(name=name, knobs=logged.get('knobs') or fin.get('knobs'), iter=logged['iter'], final=rnd(final, 4),
+                mi_lang_attr=fin.get('mi_lang_attr'), mi_token_lang=fin.get('mi_token_lang'),
+                unification=rnd(unif, 4) or None, name_confusion=fin.get('name_confusion'),
+                acc_by_n_train_templates=fin.get('acc_by_n_train_templates'), trajectory=rnd(traj, 4))
+
+
+def summary_from(analysis, logged, base):
+    """summary.json from an analysis (records + analyze.summarise's fields) and the runs' logged
+    finals {run: {'iter', 'final', 'knobs'}}; base: exp, versions, shards, provenance."""
+    st = analysis.get('settings', {})
+    by_run = {}
+    for r in analysis.get('records', []):
+        by_run.setdefault(r['run'], []).append(r)
+    runs = []
+    for name in sorted(logged):
+        e = run_entry(name, sorted(by_run.get(name, []), key=lambda r: r['iter']), st, logged[name])
+        e['ckpt_selection'] = dig(analysis, 'ckpt_selection', name)
+        runs.append({k: v for k, v in e.items() if v is not None})
+    skip = {'records', 'runs', 'settings', 'exp_dir', 'notes', 'varying_knobs', 'ckpt_selection'}
+    extra = {k: v for k, v in analysis.items() if k not in skip and len(json.dumps(v, default=str)) < 20_000}
+    present = {r['name'] for r in runs}
+    s = dict(base, analysis_settings={k: v for k, v in st.items() if k not in ('exp_dir', 'device')},
+             runs_missing=[n for n in base.get('runs_expected', []) if n not in present], **extra,
+             notes=list(analysis.get('notes', []))[:40], runs=runs)
+    s.pop('runs_expected', None)
+    return rnd(s)
+
+
+def logged_finals(exp_dir, analysis):
+    """{run: {'iter', 'final', 'knobs'}} from every <run>/log.jsonl of an experiment directory."""
+    knobs = {r['run']: r.get('knobs') for r in analysis.get('records', []) if r.get('final')}
+    out = {}
+    for cfg_path in sorted(glob.glob(os.path.join(exp_dir, '*', 'config.json'))):
+        d = os.path.dirname(cfg_path)
+        it, fin = final_metrics(os.path.join(d, 'log.jsonl'))
+        out[os.path.basename(d)] = dict(iter=it, final=fin, knobs=knobs.get(os.path.basename(d)))
+    if not out:
+        raise ValueError(f"results error: no runs in {exp_dir} (expected <run>/config.json and log.jsonl)")
+    return out
+
+
+def experiment_base(exp_dir, name, shard_str, prov, args):
+    """The versioned header of an experiment summary: config, data version, shards, expected runs.
+    The config is the experiment's as it was when the runs were made: each run's config.json holds
+    every knob the code had then; the swept knobs and `sweep` come from config/<name>.py."""
+    m = re.fullmatch(r'(\d+)/(\d+)', shard_str or '0/1')
+    if not m or int(m[1]) >= int(m[2]):
+        raise ValueError(f"results error: shard={shard_str!r} is not 'i/n' with 0 <= i < n")
+    i, n = int(m[1]), int(m[2])
+    run_cfgs = sorted(glob.glob(os.path.join(exp_dir, '*', 'config.json')))
+    run_cfg = json.loads(json.dumps(read_json(run_cfgs[0]), default=str))
+    cur = exp_config(name, args)
+    swept = set(cur.get('sweep') or {}) | {'sweep'}
+    cfg = {k: cur[k] if k in swept else run_cfg[k] for k in cur if k in run_cfg or k == 'sweep'}
+    meta = os.path.join(run_cfg['dataset_path'], 'meta.json') if run_cfg.get('dataset_path') else ''
+    dv = read_json(meta).get('version', prov.get('data_version')) if os.path.isfile(meta) else prov.get('data_version')
+    if dv is None:
+        raise ValueError("results error: unknown data version (no dataset meta.json, no data_version in the provenance)")
+    full = configure(train.DEFAULTS, [os.path.join(ROOT, 'config', f'{name}.py'), *args])
+    prov = {**workload(cfg, len(run_cfgs)), **prov, 'shard': f'{i}/{n}', 'data_version': dv}
+    return dict(exp=name, format=1, data_version=dv, config_version=config_hash(cfg), config=cfg,
+                config_args=list(args), shards=dict(n=n, done=[i]), provenance=[prov],
+                runs_expected=[r for r, _ in train.expand_sweep(full)])
+
+
+# ----------------------------------------------------------------------------- figures
+def pick_figures(fig_dir, runs, out_dir):
+    """Copy the cross-run figures and the similarity figures of the lowest- and highest-OOD runs
+    that have them into out_dir/figures -> {'files': [...], 'sim': {'low'/'high': {run, ood, act, grad}}}."""
+    os.makedirs(os.path.join(out_dir, 'figures'), exist_ok=True)
+    files = []
+
+    def copy(name):                                                    # plots.save keeps each within plots.MAX_BYTES
+        if os.path.isfile(os.path.join(fig_dir, name)):
+            shutil.copyfile(os.path.join(fig_dir, name), os.path.join(out_dir, 'figures', name))
+            files.append(name)
+            return True
+    for name in FIGURE_NAMES:
+        copy(f'{name}.png')
+    ood = {r['name']: (dig(r, 'final', 'ood_test', 'all', 'all') or [None])[0] for r in runs}
+    have = sorted((o, n) for n, o in ood.items() if o is not None and os.path.isfile(os.path.join(fig_dir, f'sim_act_{n}.png')))
+    sim = {}
+    for tag, (o, n) in (('low', have[0]), ('high', have[-1])) if have else ():
+        sim[tag] = dict(run=n, ood=o)
+        for kind in ('act', 'grad'):
+            if copy(f'sim_{kind}_{n}.png'):
+                sim[tag][kind] = f'sim_{kind}_{n}.png'
+    return dict(files=sorted(set(files)), sim=sim)
+
+
+def bench_figure(modes, path):
+    """Run-steps/s of the plain loop and the lockstep rows, one bar per mode."""
+    plt = plots.pyplot()
+    order = [m for m in ('eager', 'compile', 'graph', 'cpu') if m in modes]
+    rows = [r for r in dict.fromkeys(r for m in order for r in modes[m]['rows'])
+            if r == 'plain loop' or LOCKSTEP_ROW.fullmatch(r)]
+    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    for j, m in enumerate(order):
+        ax.bar([i + 0.27 * j for i in range(len(rows))], [dig(modes[m], 'rows', r, 'value') or 0 for r in rows], 0.27,
+               label={'eager': 'eager', 'compile': 'torch.compile', 'graph': 'compile + CUDA graph', 'cpu': 'CPU'}[m])
+    ax.set_xticks([i + 0.27 * (len(order) - 1) / 2 for i in range(len(rows))], rows, fontsize=8)
+    ax.set_ylabel('run-steps / s'), ax.legend(fontsize=7)
+    name = next((modes[m]['device_name'] for m in order if modes[m].get('device_name')), '')
+    ax.set_title(f'training throughput on {name}: a plain loop vs E runs in lockstep', fontsize=9)
+    plots.save(fig, path)
+
+
+# ----------------------------------------------------------------------------- staging (on the machine that ran it)
+def stage_experiment(exp_dir, name, shard_str, prov, args, out_dir):
+    """An analysed experiment directory -> out_dir/{summary.json, analysis.json.gz, figures/}."""
+    apath = os.path.join(exp_dir, 'analysis.json')
+    if not os.path.isfile(apath):
+        raise ValueError(f"results error: no {apath}; run analyze.py {exp_dir} first")
+    analysis = read_json(apath)
+    base = experiment_base(exp_dir, name, shard_str, prov, args)
+    os.makedirs(out_dir, exist_ok=True)
+    return write_stage(analysis, logged_finals(exp_dir, analysis), base, os.path.join(exp_dir, 'figures'), out_dir)
+
+
+def write_stage(analysis, logged, base, fig_dir, out_dir):
+    """out_dir/{summary.json, analysis.json.gz (without the selection table), figures/} -> the summary."""
+    s = summary_from(analysis, logged, base)
+    s['figures'] = pick_figures(fig_dir, s['runs'], out_dir)
+    write_json_gz({k: v for k, v in analysis.items() if k != 'selection_table'}, os.path.join(out_dir, 'analysis.json.gz'))
+    write_summary(s, out_dir)
+    return s
+
+
+def bench_modes(files):
+    """Bench JSONs -> {mode: {'rows': {row: {value, E, unit, peak_mem_gb, + the sweep row's fields}},
+    'file', 'device_name', 'torch'}}; mode = eager / compile / graph on cuda, 'cpu' elsewhere."""
+    out = {}
+    for path in files:
+        b = read_json(path)
+        c = b.get('config', {})
+        mode = ('cpu' if not str(b.get('device', '')).startswith('cuda') else 'graph' if c.get('cuda_graph')
+                else 'eager' if c.get('compile') is False else 'compile')
+        rows = {r['row']: dict(value=r.get('run_steps_per_s', r.get('items_per_s')), E=r.get('E'),
+                               unit='run-steps/s' if 'run_steps_per_s' in r else 'examples/s',
+                               peak_mem_gb=r.get('peak_mem_gb'), **{k: r[k] for k in SWEEP_FIELDS if k in r})
+                for r in b.get('rows', [])}
+        out[mode] = dict(rows=rows, file=os.path.basename(path), device_name=b.get('device_name'), torch=b.get('torch'))
+    return out
+
+
+def stage_bench(src_dir, prov, out_dir):
+    """A folder of bench JSONs (+ tests_gpu.txt) -> out_dir/{summary.json, bench_*.json, tests_gpu.txt, figures/bench.png}."""
+    files = sorted(p for p in glob.glob(os.path.join(src_dir, 'bench*.json')) if 'cpu' not in os.path.basename(p))
+    if not files:
+        raise ValueError(f"results error: no bench*.json in {src_dir}")
+    os.makedirs(os.path.join(out_dir, 'figures'), exist_ok=True)
+    for p in files + glob.glob(os.path.join(src_dir, 'tests_gpu.txt')):
+        shutil.copyfile(p, os.path.join(out_dir, os.path.basename(p)))
+    modes = bench_modes([os.path.join(out_dir, os.path.basename(p)) for p in files])
+    s = dict(exp='bench', format=1, code=prov.get('code'), provenance=[prov], modes=modes)
+    bench_figure(modes, os.path.join(out_dir, 'figures', 'bench.png'))
+    s['figures'] = dict(files=['bench.png'], sim={})
+    write_summary(rnd(s), out_dir)
+    return s
+
+
+# ----------------------------------------------------------------------------- merging shards, importing
+def compatible(old, new):
+    """Two results of one experiment may merge: same data version, shard count and analysis
+    settings, and no knob whose value differs."""
+    return (old.get('exp') == new.get('exp') and old.get('data_version') == new.get('data_version')
+            and dig(old, 'shards', 'n') == dig(new, 'shards', 'n')
+            and not changed_keys(old.get('config', {}), new.get('config', {}))
+            and old.get('analysis_settings') == new.get('analysis_settings'))
+
+
+def merge_analyses(old_a, new_a, new_runs):
+    """Records and runs of two analyses (the new one wins for its runs), in analyze.py's order,
+    summarised again by analyze.summarise -> the merged analysis dict."""
+    records = [r for r in old_a['records'] if r['run'] not in new_runs] + new_a['records']
+    records.sort(key=lambda r: (r['run'], r['iter']))              # analyze.py: runs by name, checkpoints by iter
+    lacking = sorted({r['run'] for r in records if r.get('final') and 'ood_correct' not in r})
+    if lacking:
+        raise ValueError(f"results error: cannot merge: the final record of {lacking[0]} has no 'ood_correct' "
+                         "(analysed by an older analyze.py); rerun that shard, or --force=True to replace")
+    runs = sorted([r for r in old_a.get('runs', []) if r['name'] not in new_runs] + new_a.get('runs', []),
+                  key=lambda r: r['name'])
+    notes = old_a.get('notes', []) + new_a.get('notes', [])
+    fields = analyze.summarise(records, dict(new_a['settings']), notes)
+    return dict(new_a, **fields, records=records, runs=runs, notes=list(dict.fromkeys(notes)))
+
+
+def merge_stages(old_dir, new_dir, out_dir):
+    """Two staged results of one experiment (other shards) -> one in out_dir: the records are
+    concatenated and summarised again, the cross-run figures redrawn from the merged analysis."""
+    old_s, new_s = read_json(os.path.join(old_dir, 'summary.json')), read_json(os.path.join(new_dir, 'summary.json'))
+    new_runs = {r['name'] for r in new_s['runs']}
+    merged = merge_analyses(read_json(os.path.join(old_dir, 'analysis.json.gz')),
+                            read_json(os.path.join(new_dir, 'analysis.json.gz')), new_runs)
+    work = tempfile.mkdtemp(prefix='results_merge_')
+    try:
+        with open(os.path.join(work, 'analysis.json'), 'w') as f:
+            json.dump(merged, f)
+        try:
+            plots.plot(work)                                           # no similarity.npz: cross-run figures only
+        except Exception as e:                                         # figures are not worth losing the merge over
+            merged['notes'].append(f"merged figures not redrawn ({type(e).__name__}: {e}); the newest shard's shown")
+            shutil.copytree(os.path.join(new_dir, 'figures'), os.path.join(work, 'figures'), dirs_exist_ok=True)
+        for d in (old_dir, new_dir):                                   # the similarity figures of each shard
+            for p in glob.glob(os.path.join(d, 'figures', 'sim_*.png')):
+                shutil.copyfile(p, os.path.join(work, 'figures', os.path.basename(p)))
+        runs = {r['name']: r for r in old_s['runs'] + new_s['runs']}
+        logged = {n: dict(iter=r['iter'], final=r['final'], knobs=r.get('knobs')) for n, r in runs.items()}
+        new_shards = {p['shard'] for p in new_s['provenance']}
+        base = {k: new_s[k] for k in ('exp', 'format', 'data_version', 'config_version', 'config', 'config_args')}
+        base.update(shards=dict(n=new_s['shards']['n'], done=sorted(set(old_s['shards']['done']) | set(new_s['shards']['done']))),
+                    provenance=[p for p in old_s['provenance'] if p['shard'] not in new_shards] + new_s['provenance'],
+                    runs_expected=sorted(set(logged) | set(new_s.get('runs_missing', [])) & set(old_s.get('runs_missing', []))))
+        os.makedirs(out_dir, exist_ok=True)
+        return write_stage(merged, logged, base, os.path.join(work, 'figures'), out_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def replace_dir(src, dest, keep=()):
+    """dest becomes a copy of src; files of dest matching a `keep` pattern stay."""
+    kept = {}
+    for pat in keep:
+        for p in glob.glob(os.path.join(dest, pat)):
+            kept[os.path.basename(p)] = open(p, 'rb').read()
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(src, dest, copy_function=shutil.copyfile)
+    for d, _, _ in os.walk(dest):
+        os.chmod(d, 0o755)                                             # not the 0700 of a temporary folder
+    for name, data in kept.items():
+        with open(os.path.join(dest, name), 'wb') as f:
+            f.write(data)
+
+
+def import_stage(stage, assets_dir, force=False):
+    """Staged results (a folder with summary.json) -> assets/<exp>/: replaces stale or absent
+    results, merges another shard into current ones. -> one line saying what happened."""
+    new = read_json(os.path.join(stage, 'summary.json'))
+    name = new.get('exp')
+    if not name or not re.fullmatch(r'[A-Za-z0-9_.-]+', name):
+        raise ValueError(f"results error: {stage}/summary.json names no valid experiment")
+    dest = os.path.join(assets_dir, name)
+    if name == 'bench':
+        replace_dir(stage, dest, keep=('bench_cpu*',))
+        return f"bench: {', '.join(sorted(new.get('modes', {})))} -> {dest}"
+    old = read_json(os.path.join(dest, 'summary.json')) if os.path.isfile(os.path.join(dest, 'summary.json')) else None
+    old_stale, new_stale = (stale_reasons(old) if old else []), stale_reasons(new)
+    done = lambda s: f"shards {','.join(map(str, s['shards']['done']))} of {s['shards']['n']}"
+    covers = old is not None and set(old['shards']['done']) <= set(new['shards']['done'])   # e.g. a shard run again
+    if old is None or force or (old_stale and not new_stale) or (covers and compatible(old, new)):
+        replace_dir(stage, dest)
+        return f"{name}: {done(new)} -> {dest}" + (f" (stale: {'; '.join(new_stale)})" if new_stale else '')
+    if compatible(old, new):
+        work = tempfile.mkdtemp(prefix='results_import_')
+        try:
+            s = merge_stages(dest, stage, os.path.join(work, name))
+            replace_dir(os.path.join(work, name), dest)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return f"{name}: merged, {done(s)} -> {dest}"
+    if new_stale:
+        raise ValueError(f"results error: {name} results to import are stale ({'; '.join(new_stale)}) and "
+                         f"{dest} holds others; --force=True replaces them")
+    raise ValueError(f"results error: {name} results to import do not merge with {dest} (other shard count, knobs or "
+                     "analysis settings); --force=True replaces them")
+
+
+def import_archive(path, assets_dir, force=False):
+    """An archive of gpu_queue.py (.tgz holding summary.json, ...) -> assets/<exp>/."""
+    if not os.path.isfile(path):
+        raise ValueError(f"results error: no archive {path}")
+    work = tempfile.mkdtemp(prefix='results_unpack_')
+    try:
+        with tarfile.open(path) as tar:
+            bad = [m.name for m in tar.getmembers() if m.name.startswith(('/', '..')) or '/../' in m.name]
+            if bad:
+                raise ValueError(f"results error: {path} holds an unsafe path {bad[0]}")
+            tar.extractall(work, **({'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}))
+        if not os.path.isfile(os.path.join(work, 'summary.json')):
+            raise ValueError(f"results error: {path} holds no summary.json")
+        return import_stage(work, assets_dir, force)
+    except tarfile.TarError as e:
+        raise ValueError(f"results error: {path} is not a readable archive: {e}") from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def summarise_dir(src, name, shard_str, prov_path, assets_dir, force=False):
+    """--summarise: an experiment directory (or a folder of bench JSONs) -> assets/<exp>/."""
+    prov = read_json(prov_path) if prov_path else {}
+    work = tempfile.mkdtemp(prefix='results_stage_')
+    try:
+        if name == 'bench':
+            stage_bench(src, prov, work)
+        else:
+            stage_experiment(src, name, shard_str, prov, [], work)
+        return import_stage(work, assets_dir, force)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- main
+def parse_args(argv, defaults=DEFAULTS, sources=(__file__,)):
+    """configure() plus repeated `--import=archive` and bare archive paths."""
+    rest, archives = [], []
+    for a in argv:
+        if a.startswith('--import='):
+            archives.append(a.split('=', 1)[1])
+        elif not a.startswith('--') and a.endswith(('.tgz', '.tar.gz')):
+            archives.append(a)
+        else:
+            rest.append(a)
+    cfg = configure(defaults, rest, sources=list(sources))
+    cfg['imports'] = ','.join(a for a in [cfg['imports'], *archives] if a)
+    return cfg
+
+
+def main(cfg):
+    """--summarise, then every archive of --import, into assets/; prints one line for each."""
+    if not cfg['summarise'] and not cfg['imports']:
+        raise ValueError("results error: nothing to do: give --import=<archive> or --summarise=<dir> --exp=<name>")
+    globals().update(max_summary_kb=cfg['max_summary_kb'])
+    if cfg['summarise']:
+        if not cfg['exp']:
+            raise ValueError("results error: --summarise needs --exp=<experiment> (or bench)")
+        print(summarise_dir(cfg['summarise'], cfg['exp'], cfg['shard'], cfg['provenance'], cfg['assets'], cfg['force']))
+    for path in filter(None, cfg['imports'].split(',')):
+        print(import_archive(path, cfg['assets'], cfg['force']))
+
+
+if __name__ == '__main__':
+    cli(lambda: main(parse_args(sys.argv[1:])))
