@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+import checkpoints
 import data_gen
 import metrics
 import model as model_lib
@@ -301,7 +302,7 @@ def load_group(items, dev):
     loaded, notes = [], []
     for item in items:
         try:
-            one, ckpt = model_lib.load_checkpoint(item[2], 'cpu', vocab=item[3])
+            one, ckpt = checkpoints.load_checkpoint(item[2], 'cpu', vocab=item[3])
             loaded.append((item, one, ckpt))
         except ValueError as e:
             if 'another vocabulary' in str(e):

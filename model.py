@@ -345,27 +345,3 @@ def load_run(model, r, state_dict):
             raise ValueError(f"model error: {n} has shape {tuple(state_dict[n].shape)}, "
                              f"expected {tuple(p.shape[1:])}")
         p[r].copy_(state_dict[n])
-
-
-def load_checkpoint(path, device='cpu', vocab=None):
-    """-> (GPT with n_runs=1 in eval mode on device, checkpoint dict). With `vocab` (the dataset's
-    token list), a checkpoint trained on another vocabulary is an error, not silent nonsense."""
-    if not os.path.isfile(path):
-        raise ValueError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:
-        raise ValueError(f"not a checkpoint: {path} ({type(e).__name__})")
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get('model'), dict) \
-            or not isinstance(ckpt.get('model_args'), dict):
-        raise ValueError(f"not a checkpoint: {path} (needs 'model' and 'model_args')")
-    known = {f.name for f in fields(GPTConfig)}
-    unknown = sorted(set(ckpt['model_args']) - known)
-    if unknown:
-        raise ValueError(f"checkpoint {path}: unknown model_args {unknown}")
-    if vocab is not None and ckpt.get('vocab', vocab) != vocab:
-        raise ValueError(f"checkpoint {path} was trained on another vocabulary "
-                         f"({len(ckpt['vocab'])} tokens) than this dataset ({len(vocab)} tokens)")
-    model = GPT(GPTConfig(**dict(ckpt['model_args'], n_runs=1)), init=False)
-    load_run(model, 0, ckpt['model'])
-    return model.to(device).eval(), ckpt

@@ -24,12 +24,10 @@ a resume file every `resume_every` seconds and on Ctrl-C or SIGTERM (after the c
 
 Writes out/<exp>/<run>/{config.json, log.jsonl, ckpt_<iter>.pt} and out/<exp>/resume[_<i>of<n>].pt.
 """
-import glob
 import itertools
 import json
 import math
 import os
-import queue
 import signal
 import threading
 import time
@@ -39,9 +37,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+import checkpoints
 import data_gen
 from configurator import cli, coerce, config_keys, configure, overrides
-from model import BLOCKS, GPT, GPTConfig, param_groups, pick_device, run_state_dict
+from model import BLOCKS, GPT, GPTConfig, param_groups, pick_device
 
 # -----------------------------------------------------------------------------
 # I/O
@@ -310,83 +309,6 @@ def evaluate_all(model, data, ctx, it, metas, logs):
     return acc
 
 
-# -----------------------------------------------------------------------------
-# files: checkpoints in the background, resume points, logs
-
-def atomic_save(obj, path):
-    """torch.save through a temporary file and a rename: the file is whole or absent."""
-    tmp = path + '.tmp'
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as e:         # torch reports a full disk or a missing folder as RuntimeError
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise OSError(f"write error: cannot write {path} ({str(e).splitlines()[0][:120]})") from None
-
-
-def background_writer(max_pending=2):
-    """A thread that writes files while training goes on. submit(job) queues a function (and
-    waits while max_pending jobs are queued, bounding host memory); close() waits for every job
-    and re-raises the first error. Jobs write atomically, so no partial file is ever left."""
-    jobs, errors = queue.Queue(max_pending), []
-
-    def work():
-        while (job := jobs.get()) is not None:
-            try:
-                if not errors:
-                    job()
-            except BaseException as e:           # kept for the main thread, which raises it
-                errors.append(e)
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-
-    def submit(job):
-        if errors:
-            raise errors[0]
-        jobs.put(job)
-
-    def close():
-        jobs.put(None)
-        thread.join()
-        if errors:
-            raise errors[0]
-    return submit, close
-
-
-def host_copy(x):
-    """A CPU copy of a tensor or a nest of them (a snapshot the next step cannot change)."""
-    if torch.is_tensor(x):
-        return x.detach().to('cpu', copy=True)
-    if isinstance(x, dict):
-        return {k: host_copy(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return type(x)(host_copy(v) for v in x)
-    return x
-
-
-def snapshot_ckpts(raw, opt, it, run_dirs, model_args, metas):
-    """Copy every run's weights and Adam second moments to the host now; return the job that
-    writes one checkpoint per run (weights without the run axis, for gradient representations
-    its Adam v in bf16)."""
-    names = {p: n for n, p in raw.named_parameters()}
-    weights = {n: p.detach().to('cpu', copy=True) for n, p in raw.named_parameters()}      # (E, ...)
-    adam_v, step = {}, 0
-    for p, st in opt.state.items():
-        if 'exp_avg_sq' in st:
-            adam_v[names[p]] = st['exp_avg_sq'].detach().to('cpu', torch.bfloat16, copy=True)
-            step = int(st['step'])
-    eps = opt.defaults['eps']
-
-    def write():
-        for r, d in enumerate(run_dirs):          # clone: a view would save every run's storage
-            atomic_save(dict(model={n: w[r].clone() for n, w in weights.items()}, model_args=model_args, iter=it,
-                             adam_v={n: v[r].clone() for n, v in adam_v.items()}, adam_step=step, adam_eps=eps,
-                             vocab=metas[r]['vocab']), os.path.join(d, f'ckpt_{it}.pt'))
-    return write
-
-
 def load_resume(path, cfg, dev):
     """The resume file's state, checked: readable, and made by the same config."""
     if not os.path.exists(path):
@@ -405,34 +327,6 @@ def load_resume(path, cfg, dev):
         raise ValueError(f"resume error: config differs from the interrupted run in {', '.join(diff)}")
     return st
 
-
-def check_fresh(run_dirs, resume_path, exp, overwrite):
-    """Refuse to mix a new run with an earlier one's files; with overwrite, delete those files."""
-    old = [p for d in run_dirs for p in [os.path.join(d, 'log.jsonl'), os.path.join(d, 'config.json')]
-           + glob.glob(os.path.join(d, 'ckpt_*.pt')) if os.path.exists(p)]
-    old += [resume_path] if os.path.exists(resume_path) else []
-    if old and not overwrite:
-        raise ValueError(f"out_dir {exp} already holds a run ({old[0]}): continue it with --resume=True "
-                         "or start over with --overwrite=True")
-    for p in old:
-        os.remove(p)
-
-
-def truncate_log(path, upto):
-    """On resume, drop the records that will be written again: evaluations from `upto` on (the
-    resumed loop re-evaluates its first step), losses after it; and a torn last line."""
-    if os.path.exists(path):
-        keep = []
-        with open(path) as f:
-            for line in f:
-                try:
-                    r = json.loads(line)
-                except ValueError:
-                    continue                     # a line cut by a crash
-                if r['iter'] < upto or (r['iter'] == upto and r['split'] == 'loss'):
-                    keep.append(json.dumps(r) + '\n')
-        with open(path, 'w') as f:
-            f.writelines(keep)
 
 
 # -----------------------------------------------------------------------------
@@ -620,9 +514,9 @@ def start_files(S, cfg):
             g['lr'] = S['lr_buf']                # loading replaced it with a copy
         start = st['iter']
         for d in S['run_dirs']:
-            truncate_log(os.path.join(d, 'log.jsonl'), start)
+            checkpoints.truncate_log(os.path.join(d, 'log.jsonl'), start)
     else:
-        check_fresh(S['run_dirs'], S['resume_path'], S['exp'], cfg['overwrite'])
+        checkpoints.check_fresh(S['run_dirs'], S['resume_path'], S['exp'], cfg['overwrite'])
     for d, (name, rc) in zip(S['run_dirs'], S['runs']):
         os.makedirs(d, exist_ok=True)
         with open(os.path.join(d, 'config.json'), 'w') as f:
@@ -656,7 +550,7 @@ def train(cfg, stop_after=None):
     if cfg['wandb_log']:
         import wandb
         wandb.init(project=cfg['wandb_project'], name=os.path.basename(S['exp']), config=cfg)
-    submit, close = background_writer()
+    submit, close = checkpoints.background_writer()
     stop = {}
 
     def on_signal(signum, frame):               # first: finish the step, write a resume point; second: now
@@ -733,15 +627,15 @@ def loop(S, cfg, start, stop_after, submit, stop, wandb):
             finite = torch.stack([p.detach().isfinite().flatten(1).all(1) for p in raw.parameters()]).all(0)
             if not finite.all():
                 diverged(runs[int((~finite).nonzero()[0])][0], it, 'its weights are not finite')
-            submit(snapshot_ckpts(raw, opt, it, S['run_dirs'], dict(S['model_args'], n_runs=1), metas))
+            submit(checkpoints.snapshot_ckpts(raw, opt, it, S['run_dirs'], dict(S['model_args'], n_runs=1), metas))
             tm['ckpt_s'] += time.perf_counter() - t
         if it == cfg['max_iters']:
             break
         due = it % cfg['eval_interval'] == 0 and time.time() - last_resume >= cfg['resume_every']
         if (due and it > start) or ('signal' in stop and not losses):  # whole-sweep state: large, so rarely
             t = time.perf_counter()
-            state = host_copy(dict(model=raw.state_dict(), optimizer=opt.state_dict(), iter=it, cfg=cfg))
-            submit(lambda: atomic_save(state, S['resume_path']))
+            state = checkpoints.host_copy(dict(model=raw.state_dict(), optimizer=opt.state_dict(), iter=it, cfg=cfg))
+            submit(lambda: checkpoints.atomic_save(state, S['resume_path']))
             last_resume = time.time()
             tm['resume_s'] += time.perf_counter() - t
             if 'signal' in stop:

@@ -16,7 +16,8 @@ import metrics
 import plots
 import represent
 import train
-from model import GPT, GPTConfig, load_checkpoint
+from checkpoints import load_checkpoint
+from model import GPT, GPTConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,8 +1,11 @@
 import json
 
+import pytest
+
 import bench
 
 
+@pytest.mark.slow                                        # a whole (tiny) sweep and its analysis
 def test_bench_runs_on_cpu(tmp_path):
     cfg = dict(bench.DEFAULTS, device='cpu', run_counts=[1, 2], steps=2, warmup=1, batch_size=8, n_layer=1,
                n_embd=32, n_head=2, n_people=300, data_dir=str(tmp_path / 'data'), n_reps=8, proj_dim=64,

@@ -103,6 +103,7 @@ def test_cli_turns_errors_into_one_line(capsys):
     assert e.value.code == 130 and 'resume with --resume=True' in capsys.readouterr().err
 
 
+@pytest.mark.slow                                        # a subprocess each: ~1 s of imports
 @pytest.mark.parametrize('script', ['train.py', 'data_gen.py', 'analyze.py', 'bench.py', 'toy.py', 'llm_eval.py',
                                     'plots.py', 'export_hf.py', 'report.py', 'gpu_queue.py'])
 def test_every_script_answers_help(script):

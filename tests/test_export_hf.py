@@ -10,6 +10,7 @@ import sys
 import pytest
 import torch
 
+import checkpoints
 import data_gen
 import export_hf
 import model as M
@@ -194,7 +195,7 @@ def test_trained_run_greedy_answers_are_the_ones_evaluation_counts(tmp_path, mon
     meta = data_gen.load_meta(rc['dataset_path'])
     logged = {x['split']: x['acc'] for x in map(json.loads, open(os.path.join(run, 'log.jsonl')))
               if x['split'] != 'loss' and x['iter'] == 150 and x['fact_type'] == x['lang'] == 'all'}
-    ours, _ = M.load_checkpoint(os.path.join(run, 'ckpt_150.pt'))
+    ours, _ = checkpoints.load_checkpoint(os.path.join(run, 'ckpt_150.pt'))
     for s in data_gen.SPLITS:
         exs = data_gen.load_split(rc['dataset_path'], s)
         split = train.stack_runs([train.encode_split(exs, meta, meta['block_size'])], 'cpu')

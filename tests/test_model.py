@@ -3,6 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import checkpoints
 import model as M
 
 V, T, B = 50, 12, 3   # tiny: vocab, sequence length, batch
@@ -183,23 +184,23 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
     m = M.GPT(tiny('pythia', n_runs=2)).eval()
     path = tmp_path / 'ckpt_10.pt'
     torch.save({'model': M.run_state_dict(m, 1), 'model_args': M.model_args(m), 'iter': 10}, path)
-    alone, ckpt = M.load_checkpoint(str(path))
+    alone, ckpt = checkpoints.load_checkpoint(str(path))
     assert alone.config.n_runs == 1 and ckpt['iter'] == 10 and not alone.training
     idx = torch.randint(0, V, (1, B, T))
     with torch.no_grad():
         assert torch.allclose(alone(idx)[0], m(idx.expand(2, B, T))[1], atol=1e-6)
 
     with pytest.raises(ValueError, match='not found'):
-        M.load_checkpoint(str(tmp_path / 'missing.pt'))
+        checkpoints.load_checkpoint(str(tmp_path / 'missing.pt'))
     (tmp_path / 'junk.pt').write_bytes(b'this is not a checkpoint')
     with pytest.raises(ValueError, match='not a checkpoint'):
-        M.load_checkpoint(str(tmp_path / 'junk.pt'))
+        checkpoints.load_checkpoint(str(tmp_path / 'junk.pt'))
     torch.save([1, 2, 3], tmp_path / 'list.pt')
     with pytest.raises(ValueError, match='not a checkpoint'):
-        M.load_checkpoint(str(tmp_path / 'list.pt'))
+        checkpoints.load_checkpoint(str(tmp_path / 'list.pt'))
     torch.save({'model': {}, 'model_args': dict(M.model_args(m), block='foo')}, tmp_path / 'foo.pt')
     with pytest.raises(ValueError, match='block'):
-        M.load_checkpoint(str(tmp_path / 'foo.pt'))
+        checkpoints.load_checkpoint(str(tmp_path / 'foo.pt'))
     with pytest.raises(ValueError, match='block'):
         M.GPTConfig(block='foo')
     with pytest.raises(ValueError, match='n_head'):

@@ -10,10 +10,12 @@ import time
 import pytest
 import torch
 
+import checkpoints
 import data_gen
 import train
 from configurator import configure
-from model import GPT, GPTConfig, load_checkpoint
+from checkpoints import load_checkpoint
+from model import GPT, GPTConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -257,13 +259,13 @@ def test_clip_per_run():
 
 
 def test_background_writer_drains_and_reports(tmp_path):
-    submit, close = train.background_writer()
+    submit, close = checkpoints.background_writer()
     for i in range(5):
-        submit(lambda i=i: train.atomic_save({'i': i}, str(tmp_path / f'{i}.pt')))
+        submit(lambda i=i: checkpoints.atomic_save({'i': i}, str(tmp_path / f'{i}.pt')))
     close()
     assert sorted(os.listdir(tmp_path)) == [f'{i}.pt' for i in range(5)]
-    submit, close = train.background_writer()
-    submit(lambda: train.atomic_save({'x': 1}, str(tmp_path / 'missing' / 'x.pt')))
+    submit, close = checkpoints.background_writer()
+    submit(lambda: checkpoints.atomic_save({'x': 1}, str(tmp_path / 'missing' / 'x.pt')))
     with pytest.raises(OSError):
         close()
 
