@@ -5,6 +5,7 @@ Throughput of training and analysis, every row measured in this process on this 
     python bench.py --cuda_graph=True       # the project's step captured as one CUDA graph
     python bench.py --candidates=True       # also each speed candidate of the step, at the largest E
     python bench.py --compile_mode=max-autotune-no-cudagraphs   # every row under another torch.compile mode
+    python bench.py --profile=True          # where the time of the step goes (torch.profiler, largest E)
     python bench.py --sweep=True            # also a whole sweep: training with its evaluations and checkpoints, then analysis
     python bench.py --device=cpu --run_counts=[1,4] --steps=20
 
@@ -55,6 +56,7 @@ compile = 'auto'           # torch.compile; 'auto' = on for cuda
 cuda_graph = False         # capture the project's step as one CUDA graph (train.py's knob)
 candidates = False         # also time each speed candidate of the step at the largest run count
 compile_mode = ''          # torch.compile mode of every row ('' = default; e.g. max-autotune-no-cudagraphs)
+profile = False            # also profile the step at the largest run count (torch.profiler): the top ops go to the JSON
 sweep = False              # also time a whole sweep (training with evaluations and checkpoints, then analysis)
 sweep_runs = 16            # runs of the sweep row (celeb_frac spread over 0 .. 0.3)
 sweep_iters = 0            # steps of the sweep row; 0 = 3000 on cuda, 20 elsewhere
@@ -157,6 +159,20 @@ def lockstep(cfg, data, model_args, E, dev, use_compile, ctx, variant=''):
     return train.capture_step(step, raw, opt) if cfg['cuda_graph'] else step
 
 
+def profile_step(step, dev, n=20, top=15):
+    """The top ops of n steps by self device time (CPU time on a CPU): [{op, calls, ms_per_step, share}]."""
+    acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if dev.startswith('cuda') else [])
+    with torch.profiler.profile(activities=acts) as prof:
+        for _ in range(n):
+            step()
+        sync(dev)
+    key = 'self_device_time_total' if dev.startswith('cuda') else 'self_cpu_time_total'
+    ops = sorted(prof.key_averages(), key=lambda e: -getattr(e, key))
+    total = sum(getattr(e, key) for e in ops) or 1
+    return [dict(op=e.key, calls=e.count // n, ms_per_step=getattr(e, key) / n / 1e3, share=getattr(e, key) / total)
+            for e in ops[:top]]
+
+
 def sweep_row(cfg, dev, tmp):
     """A whole sweep as a user runs it: train.train (evaluations, checkpoints in the background),
     then analyze.analyze with its defaults. -> the row."""
@@ -220,7 +236,12 @@ def bench(cfg):
           f"cuda_graph={cfg['cuda_graph']}")
     add('plain loop', 1, plain_loop(cfg, data, model_args, dev, use_compile, ctx), None)
     for E in run_counts:
-        add(f'lockstep E={E}', E, lockstep(cfg, data, model_args, E, dev, use_compile, ctx), None)
+        step = lockstep(cfg, data, model_args, E, dev, use_compile, ctx)
+        add(f'lockstep E={E}', E, step, None)
+        if cfg['profile'] and E == max(run_counts):
+            rows[-1]['profile'] = profile_step(step, dev)
+            print('\n'.join(f"    {p['share']:6.1%} {p['ms_per_step']:8.3f} ms/step  {p['calls']:>4}x  {p['op'][:60]}"
+                            for p in rows[-1]['profile'][:8]))
     if cfg['candidates']:
         for variant in ('attention_math', 'ce_loss', 'index_select'):
             E = max(run_counts)

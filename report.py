@@ -419,7 +419,7 @@ def finding4(st):
             made = f"data v{v}" + (f", **stale**: now v{VERSION}" if v != VERSION else '') if v else 'data version unknown'
             text += (f". CPU miniature ({made}; 200 people, 4 layers, no parallel data, one run each): OOD balanced {o['balanced']:.3f} "
                      f"(MI {mi['balanced']:.3f} bits), src {o['src']:.3f} ({mi['src']:.3f}), imbalanced {o['imbalanced']:.3f} "
-                     f"({mi['imbalanced']:.3f}), ID {min(dig(r, 'acc', 'id_test', 'all') for r in fin.values()):.2f}+ "
+                     f"({mi['imbalanced']:.3f}), ID >= {min(dig(r, 'acc', 'id_test', 'all') for r in fin.values()):.3f} "
                      "in all three")
     holds = [h for h, _ in paper]
     status = ('reproduced' if paper and all(holds) and not names else 'partly reproduced' if any(holds) or mini_ok
