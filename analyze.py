@@ -18,8 +18,8 @@ Representations (represent.py; layer keys: 'emb' = embedding output, 'L1'..'Ln' 
 block, 'head' = final norm / unembedding parameters (gradients only), 'concat' = everything):
 activations at the last prompt token, and Adam-preconditioned, projected per-example gradients
 of the attribute loss (optionally whitened as in TrackStar).
-Settings left at 0 / 'auto' are picked by device (a GPU, or a laptop: <= 4 GB of RAM and
-minutes for a quick-sized run) and printed.
+Settings left at their default (0 / -1 / 'auto') are picked by device (a GPU, or a laptop:
+<= 4 GB of RAM and minutes for a quick-sized run) and printed.
 """
 import glob
 import json
@@ -80,7 +80,7 @@ DEFAULTS = config_keys(globals())
 CHOICES = {'unif_rep': ('act', 'grad'), 'unif_variant': ('normalized', 'same_fact', 'distinct_fact'),
            'footprint_at': ('max', 'final'), 'proj_dtype': ('auto', 'float32', 'bfloat16', 'float16'),
            'proj_kind': ('auto', 'gaussian', 'sketch'), 'grad_precond': ('adam', 'trackstar')}
-AUTO = {  # setting: (value on cuda, value elsewhere), for settings left at 0 / -1 / 'auto'
+AUTO = {  # setting: (value on cuda, value elsewhere), for settings left at their default (0 / -1 / 'auto')
     'max_examples': (1000, 400), 'max_celeb_facts': (100, 50), 'max_ckpts': (0, 8), 'run_batch': (16, 2),
     'proj_dim': (4096, 512), 'proj_kind': ('gaussian', 'sketch'), 'proj_cache_gb': (16.0, 1.0),
     'grad_batch': (2048, 128), 'ood_sample': (2000, 500)}
@@ -93,7 +93,7 @@ def pick_settings(cfg, dev):
     cfg = dict(cfg)
     picked = []
     for k, (gpu, other) in AUTO.items():
-        if cfg[k] in (0, -1, 'auto') and not (k == 'max_ckpts' and cfg[k] == 0):
+        if cfg[k] == DEFAULTS[k]:                    # the default (0, -1 or 'auto') means: pick by device
             cfg[k] = gpu if dev.startswith('cuda') else other
             picked.append(f'{k}={cfg[k]}')
     return cfg, f"settings picked for {dev}: {', '.join(picked)}" if picked else ''

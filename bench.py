@@ -121,6 +121,14 @@ def ce_loss(model, tokens, length, ctx):
     return per_run.sum(), per_run
 
 
+def index_select_batch(data, idx):
+    """Candidate: train.gather_batch's rows by one flat index_select over all runs' examples."""
+    E, N = data['tokens'].shape[:2]
+    flat = (idx + torch.arange(E, device=idx.device)[:, None] * N).flatten()    # row r * N + i
+    tokens = data['tokens'].flatten(0, 1).index_select(0, flat).view(E, idx.shape[1], -1)
+    return tokens, data['length'].flatten().index_select(0, flat).view(E, -1)
+
+
 def lockstep(cfg, data, model_args, E, dev, use_compile, ctx, variant=''):
     """The project's step on E runs (all reading the same dataset, each with its own seed);
     `variant` names a candidate change (see the module docstring)."""
@@ -131,31 +139,20 @@ def lockstep(cfg, data, model_args, E, dev, use_compile, ctx, variant=''):
                             capturable=cfg['cuda_graph'])
     model = torch.compile(raw, mode=cfg['compile_mode'] or None) if use_compile else raw
     stacked = {k: v.expand(E, *v.shape[1:]).contiguous() for k, v in data.items()}
-    if variant == 'index_select':                 # one flat (E*N, T) table: rows r*N + i
-        flat = stacked['tokens'].flatten(0, 1)
-        offset = torch.arange(E, device=dev)[:, None] * stacked['tokens'].shape[1]
     seeds = torch.arange(E, device=dev)
     it = torch.zeros((), dtype=torch.long, device=dev)
+    swap = {'ce_loss': ('train_loss', ce_loss), 'index_select': ('gather_batch', index_select_batch)}.get(variant)
 
     def step():
         it.add_(1)
-        if variant == 'index_select':
-            idx = train.batch_indices(seeds, it, cfg['batch_size'], stacked['n']) + offset     # (E, B)
-            tokens = flat.index_select(0, idx.flatten()).view(E, cfg['batch_size'], -1)
-            length = stacked['length'].flatten().index_select(0, idx.flatten()).view(E, -1)
-            loss, per_run = train.train_loss(model, tokens, length, ctx)
-            loss.backward()
-            train.clip_per_run(raw.parameters(), 1.0)
-            opt.step()
-            opt.zero_grad(set_to_none=False)
-            return per_run.detach()
-        loss_fn = train.train_loss
-        if variant == 'ce_loss':
-            train.train_loss = ce_loss
+        if swap:                                  # the candidate replaces one function of train.py's step
+            kept = getattr(train, swap[0])
+            setattr(train, swap[0], swap[1])
         try:
             return train.train_step(model, raw, opt, stacked, seeds, it, cfg['batch_size'], 1.0, ctx)
         finally:
-            train.train_loss = loss_fn
+            if swap:
+                setattr(train, swap[0], kept)
     return train.capture_step(step, raw, opt) if cfg['cuda_graph'] else step
 
 

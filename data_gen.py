@@ -62,7 +62,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import tempfile
 
 import numpy as np

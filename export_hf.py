@@ -23,10 +23,9 @@ import re
 import sys
 from dataclasses import asdict
 
-import torch
 
 from configurator import cli, config_keys, configure
-from model import GPTConfig, layer_shapes
+from checkpoints import load_checkpoint
 
 # -----------------------------------------------------------------------------
 ckpt = ''          # out/<exp>/<run>/ckpt_<iter>.pt (with all_runs: out/<exp>); or the first argument
@@ -46,40 +45,6 @@ def read_json(path):
             return json.load(f)
     except ValueError as e:
         raise ValueError(f"{path} is not valid JSON ({e})")
-
-
-def load_ckpt(path):
-    """One of train.py's checkpoints -> (dict, GPTConfig). Anything else is a ValueError."""
-    if not os.path.isfile(path):
-        raise ValueError(f"checkpoint not found: {path}")
-    try:
-        ck = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:   # pickle, zip and torch errors all mean the same thing here
-        raise ValueError(f"{path} is not a checkpoint of train.py ({type(e).__name__})")
-    if not isinstance(ck, dict) or not isinstance(ck.get('model'), dict) or not isinstance(ck.get('model_args'), dict):
-        raise ValueError(f"{path} is not a checkpoint of train.py (needs 'model' and 'model_args')")
-    try:
-        cfg = GPTConfig(**dict(ck['model_args'], n_runs=1))
-    except (TypeError, ValueError, SystemExit) as e:   # SystemExit: model.py before it raised ValueError
-        raise ValueError(f"{path}: bad model_args ({e})")
-    want = expected_shapes(cfg)
-    got = {k: tuple(v.shape) for k, v in ck['model'].items() if isinstance(v, torch.Tensor)}
-    if got != want:
-        bad = sorted(k for k in set(want) | set(ck['model']) if got.get(k) != want.get(k))
-        raise ValueError(f"{path}: weights do not match model_args ({', '.join(bad[:3])}"
-                         f"{' ...' if len(bad) > 3 else ''})")
-    return ck, cfg
-
-
-def expected_shapes(c):
-    """{name: shape} of one run's weights, as model.GPT names them (no run axis)."""
-    d, V = c.n_embd, c.vocab_size
-    s = {'wte': (V, d), 'ln_f_w': (d,)}
-    if c.block == 'pythia':
-        s.update(ln_f_b=(d,), lm_head=(V, d))
-    for i in range(c.n_layer):
-        s.update({f'h.{i}.{k}': shape for k, (shape, _) in layer_shapes(c).items()})
-    return s
 
 
 # ----------------------------------------------------------------------------- weights and config
@@ -224,7 +189,8 @@ def edit_json(path, **kv):
 
 def export(ckpt_path, out, tokenizer=''):
     """Write checkpoint `ckpt_path` as a Hugging Face model + tokenizer directory `out`; returns out."""
-    ck, c = load_ckpt(ckpt_path)
+    model, ck = load_checkpoint(ckpt_path)                     # checked: a checkpoint of ours, its shapes
+    c = model.config
     vocab, kind = vocab_and_kind(ckpt_path, ck, tokenizer)
     if len(vocab) != c.vocab_size:
         raise ValueError(f"{ckpt_path}: vocabulary of {len(vocab)} tokens for vocab_size={c.vocab_size}")
@@ -232,11 +198,11 @@ def export(ckpt_path, out, tokenizer=''):
     import transformers
     weights = {k: v.float() for k, v in ck['model'].items()}   # model.py computes in float32
     state = neox_state(weights, c) if c.block == 'pythia' else gemma2_state(weights, c)
-    model = transformers.AutoModelForCausalLM.from_config(hc)
-    model.load_state_dict({k: v.contiguous() for k, v in state.items()}, strict=True)
+    hf = transformers.AutoModelForCausalLM.from_config(hc)
+    hf.load_state_dict({k: v.contiguous() for k, v in state.items()}, strict=True)
     os.makedirs(out, exist_ok=True)
     transformers.utils.logging.disable_progress_bar()          # no bar per file written
-    model.save_pretrained(out)
+    hf.save_pretrained(out)
     # older transformers (4.x, what some tools pin) read RoPE from these keys, 5.x from rope_parameters
     legacy = dict(rotary_pct=c.rotary_pct, rotary_emb_base=c.rope_base) if c.block == 'pythia' \
         else dict(rope_theta=c.rope_base)
@@ -247,7 +213,7 @@ def export(ckpt_path, out, tokenizer=''):
     with open(os.path.join(out, 'rosetta.json'), 'w') as f:
         json.dump({'checkpoint': os.path.abspath(ckpt_path), 'iter': ck.get('iter'), 'tokenizer': kind,
                    'model_args': asdict(c), 'run_config': run_config(ckpt_path)}, f, indent=1, default=str)
-    print(f"{ckpt_path} -> {out} ({type(model).__name__}, {c.n_layer} layers, d={c.n_embd}, "
+    print(f"{ckpt_path} -> {out} ({type(hf).__name__}, {c.n_layer} layers, d={c.n_embd}, "
           f"vocab {c.vocab_size}, {kind} tokenizer)")
     return out
 

@@ -18,7 +18,7 @@ init does not depend on how many runs share the module.
 """
 import math
 import os
-from dataclasses import dataclass, fields, asdict
+from dataclasses import dataclass, asdict
 
 import torch
 import torch.nn as nn

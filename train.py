@@ -313,7 +313,7 @@ def load_resume(path, cfg, dev):
     """The resume file's state, checked: readable, and made by the same config."""
     if not os.path.exists(path):
         done = all(os.path.exists(os.path.join(d, f"ckpt_{cfg['max_iters']}.pt")) for d in cfg['_run_dirs'])
-        raise ValueError(f"resume error: nothing to resume: every run has its final checkpoint" if done else
+        raise ValueError("resume error: nothing to resume: every run has its final checkpoint" if done else
                          f"resume error: no checkpoint to resume from at {path}")
     try:
         st = torch.load(path, map_location=dev, weights_only=True)
@@ -352,23 +352,26 @@ def make_optimizer(raw, runs, cfg, dev, capturable):
     wds = [rc['weight_decay'] for _, rc in runs]
     per_run = None
     if len(set(lrs)) > 1 or len(set(wds)) > 1:
-        E, decayed = len(runs), {id(p) for p in param_groups(raw, 1.0)[0]['params']}
+        decayed = {id(p) for p in param_groups(raw, 1.0)[0]['params']}
         per_run = dict(lr=torch.tensor(lrs, device=dev), wd=torch.tensor(wds, device=dev),
                        prev=[torch.empty_like(p) for p in raw.parameters()],
-                       decays=[id(p) in decayed for p in raw.parameters()],
-                       shape=lambda p: (E,) + (1,) * (p.dim() - 1))
+                       decays=[id(p) in decayed for p in raw.parameters()])
     lr_buf = torch.tensor(1.0 if per_run else cfg['learning_rate'], device=dev)
     opt = torch.optim.AdamW(param_groups(raw, 0.0 if per_run else cfg['weight_decay']), lr=lr_buf,
                             betas=(cfg['beta1'], cfg['beta2']), fused=dev.startswith('cuda'), capturable=capturable)
     return opt, lr_buf, per_run
 
 
+def gather_batch(data, idx):
+    """Rows idx (E, B) of each run's training split -> tokens (E, B, T), lengths (E, B)."""
+    tokens = torch.gather(data['tokens'], 1, idx[..., None].expand(-1, -1, data['tokens'].shape[-1]))
+    return tokens, torch.gather(data['length'], 1, idx)
+
+
 def train_step(model, raw, opt, data, run_seeds, it, batch_size, grad_clip, ctx, per_run=None, lr=None):
     """One optimisation step of every run -> per-run losses (E,). `it` and `lr` may be device
     tensors (under a CUDA graph): nothing here reads a value back to the host."""
-    idx = batch_indices(run_seeds, it, batch_size, data['n'])                   # (E, B)
-    tokens = torch.gather(data['tokens'], 1, idx[..., None].expand(-1, -1, data['tokens'].shape[-1]))
-    length = torch.gather(data['length'], 1, idx)
+    tokens, length = gather_batch(data, batch_indices(run_seeds, it, batch_size, data['n']))
     loss, per_run_loss = train_loss(model, tokens, length, ctx)
     loss.backward()
     if grad_clip > 0:
@@ -383,10 +386,10 @@ def train_step(model, raw, opt, data, run_seeds, it, batch_size, grad_clip, ctx,
         opt.step()
         with torch.no_grad():
             for p, q, dec in zip(params, per_run['prev'], per_run['decays']):
-                e = per_run['lr'].view(per_run['shape'](p))
+                e = along_runs(per_run['lr'], p)
                 p.sub_(q).mul_(e).add_(q)
                 if dec:
-                    p.sub_(q * (lr * e * per_run['wd'].view(per_run['shape'](p))))
+                    p.sub_(q * (lr * e * along_runs(per_run['wd'], p)))
     opt.zero_grad(set_to_none=False)
     return per_run_loss.detach()
 
@@ -432,13 +435,18 @@ def capture_step(step, raw, opt):
     return replay
 
 
+def along_runs(v, x):
+    """A per-run vector v (E,) shaped to broadcast over x (E, ...)."""
+    return v.view(-1, *[1] * (x.dim() - 1))
+
+
 def clip_per_run(params, max_norm):
     """Clip each run's gradient to max_norm separately (one norm across all runs would couple them)."""
     grads = [p.grad for p in params if p.grad is not None]
     sq = torch.stack([g.float().pow(2).flatten(1).sum(1) for g in grads]).sum(0)   # (E,)
     coef = (max_norm / (sq.sqrt() + 1e-6)).clamp(max=1.0)
     for g in grads:
-        g.mul_(coef.view(-1, *[1] * (g.dim() - 1)).to(g.dtype))
+        g.mul_(along_runs(coef, g).to(g.dtype))
 
 
 def diverged(run, it, why):

@@ -1,6 +1,5 @@
 """results.py: summaries of an analysed experiment, merging shards, staleness, importing archives;
 report.py: the README tables rewritten from assets/ (the real README must match the real assets/)."""
-import copy
 import glob
 import json
 import os
