@@ -143,6 +143,9 @@ def help_text(defaults, choices, sources):
     """Every knob with its default and comment, grouped as in the settings blocks of `sources`
     (the lines between the first two '# ----' rulers of each file)."""
     usage = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else 'script.py'
+    main = sys.modules.get('__main__')
+    if getattr(main, '__spec__', None) and main.__spec__.name != '__main__':    # python -m dev.report
+        usage = f"-m {main.__spec__.name}"
     lines = [f"usage: python {usage} [config.py ...] [--key=value ...]",
              "config files and --key=value apply left to right; knobs (default, then what it does):"]
     seen = set()

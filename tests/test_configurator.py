@@ -105,8 +105,9 @@ def test_cli_turns_errors_into_one_line(capsys):
 
 @pytest.mark.slow                                        # a subprocess each: ~1 s of imports
 @pytest.mark.parametrize('script', ['train.py', 'data_gen.py', 'analyze.py', 'bench.py', 'toy.py', 'llm_eval.py',
-                                    'plots.py', 'export_hf.py', 'report.py', 'gpu_queue.py'])
+                                    'plots.py', 'export_hf.py', '-m dev.report', '-m dev.run_queue',
+                                    '-m dev.results'])
 def test_every_script_answers_help(script):
     root = __file__.rsplit('/tests/', 1)[0]
-    run = subprocess.run([sys.executable, script, '--help'], cwd=root, capture_output=True, text=True, timeout=120)
+    run = subprocess.run([sys.executable, *script.split(), '--help'], cwd=root, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and f'python {script}' in run.stdout and not run.stderr.strip(), run.stderr[-500:]

@@ -12,8 +12,8 @@ import sys
 import pytest
 
 import data_gen
-import gpu_queue
-import results
+from dev import results
+from dev import run_queue as gpu_queue
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ONE_THREAD = dict(os.environ, OMP_NUM_THREADS='1')   # tiny tensors: threads only wait on a busy machine
@@ -99,7 +99,7 @@ def test_only_and_errors(queue):
     gpu_queue.setup(dict(queue, only='nonsense'))
     with pytest.raises(ValueError, match="unknown item 'nonsense'"):
         gpu_queue.plan(set())
-    r = subprocess.run([sys.executable, 'gpu_queue.py', '--budget=540', '--dry_run=True', 'nonsense'], cwd=ROOT,
+    r = subprocess.run([sys.executable, '-m', 'dev.run_queue', '--budget=540', '--dry_run=True', 'nonsense'], cwd=ROOT,
                        capture_output=True, text=True)
     assert r.returncode == 1 and r.stderr.startswith('gpu_queue error: unknown item') and r.stderr.count('\n') == 1
     r = subprocess.run(['bash', '.ci/gpu'], cwd=ROOT, capture_output=True, text=True)
@@ -129,7 +129,7 @@ def test_packing_limits(queue, tmp_path):
 
 def tiny_queue(tmp_path, *items):
     assets, out = tmp_path / 'assets', tmp_path / 'out'
-    return [sys.executable, 'gpu_queue.py', '--budget=3000', '--tiny=True', f'--out={out}', f'--assets={assets}',
+    return [sys.executable, '-m', 'dev.run_queue', '--budget=3000', '--tiny=True', f'--out={out}', f'--assets={assets}',
             f'--work_dir={tmp_path / "work"}', "--shards={'sweep_celeb': 2}", *items]
 
 

@@ -13,8 +13,7 @@ import torch
 import analyze
 import data_gen
 import plots
-import report
-import results
+from dev import report, results
 import train
 from configurator import configure
 
@@ -154,10 +153,10 @@ def test_archive_roundtrip_and_bad_input(tiny, tmp_path):
     assert 'shards 0 of 1' in results.import_archive(path, str(tmp_path / 'assets'))
     with pytest.raises(ValueError, match='no archive'):
         results.import_archive(str(tmp_path / 'missing.tgz'), str(tmp_path / 'assets'))
-    r = subprocess.run([sys.executable, 'report.py', f'--import={tmp_path}/missing.tgz', f'--assets={tmp_path}/a'],
+    r = subprocess.run([sys.executable, '-m', 'dev.report', f'--import={tmp_path}/missing.tgz', f'--assets={tmp_path}/a'],
                        cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 1 and r.stderr.strip().count('\n') == 0 and r.stderr.startswith('results error: no archive')
-    r = subprocess.run([sys.executable, 'results.py'], cwd=ROOT, capture_output=True, text=True)     # nothing to do
+    r = subprocess.run([sys.executable, '-m', 'dev.results'], cwd=ROOT, capture_output=True, text=True)     # nothing to do
     assert r.returncode == 1 and r.stderr.startswith('results error: nothing to do') and r.stderr.count('\n') == 1
 
 
@@ -186,7 +185,7 @@ def test_rewrite_and_check(tmp_path):
 
 def test_readme_matches_assets():
     """python report.py --check on the repo: the README's tables are what assets/ gives."""
-    r = subprocess.run([sys.executable, 'report.py', '--check'], cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, '-m', 'dev.report', '--check'], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 
 
@@ -228,10 +227,10 @@ def test_bench_summary_and_table(tmp_path):
 
 
 def test_help_prints_the_knobs_of_both_scripts():
-    r = subprocess.run([sys.executable, 'report.py', '--help'], cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, '-m', 'dev.report', '--help'], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0 and '--check=False' in r.stdout and '--summarise=' in r.stdout and not r.stderr
-    r = subprocess.run([sys.executable, 'results.py', '--help'], cwd=ROOT, capture_output=True, text=True)
-    assert r.returncode == 0 and 'python results.py' in r.stdout and '--imports=' in r.stdout and '--check' not in r.stdout
+    r = subprocess.run([sys.executable, '-m', 'dev.results', '--help'], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0 and 'python -m dev.results' in r.stdout and '--imports=' in r.stdout and '--check' not in r.stdout
 
 
 def fake_summary(name, runs):

@@ -3,9 +3,9 @@ The README's result tables, written from assets/ (results.py puts experiments th
 table sits between `<!-- report:NAME -->` and `<!-- /report:NAME -->`; nothing else of the README
 is touched. Stale results (results.stale_reasons) stay visible, marked as such.
 
-    python report.py                                        # rewrite the README's tables from assets/
-    python report.py --check                                # exit 1 if README and assets/ disagree (tests run it)
-    python report.py --import=out/gpu/sweep_celeb-1of2.tgz  # archives of gpu_queue.py -> assets/, then rewrite
+    python -m dev.report                                        # rewrite the README's tables from assets/
+    python -m dev.report --check                                # exit 1 if README and assets/ disagree (tests run it)
+    python -m dev.report --import=out/gpu/sweep_celeb-1of2.tgz  # archives of dev/run_queue.py -> assets/, then rewrite
 
 It also takes results.py's knobs (--summarise=..., --force=True, ...): their work first, then the tables.
 """
@@ -16,11 +16,11 @@ import os
 import re
 import sys
 
-import results
+from dev import results
 from configurator import cli, config_keys
 from data_gen import FACT_TYPES, VERSION
 from plots import dig, pearson
-from results import read_json
+from dev.results import read_json
 
 # -----------------------------------------------------------------------------
 readme = 'README.md'        # the file whose marked tables are rewritten
@@ -582,7 +582,7 @@ def main(cfg):
     if cfg['check']:
         if changed:
             print(f"report error: the README's {', '.join(changed)} table(s) differ from {cfg['assets']}/ "
-                  "(run python report.py)", file=sys.stderr)
+                  "(run python -m dev.report)", file=sys.stderr)
             return 1
         print(f"report: {cfg['readme']} matches {cfg['assets']}/")
         return 0

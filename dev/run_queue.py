@@ -1,12 +1,12 @@
 """
 The experiment queue for short GPU sittings: in one call on a machine that starts empty, run what
 the repo's results still lack, as far as a time budget goes, and pack each finished item as one
-archive that `python report.py --import=...` (or results.py) turns into assets/<exp>/.
+archive that `python -m dev.report --import=...` (or dev/results.py) turns into assets/<exp>/.
 
-    bash .ci/gpu 540                                   # = python gpu_queue.py --budget=540 --out=$OUT
+    bash .ci/gpu 540                                   # = python -m dev.run_queue --budget=540 --out=$OUT
     bash .ci/gpu 540 sweep_celeb balance               # only these items (still in the queue's order)
-    python gpu_queue.py --budget=540 --dry_run=True    # the plan and its estimates, on any machine
-    python gpu_queue.py --budget=600 --tiny=True --out=/tmp/q --assets=/tmp/a   # the whole loop in miniature, CPU
+    python -m dev.run_queue --budget=540 --dry_run=True    # the plan and its estimates, on any machine
+    python -m dev.run_queue --budget=600 --tiny=True --out=/tmp/q --assets=/tmp/a   # the whole loop in miniature, CPU
 
 Items in priority order (`order`): `bench` when the files that decide speed (model.py, train.py,
 bench.py, tests/test_gpu.py) differ from those of the bench in assets/bench/; then the experiments of
@@ -50,7 +50,7 @@ import tarfile
 import time
 
 import data_gen
-import results
+from dev import results
 import train
 from configurator import cli, config_keys, configure
 
@@ -80,7 +80,7 @@ max_file_mb = 16.0         # the largest file that may come back
 commit = ''                # code commit to record ('' = git rev-parse where there is a .git, else 'unknown')
 # -----------------------------------------------------------------------------
 DEFAULTS = config_keys(globals())
-ROOT = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # the repo
 NAME_OK = re.compile(r'[A-Za-z0-9._-]+')
 # the CPU miniature of an experiment (tiny=True): as tests/test_experiments.py's TINY
 TINY = dict(n_people=60, n_first_names=20, n_last_names=20, n_cities=10, n_layer=1, n_head=2, n_embd=16,

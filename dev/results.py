@@ -9,9 +9,9 @@ ran it, merge shards, import archives. Every experiment that ran on a GPU lives 
   figures/*.png      the figures the README shows (each within plots.MAX_BYTES)
 assets/bench/ holds bench.py's JSONs, tests_gpu.txt and their summary instead.
 
-    python results.py --import=out/gpu/sweep_celeb-1of2.tgz     # archives of gpu_queue.py -> assets/
-    python results.py --summarise=out/sweep_celeb --exp=sweep_celeb --shard=0/2 --provenance=prov.json
-    python report.py --import=out/gpu/sweep_celeb-1of2.tgz      # the same, then the README's tables
+    python -m dev.results --import=out/gpu/sweep_celeb-1of2.tgz     # archives of dev/run_queue.py -> assets/
+    python -m dev.results --summarise=out/sweep_celeb --exp=sweep_celeb --shard=0/2 --provenance=prov.json
+    python -m dev.report --import=out/gpu/sweep_celeb-1of2.tgz      # the same, then the README's tables
 
 Results are *stale* when they were made on another data version (data_gen.VERSION, read at run
 time) or from a config whose values changed since (a knob added later does not count: by convention
@@ -41,7 +41,7 @@ from plots import dig
 
 # -----------------------------------------------------------------------------
 assets = 'assets'           # one folder per experiment
-imports = ''                # archives (.tgz of gpu_queue.py) to unpack into assets/, comma-separated (or --import=...)
+imports = ''                # archives (.tgz of dev/run_queue.py) to unpack into assets/, comma-separated (or --import=...)
 summarise = ''              # an analysed experiment directory (analysis.json, <run>/config.json + log.jsonl, figures/) -> assets/
 exp = ''                    # --summarise: the experiment (config/<exp>.py), or 'bench' for a folder of bench JSONs
 shard = ''                  # --summarise: 'i/n' when the directory holds one shard of the experiment
@@ -50,7 +50,7 @@ force = False               # import even when it would replace current results 
 max_summary_kb = 300        # a summary.json may not be larger
 # -----------------------------------------------------------------------------
 DEFAULTS = config_keys(globals())
-ROOT = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # the repo
 # knobs that change where or how fast a run goes, never its results: left out of the config version
 MACHINE_KEYS = {'device', 'dtype', 'compile', 'cuda_graph', 'out_dir', 'resume', 'shard', 'data_dir',
                 'wandb_log', 'wandb_project'}
@@ -457,7 +457,7 @@ def import_stage(stage, assets_dir, force=False):
 
 
 def import_archive(path, assets_dir, force=False):
-    """An archive of gpu_queue.py (.tgz holding summary.json, ...) -> assets/<exp>/."""
+    """An archive of dev/run_queue.py (.tgz holding summary.json, ...) -> assets/<exp>/."""
     if not os.path.isfile(path):
         raise ValueError(f"results error: no archive {path}")
     work = tempfile.mkdtemp(prefix='results_unpack_')
