@@ -86,6 +86,14 @@ def run_config_file(path, cfg):
     if not os.path.isfile(path):
         raise ValueError(f"config error: config file not found: {path}")
     scope = copy.deepcopy(cfg)          # a file that edits a dict in place must not edit the defaults
+
+    def include(rel):                  # a config stacked on another (config/laptop/*.py): its path is relative to this file
+        inner = os.path.join(os.path.dirname(path), rel)
+        if not os.path.isfile(inner):
+            raise FileNotFoundError(f"include('{rel}'): no {inner}")
+        with open(inner) as f:
+            exec(compile(f.read(), inner, 'exec'), scope)
+    scope['include'] = include
     try:
         with open(path) as f:
             code = compile(f.read(), path, 'exec')

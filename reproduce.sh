@@ -1,23 +1,28 @@
 #!/usr/bin/env bash
-# Every experiment of the paper on one GPU: data (built on demand by train.py), lockstep training,
-# analysis. Each experiment is two commands and can run alone; every train.py command resumes
-# where it stopped with --resume=True. The long ones are split into shards that any scheduler can
-# run as independent jobs (see README: SLURM job array, one process per GPU).
-#   bash reproduce.sh                 # everything, one after the other
-#   bash reproduce.sh balance gemma2  # only these experiments
+# Every experiment of the paper, one after the other: data (built on demand by train.py), lockstep
+# training, analysis. The list is config/experiments.py's. Each experiment is two commands and can run
+# alone; every train.py command resumes where it stopped with --resume=True. At paper scale (a GPU) the
+# long ones are split into shards that any scheduler can run as independent jobs (docs/experiments.md:
+# SLURM job array, one process per GPU); the laptop twins (config/laptop/) each fit about an hour on 2 CPU cores.
+#   bash reproduce.sh                          # everything at paper scale
+#   bash reproduce.sh balance gemma2           # only these experiments
+#   bash reproduce.sh --laptop                 # everything at laptop scale (CPU)
+#   bash reproduce.sh --laptop sweep_celeb     # one laptop twin
 set -euo pipefail
 cd "$(dirname "$0")"
-SHARDED="selection:4 steps_10x:4"            # experiment:number of shards
-# the queue's order (gpu_queue.py `order`, tests/test_queue.py checks it)
-ALL="sweep_celeb balance shared_tokens char_low char_cased selection templates_02 templates_10 templates_20 people_10x
-     steps_10x gemma2 regularization"
-for exp in ${@:-$ALL}; do
-    n=$(echo " $SHARDED " | grep -o " $exp:[0-9]*" | cut -d: -f2 || true)
-    if [ -n "$n" ]; then
-        for ((i = 0; i < n; i++)); do python train.py "config/$exp.py" --shard="$i/$n"; done
-    else
-        python train.py "config/$exp.py"
-    fi
-    python analyze.py "out/$exp"
+scale=paper
+if [ "${1:-}" = "--laptop" ]; then scale=laptop; shift; fi
+dir=config; out=out
+if [ $scale = laptop ]; then dir=config/laptop; out=out/laptop; fi
+list=$(python config/experiments.py --scale=$scale)
+for exp in "$@"; do
+    echo "$list" | grep -q "^$exp " || { echo "reproduce.sh: unknown experiment '$exp' (see config/experiments.py)" >&2; exit 2; }
 done
-python toy.py
+echo "$list" | while read -r exp n; do
+    if [ $# -gt 0 ] && [[ " $* " != *" $exp "* ]]; then continue; fi
+    for ((i = 0; i < n; i++)); do
+        python train.py "$dir/$exp.py" $([ "$n" -gt 1 ] && echo "--shard=$i/$n")
+    done
+    python analyze.py "$out/$exp"
+done
+if [ $# -eq 0 ]; then python toy.py; fi

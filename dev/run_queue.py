@@ -8,9 +8,9 @@ archive that `python -m dev.report --import=...` (or dev/results.py) turns into 
     python -m dev.run_queue --budget=540 --dry_run=True    # the plan and its estimates, on any machine
     python -m dev.run_queue --budget=600 --tiny=True --out=/tmp/q --assets=/tmp/a   # the whole loop in miniature, CPU
 
-Items in priority order (`order`): `bench` when the files that decide speed (model.py, train.py,
+Items in priority order (ORDER): `bench` when the files that decide speed (model.py, train.py,
 bench.py, tests/test_gpu.py) differ from those of the bench in assets/bench/; then the experiments of
-reproduce.sh. The bench item runs, in this order: the GPU tests (pytest tests/test_gpu.py -k
+config/experiments.py, in its order. The bench item runs, in this order: the GPU tests (pytest tests/test_gpu.py -k
 gpu_tests_k), `bench.py --candidates=True` (compiled, plus each speed candidate at the largest run
 count) and `bench.py --cuda_graph=True --sweep=True` (CUDA graphs, plus a 16-run sweep through
 train.train and its analysis). An experiment is skipped when assets/<exp>/ holds all its shards for
@@ -30,7 +30,7 @@ safe side. A shard trains with torch.compile, or with the step as a CUDA graph (
 where the bench says that is faster (at every E on the H200: 476 vs 84 run-steps/s for one run). eval_s and ckpt_rate are
 measured by the GPU runs already in assets/ (their provenance), else the settings below; `slow` is
 an experiment's own measured cost against that model once one of its shards has run, else
-char_factor for character tokenizers and 1 otherwise.
+the experiment's `cost` in config/experiments.py (~5 for character tokenizers).
 
 Every item runs train.py and analyze.py as child processes (killed when the budget runs out), is
 staged by results.py (summary.json, analysis.json.gz, figures) and packed as $OUT/<item>.tgz; queue.txt
@@ -48,10 +48,12 @@ import subprocess
 import sys
 import tarfile
 import time
+import types
 
 import data_gen
 from dev import results
 import train
+from config.experiments import EXPERIMENTS, config_path
 from configurator import cli, config_keys, configure
 
 # -----------------------------------------------------------------------------
@@ -59,9 +61,7 @@ budget = 540.0             # seconds this call may spend on items (the slice min
 out = 'out/gpu'            # where the archives and queue.txt go ($OUT on the GPU machine)
 work_dir = 'out/queue'     # runs and analyses of the item in progress (removed once it is packed)
 assets = 'assets'          # the repo's results: what is done, and the measured speeds
-order = ['bench', 'sweep_celeb', 'balance', 'shared_tokens', 'char_low', 'char_cased', 'selection', 'templates_02',
-         'templates_10', 'templates_20', 'people_10x', 'steps_10x', 'gemma2', 'regularization']   # priority of the items
-only = ''                  # comma-separated items to consider ('' = all of `order`); bare names on the command line add here
+only = ''                  # comma-separated items to consider ('' = all of ORDER); bare names on the command line add here
 gpu_tests_k = 'graph'      # pytest -k of the GPU tests in the bench item ('' = all, ~5 min: the lockstep test trains 5 compiled runs)
 shards = {}                # fixed shard counts {exp: n}, e.g. for tests; the others are chosen to fit `budget`
 max_shards = 16            # the most shards an experiment may be split into
@@ -72,7 +72,6 @@ startup_s = 30.0           # a training process before its first step: start-up 
 data_s = 1.0               # building one dataset of 1,000 people
 eval_s = 1.0               # one evaluation of a lockstep group, until measured on a GPU (H200 sweep: 1.0 s at E=16)
 ckpt_rate = 1.5            # analysed checkpoints per second, until measured on a GPU (H200 sweep: 1.87)
-char_factor = 5.0          # cost multiplier of character-tokenizer experiments (sequences ~5x longer), until measured
 bench_s = 480.0            # cost of the bench item until measured (x safety: the most a 540 s budget starts)
 pack_s = 10.0              # staging and packing one item
 max_files = 8              # files that may come back from the machine
@@ -80,6 +79,7 @@ max_file_mb = 16.0         # the largest file that may come back
 commit = ''                # code commit to record ('' = git rev-parse where there is a .git, else 'unknown')
 # -----------------------------------------------------------------------------
 DEFAULTS = config_keys(globals())
+ORDER = ['bench', *EXPERIMENTS]   # priority of the items: the bench, then config/experiments.py's order
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # the repo
 NAME_OK = re.compile(r'[A-Za-z0-9._-]+')
 # the CPU miniature of an experiment (tiny=True): as tests/test_experiments.py's TINY
@@ -162,54 +162,54 @@ def load_summaries(assets_dir):
     return out
 
 
-def tiny_args(name):
+def tiny_args(q, name):
     """The config-changing arguments of an experiment's CPU miniature."""
-    if not tiny:
+    if not q.tiny:
         return []
-    cfg = configure(train.DEFAULTS, [os.path.join(ROOT, 'config', f'{name}.py')])
+    cfg = configure(train.DEFAULTS, [config_path(name)])
     sweep = {k: v[:2] for k, v in cfg['sweep'].items()}
     return [f'--{k}={v!r}' for k, v in TINY.items()] + ([f'--sweep={sweep!r}'] if sweep else [])
 
 
-def experiment_runs(name):
+def experiment_runs(q, name):
     """(resolved config, [(run name, run config)], config-changing args) of an experiment."""
-    args = tiny_args(name)
-    full = configure(train.DEFAULTS, [os.path.join(ROOT, 'config', f'{name}.py'), *args])
+    args = tiny_args(q, name)
+    full = configure(train.DEFAULTS, [config_path(name), *args])
     return full, train.expand_sweep(full), args
 
 
-def estimate(name, full, runs, speeds, mode='compile'):
+def estimate(q, name, full, runs, speeds, mode='compile'):
     """(cost in s, the terms) of training and analysing `runs` of an experiment in one process."""
     E = len(runs)
     w = results.workload(full, E)
     datasets = len({json.dumps({k: rc[k] for k in data_gen.DATA_DEFAULTS}, sort_keys=True, default=str) for _, rc in runs})
-    char = str(full.get('tokenizer')).startswith('char')
-    slow_t, slow_a = speeds['own'].get(name) or ((char_factor, char_factor) if char else (1.0, 1.0))
+    cost = EXPERIMENTS[name]['cost']                                  # ~5 for character tokenizers
+    slow_t, slow_a = speeds['own'].get(name) or (cost, cost)
     thr = throughput(speeds['pts'], E, mode)
     steps = w['run_steps'] / thr * slow_t
-    train_s = startup_s + data_s * datasets * full['n_people'] / 1000 + steps + w['n_evals'] * speeds['eval_s']
+    train_s = q.startup_s + q.data_s * datasets * full['n_people'] / 1000 + steps + w['n_evals'] * speeds['eval_s']
     analysis_s = w['n_ckpts'] / speeds['ckpt_rate'] * slow_a
-    return safety * (train_s + analysis_s) + pack_s, dict(E=E, mode=mode, thr=thr, train=train_s, analysis=analysis_s)
+    return q.safety * (train_s + analysis_s) + q.pack_s, dict(E=E, mode=mode, thr=thr, train=train_s, analysis=analysis_s)
 
 
-def best_estimate(name, full, runs, speeds):
+def best_estimate(q, name, full, runs, speeds):
     """The cheaper of torch.compile and the step as a CUDA graph (where the bench measured it)."""
-    modes = ['compile'] + (['graph'] if 'graph' in speeds['pts'] and not tiny else [])
-    return min((estimate(name, full, runs, speeds, m) for m in modes), key=lambda e: e[0])
+    modes = ['compile'] + (['graph'] if 'graph' in speeds['pts'] and not q.tiny else [])
+    return min((estimate(q, name, full, runs, speeds, m) for m in modes), key=lambda e: e[0])
 
 
-def fit_shards(name, full, runs, speeds):
+def fit_shards(q, name, full, runs, speeds):
     """The smallest shard count whose largest shard fits the budget (None if none does)."""
-    for n in range(1, min(len(runs), max_shards) + 1):
-        if best_estimate(name, full, runs[0::n], speeds)[0] <= budget:
+    for n in range(1, min(len(runs), q.max_shards) + 1):
+        if best_estimate(q, name, full, runs[0::n], speeds)[0] <= q.budget:
             return n
     return None
 
 
-def experiment_items(name, summaries, speeds, done_now):
+def experiment_items(q, name, summaries, speeds, done_now):
     """The items (missing shards) of one experiment, or one skipped item saying why."""
     try:
-        full, runs, args = experiment_runs(name)
+        full, runs, args = experiment_runs(q, name)
     except (ValueError, SystemExit) as e:
         return [dict(item=name, skip=f'bad config: {e}')]
     s = summaries.get(name)
@@ -217,49 +217,49 @@ def experiment_items(name, summaries, speeds, done_now):
     if current:
         n, done = s['shards']['n'], set(s['shards']['done'])
     else:
-        n, done = shards.get(name) or fit_shards(name, full, runs, speeds), set()
+        n, done = q.shards.get(name) or fit_shards(q, name, full, runs, speeds), set()
     if n is None:
-        cost = best_estimate(name, full, runs[0::min(len(runs), max_shards)], speeds)[0]
-        return [dict(item=name, skip=f'even {min(len(runs), max_shards)} shards need {cost:.0f} s each > budget {budget:.0f} s')]
+        cost = best_estimate(q, name, full, runs[0::min(len(runs), q.max_shards)], speeds)[0]
+        return [dict(item=name, skip=f'even {min(len(runs), q.max_shards)} shards need {cost:.0f} s each > budget {q.budget:.0f} s')]
     missing = [i for i in range(n) if i not in done and (name, i) not in done_now]
     if not missing:
         return [dict(item=name, skip='current results in assets/' if current else 'done in this sitting')]
     items = []
     for i in missing:
-        cost, terms = best_estimate(name, full, runs[i::n], speeds)
+        cost, terms = best_estimate(q, name, full, runs[i::n], speeds)
         why = 'stale: ' + '; '.join(results.stale_reasons(s)) if s and not current else 'missing'
         items.append(dict(item=f'{name}-{i}of{n}', exp=name, shard=(i, n), est=cost, terms=terms, why=why, args=args))
     return items
 
 
-def bench_item(summaries, done_now):
+def bench_item(q, summaries, done_now):
     s = summaries.get('bench')
     if 'bench' in done_now:
         return dict(item='bench', skip='done in this sitting')
     if s and s.get('code') == results.code_version():
         return dict(item='bench', skip='assets/bench measured this code')
-    cost = safety * median([p.get('total_s') for p in (s or {}).get('provenance', [])], bench_s)
+    cost = q.safety * median([p.get('total_s') for p in (s or {}).get('provenance', [])], q.bench_s)
     return dict(item='bench', exp='bench', est=cost, terms={}, why='code changed since assets/bench' if s else 'missing')
 
 
-def plan(done_now, extra_bench_dirs=()):
+def plan(q, done_now, extra_bench_dirs=()):
     """Every item of the queue in priority order, each with its estimate or the reason it is skipped."""
-    summaries = load_summaries(assets)
-    pts = bench_points([os.path.join(assets, 'bench'), *extra_bench_dirs], tiny)
-    speeds = dict(measured_rates(dict(eval_s=eval_s, ckpt_rate=ckpt_rate), pts, summaries), pts=pts)
-    wanted = [x for x in only.split(',') if x]
-    unknown = [x for x in wanted if x not in order]
+    summaries = load_summaries(q.assets)
+    pts = bench_points([os.path.join(q.assets, 'bench'), *extra_bench_dirs], q.tiny)
+    speeds = dict(measured_rates(dict(eval_s=q.eval_s, ckpt_rate=q.ckpt_rate), pts, summaries), pts=pts)
+    wanted = [x for x in q.only.split(',') if x]
+    unknown = [x for x in wanted if x not in ORDER]
     if unknown:
-        raise ValueError(f"gpu_queue error: unknown item '{unknown[0]}' (items: {', '.join(order)})")
+        raise ValueError(f"gpu_queue error: unknown item '{unknown[0]}' (items: {', '.join(ORDER)})")
     items = []
-    for name in order:
+    for name in ORDER:
         if wanted and name not in wanted:
             continue
         if name == 'bench':
-            items.append(bench_item(summaries, done_now))
+            items.append(bench_item(q, summaries, done_now))
             continue
         try:
-            items += experiment_items(name, summaries, speeds, done_now)
+            items += experiment_items(q, name, summaries, speeds, done_now)
         except ValueError as e:                                        # e.g. no bench to estimate from yet
             items.append(dict(item=name, skip=str(e)))
     return items, speeds
@@ -289,14 +289,14 @@ def checked(rc, text, what):
         raise ItemFailed(f"{what} exited {rc}: {(text.strip().splitlines() or [''])[-1][:200]}")
 
 
-def machine():
+def machine(q):
     """Device name, torch version, commit and date to record."""
     import torch
     name = 'cpu'
-    if not tiny and shutil.which('nvidia-smi'):
+    if not q.tiny and shutil.which('nvidia-smi'):
         r = subprocess.run(['nvidia-smi', '--query-gpu=name', '--format=csv,noheader'], capture_output=True, text=True)
         name = r.stdout.strip().splitlines()[0] if r.returncode == 0 and r.stdout.strip() else 'cuda'
-    sha = commit
+    sha = q.commit
     if not sha:
         r = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, cwd=ROOT)
         dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], capture_output=True, text=True, cwd=ROOT)
@@ -304,25 +304,25 @@ def machine():
     return dict(device=name, torch=torch.__version__, commit=sha, code=results.code_version(), date=time.strftime('%Y-%m-%d'))
 
 
-def run_experiment(it, left, stage):
+def run_experiment(q, it, left, stage):
     """Train, analyse and stage one shard of an experiment -> provenance."""
     name, (i, n) = it['exp'], it['shard']
-    wd = os.path.join(work_dir, name)
+    wd = os.path.join(q.work_dir, name)
     shutil.rmtree(wd, ignore_errors=True)
-    machine_args = [f'--out_dir={wd}'] + (['--cuda_graph=True'] if it['terms']['mode'] == 'graph' and not tiny else [])
-    if tiny:
-        machine_args += ['--device=cpu', '--compile=False', f"--data_dir={os.path.join(work_dir, 'data')}"]
+    machine_args = [f'--out_dir={wd}'] + (['--cuda_graph=True'] if it['terms']['mode'] == 'graph' and not q.tiny else [])
+    if q.tiny:
+        machine_args += ['--device=cpu', '--compile=False', f"--data_dir={os.path.join(q.work_dir, 'data')}"]
     train_cmd = ['train.py', f'config/{name}.py', *([f'--shard={i}/{n}'] if n > 1 else []), *it['args'], *machine_args]
     t0 = time.time()
-    rc, text = run_cmd([sys.executable, *train_cmd], left, os.path.join(work_dir, f"{it['item']}_train.txt"))
+    rc, text = run_cmd([sys.executable, *train_cmd], left, os.path.join(q.work_dir, f"{it['item']}_train.txt"))
     checked(rc, text, 'train.py')
     train_wall = time.time() - t0
     m = re.search(r'done in ([0-9.]+)s', text)
-    analyze_cmd = ['analyze.py', wd, *(TINY_ANALYSIS if tiny else [])]
+    analyze_cmd = ['analyze.py', wd, *(TINY_ANALYSIS if q.tiny else [])]
     t1 = time.time()
-    rc, text2 = run_cmd([sys.executable, *analyze_cmd], left - train_wall, os.path.join(work_dir, f"{it['item']}_analyze.txt"))
+    rc, text2 = run_cmd([sys.executable, *analyze_cmd], left - train_wall, os.path.join(q.work_dir, f"{it['item']}_analyze.txt"))
     checked(rc, text2, 'analyze.py')
-    prov = dict(machine(), command=[' '.join(['python', *train_cmd]), ' '.join(['python', *analyze_cmd])],
+    prov = dict(machine(q), command=[' '.join(['python', *train_cmd]), ' '.join(['python', *analyze_cmd])],
                 train_s=float(m.group(1)) if m else round(train_wall, 1), train_wall_s=round(train_wall, 1),
                 analyze_s=round(time.time() - t1, 1), mode=it['terms'].get('mode'), queue_estimate_s=round(it['est']),
                 train_tail=text.splitlines()[-3:])
@@ -331,17 +331,17 @@ def run_experiment(it, left, stage):
     return prov
 
 
-def run_bench(left, stage):
+def run_bench(q, left, stage):
     """The GPU tests (at most a quarter of the time left), then bench.py for each of BENCH_RUNS ->
     staged bench results; the raw JSONs stay in work_dir/bench_raw so that the rest of this sitting
     estimates with them. A bench run that fails or runs out of time is recorded (provenance 'failed')
     and the others are staged; the item fails only when none succeeds. tiny: one small CPU run."""
-    raw = os.path.join(work_dir, 'bench_raw')
+    raw = os.path.join(q.work_dir, 'bench_raw')
     shutil.rmtree(raw, ignore_errors=True)
     os.makedirs(raw)
     t0, tests, cmds, secs, failed = time.time(), 'not run (tiny: no GPU)', [], [], []
-    if not tiny:
-        cmd = ['python', '-m', 'pytest', '-q', 'tests/test_gpu.py', *(['-k', gpu_tests_k] if gpu_tests_k else [])]
+    if not q.tiny:
+        cmd = ['python', '-m', 'pytest', '-q', 'tests/test_gpu.py', *(['-k', q.gpu_tests_k] if q.gpu_tests_k else [])]
         rc, text = run_cmd([sys.executable, *cmd[1:]], left / 4, os.path.join(raw, 'tests_gpu.txt'))
         with open(os.path.join(raw, 'tests_gpu.txt'), 'w') as f:
             f.write('\n'.join(text.splitlines()[-30:]) + '\n')
@@ -349,12 +349,12 @@ def run_bench(left, stage):
         tests = ('ran out of time' if rc is None else (text.strip().splitlines() or ['no output'])[-1].strip('= ')) \
             + f" (`{shlex.join(cmd)}`, {secs[-1]:.0f} s)"
         cmds.append(shlex.join(cmd))
-    runs = [('bench_compile.json', ['--candidates=True', '--sweep=True'])] if tiny else BENCH_RUNS   # no CUDA graphs on a CPU
+    runs = [('bench_compile.json', ['--candidates=True', '--sweep=True'])] if q.tiny else BENCH_RUNS   # no CUDA graphs on a CPU
     for fname, extra in runs:
         t1 = time.time()
-        cmd = ['bench.py', *extra, *(TINY_BENCH + [f"--data_dir={os.path.join(work_dir, 'data')}"] if tiny else []),
+        cmd = ['bench.py', *extra, *(TINY_BENCH + [f"--data_dir={os.path.join(q.work_dir, 'data')}"] if q.tiny else []),
                f'--out_file={os.path.join(raw, fname)}']
-        rc, text = run_cmd([sys.executable, *cmd], left - (time.time() - t0), os.path.join(work_dir, f'{fname}.txt'))
+        rc, text = run_cmd([sys.executable, *cmd], left - (time.time() - t0), os.path.join(q.work_dir, f'{fname}.txt'))
         try:
             checked(rc, text, ' '.join(['python', 'bench.py', *extra]))
             cmds.append(' '.join(['python', 'bench.py', *extra]))
@@ -363,37 +363,37 @@ def run_bench(left, stage):
             failed.append(f'{e} after {time.time() - t1:.0f} s')
     if len(failed) == len(runs):
         raise ItemFailed('; '.join(failed))
-    prov = dict(machine(), command=cmds, command_s=secs, tests=tests, total_s=round(time.time() - t0, 1),
+    prov = dict(machine(q), command=cmds, command_s=secs, tests=tests, total_s=round(time.time() - t0, 1),
                 **({'failed': failed} if failed else {}))
     results.stage_bench(raw, prov, stage)
     return prov
 
 
-def pack(stage, path):
+def pack(q, stage, path):
     """stage/* -> path (.tgz); ValueError if it exceeds max_file_mb."""
     os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
     with tarfile.open(path, 'w:gz') as tar:
         for name in sorted(os.listdir(stage)):
             tar.add(os.path.join(stage, name), arcname=name)
-    if os.path.getsize(path) > max_file_mb * 1e6:
+    if os.path.getsize(path) > q.max_file_mb * 1e6:
         size = os.path.getsize(path) / 1e6
         os.remove(path)
-        raise ValueError(f"gpu_queue error: {os.path.basename(path)} is {size:.1f} MB > {max_file_mb} MB")
+        raise ValueError(f"gpu_queue error: {os.path.basename(path)} is {size:.1f} MB > {q.max_file_mb} MB")
     return path
 
 
-def check_out(out_dir):
+def check_out(q, out_dir):
     """What would not come back from the machine: too many files, too large, too deep, odd names."""
     files = [os.path.relpath(os.path.join(d, f), out_dir) for d, _, fs in os.walk(out_dir) for f in fs]
-    bad = [f"{len(files)} files > {max_files}"] if len(files) > max_files else []
+    bad = [f"{len(files)} files > {q.max_files}"] if len(files) > q.max_files else []
     for f in files:
         parts = f.split(os.sep)
         if len(parts) > 3:
             bad.append(f'{f}: more than two folders deep')
         if not all(NAME_OK.fullmatch(p) for p in parts):
             bad.append(f'{f}: a name with characters other than letters, digits and ._-')
-        if os.path.getsize(os.path.join(out_dir, f)) > max_file_mb * 1e6:
-            bad.append(f'{f}: larger than {max_file_mb} MB')
+        if os.path.getsize(os.path.join(out_dir, f)) > q.max_file_mb * 1e6:
+            bad.append(f'{f}: larger than {q.max_file_mb} MB')
     return bad
 
 
@@ -415,52 +415,52 @@ def simulate(items, left):
     return lines
 
 
-def header(speeds, title):
+def header(q, speeds, title):
     pts = ', '.join(f"{m} " + ' '.join(f"E={e}:{r:.0f}" for e, r in p) for m, p in speeds['pts'].items())
     return [title, f"speeds: bench run-steps/s {pts or 'none'}; eval {speeds['eval_s']:.2f} s; "
-            f"analysis {speeds['ckpt_rate']:.2f} checkpoints/s; safety x{safety}",
+            f"analysis {speeds['ckpt_rate']:.2f} checkpoints/s; safety x{q.safety}",
             f"{'item':<20}{'est s':>8}{'E':>5} {'mode':>8} {'run-st/s':>9} {'train':>7} {'analysis':>8}  decision"]
 
 
-def setup(cfg):
-    """Make cfg's knobs this module's settings (the functions read them)."""
-    globals().update(cfg)
+def settings(cfg):
+    """The queue's knobs as named fields (q.budget, q.tiny, ...), passed to every function that reads them."""
+    return types.SimpleNamespace(**cfg)
 
 
 def run_queue(cfg):
     """Run (or, with dry_run, print) the queue within the budget. -> exit code."""
-    setup(cfg)
-    if not dry_run and not tiny:
+    q = settings(cfg)
+    if not q.dry_run and not q.tiny:
         import torch
         if not torch.cuda.is_available():
             raise ValueError("gpu_queue error: no CUDA device here "
                              "(--dry_run=True prints the plan; --tiny=True runs a CPU miniature)")
     t0, done_now, log, extra, n_packed = time.time(), set(), [], [], 0
-    items, speeds = plan(done_now)
-    kind = 'dry run' if dry_run else 'tiny (CPU)' if tiny else 'GPU'
-    title = f"queue: budget {budget:.0f} s, {kind}, data v{data_gen.VERSION}"
-    log += header(speeds, title) + simulate(items, budget)
+    items, speeds = plan(q, done_now)
+    kind = 'dry run' if q.dry_run else 'tiny (CPU)' if q.tiny else 'GPU'
+    title = f"queue: budget {q.budget:.0f} s, {kind}, data v{data_gen.VERSION}"
+    log += header(q, speeds, title) + simulate(items, q.budget)
     print('\n'.join(log), flush=True)
-    if dry_run:
+    if q.dry_run:
         return 0
-    os.makedirs(out, exist_ok=True)
-    os.makedirs(work_dir, exist_ok=True)
-    while n_packed < max_files - 1:
-        left = budget - (time.time() - t0)
-        items, speeds = plan(done_now, extra)
+    os.makedirs(q.out, exist_ok=True)
+    os.makedirs(q.work_dir, exist_ok=True)
+    while n_packed < q.max_files - 1:
+        left = q.budget - (time.time() - t0)
+        items, speeds = plan(q, done_now, extra)
         it = next((x for x in items if 'skip' not in x and x['est'] <= left), None)
         if it is None:
             break
         log.append(f"{time.strftime('%H:%M:%S')} {it['item']}: start (estimate {it['est']:.0f} s, {left:.0f} s left)")
         print(log[-1], flush=True)
-        stage = os.path.join(work_dir, 'stage', it['item'])
+        stage = os.path.join(q.work_dir, 'stage', it['item'])
         shutil.rmtree(stage, ignore_errors=True)
         t1 = time.time()
         try:
-            prov = run_bench(left, stage) if it['exp'] == 'bench' else run_experiment(it, left, stage)
-            path = pack(stage, os.path.join(out, f"{it['item']}.tgz"))
+            prov = run_bench(q, left, stage) if it['exp'] == 'bench' else run_experiment(q, it, left, stage)
+            path = pack(q, stage, os.path.join(q.out, f"{it['item']}.tgz"))
             n_packed += 1
-            extra = [os.path.join(work_dir, 'bench_raw')] if it['exp'] == 'bench' else extra
+            extra = [os.path.join(q.work_dir, 'bench_raw')] if it['exp'] == 'bench' else extra
             log.append(f"  done in {time.time() - t1:.0f} s (" + ', '.join(f'{k} {prov[k]}' for k in
                        ('train_s', 'train_wall_s', 'analyze_s', 'total_s', 'tests', 'failed') if k in prov)
                        + f") -> {os.path.basename(path)} ({os.path.getsize(path) / 1e6:.2f} MB)")
@@ -468,16 +468,16 @@ def run_queue(cfg):
             log.append(f"  failed after {time.time() - t1:.0f} s: {e}")
         done_now.add('bench' if it['exp'] == 'bench' else (it['exp'], it['shard'][0]))
         print(log[-1], flush=True)
-        write_log(log)
-    log.append(f"queue: {n_packed} archive(s) in {time.time() - t0:.0f} s of {budget:.0f}")
-    write_log(log)
-    bad = check_out(out)
+        write_log(q, log)
+    log.append(f"queue: {n_packed} archive(s) in {time.time() - t0:.0f} s of {q.budget:.0f}")
+    write_log(q, log)
+    bad = check_out(q, q.out)
     print(log[-1] + ''.join(f'\nwill not come back: {b}' for b in bad))
     return 1 if bad else 0
 
 
-def write_log(log):
-    with open(os.path.join(out, 'queue.txt'), 'w') as f:
+def write_log(q, log):
+    with open(os.path.join(q.out, 'queue.txt'), 'w') as f:
         f.write('\n'.join(log) + '\n')
 
 

@@ -1,6 +1,6 @@
-"""A miniature of every experiment config, end to end (data, lockstep training, analysis), so
-that the configs of the reproduction cannot rot. Each keeps its own knobs and the first two
-values of every swept knob; population, model and schedule are shrunk."""
+"""A miniature of every experiment of config/experiments.py at both scales, end to end (data, lockstep
+training, analysis), so that the configs of the reproduction cannot rot. Each keeps its own knobs and
+the first two values of every swept knob; population, model and schedule are shrunk."""
 import glob
 import json
 import math
@@ -12,20 +12,31 @@ pytestmark = pytest.mark.slow      # end to end: the fast subset (-m 'not slow')
 
 import analyze
 import train
+from config.experiments import EXPERIMENTS, SCALES, config_path, out_dir
 from configurator import configure
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, 'config', '*.py'))
-                 if not os.path.basename(p).startswith('celeb_'))   # celeb_XX.py: single points of sweep_celeb
+CONFIGS = [(name, scale) for name in EXPERIMENTS for scale in SCALES]
 TINY = dict(n_people=60, n_first_names=20, n_last_names=20, n_cities=10, n_layer=1, n_head=2, n_embd=16,
             batch_size=16, max_iters=6, n_ckpts=2, ckpt_first=1, eval_interval=6, eval_max=40, device='cpu', compile=False)
 
 
-@pytest.mark.parametrize('name', CONFIGS)
-def test_experiment_miniature(name, tmp_path):
-    stack = ['quick.py'] if name.startswith('quick_') else []          # quick_*.py are stacked on quick.py
-    cfg = configure(train.DEFAULTS, [os.path.join(ROOT, 'config', f) for f in stack + [name]])
-    assert cfg['out_dir'] == f"out/{name[:-3]}"                   # each experiment writes its own directory
+def test_registry_lists_every_experiment_config():
+    """Every config of an experiment is in the registry (celeb_XX.py are single points of sweep_celeb,
+    quick.py the smoke run), and every laptop twin stacks on its paper config."""
+    on_disk = {os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, 'config', '**', '*.py'), recursive=True)}
+    listed = {os.path.relpath(config_path(n, s), ROOT) for n, s in CONFIGS}
+    others = {p for p in on_disk if os.path.basename(p).startswith('celeb_')} | {
+        'config/quick.py', 'config/experiments.py', 'config/__init__.py', 'config/laptop/base.py'}
+    assert on_disk - others == listed
+    for name in EXPERIMENTS:
+        assert f"include('../{name}.py')" in open(config_path(name, 'laptop')).read()
+
+
+@pytest.mark.parametrize('name,scale', CONFIGS)
+def test_experiment_miniature(name, scale, tmp_path):
+    cfg = configure(train.DEFAULTS, [config_path(name, scale)])
+    assert cfg['out_dir'] == out_dir(name, scale)                 # each experiment writes its own directory
     cfg.update(TINY, out_dir=str(tmp_path / 'out'), data_dir=str(tmp_path / 'data'),
                sweep={k: v[:2] for k, v in cfg['sweep'].items()})
     exp = train.train(cfg)

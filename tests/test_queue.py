@@ -26,10 +26,8 @@ def queue(tmp_path):
     os.makedirs(assets / 'bench')
     for p in glob.glob(os.path.join(ROOT, 'assets', 'bench', 'bench_*.json')):
         shutil.copy(p, assets / 'bench')
-    cfg = dict(gpu_queue.DEFAULTS, assets=str(assets), out=str(tmp_path / 'out'), work_dir=str(tmp_path / 'work'))
-    gpu_queue.setup(cfg)
-    yield cfg
-    gpu_queue.setup(gpu_queue.DEFAULTS)
+    return gpu_queue.settings(dict(gpu_queue.DEFAULTS, assets=str(assets), out=str(tmp_path / 'out'),
+                                   work_dir=str(tmp_path / 'work')))
 
 
 def fake_current(assets, name, shards_n=1):
@@ -43,33 +41,28 @@ def fake_current(assets, name, shards_n=1):
 
 
 def test_plan_order_skip_and_budget(queue):
-    fake_current(queue['assets'], 'balance')
-    items, speeds = gpu_queue.plan(set())
+    fake_current(queue.assets, 'balance')
+    items, speeds = gpu_queue.plan(queue, set())
     names = [it['item'] for it in items]
     exps = list(dict.fromkeys(n.split('-')[0] for n in names))
-    assert exps == gpu_queue.order                                   # the fixed priority order
+    assert exps == gpu_queue.ORDER                                   # the fixed priority order
     assert names[0] == 'bench' and 'est' in items[0]                 # no bench summary for this code: measure it first
     bal = next(it for it in items if it['item'] == 'balance')
     assert bal['skip'] == 'current results in assets/'
     runnable = [it for it in items if 'skip' not in it]
-    assert all(it['est'] <= queue['budget'] for it in runnable)      # every shard fits one sitting
+    assert all(it['est'] <= queue.budget for it in runnable)      # every shard fits one sitting
     sel = [it for it in runnable if it['exp'] == 'selection']
     n = sel[0]['shard'][1]
     assert len(sel) == n > 1 and sum(it['terms']['E'] for it in sel) == 110
     assert all(it['terms']['E'] == 1 and it['terms']['mode'] == 'graph' for it in runnable if it['exp'] == 'steps_10x')
     # the simulation takes each run item's cost off the budget, in order
-    lines = gpu_queue.simulate(items, queue['budget'])
+    lines = gpu_queue.simulate(items, queue.budget)
     assert lines[0].startswith('bench') and ' run (' in lines[0] and all(' run (' not in l for l in lines[1:])
-    assert gpu_queue.simulate(items, 1)[0].endswith(f'later: needs {1.1 * gpu_queue.bench_s:.0f} s, 1 s left')
-
-
-def test_reproduce_sh_runs_the_queue_order():
-    text = open(os.path.join(ROOT, 'reproduce.sh')).read()
-    assert re.search(r'^ALL="([^"]*)"', text, re.M).group(1).split() == gpu_queue.order[1:]
+    assert gpu_queue.simulate(items, 1)[0].endswith(f'later: needs {1.1 * queue.bench_s:.0f} s, 1 s left')
 
 
 def test_estimate_reads_the_bench(queue, tmp_path):
-    pts = gpu_queue.bench_points([os.path.join(queue['assets'], 'bench')], False)
+    pts = gpu_queue.bench_points([os.path.join(queue.assets, 'bench')], False)
     bench = results.read_json(os.path.join(ROOT, 'assets', 'bench', 'bench_compile.json'))
     e16 = next(r['run_steps_per_s'] for r in bench['rows'] if r['row'] == 'lockstep E=16')
     assert gpu_queue.throughput(pts, 16, 'compile') == e16
@@ -84,8 +77,8 @@ def test_estimate_reads_the_bench(queue, tmp_path):
         json.dump(b, f)
     assert gpu_queue.bench_points([str(tmp_path / 'b')], False)['compile'] == pts['compile']
     # a measured GPU run of the experiment calibrates its estimate: the H200 sweep (seed 0)
-    shutil.copytree(os.path.join(ROOT, 'assets', 'sweep_celeb'), os.path.join(queue['assets'], 'sweep_celeb'))
-    items, speeds = gpu_queue.plan(set())
+    shutil.copytree(os.path.join(ROOT, 'assets', 'sweep_celeb'), os.path.join(queue.assets, 'sweep_celeb'))
+    items, speeds = gpu_queue.plan(queue, set())
     p = results.read_json(os.path.join(ROOT, 'assets', 'sweep_celeb', 'summary.json'))['provenance'][0]
     assert speeds['ckpt_rate'] == pytest.approx(p['n_ckpts'] / p['analyze_s'])
     assert 0.5 < speeds['eval_s'] < 2
@@ -94,11 +87,10 @@ def test_estimate_reads_the_bench(queue, tmp_path):
 
 
 def test_only_and_errors(queue):
-    gpu_queue.setup(dict(queue, only='sweep_celeb'))
-    assert {it['item'].split('-')[0] for it in gpu_queue.plan(set())[0]} == {'sweep_celeb'}
-    gpu_queue.setup(dict(queue, only='nonsense'))
+    only = gpu_queue.settings(dict(vars(queue), only='sweep_celeb'))
+    assert {it['item'].split('-')[0] for it in gpu_queue.plan(only, set())[0]} == {'sweep_celeb'}
     with pytest.raises(ValueError, match="unknown item 'nonsense'"):
-        gpu_queue.plan(set())
+        gpu_queue.plan(gpu_queue.settings(dict(vars(queue), only='nonsense')), set())
     r = subprocess.run([sys.executable, '-m', 'dev.run_queue', '--budget=540', '--dry_run=True', 'nonsense'], cwd=ROOT,
                        capture_output=True, text=True)
     assert r.returncode == 1 and r.stderr.startswith('gpu_queue error: unknown item') and r.stderr.count('\n') == 1
@@ -110,20 +102,20 @@ def test_packing_limits(queue, tmp_path):
     out = tmp_path / 'o'
     os.makedirs(out / 'a' / 'b' / 'c')
     (out / 'ok.tgz').write_bytes(b'x')
-    assert gpu_queue.check_out(str(out)) == []
+    assert gpu_queue.check_out(queue, str(out)) == []
     (out / 'a' / 'b' / 'c' / 'deep.txt').write_text('x')
     (out / 'bad name.txt').write_text('xx')
     for i in range(7):
         (out / f'f{i}.txt').write_text('x')
-    gpu_queue.setup(dict(queue, max_file_mb=1e-6))
-    bad = gpu_queue.check_out(str(out))
+    small = gpu_queue.settings(dict(vars(queue), max_file_mb=1e-6))
+    bad = gpu_queue.check_out(small, str(out))
     assert any('10 files > 8' in b for b in bad) and any('deep' in b for b in bad)
     assert any('bad name' in b and 'letters' in b for b in bad) and any('larger than' in b for b in bad)
     stage = tmp_path / 'stage'
     os.makedirs(stage / 'figures')
     (stage / 'summary.json').write_text('{}' * 1000)
     with pytest.raises(ValueError, match='MB'):
-        gpu_queue.pack(str(stage), str(tmp_path / 'p' / 'x.tgz'))
+        gpu_queue.pack(small, str(stage), str(tmp_path / 'p' / 'x.tgz'))
     assert not os.path.exists(tmp_path / 'p' / 'x.tgz')
 
 
@@ -142,14 +134,14 @@ def test_tiny_queue_end_to_end(queue, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert sorted(os.listdir(out)) == ['queue.txt', 'sweep_celeb-0of2.tgz', 'sweep_celeb-1of2.tgz']
     log = (out / 'queue.txt').read_text()
-    assert 'sweep_celeb-1of2: start' in log and 'failed' not in log and gpu_queue.check_out(str(out)) == []
+    assert 'sweep_celeb-1of2: start' in log and 'failed' not in log and gpu_queue.check_out(queue, str(out)) == []
     for name in ('sweep_celeb-0of2.tgz', 'sweep_celeb-1of2.tgz'):
         results.import_archive(str(out / name), str(assets))
     s = results.read_json(str(assets / 'sweep_celeb' / 'summary.json'))
     assert s['shards'] == dict(n=2, done=[0, 1]) and len(s['runs']) == 4 and s['runs_missing'] == []
     assert s['provenance'][0]['command'][0].startswith('python train.py config/sweep_celeb.py --shard=0/2')
-    gpu_queue.setup(dict(queue, tiny=True, only='sweep_celeb', shards={'sweep_celeb': 2}))
-    assert gpu_queue.plan(set())[0] == [dict(item='sweep_celeb', skip='current results in assets/')]
+    q = gpu_queue.settings(dict(vars(queue), tiny=True, only='sweep_celeb', shards={'sweep_celeb': 2}))
+    assert gpu_queue.plan(q, set())[0] == [dict(item='sweep_celeb', skip='current results in assets/')]
 
 
 @pytest.mark.slow
@@ -165,6 +157,5 @@ def test_tiny_bench_item(tmp_path):
     assert {'lockstep E=1 ce_loss', 'lockstep E=1 index_select'} <= set(rows)
     sweep = next(v for k, v in rows.items() if k.startswith('sweep'))
     assert {'train_s', 'step_s', 'outside_steps_frac', 'analyze_s', 'ckpts_per_s'} <= set(sweep)
-    gpu_queue.setup(dict(gpu_queue.DEFAULTS, assets=str(tmp_path / 'assets'), tiny=True, only='bench'))
-    assert gpu_queue.plan(set())[0] == [dict(item='bench', skip='assets/bench measured this code')]
-    gpu_queue.setup(gpu_queue.DEFAULTS)
+    q = gpu_queue.settings(dict(gpu_queue.DEFAULTS, assets=str(tmp_path / 'assets'), tiny=True, only='bench'))
+    assert gpu_queue.plan(q, set())[0] == [dict(item='bench', skip='assets/bench measured this code')]
