@@ -1,6 +1,6 @@
 """
 The toy model: a linear model on one-hot features that shows the transformers' effect, that
-an informative and extractable language feature hurts cross-lingual recall (SPEC section 9).
+an informative and extractable language feature hurts cross-lingual recall (docs/method.md section 9).
 
     python toy.py                           # both tables and the figure, in a couple of seconds
     python toy.py --l2=0 --steps=300        # gradient descent instead of the ridge solve
