@@ -5,11 +5,12 @@ Train one run, or a sweep of runs in lockstep, on synthetic bilingual knowledge 
     python train.py config/sweep_celeb.py               # every combination of `sweep` in one process
     python train.py config/sweep_celeb.py --shard=0/4   # a quarter of the sweep's runs, e.g. one GPU
     torchrun --nproc_per_node=4 train.py config/selection.py   # its 4 shards on the 4 GPUs of a node
-    python train.py config/quick.py                     # the laptop run
+    python train.py config/quick.py                     # the 4-minute smoke run on a CPU
+    python train.py config/laptop/sweep_celeb.py        # the main sweep at laptop scale (docs/experiments.md)
     python train.py --help                              # every knob, with its default
 
-A sweep stacks its runs on a leading run axis E of every weight (model.py), so E runs cost
-about as much as one on a GPU. Each run reads its own dataset, has its own init and its own
+A sweep stacks its runs on a leading run axis E of every weight (model.py): on a GPU a step of
+16 runs costs 1.5-5x a step of one (H200, docs/speed.md), far less than 16 separate runs. Each run reads its own dataset, has its own init and its own
 data order, and gets its own gradient clipping, so run r of a sweep follows the path it would
 follow trained alone (same seed): AdamW is elementwise and the loss is a sum of per-run means,
 so the runs never touch. Batches are drawn by a counter-based hash of (seed, iter), which is

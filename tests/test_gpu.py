@@ -57,6 +57,8 @@ def test_analysis_on_gpu_batched_equals_per_run(tmp_path):
     acfg = dict(analyze.DEFAULTS, exp_dir=exp, figures=False, max_ckpts=3)
     together = analyze.analyze(dict(acfg, run_batch=2))['records']
     alone = analyze.analyze(dict(acfg, run_batch=1))['records']
+    assert len(together) == len(alone) >= 2 * 2                        # both runs, at least 2 checkpoints each
+    assert [(a['run'], a['iter']) for a in together] == [(b['run'], b['iter']) for b in alone]
     for a, b in zip(together, alone):
         for kind in ('act', 'grad'):
             x, y = a['footprint']['lang'][kind]['concat'], b['footprint']['lang'][kind]['concat']

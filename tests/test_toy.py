@@ -2,7 +2,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -90,10 +89,8 @@ def test_gradient_descent_reaches_ridge():
         toy.fit(dict(c, steps=300, lr=100.0), data, 1.0)           # divergence is a clear error
 
 
-def test_main_writes_results_in_seconds(tmp_path, capsys):
-    t0 = time.time()
+def test_main_writes_results(tmp_path, capsys):
     res = toy.main(cfg(out_dir=str(tmp_path)))
-    assert time.time() - t0 < 20
     saved = json.load(open(tmp_path / 'results.json'))
     assert saved['table'] == res['table']
     assert [r['lang_var'] for r in saved['table']] == [0.0, 0.05, 0.1]
