@@ -1,5 +1,5 @@
 """
-Analyse every run and checkpoint of an experiment: activation and gradient representations of
+Analyze every run and checkpoint of an experiment: activation and gradient representations of
 training examples, cross-lingual unification, feature footprints, a language probe, name
 confusion in OOD errors, recall by the number of training templates, and run / checkpoint
 selection. Writes out/<exp>/analysis.json (one record per run and checkpoint, plus summaries),
@@ -9,10 +9,10 @@ out/<exp>/similarity.npz and PNG figures under out/<exp>/figures/ (plots.py).
     python analyze.py out/sweep_celeb --proj_dim=1024 --device=cpu
     python analyze.py --help
 
-The runs of an experiment that share a checkpoint iteration are analysed in one batched pass:
+The runs of an experiment that share a checkpoint iteration are analyzed in one batched pass:
 their checkpoints are loaded into one model with a run axis (model.py), and activations,
 per-example gradients and predictions are computed for all of them at once; the metrics are
-then computed per run. A run analysed alone gives the same numbers (tests/test_analyze.py).
+then computed per run. A run analyzed alone gives the same numbers (tests/test_analyze.py).
 
 Representations (represent.py; layer keys: 'emb' = embedding output, 'L1'..'Ln' = after each
 block, 'head' = final norm / unembedding parameters (gradients only), 'concat' = everything):
@@ -38,15 +38,15 @@ import metrics
 import model as model_lib
 import represent
 from configurator import cli, config_keys, configure
-from plots import acc_of, pearson, sim_layers, spread
+from plots import acc_of, dig, final_ood, pearson, sim_layers, spread
 
 # -----------------------------------------------------------------------------
-exp_dir = ''                # out/<exp> to analyse (or give it as the first argument)
+exp_dir = ''                # out/<exp> to analyze (or give it as the first argument)
 device = 'auto'             # 'auto' = cuda, then mps, then cpu
 max_examples = 0            # training examples per run for footprints (whole facts); 0 = auto: 1000 cuda, 400 else
 max_celeb_facts = 0         # celebrity facts per run for unification and the probe; 0 = auto: 100 cuda, 50 else
 max_ckpts = -1              # checkpoints per run, evenly spread (first, last kept); 0 = all; -1 = auto: all cuda, 8 else
-run_batch = 0               # runs analysed together in one batched pass; 0 = auto: 16 cuda, 2 else
+run_batch = 0               # runs analyzed together in one batched pass; 0 = auto: 16 cuda, 2 else
 proj_dim = 0                # dims of a gradient representation after projection; 0 = auto: 4096 cuda, 512 else
 proj_kind = 'auto'          # gaussian (dense N(0, 1/k)) or sketch (CountSketch); auto = gaussian on cuda, sketch else
 proj_seed = 0               # seed of the fixed projection (same seed + device type -> same projection)
@@ -63,27 +63,28 @@ sim_values_per_type = 2     # attribute values per fact type in the similarity f
 sim_per_value = 50          # examples per attribute value in a similarity matrix (split over languages)
 sim_ckpts = 5               # checkpoints per similarity figure (log-spaced over the run's checkpoints)
 sim_runs = 4                # runs that get similarity figures (spread over final OOD accuracy)
-unif_rep = 'act'            # headline unification for selection and figures: 'act' or 'grad'
-unif_layer = 'concat'       # headline layer: 'concat', 'emb', 'L<i>'
-unif_variant = 'normalized' # headline score: normalized, same_fact (the paper's formula) or distinct_fact
+unif_rep = 'act'            # representation of the headline unification (metrics.HEADLINE): 'act' or 'grad'
+unif_layer = 'concat'       # its layer: 'concat', 'emb', 'L<i>'
 unif_min_z = 3.0            # unification is None where the fact signal is below this many standard errors
-footprint_at = 'max'        # language footprint per run in the MI figures: 'max' over checkpoints or 'final'
+footprint_at = 'peak'       # language footprint per run in the MI figures: 'peak' after initialisation or 'final'
 select_repeats = 1000       # random subsets of runs in the selection experiment
 select_frac = 0.333         # share of the runs in each subset
 select_ks = [1, 5, 10]      # % of the OOD test available to the 'small OOD test' criterion
-ckpt_min_id = 0.9           # checkpoint selection by unification: only checkpoints with ID acc >= this x the run's best (0 = off)
+ckpt_min_id = 0.9           # the variant unification_filtered of checkpoint selection: ID acc >= this x the run's best ...
 ckpt_tie = 0.01             # ... and unification within this of the best is a tie, won by the later checkpoint
 seed = 0                    # sampling of examples and subsets
 figures = True              # write PNG figures
 # -----------------------------------------------------------------------------
 DEFAULTS = config_keys(globals())
-CHOICES = {'unif_rep': ('act', 'grad'), 'unif_variant': ('normalized', 'same_fact', 'distinct_fact'),
-           'footprint_at': ('max', 'final'), 'proj_dtype': ('auto', 'float32', 'bfloat16', 'float16'),
-           'proj_kind': ('auto', 'gaussian', 'sketch'), 'grad_precond': ('adam', 'trackstar')}
+CHOICES = {'unif_rep': ('act', 'grad'), 'footprint_at': ('peak', 'final'),
+           'proj_dtype': ('auto', 'float32', 'bfloat16', 'float16'), 'proj_kind': ('auto', 'gaussian', 'sketch'),
+           'grad_precond': ('adam', 'trackstar')}
 AUTO = {  # setting: (value on cuda, value elsewhere), for settings left at their default (0 / -1 / 'auto')
     'max_examples': (1000, 400), 'max_celeb_facts': (100, 50), 'max_ckpts': (0, 8), 'run_batch': (16, 2),
     'proj_dim': (4096, 512), 'proj_kind': ('gaussian', 'sketch'), 'proj_cache_gb': (16.0, 1.0),
     'grad_batch': (2048, 128), 'ood_sample': (2000, 500)}
+SUMMARY_KEYS = ('unif_rep', 'unif_layer', 'footprint_at', 'select_repeats', 'select_frac', 'select_ks', 'ckpt_min_id',
+                'ckpt_tie', 'seed')   # what summarise reads: an older analysis summarised again gets the defaults it lacks
 RUN_KNOBS = [k for k in data_gen.DATA_DEFAULTS if k not in ('dataset', 'data_dir')] + ['seed', 'learning_rate',
                                                                                         'weight_decay']
 
@@ -96,6 +97,10 @@ def pick_settings(cfg, dev):
         if cfg[k] == DEFAULTS[k]:                    # the default (0, -1 or 'auto') means: pick by device
             cfg[k] = gpu if dev.startswith('cuda') else other
             picked.append(f'{k}={cfg[k]}')
+    if cfg.get('grad_dtype', 'auto') == 'auto':      # per-example gradients in bf16 on a CPU that multiplies it
+        # natively: 2x the gradient representations/s there, within cosine 0.997 of float32's (docs/speed.md)
+        cfg['grad_dtype'] = 'bfloat16' if dev == 'cpu' and model_lib.cpu_has_bf16() else 'float32'
+        picked.append(f"grad_dtype={cfg['grad_dtype']}")
     return cfg, f"settings picked for {dev}: {', '.join(picked)}" if picked else ''
 
 
@@ -189,7 +194,7 @@ def similarity_examples(train, celeb, meta, cfg, rng):
 
 
 def prepare_run(run, cfg):
-    """Dataset of a run and the example subsets analysed at every checkpoint."""
+    """Dataset of a run and the example subsets analyzed at every checkpoint."""
     path = run['cfg'].get('dataset_path') or data_gen.dataset_path(run['cfg'])
     meta = data_gen.load_meta(path)
     train, idt, ood = (data_gen.load_split(path, s, meta) for s in data_gen.SPLITS)
@@ -221,7 +226,7 @@ def prepare_run(run, cfg):
                 max_attr=max(len(data_gen.attribute_tokens(e)) for e in train + ood))
 
 
-def name_confusion(pred, examples, rd):
+def name_confusion(pred, examples, inputs):
     """Per OOD example: correct or not; share of errors naming a namesake's attribute; chance share."""
     correct, n_err, n_conf, chance = [], 0, 0, 0.0
     for row, e in zip(pred.tolist(), examples):
@@ -230,20 +235,20 @@ def name_confusion(pred, examples, rd):
         correct.append(ok)
         if ok:
             continue
-        toks = tuple(row[:row.index(rd['eos'])] if rd['eos'] in row else row[:-1])   # up to <eos>
-        names = rd['namesake'][(e['person'], e['fact_type'])] - {str(e['attribute'])}
+        toks = tuple(row[:row.index(inputs['eos'])] if inputs['eos'] in row else row[:-1])   # up to <eos>
+        names = inputs['namesake'][(e['person'], e['fact_type'])] - {str(e['attribute'])}
         n_err += 1
-        n_conf += rd['attr_map'].get((e['fact_type'], toks)) in names
-        chance += len(names) / max(1, rd['n_values'][e['fact_type']] - 1)
+        n_conf += inputs['attr_map'].get((e['fact_type'], toks)) in names
+        chance += len(names) / max(1, inputs['n_values'][e['fact_type']] - 1)
     return np.array(correct, bool), dict(share=n_conf / n_err if n_err else None, n_errors=n_err,
                                          chance=chance / n_err if n_err else None)
 
 
-def acc_by_n_templates(correct, examples, rd):
+def acc_by_n_templates(correct, examples, inputs):
     """Accuracy of test examples by their fact's number of training templates: {n: {acc, n}}."""
     groups = {}
     for c, e in zip(correct, examples):
-        groups.setdefault(rd['n_train'].get((e['person'], e['fact_type']), 0), []).append(c)
+        groups.setdefault(inputs['n_train'].get((e['person'], e['fact_type']), 0), []).append(c)
     return {str(n): dict(acc=float(np.mean(v)), n=len(v)) for n, v in sorted(groups.items())}
 
 
@@ -255,16 +260,16 @@ def layer_dict(act, grads):
     return {'act': a, 'grad': grads}
 
 
-def ckpt_metrics(act, grads, rd, cfg, keep_sims):
+def ckpt_metrics(act, grads, inputs, cfg, keep_sims):
     """Footprints, unification, language probe (and similarity matrices if keep_sims) of one run at
     one checkpoint, from its representations. -> (record fields, sims or None)."""
     reps = layer_dict(act, grads)
-    ex, dev = rd['union'], act.device
-    ft_id = {ft: i for i, ft in enumerate(rd['meta']['fact_types'])}
+    ex, dev = inputs['union'], act.device
+    ft_id = {ft: i for i, ft in enumerate(inputs['meta']['fact_types'])}
     lang = torch.tensor([e['lang'] for e in ex], device=dev)
     ftype = torch.tensor([ft_id[e['fact_type']] for e in ex], device=dev)
     fact = torch.tensor([e['person'] * len(ft_id) + ft_id[e['fact_type']] for e in ex], device=dev)
-    g, c = rd['gen'].to(dev), rd['celeb'].to(dev)
+    g, c = inputs['gen'].to(dev), inputs['celeb'].to(dev)
     rec = {'footprint': {'fact_chance': (len(torch.unique(fact[g])) - 1) / max(1, len(g) - 1)}}
     for k, feat in (('lang', lang), ('fact', fact)):
         rec['footprint'][k] = {kind: {l: metrics.variance_explained(x[g], feat[g]) for l, x in layers.items()}
@@ -274,7 +279,7 @@ def ckpt_metrics(act, grads, rd, cfg, keep_sims):
         rec['unification_null_reason'] = 'no celebrity (parallel) facts in the training set'
     else:
         cf = torch.unique(fact[c], return_inverse=True)[1]
-        u = {v: {kind: {} for kind in reps} for v in ('normalized', 'same_fact', 'distinct_fact', 'signal_z')}
+        u = {v: {kind: {} for kind in reps} for v in (*metrics.VARIANTS, 'signal_z')}
         why = None
         for kind, layers in reps.items():
             for l, x in layers.items():
@@ -288,7 +293,7 @@ def ckpt_metrics(act, grads, rd, cfg, keep_sims):
         if half.any() and (~half).any() and len(torch.unique(lang[c][half])) > 1:
             rec['lang_probe'] = {kind: {l: metrics.lang_probe(x[c], lang[c], half, cfg['probe_l2'])
                                         for l, x in layers.items()} for kind, layers in reps.items()}
-    s = rd['sim'].to(dev)
+    s = inputs['sim'].to(dev)
     groups = sim_layers(len(act) - 1)
     sims = {kind: {l: (metrics.unit(x[s]) @ metrics.unit(x[s]).T).half().cpu().numpy()
                    for l, x in layers.items() if l in groups} for kind, layers in reps.items()} \
@@ -318,42 +323,55 @@ def load_group(items, dev):
     return model.to(dev).eval(), [c for _, _, c in loaded], [i for i, _, _ in loaded], notes
 
 
-def analyse_group(items, rds, cfg, dev, keep):
+def analyze_group(items, inputs_by_run, cfg, dev, keep):
     """One batched pass over the checkpoints of several runs at one iteration.
     -> ([(run, it, record fields, sims)], notes)."""
     model, ckpts, items, notes = load_group(items, dev)
     if model is None:
         return [], notes
     runs = [run for run, _, _, _ in items]
-    union = [rds[run['name']]['union'] for run in runs]
+    union = [inputs_by_run[run['name']]['union'] for run in runs]
     acts = represent.activation_reps(model, union, cfg['act_batch'])
     grads = represent.gradient_reps(model, ckpts, union, cfg, [run['cfg'].get('beta2') for run in runs])
-    max_attr = max(rds[run['name']]['max_attr'] for run in runs)
-    preds = {s: represent.predict(model, [rds[run['name']]['tests'][s] for run in runs], max_attr, cfg['act_batch'])
+    max_attr = max(inputs_by_run[run['name']]['max_attr'] for run in runs)
+    preds = {s: represent.predict(model, [inputs_by_run[run['name']]['tests'][s] for run in runs], max_attr, cfg['act_batch'])
              for s in ('ood_test', 'id_test')}
     out = []
     for r, (run, it, _, _) in enumerate(items):
-        rd = rds[run['name']]
-        rec, sims = ckpt_metrics(acts[r], grads[r], rd, cfg, (run['name'], it) in keep)
-        correct, rec['name_confusion'] = name_confusion(preds['ood_test'][r], rd['tests']['ood_test'], rd)
+        inputs = inputs_by_run[run['name']]
+        rec, sims = ckpt_metrics(acts[r], grads[r], inputs, cfg, (run['name'], it) in keep)
+        correct, rec['name_confusion'] = name_confusion(preds['ood_test'][r], inputs['tests']['ood_test'], inputs)
         rec['ood_acc_sample'] = float(correct.mean()) if len(correct) else None
         if it == max(run['ckpts']):                          # final: what selection and the breakdowns need
-            id_correct = represent.decoded_correct(preds['id_test'][r], rd['tests']['id_test'])
+            id_correct = represent.decoded_correct(preds['id_test'][r], inputs['tests']['id_test'])
             rec['acc_by_n_train_templates'] = {
-                'id_test': acc_by_n_templates(id_correct, rd['tests']['id_test'], rd),
-                'ood_test': acc_by_n_templates(correct, rd['tests']['ood_test'], rd)}
-            rec.update(ood_correct=''.join('1' if c else '0' for c in correct), n_ood=rd['n_ood'])
+                'id_test': acc_by_n_templates(id_correct, inputs['tests']['id_test'], inputs),
+                'ood_test': acc_by_n_templates(correct, inputs['tests']['ood_test'], inputs)}
+            rec.update(ood_correct=''.join('1' if c else '0' for c in correct), n_ood=inputs['n_ood'])
         out.append((run, it, rec, sims))
     return out, notes
 
 
 # ----------------------------------------------------------------------------- main
-def headline(rec, cfg):
-    u = rec.get('unification')
-    return (u.get(cfg['unif_variant']) or {}).get(cfg['unif_rep'], {}).get(cfg['unif_layer']) if u else None
+def headline(rec, cfg, variant=metrics.HEADLINE):
+    """A record's unification score of `variant` at the headline representation and layer (or None)."""
+    return dig(rec.get('unification'), variant, cfg['unif_rep'], cfg['unif_layer'])
 
 
-def plan(runs, rds, cfg):
+def footprint_course(iters, values):
+    """A footprint over training -> {'init', 'peak', 'peak_iter', 'final'}: the value at iteration 0
+    (the baseline: random weights already tell languages apart whose tokens differ), the largest
+    value after initialisation and its iteration, and the last value. The initial checkpoint is
+    never the peak: a footprint that only falls from its random start peaks at its first trained
+    checkpoint."""
+    pts = [(it, v) for it, v in zip(iters, values) if v is not None]
+    after = [(v, it) for it, v in pts if it > 0]
+    peak, peak_iter = max(after, key=lambda p: p[0]) if after else (None, None)
+    return dict(init=next((v for it, v in pts if it == 0), None), peak=peak, peak_iter=peak_iter,
+                final=pts[-1][1] if pts and pts[-1][0] > 0 else None)
+
+
+def plan(runs, inputs_by_run, cfg):
     """Which (run, iter) keep similarity matrices (a few runs spread over their final OOD accuracy
     in the logs, a few checkpoints each), and the batches of the analysis: runs that share an
     iteration and a model shape, run_batch at a time."""
@@ -365,14 +383,14 @@ def plan(runs, rds, cfg):
     for run in runs:
         shape = json.dumps(run['cfg'].get('model_args', {}), sort_keys=True)
         for it, path in run['ckpts'].items():
-            by_it.setdefault((it, shape), []).append((run, it, path, rds[run['name']]['meta']['vocab']))
+            by_it.setdefault((it, shape), []).append((run, it, path, inputs_by_run[run['name']]['meta']['vocab']))
     batches = [items[i:i + cfg['run_batch']] for _, items in sorted(by_it.items(), key=lambda kv: kv[0][0])
                for i in range(0, len(items), cfg['run_batch'])]
     return keep, batches
 
 
 def analyze(cfg):
-    """Analyse cfg['exp_dir']; writes analysis.json, similarity.npz and figures; returns the analysis."""
+    """Analyze cfg['exp_dir']; writes analysis.json, similarity.npz and figures; returns the analysis."""
     t0 = time.time()
     exp = cfg['exp_dir']
     dev = model_lib.pick_device(cfg['device'])
@@ -386,29 +404,29 @@ def analyze(cfg):
         print(picked)
     torch.backends.cuda.matmul.allow_tf32 = True
     varying = [k for k in RUN_KNOBS if len({json.dumps(r['cfg'].get(k)) for r in runs}) > 1]
-    rds = {}
+    inputs_by_run = {}
     for run in runs:
-        rds[run['name']] = prepare_run(run, cfg)
+        inputs_by_run[run['name']] = prepare_run(run, cfg)
         run['log'] = read_log(os.path.join(run['dir'], 'log.jsonl'))
-    keep, batches = plan(runs, rds, cfg)
+    keep, batches = plan(runs, inputs_by_run, cfg)
     records, sims = [], {}
     bar = tqdm(total=sum(len(b) for b in batches), desc='checkpoints', dynamic_ncols=True)
     for items in batches:
         bar.set_postfix_str(f"iter {items[0][1]}, {len(items)} run(s)")
-        results, more = analyse_group(items, rds, cfg, dev, keep)
+        results, more = analyze_group(items, inputs_by_run, cfg, dev, keep)
         notes += more
         for run, it, rec, sim in results:
             log = run['log']
             evals = [i for i in log if i <= it]
             if evals and evals[-1] != it:
                 notes.append(f"{run['name']}: no eval at iter {it}, used iter {evals[-1]}")
-            rd = rds[run['name']]
+            inputs = inputs_by_run[run['name']]
             records.append(dict(run=run['name'], iter=it, final=it == max(run['ckpts']),
                                 knobs={k: run['cfg'].get(k) for k in varying + ['celeb_frac', 'seed']},
                                 eval_iter=evals[-1] if evals else None, acc=log[evals[-1]] if evals else None,
-                                mi_lang_attr=rd['meta'].get('mi_lang_attr'), mi_token_lang=rd['meta'].get('mi_token_lang'),
-                                n_examples=dict(footprint=len(rd['gen']), celebrity=len(rd['celeb']),
-                                                ood=len(rd['tests']['ood_test'])), **rec))
+                                mi_lang_attr=inputs['meta'].get('mi_lang_attr'), mi_token_lang=inputs['meta'].get('mi_token_lang'),
+                                n_examples=dict(footprint=len(inputs['gen']), celebrity=len(inputs['celeb']),
+                                                ood=len(inputs['tests']['ood_test'])), **rec))
             if sim is not None:
                 sims[(run['name'], it)] = sim
         bar.update(len(items))
@@ -416,15 +434,16 @@ def analyze(cfg):
     records.sort(key=lambda r: ([x['name'] for x in runs].index(r['run']), r['iter']))
     timing = dict(seconds=round(time.time() - t0, 2), device=dev, n_ckpts=len(records))
     timing['ckpts_per_s'] = round(len(records) / max(timing['seconds'], 1e-9), 3)
-    return write_analysis(exp, cfg, runs, rds, records, sims, varying, notes, timing)
+    return write_analysis(exp, cfg, runs, inputs_by_run, records, sims, varying, notes, timing)
 
 
-def write_analysis(exp, cfg, runs, rds, records, sims, varying, notes, timing):
+def write_analysis(exp, cfg, runs, inputs_by_run, records, sims, varying, notes, timing):
     summary = summarise(records, cfg, notes)
     # what the figures need besides the records: plots.py redraws them from these two files
     fig_runs = [dict(name=r['name'], cfg=r['cfg'], ckpts=list(r['ckpts']), n_layer=r['cfg'].get('n_layer'),
-                     log=r['log'], fact_types=rds[r['name']]['meta']['fact_types'],
-                     sim_values=rds[r['name']]['sim_values'], sim_bounds=rds[r['name']]['sim_bounds']) for r in runs]
+                     log=r['log'], fact_types=inputs_by_run[r['name']]['meta']['fact_types'],
+                     sim_values=inputs_by_run[r['name']]['sim_values'],
+                     sim_bounds=inputs_by_run[r['name']]['sim_bounds']) for r in runs]
     out = dict(exp_dir=exp, settings=cfg, timing=timing, varying_knobs=varying, notes=notes, **summary,
                records=records, runs=fig_runs)
     with open(os.path.join(exp, 'analysis.json'), 'w') as f:
@@ -446,79 +465,132 @@ def write_analysis(exp, cfg, runs, rds, records, sims, varying, notes, timing):
 
 def summarise(records, cfg, notes):
     """Correlations across runs, run selection and per-run checkpoint selection, from the records
-    alone (so that the analyses of shards of a sweep can be merged and summarised again)."""
+    alone (so that the analyses of shards of a sweep can be merged and summarised again). The
+    unification score is metrics.HEADLINE everywhere; the paper's ratio (metrics.PAPER_RATIO) is
+    reported beside it with its own correlations and picks. Nothing is chosen by how well it tracks
+    OOD accuracy: that is what the correlations then test."""
     final = [r for r in records if r['final']]
-    target = np.array([acc_of(r, 'ood_test') if acc_of(r, 'ood_test') is not None else r['ood_acc_sample']
-                       for r in final], float)
+    ckpt_sel, ckpt_summary = checkpoint_selection(records, cfg)
+    if len(final) < 3:                                                # a correlation of 2 points is +-1
+        line = f"cross-run measures need >= 3 runs (got {len(final)}): no correlations and no run selection"
+        print(line)
+        notes.append(line)
+        return dict(correlations=None, selection=None, selection_scored=None, ckpt_selection=ckpt_sel,
+                    ckpt_selection_summary=ckpt_summary, selection_table=[line])
+    target = np.array([final_ood(r) for r in final], float)
     corr = {}
-    for v in ('normalized', 'same_fact', 'distinct_fact'):
+    for v in metrics.VARIANTS:
         for kind in ('act', 'grad'):
-            layers = next(((r['unification'].get(v) or {}).get(kind, {}) for r in final if r['unification']), {})
-            corr.setdefault(v, {})[kind] = {l: pearson([((r['unification'] or {}).get(v) or {}).get(kind, {}).get(l)
-                                                        for r in final], target) for l in layers}
-    rs = {v: corr[v][cfg['unif_rep']].get(cfg['unif_layer']) for v in corr}
-    better = max((v for v in rs if rs[v] is not None), key=lambda v: rs[v], default=None)
+            layers = dict.fromkeys(l for r in final for l in dig(r, 'unification', v, kind) or {})
+            corr.setdefault(v, {})[kind] = {l: pearson([dig(r, 'unification', v, kind, l) for r in final], target)
+                                            for l in layers}
+    scores = run_scores(final, cfg, notes)
+    sel = metrics.select_runs(scores, target, cfg['select_repeats'], cfg['select_frac'], cfg['seed'])
+    scored = np.isfinite(scores['unification'])                       # the same rules over the runs it can score
+    sel_scored = metrics.select_runs({k: s[..., scored] for k, s in scores.items()}, target[scored],
+                                     cfg['select_repeats'], cfg['select_frac'], cfg['seed']) if scored.sum() >= 3 else None
+    at = f"{cfg['unif_rep']}/{cfg['unif_layer']}"
+    table = [f"run selection over {len(final)} runs ({cfg['select_repeats']} subsets of {cfg['select_frac']:.0%}; "
+             f"runs without a unification score rank last): mean OOD accuracy of the pick, all runs | "
+             f"the {int(scored.sum())} with a score"]
+    table += [f"  {k:<18s} {fmt(v)} | {fmt((sel_scored or {}).get(k))}" for k, v in sel.items()]
+    table += [f"pearson r of unification ({at}) with OOD: "
+              + ', '.join(f"{v}{' (headline)' if v == metrics.HEADLINE else ''} "
+                          f"{fmt(dig(corr, v, cfg['unif_rep'], cfg['unif_layer']), '+.3f')}" for v in metrics.VARIANTS)]
+    for rule, d in (ckpt_summary or {}).items():
+        if d:
+            table.append(f"checkpoint selection by {rule} over {d['n_runs']} runs, mean OOD of the pick: {d['ood']:.4f} "
+                         f"(last best-ID {d['last_best_id']:.4f}, oracle {d['oracle']:.4f})")
+    return dict(correlations=corr, selection=sel, selection_scored=sel_scored, ckpt_selection=ckpt_sel,
+                ckpt_selection_summary=ckpt_summary, selection_table=table)
+
+
+def fmt(x, spec='.4f'):
+    return 'n/a' if x is None else format(x, spec)
+
+
+def run_scores(final, cfg, notes):
+    """What each run-selection rule ranks the final records by: {rule: (R,) or (select_repeats, R)},
+    NaN where a rule cannot score a run. OOD on k% of the test: k% of its size drawn from the final
+    predictions, anew in each repeat."""
     rng = np.random.default_rng(cfg['seed'] + 1)
-    scores = {'id_test': [acc_of(r, 'id_test') if acc_of(r, 'id_test') is not None else np.nan for r in final]}
-    for k in cfg['select_ks']:                                         # OOD accuracy on k% of the OOD test
+    ids = np.array([np.nan if acc_of(r, 'id_test') is None else acc_of(r, 'id_test') for r in final], float)
+    scores = {'id_test': ids}
+    for k in cfg['select_ks']:
         est = np.full((cfg['select_repeats'], len(final)), np.nan)
         for j, r in enumerate(final):
             correct = np.array([c == '1' for c in r.get('ood_correct', '')])
+            if not len(correct):                                      # no predictions kept: cannot score
+                continue
             m = max(1, round(k / 100 * r.get('n_ood', 0)))
             if m > len(correct):
                 notes.append(f"{r['run']}: {k}% of the OOD test is {m} examples > ood_sample; used {len(correct)}")
                 m = len(correct)
-            if len(correct):
-                est[:, j] = [correct[rng.choice(len(correct), m, replace=False)].mean()
-                             for _ in range(cfg['select_repeats'])]
+            est[:, j] = [correct[rng.choice(len(correct), m, replace=False)].mean() for _ in range(cfg['select_repeats'])]
         scores[f'ood_{k}pct'] = est
-    unif = np.array([headline(r, cfg) if headline(r, cfg) is not None else np.nan for r in final], float)
-    scores['unification'], scores['unif_x_id'] = unif, unif * np.array(scores['id_test'], float)
-    sel = metrics.select_runs(scores, target, cfg['select_repeats'], cfg['select_frac'], cfg['seed'])
-    ckpt_sel, ckpt_summary = checkpoint_selection(records, cfg)
-    table = [f"run selection over {len(final)} runs ({cfg['select_repeats']} subsets of {cfg['select_frac']:.0%}): "
-             "mean OOD accuracy of the pick"] + [f"  {k:<14s} {v:.4f}" for k, v in sel.items()]
-    table += [f"pearson r (headline {cfg['unif_rep']}/{cfg['unif_layer']}) of unification vs OOD: "
-              + ', '.join(f"{v} {'n/a' if r is None else f'{r:+.3f}'}" for v, r in rs.items())]
-    if ckpt_summary:
-        table += ["checkpoint selection, mean OOD of the pick: " + ', '.join(
-            f"{k} {v:.4f}" for k, v in ckpt_summary.items() if k.startswith('ood_') and v is not None)]
-    return dict(correlations=corr, better_variant=better, selection=sel, ckpt_selection=ckpt_sel,
-                ckpt_selection_summary=ckpt_summary, selection_table=table)
+    unif = {v: np.array([np.nan if headline(r, cfg, v) is None else headline(r, cfg, v) for r in final], float)
+            for v in (metrics.HEADLINE, metrics.PAPER_RATIO)}
+    scores.update(unification=unif[metrics.HEADLINE], unif_x_id=unif[metrics.HEADLINE] * ids,
+                  unification_paper=unif[metrics.PAPER_RATIO])
+    return scores
+
+
+CKPT_RULES = ('unification', 'unification_paper', 'unification_filtered')   # compared with the references below
+CKPT_REFERENCES = ('last_best_id', 'last_best_ood', 'oracle', 'final')
 
 
 def checkpoint_selection(records, cfg):
-    """Per run: the checkpoint of highest unification (among those with ID accuracy >= ckpt_min_id
-    x the run's best; 0 = no filter) against the method's reference, the last checkpoint with the
-    best OOD accuracy, and the last one with the best ID accuracy. Unification saturates once the
-    languages are unified, and later checkpoints then differ by less than its noise: scores within
-    ckpt_tie of the best are ties, won by the later checkpoint (as 'last best' does for accuracy).
-    -> (per run, summary)."""
+    """Per run, the checkpoint each rule picks and its OOD accuracy. Every rule picks from the same
+    checkpoints, those after initialisation (random weights are a baseline, not a model anyone would
+    pick); a checkpoint a rule cannot score ranks last, and of equal scores the later wins.
+      unification           the method's rule: the highest headline unification
+      unification_paper     the same with the paper's ratio
+      unification_filtered  a variant, found on three CPU runs: only checkpoints with ID accuracy
+                            >= ckpt_min_id x the run's best, and scores within ckpt_tie of the best
+                            are ties won by the later one. Its argument: once the languages are
+                            unified the score saturates and later checkpoints differ by less than
+                            its noise, so the plain argmax can land on an early checkpoint that has
+                            not learned the facts yet
+      last_best_id          the method's reference: the last checkpoint with the best ID accuracy
+      last_best_ood         the last with the best OOD accuracy (its OOD is the oracle's)
+    -> (per run {rule: {iter, ood, id} or None, 'oracle': best OOD, 'final': final OOD},
+        {rule: mean OOD of its pick and of the references over the runs it scores, or None})."""
     out = {}
     for name in dict.fromkeys(r['run'] for r in records):
-        recs = [r for r in records if r['run'] == name and r['acc']]
+        recs = [r for r in records if r['run'] == name and r['acc'] and r['iter'] > 0]
         if not recs:
             continue
-        ids = [acc_of(r, 'id_test') or 0.0 for r in recs]
-        oods = [acc_of(r, 'ood_test') or 0.0 for r in recs]
-        pick = lambda r: dict(iter=r['iter'], ood=acc_of(r, 'ood_test'), id=acc_of(r, 'id_test'))
-        cand = [r for r, a in zip(recs, ids) if a >= cfg['ckpt_min_id'] * max(ids) and headline(r, cfg) is not None]
-        top = max((headline(r, cfg) for r in cand), default=None)
-        tied = [r for r in cand if headline(r, cfg) >= top - cfg['ckpt_tie']]          # in iteration order
-        out[name] = dict(last_best_ood=pick(recs[max(i for i, a in enumerate(oods) if a == max(oods))]),
-                         last_best_id=pick(recs[max(i for i, a in enumerate(ids) if a == max(ids))]),
-                         unification=pick(tied[-1]) if cand else None,
-                         oracle=max(oods), final=acc_of(recs[-1], 'ood_test'))
-    scored = [d for d in out.values() if d['unification']]
-    if not scored:
-        return out, None
-    mean = lambda xs: float(np.mean(xs)) if xs else None
-    return out, dict(n_runs=len(scored), ood_unification=mean([d['unification']['ood'] for d in scored]),
-                     ood_last_best_ood=mean([d['last_best_ood']['ood'] for d in scored]),
-                     ood_last_best_id=mean([d['last_best_id']['ood'] for d in scored]),
-                     unification_earlier=mean([d['unification']['iter'] < d['last_best_ood']['iter'] for d in scored]),
-                     median_iter_ratio=float(np.median([(d['unification']['iter'] + 1) / (d['last_best_ood']['iter'] + 1)
-                                                        for d in scored])))
+        best_id = max(acc_of(r, 'id_test') or 0.0 for r in recs)
+        pick = lambda key, cands: max(reversed(cands), key=key) if cands else None    # of ties, the later
+        scored = lambda v: lambda r: (headline(r, cfg, v) is not None, headline(r, cfg, v) or 0.0)
+        cands = [r for r in recs if (acc_of(r, 'id_test') or 0.0) >= cfg['ckpt_min_id'] * best_id
+                 and headline(r, cfg) is not None]
+        top = max((headline(r, cfg) for r in cands), default=None)
+        tied = [r for r in cands if headline(r, cfg) >= top - cfg['ckpt_tie']]            # in iteration order
+        picks = dict(unification=pick(scored(metrics.HEADLINE), recs),
+                     unification_paper=pick(scored(metrics.PAPER_RATIO), recs),
+                     unification_filtered=tied[-1] if tied else None,
+                     last_best_id=pick(lambda r: acc_of(r, 'id_test') or 0.0, recs),
+                     last_best_ood=pick(lambda r: acc_of(r, 'ood_test') or 0.0, recs))
+        for v, rule in ((metrics.HEADLINE, 'unification'), (metrics.PAPER_RATIO, 'unification_paper')):
+            if all(headline(r, cfg, v) is None for r in recs):
+                picks[rule] = None                                    # nothing to rank: no pick, not a random one
+        out[name] = {k: r and dict(iter=r['iter'], ood=acc_of(r, 'ood_test'), id=acc_of(r, 'id_test'))
+                     for k, r in picks.items()}
+        out[name].update(oracle=max(acc_of(r, 'ood_test') or 0.0 for r in recs), final=acc_of(recs[-1], 'ood_test'))
+    return out, {rule: ckpt_rule_summary(out, rule) for rule in CKPT_RULES} if out else None
+
+
+def ckpt_rule_summary(per_run, rule):
+    """Mean OOD of a rule's picks and of the references' over the runs the rule picks in; how often it
+    picks earlier than the last best-OOD checkpoint, and the median ratio of the iterations."""
+    runs = [d for d in per_run.values() if d[rule] and d[rule]['ood'] is not None]
+    if not runs:
+        return None
+    ood = lambda k: float(np.mean([d[k]['ood'] if isinstance(d[k], dict) else d[k] for d in runs]))
+    return dict(n_runs=len(runs), ood=ood(rule), **{k: ood(k) for k in CKPT_REFERENCES},
+                earlier=float(np.mean([d[rule]['iter'] < d['last_best_ood']['iter'] for d in runs])),
+                median_iter_ratio=float(np.median([d[rule]['iter'] / d['last_best_ood']['iter'] for d in runs])))
 
 
 def parse_args(argv):

@@ -12,6 +12,10 @@ whose answer is known by construction (tests/test_metrics.py).
 import numpy as np
 import torch
 
+HEADLINE = 'normalized'   # the unification score that summaries, selection and verdicts use (declared, never picked)
+PAPER_RATIO = 'same_fact' # the paper's formula, reported beside the headline with its own correlations
+VARIANTS = ('normalized', 'same_fact', 'distinct_fact')
+
 
 def unit(x):
     return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
@@ -22,33 +26,43 @@ def group_sums(x, g, n):
     return x.new_zeros(n, x.shape[1]).index_add_(0, g, x), torch.bincount(g, minlength=n).to(x.dtype)
 
 
-def fact_similarities(u, fact, lang, ftype):
-    """Per-fact mean cosine similarities of unit vectors u (N, D); fact, lang, ftype (N,) int ids.
-    For fact f, X = its language-0 examples, Y_l = its language-l examples, X' = the language-0
-    examples of the other facts of f's type. sim = mean pairwise cosine = dot product of mean unit
-    vectors. -> dict of tensors: cross (F, nl-1) = sim(X, Y_l); within (F,) = sim(X, X) over pairs
-    i != j; base (F,) = sim(X, X'); n_x (F,), n_y (F, nl-1), n_other (F,) example counts."""
+def fact_similarities(u, fact, lang, ftype, ref=0):
+    """Per-fact mean cosine similarities of unit vectors u (N, D); fact, lang, ftype (N,) int ids,
+    seen from language `ref`. For fact f, X = its language-ref examples, Y_l = its examples in each
+    other language l (in order), X' = the language-ref examples of the other facts of f's type.
+    sim = mean pairwise cosine = dot product of mean unit vectors. -> dict of tensors:
+    cross (F, nl-1) = sim(X, Y_l); within (F,) = sim(X, X) over pairs i != j; base (F,) = sim(X, X');
+    n_x (F,), n_y (F, nl-1), n_other (F,) example counts."""
     nf, nl, nt = int(fact.max()) + 1, int(lang.max()) + 1, int(ftype.max()) + 1
     S, C = group_sums(u, fact * nl + lang, nf * nl)
     S, C = S.view(nf, nl, -1), C.view(nf, nl)                          # (F, nl, D), (F, nl)
     M = S / C.clamp_min(1)[..., None]                                   # mean unit vector per fact x lang
-    within = ((S[:, 0] ** 2).sum(-1) - C[:, 0]) / (C[:, 0] * (C[:, 0] - 1)).clamp_min(1)
-    ft_of = torch.zeros(nf, dtype=torch.long, device=u.device).index_put_((fact,), ftype)
-    T0 = group_sums(S[:, 0], ft_of, nt)[0]                             # language-0 sums per fact type
-    CT0 = C.new_zeros(nt).index_add_(0, ft_of, C[:, 0])
-    n_other = CT0[ft_of] - C[:, 0]
-    base = (M[:, 0] * (T0[ft_of] - S[:, 0])).sum(-1) / n_other.clamp_min(1)
-    cross = (M[:, :1] * M[:, 1:]).sum(-1)                               # (F, nl-1)
-    return dict(cross=cross, within=within, base=base, n_x=C[:, 0], n_y=C[:, 1:], n_other=n_other)
+    others = [l for l in range(nl) if l != ref]
+    Sx, Cx = S[:, ref], C[:, ref]                                       # (F, D), (F,)
+    within = ((Sx ** 2).sum(-1) - Cx) / (Cx * (Cx - 1)).clamp_min(1)
+    type_of_fact = torch.zeros(nf, dtype=torch.long, device=u.device).index_put_((fact,), ftype)
+    type_sums = group_sums(Sx, type_of_fact, nt)[0]                     # language-ref sums per fact type
+    type_counts = C.new_zeros(nt).index_add_(0, type_of_fact, Cx)
+    n_other = type_counts[type_of_fact] - Cx
+    base = (M[:, ref] * (type_sums[type_of_fact] - Sx)).sum(-1) / n_other.clamp_min(1)
+    cross = (M[:, ref, None] * M[:, others]).sum(-1)                    # (F, nl-1)
+    return dict(cross=cross, within=within, base=base, n_x=Cx, n_y=C[:, others], n_other=n_other)
 
 
-def unification(reps, fact, lang, ftype, min_z=3.0):
+def unification(reps, fact, lang, ftype, min_z=3.0, refs=None):
     """Unification of parallel facts across languages. reps (N, D); fact, lang, ftype (N,) ids.
-    Three variants, with s = fact_similarities of the unit vectors:
+    Three variants, with s = fact_similarities of the unit vectors seen from each language in turn:
 
-      normalized     sum_f (cross_f - base_f) / sum_f (within_f - base_f)          (the headline)
-      same_fact      mean_f cross_f / within_f      the paper's formula sim(X,Y) / sim(X,X)
-      distinct_fact  mean_f cross_f / base_f        the paper's prose: a distinct-fact baseline
+      normalized     sum (cross - base) / sum (within - base)          (the headline, HEADLINE)
+      same_fact      mean cross / within      the paper's formula sim(X,Y) / sim(X,X)
+      distinct_fact  mean cross / base        the paper's prose: a distinct-fact baseline
+
+    Both directions. The paper writes X for language 0 and Y for language 1, but nothing makes one
+    language the reference: seen from language 1, within and base are language 1's, and a language
+    whose verbalizations of a fact agree less (more templates, noisier codes) scores differently
+    from its side (tests/test_metrics.py shows the difference on such an example). So every
+    language takes the place of X in turn (refs: the languages that do, default all), and the sums
+    and means run over facts and directions: swapping the language labels leaves every score as it is.
 
     Why `normalized`: cosines of real representations share a large common part (activations are
     anisotropic; gradients of one fact type share the output layer), so a raw ratio of similarities
@@ -60,28 +74,36 @@ def unification(reps, fact, lang, ftype, min_z=3.0):
     to itself in the other language (the checkerboard). For unit fact vectors plus a language offset
     a in an orthogonal direction it is 1 - a^2 (the paper's ratio: 1 / (1 + a^2)). It sums over
     facts before dividing (a ratio of means, not a mean of ratios), so facts with a near-zero
-    denominator cannot dominate; within_f excludes i = j, so a fact whose verbalizations agree
-    scores 1 however many there are. The denominator is the
-    fact signal itself: where it is not significantly positive (below min_z standard errors over
-    facts, e.g. representations that are pure noise) there is nothing to unify, and the score is
-    None rather than a ratio of two noises. The paper's two variants are kept as written (per-fact
-    ratios, unguarded) for comparison; they are unstable where their denominators approach 0.
+    denominator cannot dominate; within excludes i = j, so a fact whose verbalizations agree
+    scores 1 however many there are. The denominator is the fact signal itself: where it is not
+    significantly positive (its per-fact sums below min_z standard errors, e.g. representations that
+    are pure noise) there is nothing to unify, and the score is None rather than a ratio of two
+    noises. The paper's two variants are kept as written (ratios per fact and direction, unguarded)
+    for comparison; they are unstable where their denominators approach 0.
     -> ({variant: value or None, 'signal_z': z}, None) or (None, reason)."""
     u = unit(reps.float())
     nl = int(lang.max()) + 1
     if nl < 2:
         return None, 'celebrity examples in one language only'
-    s = fact_similarities(u, fact, lang, ftype)
-    ok = (s['n_x'] >= 2)[:, None] & (s['n_y'] >= 1) & (s['n_other'] >= 1)[:, None]    # (F, nl-1)
-    if not ok.any():
-        return None, 'no celebrity fact has >= 2 language-0, >= 1 other-language and >= 1 other-fact examples'
-    num = (s['cross'] - s['base'][:, None])[ok]
-    den = (s['within'] - s['base'])[:, None].expand_as(ok)[ok]
+    nf = int(fact.max()) + 1
+    num, den = u.new_zeros(nf), u.new_zeros(nf)                         # per fact, summed over directions
+    scored, same, distinct = torch.zeros(nf, dtype=torch.bool, device=u.device), [], []
+    for ref in range(nl) if refs is None else refs:
+        s = fact_similarities(u, fact, lang, ftype, ref)
+        ok = (s['n_x'] >= 2)[:, None] & (s['n_y'] >= 1) & (s['n_other'] >= 1)[:, None]    # (F, nl-1)
+        num += torch.where(ok, s['cross'] - s['base'][:, None], 0).sum(1)
+        den += torch.where(ok, (s['within'] - s['base'])[:, None], 0).sum(1)
+        scored |= ok.any(1)
+        same.append((s['cross'] / s['within'][:, None])[ok])
+        distinct.append((s['cross'] / s['base'][:, None])[ok])
+    if not scored.any():
+        return None, 'no celebrity fact has >= 2 examples in one language, >= 1 in another and >= 1 other fact'
+    num, den = num[scored], den[scored]
     se = den.std() * len(den) ** 0.5 if len(den) > 1 else torch.tensor(float('inf'))
     z = float(den.sum() / se) if se > 0 else float('inf')
     out = {'normalized': float(num.sum() / den.sum()) if z >= min_z else None,
-           'same_fact': float((s['cross'] / s['within'][:, None])[ok].mean()),
-           'distinct_fact': float((s['cross'] / s['base'][:, None])[ok].mean()),
+           'same_fact': float(torch.cat(same).mean()),
+           'distinct_fact': float(torch.cat(distinct).mean()),
            'signal_z': round(z, 3) if np.isfinite(z) else None}
     return out, None
 
@@ -125,21 +147,24 @@ def whiten(phi, damping=1e-3):
 
 
 def select_runs(scores, target, n_repeats, frac, seed=0):
-    """Run selection. scores {criterion: (R,) or (n_repeats, R)} (higher = better, NaN = cannot
-    score); target (R,) the OOD accuracy. Each repeat samples a share `frac` of the runs (>= 2);
-    each criterion picks its best run (a random one of the subset if none can be scored).
-    -> {criterion: mean target of its pick, 'oracle': ..., 'random': ...}."""
+    """Run selection. scores {criterion: (R,) or (n_repeats, R)} (higher = better, NaN = the run
+    cannot be scored by it); target (R,) the OOD accuracy. Each repeat samples a share `frac` of the
+    runs (>= 2), one candidate set for every criterion; each criterion ranks the candidates by its
+    score, runs it cannot score last, ties (among them the unscored) broken at random, and picks the
+    first. A criterion that can score no run at all picks nothing: None, not a random run.
+    -> {criterion: mean target of its pick or None, 'oracle': ..., 'random': ...}."""
     rng = np.random.default_rng(seed)
     target = np.asarray(target, float)
     R = len(target)
     m = min(R, max(2, round(frac * R)))
+    scores = {k: np.asarray(s, float) for k, s in scores.items()}
     sums = {k: 0.0 for k in [*scores, 'oracle', 'random']}
     for rep in range(n_repeats):
         sub = rng.permutation(R)[:m]                                   # random order: sub[0] is a random pick
         sums['oracle'] += target[sub].max()
         sums['random'] += target[sub[0]]
         for k, s in scores.items():
-            s = np.asarray(s, float)
-            s = (s[rep] if s.ndim == 2 else s)[sub]
-            sums[k] += target[sub[np.nanargmax(s)] if np.isfinite(s).any() else sub[0]]
-    return {k: v / n_repeats for k, v in sums.items()}
+            s = np.nan_to_num((s[rep] if s.ndim == 2 else s)[sub], nan=-np.inf)   # unscored: last
+            sums[k] += target[sub[np.argmax(s)]]                       # first of the ties in random order
+    never = [k for k, s in scores.items() if not np.isfinite(s).any()]
+    return {k: None if k in never else v / n_repeats for k, v in sums.items()}

@@ -1,6 +1,8 @@
 """
-Experiment outputs -> assets/<exp>/: summarise an analysed experiment, stage it on the machine that
-ran it, merge shards, import archives. Every experiment that ran on a GPU lives in assets/<exp>/:
+Experiment outputs -> assets/: summarise an analyzed experiment, stage it on the machine that ran it,
+merge shards, import archives, summarise results again under the current rules. An experiment's
+results live where config/experiments.py says (assets/<exp>/ at paper scale, assets/laptop/<exp>/
+at laptop scale):
   summary.json       provenance (device, torch, commit, date, commands, timings, data version),
                      every run's knobs and final accuracy/probability by split, fact type and
                      language, the correlations, selection tables, MI and footprints (<= 300 KB)
@@ -11,6 +13,8 @@ assets/bench/ holds bench.py's JSONs, tests_gpu.txt and their summary instead.
 
     python -m dev.results --import=out/gpu/sweep_celeb-1of2.tgz     # archives of dev/run_queue.py -> assets/
     python -m dev.results --summarise=out/sweep_celeb --exp=sweep_celeb --shard=0/2 --provenance=prov.json
+    python -m dev.results --summarise=out/laptop/sweep_celeb --exp=sweep_celeb --scale=laptop
+    python -m dev.results --resummarise=assets/sweep_celeb   # analyze.summarise and this file's rules, again
     python -m dev.report --import=out/gpu/sweep_celeb-1of2.tgz      # the same, then the README's tables
 
 Results are *stale* when they were made on another data version (data_gen.VERSION, read at run
@@ -18,7 +22,8 @@ time) or from a config whose values changed since (a knob added later does not c
 a new knob's default keeps the old behaviour). Stale results stay visible, marked as such, and are
 never merged with current ones. Shards of one experiment (train.py --shard=i/n) merge by
 concatenating their analysis records and summarising again (analyze.summarise): the same numbers as
-analysing all runs together.
+analyzing all runs together. --resummarise does the same for one result in assets/ when the summary
+rules change (the records stay as they were measured; what they lack stays missing).
 """
 import glob
 import gzip
@@ -34,22 +39,27 @@ import tempfile
 
 import analyze
 import data_gen
+import metrics
 import plots
 import train
+from config import experiments
 from configurator import cli, config_keys, configure
 from plots import dig
 
 # -----------------------------------------------------------------------------
 assets = 'assets'           # one folder per experiment
 imports = ''                # archives (.tgz of dev/run_queue.py) to unpack into assets/, comma-separated (or --import=...)
-summarise = ''              # an analysed experiment directory (analysis.json, <run>/config.json + log.jsonl, figures/) -> assets/
-exp = ''                    # --summarise: the experiment (config/<exp>.py), or 'bench' for a folder of bench JSONs
+summarise = ''              # an analyzed experiment directory (analysis.json, <run>/config.json + log.jsonl, figures/) -> assets/
+exp = ''                    # --summarise: the experiment (config/experiments.py), or 'bench' for a folder of bench JSONs
+scale = 'paper'             # --summarise: the scale it ran at, paper (config/<exp>.py) or laptop (config/laptop/<exp>.py)
+resummarise = ''            # a result folder in assets/ (with analysis.json.gz) to summarise again under the current rules
 shard = ''                  # --summarise: 'i/n' when the directory holds one shard of the experiment
 provenance = ''             # --summarise: a JSON file with device, torch, commit, date, command, train_s, analyze_s, data_version
 force = False               # import even when it would replace current results by stale ones
 max_summary_kb = 300        # a summary.json may not be larger
 # -----------------------------------------------------------------------------
 DEFAULTS = config_keys(globals())
+CHOICES = {'scale': experiments.SCALES}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # the repo
 # knobs that change where or how fast a run goes, never its results: left out of the config version
 MACHINE_KEYS = {'device', 'dtype', 'compile', 'cuda_graph', 'out_dir', 'resume', 'shard', 'data_dir',
@@ -62,14 +72,14 @@ SWEEP_FIELDS = ('iters', 'train_wall_s', 'train_s', 'step_s', 'first_step_s', 'e
 
 
 # ----------------------------------------------------------------------------- files
-def rnd(x, digits=5):
+def round_floats(x, digits=5):
     """Floats to `digits` significant digits, recursively (summaries stay small and diffable)."""
     if isinstance(x, float):
         return x if not math.isfinite(x) or x == 0 else float(f'{x:.{digits}g}')
     if isinstance(x, dict):
-        return {k: rnd(v, digits) for k, v in x.items()}
+        return {k: round_floats(v, digits) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [rnd(v, digits) for v in x]
+        return [round_floats(v, digits) for v in x]
     return x
 
 
@@ -83,7 +93,7 @@ def read_json(path):
 
 
 def write_json_gz(obj, path):
-    data = json.dumps(rnd(obj), separators=(',', ':')).encode()
+    data = json.dumps(round_floats(obj), separators=(',', ':')).encode()
     with open(path, 'wb') as f, gzip.GzipFile(fileobj=f, mode='wb', compresslevel=9, mtime=0) as z:   # same bytes each time
         z.write(data)
 
@@ -109,11 +119,11 @@ def write_summary(s, out_dir):
 
 
 # ----------------------------------------------------------------------------- versions and staleness
-def exp_config(name, args=()):
-    """The resolved config of config/<name>.py (+ args) without the machine-only knobs."""
-    path = os.path.join(ROOT, 'config', f'{name}.py')
+def exp_config(name, args=(), scale='paper'):
+    """The resolved config of an experiment at a scale (+ args) without the machine-only knobs."""
+    path = experiments.config_path(name, scale)
     if not os.path.isfile(path):
-        raise ValueError(f"results error: no config/{name}.py")
+        raise ValueError(f"results error: no {os.path.relpath(path, ROOT)}")
     cfg = configure(train.DEFAULTS, [path, *args])
     return json.loads(json.dumps({k: v for k, v in cfg.items() if k not in MACHINE_KEYS}, default=str))
 
@@ -134,7 +144,7 @@ def stale_reasons(s):
     if s.get('data_version') != data_gen.VERSION:
         why.append(f"made on data v{s.get('data_version')}, now v{data_gen.VERSION}")
     try:
-        cur = exp_config(s['exp'], s.get('config_args', []))
+        cur = exp_config(s['exp'], s.get('config_args', []), s.get('scale', 'paper'))
     except ValueError as e:
         return why + [str(e).replace('results error: ', '')]
     if config_hash(cur) != s.get('config_version'):
@@ -175,46 +185,49 @@ def final_metrics(log_path):
     return last, out
 
 
-def run_entry(name, recs, st, logged):
+def run_entry(name, recs, settings, logged):
     """What summary.json keeps of one run: the logged final accuracies and probabilities (ID and
     OOD by fact type and language, train overall), and from the analysis records: final MI, name
-    confusion, unification of every baseline (concat layer), a trajectory over checkpoints."""
+    confusion, unification of every variant (concat layer), the language footprint's course
+    (init = the baseline at iteration 0, peak after it, final), a trajectory over checkpoints."""
     fin = next((r for r in recs if r.get('final')), recs[-1] if recs else {})
-    rep, layer = st.get('unif_rep', 'act'), st.get('unif_layer', 'concat')
+    rep, layer = settings.get('unif_rep', 'act'), settings.get('unif_layer', 'concat')
     unif = {v: {kind: dig(fin, 'unification', v, kind, layer) for kind in kinds}
             for v, kinds in (fin.get('unification') or {}).items() if isinstance(kinds, dict)}
     traj = dict(iter=[r['iter'] for r in recs],
-                unification=[dig(r, 'unification', st.get('unif_variant', 'same_fact'), rep, layer) for r in recs],
+                unification=[dig(r, 'unification', metrics.HEADLINE, rep, layer) for r in recs],
+                unification_paper=[dig(r, 'unification', metrics.PAPER_RATIO, rep, layer) for r in recs],
                 lang_footprint=[dig(r, 'footprint', 'lang', rep, layer) for r in recs],
                 ood=[dig(r, 'acc', 'ood_test', 'all') for r in recs])
     final = {k: v for k, v in logged['final'].items() if k != 'train'}
     final['train'] = {'all': {'all': dig(logged, 'final', 'train', 'all', 'all')}}
-    return dict(name=name, knobs=logged.get('knobs') or fin.get('knobs'), iter=logged['iter'], final=rnd(final, 4),
+    return dict(name=name, knobs=logged.get('knobs') or fin.get('knobs'), iter=logged['iter'], final=round_floats(final, 4),
                 mi_lang_attr=fin.get('mi_lang_attr'), mi_token_lang=fin.get('mi_token_lang'),
-                unification=rnd(unif, 4) or None, name_confusion=fin.get('name_confusion'),
-                acc_by_n_train_templates=fin.get('acc_by_n_train_templates'), trajectory=rnd(traj, 4))
+                unification=round_floats(unif, 4) or None, name_confusion=fin.get('name_confusion'),
+                lang_footprint=round_floats(analyze.footprint_course(traj['iter'], traj['lang_footprint']), 4) if recs else None,
+                acc_by_n_train_templates=fin.get('acc_by_n_train_templates'), trajectory=round_floats(traj, 4))
 
 
 def summary_from(analysis, logged, base):
     """summary.json from an analysis (records + analyze.summarise's fields) and the runs' logged
     finals {run: {'iter', 'final', 'knobs'}}; base: exp, versions, shards, provenance."""
-    st = analysis.get('settings', {})
+    settings = analysis.get('settings', {})
     by_run = {}
     for r in analysis.get('records', []):
         by_run.setdefault(r['run'], []).append(r)
     runs = []
     for name in sorted(logged):
-        e = run_entry(name, sorted(by_run.get(name, []), key=lambda r: r['iter']), st, logged[name])
+        e = run_entry(name, sorted(by_run.get(name, []), key=lambda r: r['iter']), settings, logged[name])
         e['ckpt_selection'] = dig(analysis, 'ckpt_selection', name)
         runs.append({k: v for k, v in e.items() if v is not None})
-    skip = {'records', 'runs', 'settings', 'exp_dir', 'notes', 'varying_knobs', 'ckpt_selection'}
+    skip = {'records', 'runs', 'settings', 'exp_dir', 'notes', 'varying_knobs', 'ckpt_selection', 'selection_table'}
     extra = {k: v for k, v in analysis.items() if k not in skip and len(json.dumps(v, default=str)) < 20_000}
     present = {r['name'] for r in runs}
-    s = dict(base, analysis_settings={k: v for k, v in st.items() if k not in ('exp_dir', 'device')},
+    s = dict(base, analysis_settings={k: v for k, v in settings.items() if k not in ('exp_dir', 'device')},
              runs_missing=[n for n in base.get('runs_expected', []) if n not in present], **extra,
              notes=list(analysis.get('notes', []))[:40], runs=runs)
     s.pop('runs_expected', None)
-    return rnd(s)
+    return round_floats(s)
 
 
 def logged_finals(exp_dir, analysis):
@@ -230,26 +243,27 @@ def logged_finals(exp_dir, analysis):
     return out
 
 
-def experiment_base(exp_dir, name, shard_str, prov, args):
+def experiment_base(exp_dir, name, shard_str, prov, args, scale='paper'):
     """The versioned header of an experiment summary: config, data version, shards, expected runs.
     The config is the experiment's as it was when the runs were made: each run's config.json holds
-    every knob the code had then; the swept knobs and `sweep` come from config/<name>.py."""
+    every knob the code had then; the swept knobs and `sweep` come from the experiment's config file
+    at that scale."""
     m = re.fullmatch(r'(\d+)/(\d+)', shard_str or '0/1')
     if not m or int(m[1]) >= int(m[2]):
         raise ValueError(f"results error: shard={shard_str!r} is not 'i/n' with 0 <= i < n")
     i, n = int(m[1]), int(m[2])
     run_cfgs = sorted(glob.glob(os.path.join(exp_dir, '*', 'config.json')))
     run_cfg = json.loads(json.dumps(read_json(run_cfgs[0]), default=str))
-    cur = exp_config(name, args)
+    cur = exp_config(name, args, scale)
     swept = set(cur.get('sweep') or {}) | {'sweep'}
     cfg = {k: cur[k] if k in swept else run_cfg[k] for k in cur if k in run_cfg or k == 'sweep'}
     meta = os.path.join(run_cfg['dataset_path'], 'meta.json') if run_cfg.get('dataset_path') else ''
-    dv = read_json(meta).get('version', prov.get('data_version')) if os.path.isfile(meta) else prov.get('data_version')
-    if dv is None:
+    data_version = read_json(meta).get('version', prov.get('data_version')) if os.path.isfile(meta) else prov.get('data_version')
+    if data_version is None:
         raise ValueError("results error: unknown data version (no dataset meta.json, no data_version in the provenance)")
-    full = configure(train.DEFAULTS, [os.path.join(ROOT, 'config', f'{name}.py'), *args])
-    prov = {**workload(cfg, len(run_cfgs)), **prov, 'shard': f'{i}/{n}', 'data_version': dv}
-    return dict(exp=name, format=1, data_version=dv, config_version=config_hash(cfg), config=cfg,
+    full = configure(train.DEFAULTS, [experiments.config_path(name, scale), *args])
+    prov = {**workload(cfg, len(run_cfgs)), **prov, 'shard': f'{i}/{n}', 'data_version': data_version}
+    return dict(exp=name, scale=scale, format=1, data_version=data_version, config_version=config_hash(cfg), config=cfg,
                 config_args=list(args), shards=dict(n=n, done=[i]), provenance=[prov],
                 runs_expected=[r for r, _ in train.expand_sweep(full)])
 
@@ -297,13 +311,13 @@ def bench_figure(modes, path):
 
 
 # ----------------------------------------------------------------------------- staging (on the machine that ran it)
-def stage_experiment(exp_dir, name, shard_str, prov, args, out_dir):
-    """An analysed experiment directory -> out_dir/{summary.json, analysis.json.gz, figures/}."""
+def stage_experiment(exp_dir, name, shard_str, prov, args, out_dir, scale='paper'):
+    """An analyzed experiment directory -> out_dir/{summary.json, analysis.json.gz, figures/}."""
     apath = os.path.join(exp_dir, 'analysis.json')
     if not os.path.isfile(apath):
         raise ValueError(f"results error: no {apath}; run analyze.py {exp_dir} first")
     analysis = read_json(apath)
-    base = experiment_base(exp_dir, name, shard_str, prov, args)
+    base = experiment_base(exp_dir, name, shard_str, prov, args, scale)
     os.makedirs(out_dir, exist_ok=True)
     return write_stage(analysis, logged_finals(exp_dir, analysis), base, os.path.join(exp_dir, 'figures'), out_dir)
 
@@ -346,15 +360,16 @@ def stage_bench(src_dir, prov, out_dir):
     s = dict(exp='bench', format=1, code=prov.get('code'), provenance=[prov], modes=modes)
     bench_figure(modes, os.path.join(out_dir, 'figures', 'bench.png'))
     s['figures'] = dict(files=['bench.png'], sim={})
-    write_summary(rnd(s), out_dir)
+    write_summary(round_floats(s), out_dir)
     return s
 
 
 # ----------------------------------------------------------------------------- merging shards, importing
 def compatible(old, new):
-    """Two results of one experiment may merge: same data version, shard count and analysis
+    """Two results of one experiment may merge: same scale, data version, shard count and analysis
     settings, and no knob whose value differs."""
-    return (old.get('exp') == new.get('exp') and old.get('data_version') == new.get('data_version')
+    return (old.get('exp') == new.get('exp') and old.get('scale', 'paper') == new.get('scale', 'paper')
+            and old.get('data_version') == new.get('data_version')
             and dig(old, 'shards', 'n') == dig(new, 'shards', 'n')
             and not changed_keys(old.get('config', {}), new.get('config', {}))
             and old.get('analysis_settings') == new.get('analysis_settings'))
@@ -372,40 +387,84 @@ def merge_analyses(old_a, new_a, new_runs):
     runs = sorted([r for r in old_a.get('runs', []) if r['name'] not in new_runs] + new_a.get('runs', []),
                   key=lambda r: r['name'])
     notes = old_a.get('notes', []) + new_a.get('notes', [])
-    fields = analyze.summarise(records, dict(new_a['settings']), notes)
+    fields = analyze.summarise(records, current_settings(new_a['settings']), notes)
     return dict(new_a, **fields, records=records, runs=runs, notes=list(dict.fromkeys(notes)))
+
+
+def current_settings(settings):
+    """An analysis's settings for summarising it again: the knobs analyze.py still has (a value it
+    no longer accepts -> its default), and any knob the summary reads that it lacks, at its default."""
+    cur = {k: v if v in analyze.CHOICES.get(k, (v,)) else analyze.DEFAULTS[k] for k, v in settings.items()
+           if k in analyze.DEFAULTS}
+    return dict({k: analyze.DEFAULTS[k] for k in analyze.SUMMARY_KEYS}, **cur)
+
+
+def restage(analysis, summaries, fig_dirs, out_dir):
+    """An analysis summarised again (merged shards, or new rules) -> out_dir, as write_stage does:
+    the cross-run figures redrawn from it, the similarity figures of fig_dirs kept. summaries: the
+    staged summaries it comes from (the last is the newest), for the logged finals and provenance."""
+    work = tempfile.mkdtemp(prefix='results_restage_')
+    try:
+        with open(os.path.join(work, 'analysis.json'), 'w') as f:
+            json.dump(analysis, f)
+        try:
+            plots.plot(work)                                           # no similarity.npz: cross-run figures only
+        except Exception as e:                                         # figures are not worth losing the summary over
+            analysis['notes'].append(f"figures not redrawn ({type(e).__name__}: {e}); the newest ones shown")
+            shutil.copytree(fig_dirs[-1], os.path.join(work, 'figures'), dirs_exist_ok=True)
+        for d in fig_dirs:                                             # the similarity figures of each
+            for p in glob.glob(os.path.join(d, 'sim_*.png')):
+                shutil.copyfile(p, os.path.join(work, 'figures', os.path.basename(p)))
+        old_s, new_s = summaries[0], summaries[-1]
+        runs = {r['name']: r for s in summaries for r in s['runs']}
+        logged = {n: dict(iter=r['iter'], final=r['final'], knobs=r.get('knobs')) for n, r in runs.items()}
+        new_shards = {p['shard'] for p in new_s['provenance']}
+        base = {k: new_s[k] for k in ('exp', 'format', 'data_version', 'config_version', 'config', 'config_args')}
+        base.update(scale=new_s.get('scale', 'paper'),                # results from before scales are paper scale
+                    shards=dict(n=new_s['shards']['n'], done=sorted(set(old_s['shards']['done']) | set(new_s['shards']['done']))),
+                    provenance=old_s['provenance'] if old_s is new_s else
+                    [p for p in old_s['provenance'] if p['shard'] not in new_shards] + new_s['provenance'],
+                    runs_expected=sorted(set(logged) | set(new_s.get('runs_missing', [])) & set(old_s.get('runs_missing', []))))
+        os.makedirs(out_dir, exist_ok=True)
+        return write_stage(analysis, logged, base, os.path.join(work, 'figures'), out_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def merge_stages(old_dir, new_dir, out_dir):
     """Two staged results of one experiment (other shards) -> one in out_dir: the records are
     concatenated and summarised again, the cross-run figures redrawn from the merged analysis."""
     old_s, new_s = read_json(os.path.join(old_dir, 'summary.json')), read_json(os.path.join(new_dir, 'summary.json'))
-    new_runs = {r['name'] for r in new_s['runs']}
     merged = merge_analyses(read_json(os.path.join(old_dir, 'analysis.json.gz')),
-                            read_json(os.path.join(new_dir, 'analysis.json.gz')), new_runs)
-    work = tempfile.mkdtemp(prefix='results_merge_')
+                            read_json(os.path.join(new_dir, 'analysis.json.gz')), {r['name'] for r in new_s['runs']})
+    return restage(merged, [old_s, new_s], [os.path.join(d, 'figures') for d in (old_dir, new_dir)], out_dir)
+
+
+def resummarise_dir(result_dir):
+    """A result in assets/ summarised again in place under the current rules (analyze.summarise and
+    this file's summary): its records are what was measured then; a measure they lack (e.g. a
+    unification variant added since) stays missing. Stale results stay stale. -> one line."""
+    s = read_json(os.path.join(result_dir, 'summary.json'))
+    a = read_json(os.path.join(result_dir, 'analysis.json.gz'))
+    notes = list(a.get('notes', []))
+    settings = current_settings(a['settings'])
+    new = analyze.summarise(a['records'], settings, notes)
+    if not any('ood_correct' in r for r in a['records']):               # analyzed before predictions were kept:
+        kept = {k: v for k, v in (a.get('selection') or {}).items()    # the small-OOD-test picks (same subsets,
+                if k.startswith('ood_') and v is not None and (new['selection'] or {}).get(k) is None}   # same rule) stay
+        if kept:
+            new['selection'].update(kept)
+            notes.append(f"{', '.join(kept)}: kept from the original analysis (its records hold no per-example predictions)")
+    a = dict(a, **new, settings=settings, notes=list(dict.fromkeys(notes)))
+    a.pop('better_variant', None)                                      # chosen by correlation with OOD: no longer made
+    work = tempfile.mkdtemp(prefix='results_resummarise_')
     try:
-        with open(os.path.join(work, 'analysis.json'), 'w') as f:
-            json.dump(merged, f)
-        try:
-            plots.plot(work)                                           # no similarity.npz: cross-run figures only
-        except Exception as e:                                         # figures are not worth losing the merge over
-            merged['notes'].append(f"merged figures not redrawn ({type(e).__name__}: {e}); the newest shard's shown")
-            shutil.copytree(os.path.join(new_dir, 'figures'), os.path.join(work, 'figures'), dirs_exist_ok=True)
-        for d in (old_dir, new_dir):                                   # the similarity figures of each shard
-            for p in glob.glob(os.path.join(d, 'figures', 'sim_*.png')):
-                shutil.copyfile(p, os.path.join(work, 'figures', os.path.basename(p)))
-        runs = {r['name']: r for r in old_s['runs'] + new_s['runs']}
-        logged = {n: dict(iter=r['iter'], final=r['final'], knobs=r.get('knobs')) for n, r in runs.items()}
-        new_shards = {p['shard'] for p in new_s['provenance']}
-        base = {k: new_s[k] for k in ('exp', 'format', 'data_version', 'config_version', 'config', 'config_args')}
-        base.update(shards=dict(n=new_s['shards']['n'], done=sorted(set(old_s['shards']['done']) | set(new_s['shards']['done']))),
-                    provenance=[p for p in old_s['provenance'] if p['shard'] not in new_shards] + new_s['provenance'],
-                    runs_expected=sorted(set(logged) | set(new_s.get('runs_missing', [])) & set(old_s.get('runs_missing', []))))
-        os.makedirs(out_dir, exist_ok=True)
-        return write_stage(merged, logged, base, os.path.join(work, 'figures'), out_dir)
+        new = restage(a, [s], [os.path.join(result_dir, 'figures')], os.path.join(work, 'out'))
+        replace_dir(os.path.join(work, 'out'), result_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    return f"{s['exp']}: summarised again -> {result_dir}" + (f" (stale: {'; '.join(stale_reasons(new))})"
+                                                                if stale_reasons(new) else '')
 
 
 def replace_dir(src, dest, keep=()):
@@ -424,16 +483,18 @@ def replace_dir(src, dest, keep=()):
 
 
 def import_stage(stage, assets_dir, force=False):
-    """Staged results (a folder with summary.json) -> assets/<exp>/: replaces stale or absent
-    results, merges another shard into current ones. -> one line saying what happened."""
+    """Staged results (a folder with summary.json) -> the experiment's folder in assets/ at its scale:
+    replaces stale or absent results, merges another shard into current ones. -> one line saying
+    what happened."""
     new = read_json(os.path.join(stage, 'summary.json'))
     name = new.get('exp')
     if not name or not re.fullmatch(r'[A-Za-z0-9_.-]+', name):
         raise ValueError(f"results error: {stage}/summary.json names no valid experiment")
-    dest = os.path.join(assets_dir, name)
     if name == 'bench':
+        dest = os.path.join(assets_dir, name)
         replace_dir(stage, dest, keep=('bench_cpu*',))
         return f"bench: {', '.join(sorted(new.get('modes', {})))} -> {dest}"
+    dest = experiments.assets_dir(name, new.get('scale', 'paper'), assets_dir)
     old = read_json(os.path.join(dest, 'summary.json')) if os.path.isfile(os.path.join(dest, 'summary.json')) else None
     old_stale, new_stale = (stale_reasons(old) if old else []), stale_reasons(new)
     done = lambda s: f"shards {','.join(map(str, s['shards']['done']))} of {s['shards']['n']}"
@@ -476,15 +537,15 @@ def import_archive(path, assets_dir, force=False):
         shutil.rmtree(work, ignore_errors=True)
 
 
-def summarise_dir(src, name, shard_str, prov_path, assets_dir, force=False):
-    """--summarise: an experiment directory (or a folder of bench JSONs) -> assets/<exp>/."""
+def summarise_dir(src, name, shard_str, prov_path, assets_dir, force=False, scale='paper'):
+    """--summarise: an experiment directory (or a folder of bench JSONs) -> assets/."""
     prov = read_json(prov_path) if prov_path else {}
     work = tempfile.mkdtemp(prefix='results_stage_')
     try:
         if name == 'bench':
             stage_bench(src, prov, work)
         else:
-            stage_experiment(src, name, shard_str, prov, [], work)
+            stage_experiment(src, name, shard_str, prov, [], work, scale)
         return import_stage(work, assets_dir, force)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -501,22 +562,26 @@ def parse_args(argv, defaults=DEFAULTS, sources=(__file__,)):
             archives.append(a)
         else:
             rest.append(a)
-    cfg = configure(defaults, rest, sources=list(sources))
+    cfg = configure(defaults, rest, choices=CHOICES, sources=list(sources))
     cfg['imports'] = ','.join(a for a in [cfg['imports'], *archives] if a)
     return cfg
 
 
 def main(cfg):
-    """--summarise, then every archive of --import, into assets/; prints one line for each."""
-    if not cfg['summarise'] and not cfg['imports']:
-        raise ValueError("results error: nothing to do: give --import=<archive> or --summarise=<dir> --exp=<name>")
+    """--summarise, then every archive of --import, into assets/, then --resummarise; prints one line for each."""
+    if not cfg['summarise'] and not cfg['imports'] and not cfg['resummarise']:
+        raise ValueError("results error: nothing to do: give --import=<archive>, --summarise=<dir> --exp=<name> "
+                         "or --resummarise=<assets folder>")
     globals().update(max_summary_kb=cfg['max_summary_kb'])
     if cfg['summarise']:
         if not cfg['exp']:
             raise ValueError("results error: --summarise needs --exp=<experiment> (or bench)")
-        print(summarise_dir(cfg['summarise'], cfg['exp'], cfg['shard'], cfg['provenance'], cfg['assets'], cfg['force']))
+        print(summarise_dir(cfg['summarise'], cfg['exp'], cfg['shard'], cfg['provenance'], cfg['assets'], cfg['force'],
+                            cfg['scale']))
     for path in filter(None, cfg['imports'].split(',')):
         print(import_archive(path, cfg['assets'], cfg['force']))
+    if cfg['resummarise']:
+        print(resummarise_dir(cfg['resummarise']))
 
 
 if __name__ == '__main__':

@@ -143,8 +143,12 @@ def test_end_to_end_tiny_run(tiny_exp):
     assert final['mi_lang_attr']['birth_city'] == pytest.approx(data_gen.mutual_information(joint))
     assert set(out['selection']) >= {'id_test', 'ood_1pct', 'ood_10pct', 'unification', 'unif_x_id', 'oracle'}
     cs = out['ckpt_selection']['celeb_frac0.2']
-    assert set(cs) == {'last_best_ood', 'last_best_id', 'unification', 'oracle', 'final'}
-    assert cs['last_best_ood']['ood'] == cs['oracle']
+    assert set(cs) == {*analyze.CKPT_RULES, 'last_best_ood', 'last_best_id', 'oracle', 'final'}
+    assert cs['last_best_ood']['ood'] == cs['oracle'] and out['ckpt_selection']['celeb_frac0.0']['unification'] is None
+    # one headline score, the paper's ratio beside it; the unscored run (no parallel data) is ranked, not dropped
+    assert 'better_variant' not in out and set(out['correlations']) == set(metrics.VARIANTS)
+    assert 'unification_paper' in out['selection'] and out['selection']['unification_paper'] is not None
+    assert 'selection_scored' in out                                  # None here: fewer than 3 runs with a score
     # similarity matrices only for the figures' runs and checkpoints: upper triangles as uint8 codes
     with np.load(os.path.join(tiny_exp, 'similarity.npz')) as z:
         assert {k.split('|')[0] for k in z.files} == set(RUNS) and all(z[k].dtype == np.uint8 for k in z.files)
@@ -242,34 +246,95 @@ def test_command_line():
     assert run.returncode == 1 and run.stderr.strip() == "analyze: experiment directory not found: 'out/does_not_exist'"
 
 
-def test_checkpoint_selection_ties_go_to_the_later_checkpoint():
-    """Once unification saturates, differences below ckpt_tie are noise: the later checkpoint wins;
-    checkpoints below the ID filter are never picked; the reference is the last best-OOD one."""
-    def rec(it, idacc, ood, u):
+def test_checkpoint_selection_primary_and_variants():
+    """The method's rule (highest unification) is the primary pick, from the checkpoints after
+    initialisation; the ID filter and the tie rule make the variant unification_filtered; the
+    reference is the last best-ID checkpoint."""
+    def rec(it, idacc, ood, u, paper=None):
         return dict(run='r', iter=it, acc={'id_test': {'all': idacc}, 'ood_test': {'all': ood}},
-                    unification={'normalized': {'act': {'concat': u}}})
-    recs = [rec(0, 0.0, 0.0, None), rec(100, 0.5, 0.4, 1.02), rec(200, 0.95, 0.90, 0.990),
-            rec(400, 0.99, 0.97, 0.985), rec(800, 1.0, 0.97, 0.960)]
+                    unification={'normalized': {'act': {'concat': u}}, 'same_fact': {'act': {'concat': paper}}})
+    recs = [rec(0, 0.0, 0.0, 1.5, 2.0), rec(100, 0.5, 0.4, 1.02, 0.9), rec(200, 0.95, 0.90, 0.990),
+            rec(400, 0.99, 0.97, 0.985), rec(800, 1.0, 0.97, 0.960), rec(900, 1.0, 0.96, None)]
     cfg = dict(analyze.DEFAULTS)
     sel, summary = analyze.checkpoint_selection(recs, cfg)
-    assert sel['r']['unification']['iter'] == 400          # 0.985 ties with 0.990; 100 fails the ID filter
-    assert sel['r']['last_best_ood']['iter'] == 800 and sel['r']['last_best_id']['iter'] == 800
-    assert summary['unification_earlier'] == 1.0
-    strict, _ = analyze.checkpoint_selection(recs, dict(cfg, ckpt_tie=0.0))
-    assert strict['r']['unification']['iter'] == 200
-    unfiltered, _ = analyze.checkpoint_selection(recs, dict(cfg, ckpt_min_id=0.0))
-    assert unfiltered['r']['unification']['iter'] == 100
+    r = sel['r']
+    assert r['unification']['iter'] == 100                 # plain argmax; iteration 0 (random weights) is no candidate
+    assert r['unification_paper']['iter'] == 100           # its only score after initialisation
+    assert r['unification_filtered']['iter'] == 400        # 0.985 ties with 0.990; 100 fails the ID filter
+    assert r['last_best_id']['iter'] == 900 and r['last_best_ood']['iter'] == 800 and r['oracle'] == 0.97
+    s = summary['unification']
+    assert s['n_runs'] == 1 and s['ood'] == 0.4 and s['last_best_id'] == 0.96 and s['earlier'] == 1.0
+    assert analyze.checkpoint_selection(recs, dict(cfg, ckpt_tie=0.0))[0]['r']['unification_filtered']['iter'] == 200
+    # a run without any score: no pick, and no summary for the rule
+    bare = [dict(rr, unification=None) for rr in recs]
+    sel, summary = analyze.checkpoint_selection(bare, cfg)
+    assert sel['r']['unification'] is None and sel['r']['unification_filtered'] is None and summary['unification'] is None
 
 
-def test_similarity_storage_is_bounded_for_a_32_run_sweep():
-    """Only sim_runs x sim_ckpts (run, checkpoint) pairs keep matrices, whatever the sweep's size: at the
-    defaults (400 examples, 2 kinds x 4 layers, uint8 upper triangles) at most 12.8 MB before compression."""
+def test_footprint_peak_is_after_initialisation():
+    """A footprint that only falls from its random start: the initial value is the baseline, the peak
+    is the largest value after it (here the first trained checkpoint), the final value the last."""
+    c = analyze.footprint_course([0, 10, 100, 1000], [0.05, 0.03, 0.02, 0.01])
+    assert c == dict(init=0.05, peak=0.03, peak_iter=10, final=0.01)
+    c = analyze.footprint_course([0, 10, 100], [0.01, 0.02, None])
+    assert c == dict(init=0.01, peak=0.02, peak_iter=10, final=0.02)
+    assert analyze.footprint_course([0], [0.3]) == dict(init=0.3, peak=None, peak_iter=None, final=None)
+
+
+def test_summaries_need_three_runs(capsys):
+    recs = [dict(run=n, iter=10, final=True, acc={'id_test': {'all': 1.0}, 'ood_test': {'all': 0.5}}, unification=None)
+            for n in ('a', 'b')]
+    notes = []
+    out = analyze.summarise(recs, dict(analyze.DEFAULTS), notes)
+    assert out['selection'] is None and out['correlations'] is None
+    assert 'cross-run measures need >= 3 runs' in capsys.readouterr().out and len(notes) == 1
+
+
+@pytest.fixture(scope='module')
+def one_run_exp(tiny_exp, tmp_path_factory):
+    """An experiment of one run (a copy of tiny_exp's celeb_frac0.2), analysed: -> (exp, analysis, output)."""
+    exp = str(tmp_path_factory.mktemp('one') / 'exp')
+    shutil.copytree(os.path.join(tiny_exp, 'celeb_frac0.2'), os.path.join(exp, 'celeb_frac0.2'))
+    run = subprocess.run([sys.executable, 'analyze.py', exp, '--device=cpu', '--proj_dim=128', '--max_examples=200',
+                          '--max_celeb_facts=20', '--ood_sample=200', '--sim_ckpts=2', '--max_ckpts=0'],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    return exp, json.load(open(os.path.join(exp, 'analysis.json'))), run.stdout
+
+
+def test_one_run_says_cross_run_measures_need_three(one_run_exp):
+    """One run: no selection table or correlations (one number each, noise), but a line that says why;
+    no figure across runs; the per-run figures are drawn."""
+    exp, a, out = one_run_exp
+    assert 'cross-run measures need >= 3 runs (got 1)' in out
+    assert 'run selection over' not in out and 'pearson' not in out
+    assert a['selection'] is None and a['correlations'] is None
+    figs = set(os.listdir(os.path.join(exp, 'figures')))
+    assert {'acc_curves.png', 'selection.png', 'sim_act_celeb_frac0.2.png'} <= figs
+    assert not figs & {'unif_vs_ood.png', 'mi_vs_footprint.png', 'extract_vs_footprint.png', 'acc_vs_knobs.png'}
+
+
+def test_similarity_storage_is_bounded_for_a_32_run_sweep(one_run_exp):
+    """Only sim_runs x sim_ckpts (run, checkpoint) pairs keep matrices, whatever the sweep's size; and
+    what analyze.py writes per matrix (measured in its similarity.npz: one byte per cosine of the upper
+    triangle) keeps a sweep at the defaults (400 examples, 2 kinds x 4 layer groups) under 12.8 MB before
+    compression."""
     runs = [dict(name=f'r{i}', ckpts={it: '' for it in train.ckpt_iters(12000, 20)}, cfg={'model_args': {}},
                  log={12000: {'ood_test': {'all': i / 32}}}) for i in range(32)]
     rds = {r['name']: {'meta': {'vocab': []}} for r in runs}
     keep, batches = analyze.plan(runs, rds, dict(analyze.DEFAULTS, run_batch=16))
     assert len(keep) == analyze.DEFAULTS['sim_runs'] * analyze.DEFAULTS['sim_ckpts'] == 20
     assert {name for name, _ in keep} == {'r0', 'r10', 'r21', 'r31'}          # spread over final OOD
-    n = analyze.DEFAULTS['sim_values_per_type'] * 4 * analyze.DEFAULTS['sim_per_value']
-    assert len(keep) * 2 * 4 * n * (n + 1) // 2 <= 12.9e6
     assert len(batches) == 21 * 2 and all(len(b) == 16 for b in batches)   # 21 iterations x 2 passes of 16 runs
+    exp, a, _ = one_run_exp
+    with np.load(os.path.join(exp, 'similarity.npz')) as z:
+        stored = {k: z[k] for k in z.files}
+    pairs = {tuple(k.split('|')[:2]) for k in stored}
+    assert len(pairs) == 2                                                   # sim_ckpts=2 checkpoints of one run
+    per_pair = {p: [v for k, v in stored.items() if tuple(k.split('|')[:2]) == p] for p in pairs}
+    n = int(round((math.sqrt(8 * stored[next(iter(stored))].size + 1) - 1) / 2))   # examples per matrix
+    bytes_per_cosine = max(v.nbytes for v in stored.values()) / (n * (n + 1) / 2)
+    matrices_per_pair = max(len(v) for v in per_pair.values())              # kinds x layer groups
+    assert n > 10 and matrices_per_pair <= 2 * 4
+    n_default = analyze.DEFAULTS['sim_values_per_type'] * 4 * analyze.DEFAULTS['sim_per_value']
+    assert len(keep) * 2 * 4 * bytes_per_cosine * n_default * (n_default + 1) / 2 <= 12.9e6

@@ -26,12 +26,12 @@ def parallel_reps(alpha, n_facts=6, n_tmpl=4, noise=0.0, seed=0, d=64, common=0.
     return reps, fact, lang, fact % 2
 
 
-def brute_similarities(reps, fact, lang, ftype):
+def brute_similarities(reps, fact, lang, ftype, ref=0):
     u = metrics.unit(reps)
     out = []
     for f in fact.unique():
-        X, Y = u[(fact == f) & (lang == 0)], u[(fact == f) & (lang == 1)]
-        O = u[(fact != f) & (lang == 0) & (ftype == ftype[fact == f][0])]
+        X, Y = u[(fact == f) & (lang == ref)], u[(fact == f) & (lang != ref)]
+        O = u[(fact != f) & (lang == ref) & (ftype == ftype[fact == f][0])]
         xx = X @ X.T
         within = (xx.sum() - xx.diagonal().sum()) / (len(X) * (len(X) - 1))
         out.append((float((X @ Y.T).mean()), float(within), float((X @ O.T).mean())))
@@ -40,9 +40,10 @@ def brute_similarities(reps, fact, lang, ftype):
 
 def test_fact_similarities_equal_a_direct_loop():
     reps, fact, lang, ft = parallel_reps(0.7, noise=0.3, seed=3)
-    s = metrics.fact_similarities(metrics.unit(reps + 0.5), fact, lang, ft)
-    got = np.stack([s['cross'][:, 0].numpy(), s['within'].numpy(), s['base'].numpy()], 1)
-    assert got == pytest.approx(brute_similarities(reps + 0.5, fact, lang, ft), abs=1e-5)
+    for ref in (0, 1):                                               # seen from either language
+        s = metrics.fact_similarities(metrics.unit(reps + 0.5), fact, lang, ft, ref)
+        got = np.stack([s['cross'][:, 0].numpy(), s['within'].numpy(), s['base'].numpy()], 1)
+        assert got == pytest.approx(brute_similarities(reps + 0.5, fact, lang, ft, ref), abs=1e-5)
 
 
 def test_unification_known_answers():
@@ -78,6 +79,31 @@ def test_unification_null_reasons():
     reps, fact, lang, ft = parallel_reps(0.0)
     res, why = metrics.unification(reps, fact, torch.zeros_like(lang), ft)
     assert res is None and 'one language' in why
+
+
+def test_unification_averages_both_directions():
+    """Language 0's verbalizations of a fact agree exactly, language 1's spread over template
+    directions of norm b: seen from language 0 the score is sqrt(P/Q) - a^2, from language 1
+    sqrt(Q/P) - a^2 (P = 1 + a^2, Q = P + b^2), so the paper's one direction would depend on which
+    language is called 0. The score pools both directions and does not change when the labels swap."""
+    n_facts, n_tmpl, a, b = 6, 4, 0.5, 1.0
+    basis = orthonormal(n_facts + 2 + n_facts * n_tmpl, 64, seed=2)
+    reps, fact, lang = [], [], []
+    for f in range(n_facts):
+        for l in (0, 1):
+            for t in range(n_tmpl):
+                spread = b * basis[n_facts + 2 + f * n_tmpl + t] if l == 1 else 0
+                reps.append(basis[f] + a * basis[n_facts + l] + spread)
+                fact.append(f), lang.append(l)
+    reps, fact, lang = torch.stack(reps), torch.tensor(fact), torch.tensor(lang)
+    ft = fact % 2
+    P, Q = 1 + a * a, 1 + a * a + b * b
+    one_way = [metrics.unification(reps, fact, lang, ft, refs=[r])[0]['normalized'] for r in (0, 1)]
+    assert one_way == pytest.approx([(P / Q) ** 0.5 - a * a, (Q / P) ** 0.5 - a * a], abs=1e-5)
+    pooled = (2 / (P * Q) ** 0.5 - a * a / P - a * a / Q) / (1 / P + 1 / Q)
+    both, swapped = (metrics.unification(reps, fact, l, ft)[0] for l in (lang, 1 - lang))
+    assert both['normalized'] == pytest.approx(pooled, abs=1e-5) and one_way[0] < pooled < one_way[1]
+    assert swapped == pytest.approx(both, abs=1e-6)
 
 
 def test_variance_explained():
@@ -129,8 +155,26 @@ def test_selection_picks_the_oracle():
     target = np.random.default_rng(0).random(16)
     sel = metrics.select_runs({'ood_itself': target, 'noise': np.random.default_rng(1).random(16),
                                'nothing': np.full(16, np.nan)}, target, 300, 1 / 3)
-    assert sel['ood_itself'] == sel['oracle']
-    assert sel['nothing'] == pytest.approx(sel['random']) and sel['oracle'] > sel['random']
+    assert sel['ood_itself'] == sel['oracle'] and sel['oracle'] > sel['random']
+    assert sel['nothing'] is None                     # a criterion that scores no run picks nothing
+
+
+def test_selection_ranks_unscored_runs_last_in_one_candidate_set():
+    """Runs 0-1 have no unification score (no parallel data) but the best ID accuracy; every rule
+    picks from the same random subsets, so ID can pick them and unification picks them only when a
+    subset holds nothing else (then at random, like the random pick)."""
+    target = np.array([0.2, 0.3, 0.5, 0.6, 0.7, 0.8])
+    unif = np.array([np.nan, np.nan, 0.1, 0.2, 0.3, 0.4])
+    idacc = np.array([1.0, 0.99, 0.9, 0.9, 0.9, 0.9])
+    whole = metrics.select_runs({'unification': unif, 'id_test': idacc}, target, 10, 1.0)
+    assert whole['unification'] == pytest.approx(0.8) and whole['id_test'] == pytest.approx(0.2)
+    pairs = metrics.select_runs({'unification': unif, 'id_test': idacc}, target, 3000, 2 / 6, seed=1)
+    # subsets of 2: the unification pick is the better run unless both are unscored ({0, 1}: 1 of 15
+    # subsets, a random one of the two); ID picks run 0 or 1 whenever the subset holds one
+    expect_unif = (sum(max(target[i], target[j]) for i in range(6) for j in range(i + 1, 6) if (i, j) != (0, 1))
+                   + (target[0] + target[1]) / 2) / 15
+    assert pairs['unification'] == pytest.approx(expect_unif, abs=0.01)
+    assert pairs['id_test'] < pairs['random'] < pairs['unification'] < pairs['oracle']
 
 
 def test_language_probe():

@@ -1,5 +1,6 @@
-"""results.py: summaries of an analysed experiment, merging shards, staleness, importing archives;
-report.py: the README tables rewritten from assets/ (the real README must match the real assets/)."""
+"""results.py: summaries of an analyzed experiment, merging shards, staleness, importing archives,
+summarising again; report.py: the README tables rewritten from assets/ (the real README must match
+the real assets/) and the verdict rules of docs/verdicts.md."""
 import glob
 import json
 import os
@@ -29,7 +30,7 @@ ANALYSIS = dict(analyze.DEFAULTS, device='cpu', proj_dim=32, max_examples=60, ma
 
 @pytest.fixture(scope='module')
 def tiny(tmp_path_factory):
-    """A 4-run miniature of sweep_celeb, analysed whole and as its two shards (runs[i::2])."""
+    """A 4-run miniature of sweep_celeb, analyzed whole and as its two shards (runs[i::2])."""
     tmp = tmp_path_factory.mktemp('report')
     threads = torch.get_num_threads()
     torch.set_num_threads(1)                                         # tiny tensors: threads only wait on a busy machine
@@ -59,7 +60,8 @@ def summary(path):
 def test_summary_holds_what_the_readme_cites(tiny):
     _, stages = tiny
     s = summary(stages['shard0'])
-    assert s['exp'] == 'sweep_celeb' and s['data_version'] == data_gen.VERSION and s['shards'] == dict(n=2, done=[0])
+    assert s['exp'] == 'sweep_celeb' and s['scale'] == 'paper' and s['data_version'] == data_gen.VERSION
+    assert s['shards'] == dict(n=2, done=[0])
     prov = s['provenance'][0]
     assert {'device', 'torch', 'commit', 'date', 'train_s', 'analyze_s', 'data_version', 'E', 'n_ckpts'} <= set(prov)
     assert sorted(s['runs_missing']) == ['celeb_frac0.1-seed1', 'celeb_frac0.3-seed1']
@@ -69,6 +71,8 @@ def test_summary_holds_what_the_readme_cites(tiny):
         assert set(run['final'][split]) >= {'all', *data_gen.FACT_TYPES}
         assert set(run['final'][split]['all']) >= {'all', 'lang0', 'lang1'} and len(run['final'][split]['all']['all']) == 3
     assert {'correlations', 'selection'} <= set(s) and 'same_fact' in run['unification']
+    assert set(run['lang_footprint']) == {'init', 'peak', 'peak_iter', 'final'} and run['lang_footprint']['peak_iter'] > 0
+    assert {'unification', 'unification_paper'} <= set(run['trajectory'])
     assert os.path.getsize(os.path.join(stages['shard0'], 'summary.json')) <= results.max_summary_kb * 1000
     assert report.missing_text(s) == '2 runs (seed=1)'
 
@@ -98,11 +102,40 @@ def test_merged_shards_equal_one_analysis(tiny, tmp_path):
     merged, whole = summary(os.path.join(assets, 'sweep_celeb')), summary(stages['all'])
     assert merged['shards'] == dict(n=2, done=[0, 1]) and merged['runs_missing'] == []
     assert [p['shard'] for p in merged['provenance']] == ['0/2', '1/2']
-    for key in ('correlations', 'selection', 'better_variant', 'runs'):
+    for key in ('correlations', 'selection', 'selection_scored', 'ckpt_selection_summary', 'runs'):
         close(merged[key], whole[key], key)
+    assert 'better_variant' not in merged
     # importing shard 0 again replaces its runs: still the same numbers
     results.import_stage(stages['shard0'], assets)
     close(summary(os.path.join(assets, 'sweep_celeb'))['selection'], whole['selection'])
+
+
+@pytest.mark.slow
+def test_resummarise_under_current_rules(tiny, tmp_path):
+    """A result summarised again in place: the same numbers when the rules have not changed; from an
+    older analysis (no normalized score, no per-example predictions, a better_variant chosen by OOD)
+    what the records lack stays missing, the small-OOD-test picks are kept, nothing is chosen by OOD."""
+    _, stages = tiny
+    d = str(tmp_path / 'sweep_celeb')
+    shutil.copytree(stages['all'], d)
+    before = summary(d)
+    assert 'summarised again' in results.resummarise_dir(d)
+    for key in ('correlations', 'selection', 'selection_scored', 'ckpt_selection_summary', 'runs'):
+        close(summary(d)[key], before[key], key)
+    a = results.read_json(os.path.join(d, 'analysis.json.gz'))
+    for r in a['records']:
+        r.pop('ood_correct', None)
+        if r['unification']:
+            del r['unification']['normalized']
+    a.update(better_variant='same_fact', settings=dict(a['settings'], unif_variant='same_fact', footprint_at='max'))
+    results.write_json_gz(a, os.path.join(d, 'analysis.json.gz'))
+    results.resummarise_dir(d)
+    s = summary(d)
+    assert 'better_variant' not in s and 'unif_variant' not in s['analysis_settings']
+    assert s['analysis_settings']['footprint_at'] == 'peak' and s['scale'] == 'paper'
+    assert s['selection']['unification'] is None and s['selection']['unification_paper'] is not None
+    close(s['selection']['ood_1pct'], before['selection']['ood_1pct'])
+    assert all(r['trajectory']['unification'] == [None] * len(r['trajectory']['iter']) for r in s['runs'])
 
 
 @pytest.mark.slow
@@ -163,28 +196,32 @@ def test_archive_roundtrip_and_bad_input(tiny, tmp_path):
 def test_rewrite_and_check(tmp_path):
     blocks = {'a': '| x |\n|---|\n| 1 |', 'b': 'text'}
     text = 'intro\n<!-- report:a -->\nold\n<!-- /report:a -->\nmiddle\n<!-- report:b -->\n<!-- /report:b -->\nend\n'
-    new, changed = report.rewrite(text, blocks)
+    new, changed, _ = report.rewrite(text, blocks)
     assert changed == ['a', 'b'] and new.startswith('intro\n<!-- report:a -->\n| x |') and new.endswith('middle\n'
            '<!-- report:b -->\ntext\n<!-- /report:b -->\nend\n')
-    assert report.rewrite(new, blocks) == (new, [])
+    assert report.rewrite(new, blocks)[:2] == (new, [])
     with pytest.raises(ValueError, match='report:b'):
         report.rewrite(text.replace('<!-- report:b -->', ''), blocks)
-    # the real README's tables against a copy of the real assets: matching, then one number changed
+    # the real README's and docs' tables against a copy of the real assets: matching, then one number changed
     readme = tmp_path / 'README.md'
     shutil.copyfile(os.path.join(ROOT, 'README.md'), readme)
-    os.symlink(os.path.join(ROOT, 'assets'), tmp_path / 'assets')   # figure paths are relative to the README
+    shutil.copytree(os.path.join(ROOT, 'docs'), tmp_path / 'docs')
+    os.symlink(os.path.join(ROOT, 'assets'), tmp_path / 'assets')   # figure paths are relative to the file
     cfg = dict(report.DEFAULTS, readme=str(readme), assets=str(tmp_path / 'assets'), check=True)
     assert report.main(cfg) == 0
-    text = readme.read_text()
+    path = next(p for p in [readme, *sorted((tmp_path / 'docs').glob('*.md'))] if '<!-- report:runs -->' in p.read_text())
+    text = path.read_text()
     i = text.index('<!-- report:runs -->')
     j = text.index('0.9', i)
-    readme.write_text(text[:j] + '0.1' + text[j + 3:])
+    path.write_text(text[:j] + '0.1' + text[j + 3:])
     assert report.main(cfg) == 1
-    assert report.main(dict(cfg, check=False)) == 0 and report.main(cfg) == 0 and readme.read_text() == text
+    assert report.main(dict(cfg, check=False)) == 0 and report.main(cfg) == 0 and path.read_text() == text
+    (tmp_path / 'docs' / 'extra.md').write_text('no markers here\n')  # a file without markers is left alone
+    assert report.main(cfg) == 0
 
 
 def test_readme_matches_assets():
-    """python report.py --check on the repo: the README's tables are what assets/ gives."""
+    """python -m dev.report --check on the repo: the README's and docs' tables are what assets/ gives."""
     r = subprocess.run([sys.executable, '-m', 'dev.report', '--check'], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 
@@ -215,13 +252,13 @@ def test_bench_summary_and_table(tmp_path):
     s = results.stage_bench(str(raw), prov, str(tmp_path / 'b'))
     assert s['modes']['compile']['rows']['lockstep E=16 ce_loss']['value'] == 950.0
     assert s['modes']['graph']['rows']['sweep (16 runs x 3000 steps)']['outside_steps_frac'] == 0.44
-    block = report.block_bench(dict(S={'bench': s}))
+    block = report.block_bench(dict(bench=s))
     assert '| lockstep E=16 ce_loss (run-steps/s) | 950.0 | – |' in block and 'not yet measured' not in block
     assert '| sweep (16 runs x 3000 steps) | torch.compile + CUDA graph | 80.0 | 40.0 | 44% | 120.0 | 2.80 |' in block
     assert 'Not measured: python bench.py ran out of time.' in block
     for mode in s['modes'].values():                                  # an older bench: neither measured
         mode['rows'] = {k: v for k, v in mode['rows'].items() if k in ('plain loop', 'lockstep E=16')}
-    block = report.block_bench(dict(S={'bench': s}))
+    block = report.block_bench(dict(bench=s))
     assert '| speed candidates at the largest E (run-steps/s) | not yet measured | – |' in block
     assert '| not yet measured | – | – | – | – | – | – |' in block
 
@@ -233,30 +270,112 @@ def test_help_prints_the_knobs_of_both_scripts():
     assert r.returncode == 0 and 'python -m dev.results' in r.stdout and '--imports=' in r.stdout and '--check' not in r.stdout
 
 
-def fake_summary(name, runs):
-    """A current summary of `name` whose runs have these knobs and final OOD accuracy: [(knobs, ood)]."""
-    return dict(exp=name, data_version=data_gen.VERSION, provenance=[dict(device='GPU')], _stale=[], _dir=f'assets/{name}',
-                runs=[dict(name=f'r{i}', knobs=k, final={'ood_test': {'all': {'all': [o, o, 100]}}}) for i, (k, o) in
-                      enumerate(runs)], runs_missing=[])
+def fake_summary(name, runs, scale='paper', stale=(), missing=(), **extra):
+    """A summary of `name` at `scale` whose runs have these knobs and final OOD accuracy: [(knobs, ood)]
+    or [(knobs, ood, {fact_type: ood}, id)]; current and complete unless told otherwise."""
+    out = []
+    for i, (knobs, ood, *more) in enumerate(runs):
+        by_ft, idacc = (more + [{}, 0.99])[:2] if more else ({}, 0.99)
+        final = {'ood_test': {ft: {'all': [o, o, 100]} for ft, o in {'all': ood, **by_ft}.items()},
+                 'id_test': {'all': {'all': [idacc, idacc, 100]}}}
+        out.append(dict(name=f'r{i}', knobs=knobs, iter=1000, final=final, **extra.pop(f'run{i}', {})))
+    return dict(exp=name, data_version=data_gen.VERSION - bool(stale), provenance=[dict(device='GPU')], _stale=list(stale),
+                _dir=f'assets/{name}', _scale=scale, runs=out, runs_missing=list(missing), analysis_settings={},
+                config=dict(sweep={}), **extra)
 
 
-def test_finding4_from_paper_scale_results():
-    """Finding 4's checks on made-up results: each holds, then one fails."""
-    cfs = [0.0, 0.1]
-    S = dict(balance=fake_summary('balance', [({'variant': v, 'celeb_frac': c}, o) for v, o in
-                                              (('balanced', 0.9), ('src', 0.6), ('imbalanced', 0.3)) for c in cfs]),
-             shared_tokens=fake_summary('shared_tokens', [({'shared_token_frac': f, 'celeb_frac': c}, 0.4 + 0.4 * f)
-                                                          for f in (0.0, 0.5, 1.0) for c in cfs]),
-             char_low=fake_summary('char_low', [({'celeb_frac': c}, 0.8) for c in cfs]),
-             char_cased=fake_summary('char_cased', [({'celeb_frac': c}, 0.5) for c in cfs]))
-    for n, o in (('templates_02', 0.5), ('templates_10', 0.85), ('templates_20', 0.9), ('people_10x', 0.8),
-                 ('steps_10x', 0.75)):
-        S[n] = fake_summary(n, [({'celeb_frac': c}, o) for c in cfs])
-    st = dict(S=S, mini=None)
-    status, text, scale, _ = report.finding4(st)
-    assert status == 'reproduced' and 'not yet run' not in text and scale.startswith('paper scale')
-    assert 'mean OOD by templates 2: 0.50, 5: 0.80, 10: 0.85, 20: 0.90' in text
-    S['people_10x'] = fake_summary('people_10x', [({'celeb_frac': c}, 0.95) for c in cfs])   # 10x events did help
-    assert report.finding4(st)[0] == 'partly reproduced'
-    del S['char_low']
-    assert report.finding4(st)[0] == 'partly reproduced' and '`char_low`' in report.finding4(st)[1]
+def sweep_summary(ood0=0.4, **kw):
+    """sweep_celeb with 16 celeb_frac values: OOD rising from ood0 to 0.95, ID 0.99, years above cities at 0."""
+    cfs = [round(0.02 * i, 2) for i in range(16)]
+    ood = lambda c: ood0 + (0.95 - ood0) * min(1.0, c / 0.2)
+    by_ft = lambda c: dict(birth_year=ood(c) + 0.2, death_year=ood(c) + 0.15, birth_city=ood(c) - 0.2, death_city=ood(c) - 0.15)
+    s = fake_summary('sweep_celeb', [({'celeb_frac': c}, ood(c), by_ft(c), 0.99) for c in cfs], **kw)
+    s['config'] = dict(sweep={'celeb_frac': cfs})
+    return s
+
+
+def state_of(*summaries):
+    return dict(results={(s['exp'], s['_scale']): s for s in summaries}, toy=None, llm=None, vocab=None, bench=None)
+
+
+def test_verdicts_need_current_complete_results_in_the_right_regime():
+    """Findings 1 and 2 on made-up sweeps: reproduced only when the result is current, complete and
+    leaves parallel data room to show; a stale, an incomplete and a ceiling result each say so."""
+    good = state_of(sweep_summary())
+    assert report.finding1(good, 'paper')[0] == report.finding2(good, 'paper')[0] == 'reproduced'
+    assert report.finding1(good, 'laptop')[0] == 'not run'            # each scale judged on its own results
+    stale = state_of(sweep_summary(stale=['made on data v1, now v2']))
+    assert report.finding1(stale, 'paper')[0] == report.finding2(stale, 'paper')[0] == 'not judged: stale (data v1)'
+    part = sweep_summary()
+    part['runs_missing'] = [r['name'] for r in part['runs'][8:]]
+    part['runs'] = part['runs'][:8]
+    assert report.finding1(state_of(part), 'paper')[0] == 'provisional: 8 of 16 runs'
+    ceiling = state_of(sweep_summary(ood0=0.9))
+    status, text = report.finding1(ceiling, 'paper')
+    assert status.startswith('not judged: regime (OOD at celeb_frac 0 is 0.90 >= 0.85') and '[holds]' in text
+    for st in (stale, state_of(part), ceiling):
+        assert 'reproduced' not in report.block_findings(st).split('\n')[2].split('|')[4]
+    # ID that predicts OOD fails finding 1; a flat OOD fails finding 2
+    bad = sweep_summary()
+    for r in bad['runs']:
+        r['final']['id_test']['all']['all'][0] = 0.9 + 0.1 * r['final']['ood_test']['all']['all'][0]
+    assert report.finding1(state_of(bad), 'paper')[0] == 'mixed'
+
+
+def test_finding5_is_judged_on_the_selection_experiment():
+    corr = {'normalized': {'act': {'concat': 0.9}, 'grad': {'concat': 0.8}}, 'same_fact': {'act': {'concat': 0.95}}}
+    sel = dict(id_test=0.5, ood_1pct=0.9, unification=0.89, unification_paper=0.88, oracle=0.92, random=0.7)
+    ckpt = dict(unification=dict(n_runs=20, ood=0.8, last_best_id=0.79, last_best_ood=0.82, oracle=0.82, final=0.8, earlier=0.4))
+    runs = [({'celeb_frac': 0.02 * (i % 11), 'lang_ratio': 1 + i // 11}, 0.3 + 0.6 * (i % 11) / 10) for i in range(22)]
+    unif = {f'run{i}': dict(unification={'normalized': {'act': 0.5}}) for i in range(22) if i % 11}
+    s = fake_summary('selection', runs, correlations=corr, selection=sel, ckpt_selection_summary=ckpt, **unif)
+    s['analysis_settings'] = dict(unif_layer='concat')
+    status, text = report.finding5(state_of(s), 'paper')
+    assert status == 'reproduced' and "the paper's ratio: 0.95" in text
+    sweep = dict(s, exp='sweep_celeb')
+    assert report.finding5(state_of(sweep), 'paper')[0] == 'provisional: `selection` not run (`sweep_celeb`: reproduced)'
+    flat = dict(s, runs=[dict(r, final={**r['final'], 'ood_test': {'all': {'all': [0.95, 0.95, 100]}}}) for r in s['runs']])
+    assert report.finding5(state_of(flat), 'paper')[0].startswith('not judged: regime (OOD of the runs with parallel data')
+    assert report.finding5(state_of(dict(s, selection=dict(sel, unification=0.75))), 'paper')[0] == 'mixed'
+
+
+def test_finding4_from_made_up_results():
+    """Finding 4's checks at celeb_frac 0: each holds, then one fails, then one experiment is missing,
+    then one is stale."""
+    cfs = [0.0, 0.3]
+    S = [fake_summary('balance', [({'variant': v, 'celeb_frac': c}, o if c == 0 else 0.95) for v, o in
+                                  (('balanced', 0.7), ('src', 0.5), ('imbalanced', 0.3)) for c in cfs]),
+         fake_summary('shared_tokens', [({'shared_token_frac': f, 'celeb_frac': c}, 0.4 + 0.2 * f if c == 0 else 0.95)
+                                        for f in (0.0, 0.5, 1.0) for c in cfs]),
+         fake_summary('char_low', [({'celeb_frac': c}, 0.7) for c in cfs]),
+         fake_summary('char_cased', [({'celeb_frac': c}, 0.5) for c in cfs])]
+    for n, o in (('templates_02', 0.45), ('templates_10', 0.7), ('templates_20', 0.75), ('people_10x', 0.6),
+                 ('steps_10x', 0.62)):
+        S.append(fake_summary(n, [({'celeb_frac': c}, o) for c in cfs]))
+    by = {s['exp']: s for s in S}
+    status, text = report.finding4(state_of(*S), 'paper')
+    assert status == 'reproduced' and 'mean OOD 2: 0.45, 5: 0.60, 10: 0.70, 20: 0.75' in text
+    assert report.finding4(state_of(*S), 'laptop')[0] == 'not run'
+    by['people_10x'] = fake_summary('people_10x', [({'celeb_frac': c}, 0.8) for c in cfs])   # 10x events did help
+    assert report.finding4(state_of(*by.values()), 'paper')[0] == 'mixed'
+    del by['char_low']
+    assert report.finding4(state_of(*by.values()), 'paper')[0] == 'provisional: 5 of 6 checks judged'
+    stale = [fake_summary(s['exp'], [(r['knobs'], r['final']['ood_test']['all']['all'][0]) for r in s['runs']],
+                          stale=['made on data v1, now v2']) for s in S]
+    assert report.finding4(state_of(*stale), 'paper')[0] == 'not judged: stale (6 of 6 checks)'
+
+
+def test_runs_table_shows_footprint_peak_after_init():
+    """A run whose language footprint only falls: its peak is after initialisation, never the start."""
+    s = fake_summary('sweep_celeb', [({'celeb_frac': 0.1}, 0.5)],
+                     run0=dict(lang_footprint=dict(init=0.05, peak=0.03, peak_iter=60, final=0.01)))
+    s['analysis_settings'] = dict(unif_layer='concat')
+    line = report.runs_table(s)[-1]
+    assert line.endswith('| 0.050 | 0.030 (60) | 0.010 |')
+
+
+def test_verdict_rules_are_written_down():
+    """Every number report.py judges by stands in docs/verdicts.md beside its name."""
+    text = open(os.path.join(ROOT, 'docs', 'verdicts.md')).read()
+    for k, v in report.RULES.items():
+        assert f'`{k}` | {v} |' in text, k
