@@ -188,7 +188,7 @@ def result_cell(s):
 def block_experiments(state):
     rows = [[f'`{name}`', e['findings'] or '–', e['what'], *(result_cell(state['results'].get((name, sc))) for sc in SCALES)]
             for name, e in experiments.EXPERIMENTS.items()]
-    return '\n'.join(table(['experiment', 'SPEC finding', 'what it tests', 'laptop scale', 'paper scale'], rows))
+    return '\n'.join(table(['experiment', 'finding', 'what it tests', 'laptop scale', 'paper scale'], rows))
 
 
 def runs_table(s):
@@ -655,7 +655,7 @@ def block_findings(state):
         text = '<br>'.join(f"**{sc}**: {t}" for sc, t in (('laptop', t_lap), ('paper', t_pap)) if t) or '–'
         link = f"[{n}]({state.get('verdicts', 'docs/verdicts.md')}#finding-{n})"
         rows.append([link, claim, f'**{s_lap}**', f'**{s_pap}**', text, figs])
-    return '\n'.join(table(['#', 'finding (SPEC)', 'laptop scale', 'paper scale', 'what the results show (rule in brackets)',
+    return '\n'.join(table(['#', 'finding', 'laptop scale', 'paper scale', 'what the results show (rule in brackets)',
                             'figures'], rows))
 
 
