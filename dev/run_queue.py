@@ -40,6 +40,7 @@ files come back, each at most `max_file_mb`, with names of letters, digits and .
 import glob
 import json
 import os
+import platform
 import re
 import shlex
 import shutil
@@ -53,11 +54,13 @@ import types
 import data_gen
 from dev import results
 import train
-from config.experiments import EXPERIMENTS, config_path
+from config.experiments import EXPERIMENTS, SCALES, config_path
 from configurator import cli, config_keys, configure
 
 # -----------------------------------------------------------------------------
-budget = 540.0             # seconds this call may spend on items (the slice minus the machine's start and copy-back)
+budget = 540.0             # seconds this call may spend on items (the allocation minus the machine's start and copy-back)
+scale = 'paper'            # 'paper' (config/<exp>.py, a GPU) or 'laptop' (config/laptop/<exp>.py on a CPU: no bench item,
+                           # estimates from the CPU bench in assets/bench, results for assets/laptop/)
 out = 'out/gpu'            # where the archives and queue.txt go ($OUT on the GPU machine)
 work_dir = 'out/queue'     # runs and analyses of the item in progress (removed once it is packed)
 assets = 'assets'          # the repo's results: what is done, and the measured speeds
@@ -79,6 +82,7 @@ max_file_mb = 16.0         # the largest file that may come back
 commit = ''                # code commit to record ('' = git rev-parse where there is a .git, else 'unknown')
 # -----------------------------------------------------------------------------
 DEFAULTS = config_keys(globals())
+CHOICES = {'scale': SCALES}
 ORDER = ['bench', *EXPERIMENTS]   # priority of the items: the bench, then config/experiments.py's order
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # the repo
 NAME_OK = re.compile(r'[A-Za-z0-9._-]+')
@@ -100,16 +104,16 @@ class ItemFailed(Exception):
 
 
 # ----------------------------------------------------------------------------- speeds
-def bench_points(dirs, tiny_mode):
+def bench_points(dirs, cpu):
     """{mode: [(E, run-steps/s), ...]} of the lockstep rows of the newest bench JSONs in dirs
-    (GPU benches only, unless tiny_mode: then a CPU bench stands for every mode)."""
+    (GPU benches only, or with cpu=True CPU benches only: then a CPU bench stands for every mode)."""
     pts = {}
     for d in dirs:
         for path in sorted(glob.glob(os.path.join(d, 'bench*.json'))):
             b = results.read_json(path)
             cuda = str(b.get('device', '')).startswith('cuda')
             c = b.get('config', {})
-            if not cuda and not tiny_mode:
+            if cuda == cpu:                                      # GPU benches for a GPU, CPU ones for a CPU
                 continue
             mode = 'graph' if c.get('cuda_graph') else 'eager' if c.get('compile') is False and cuda else 'compile'
             rows = sorted((r['E'], r['run_steps_per_s']) for r in b.get('rows', [])      # not the speed candidates
@@ -154,9 +158,10 @@ def measured_rates(cfg, pts, summaries):
 
 
 # ----------------------------------------------------------------------------- the plan
-def load_summaries(assets_dir):
+def load_summaries(q):
+    """{exp: summary} of the results in assets/ at the queue's scale."""
     out = {}
-    for p in glob.glob(os.path.join(assets_dir, '*', 'summary.json')):
+    for p in glob.glob(os.path.join(q.assets, *(['laptop'] if q.scale == 'laptop' else []), '*', 'summary.json')):
         s = results.read_json(p)
         out[s.get('exp')] = s
     return out
@@ -166,7 +171,7 @@ def tiny_args(q, name):
     """The config-changing arguments of an experiment's CPU miniature."""
     if not q.tiny:
         return []
-    cfg = configure(train.DEFAULTS, [config_path(name)])
+    cfg = configure(train.DEFAULTS, [config_path(name, q.scale)])
     sweep = {k: v[:2] for k, v in cfg['sweep'].items()}
     return [f'--{k}={v!r}' for k, v in TINY.items()] + ([f'--sweep={sweep!r}'] if sweep else [])
 
@@ -174,7 +179,7 @@ def tiny_args(q, name):
 def experiment_runs(q, name):
     """(resolved config, [(run name, run config)], config-changing args) of an experiment."""
     args = tiny_args(q, name)
-    full = configure(train.DEFAULTS, [config_path(name), *args])
+    full = configure(train.DEFAULTS, [config_path(name, q.scale), *args])
     return full, train.expand_sweep(full), args
 
 
@@ -194,7 +199,7 @@ def estimate(q, name, full, runs, speeds, mode='compile'):
 
 def best_estimate(q, name, full, runs, speeds):
     """The cheaper of torch.compile and the step as a CUDA graph (where the bench measured it)."""
-    modes = ['compile'] + (['graph'] if 'graph' in speeds['pts'] and not q.tiny else [])
+    modes = ['compile'] + (['graph'] if 'graph' in speeds['pts'] and not on_cpu(q) else [])
     return min((estimate(q, name, full, runs, speeds, m) for m in modes), key=lambda e: e[0])
 
 
@@ -244,8 +249,8 @@ def bench_item(q, summaries, done_now):
 
 def plan(q, done_now, extra_bench_dirs=()):
     """Every item of the queue in priority order, each with its estimate or the reason it is skipped."""
-    summaries = load_summaries(q.assets)
-    pts = bench_points([os.path.join(q.assets, 'bench'), *extra_bench_dirs], q.tiny)
+    summaries = load_summaries(q)
+    pts = bench_points([os.path.join(q.assets, 'bench'), *extra_bench_dirs], on_cpu(q))
     speeds = dict(measured_rates(dict(eval_s=q.eval_s, ckpt_rate=q.ckpt_rate), pts, summaries), pts=pts)
     wanted = [x for x in q.only.split(',') if x]
     unknown = [x for x in wanted if x not in ORDER]
@@ -256,7 +261,8 @@ def plan(q, done_now, extra_bench_dirs=()):
         if wanted and name not in wanted:
             continue
         if name == 'bench':
-            items.append(bench_item(q, summaries, done_now))
+            items.append(bench_item(q, summaries, done_now) if q.scale == 'paper' else
+                         dict(item='bench', skip='laptop scale: estimates from the CPU bench in assets/bench'))
             continue
         try:
             items += experiment_items(q, name, summaries, speeds, done_now)
@@ -293,7 +299,7 @@ def machine(q):
     """Device name, torch version, commit and date to record."""
     import torch
     name = 'cpu'
-    if not q.tiny and shutil.which('nvidia-smi'):
+    if not on_cpu(q) and shutil.which('nvidia-smi'):
         r = subprocess.run(['nvidia-smi', '--query-gpu=name', '--format=csv,noheader'], capture_output=True, text=True)
         name = r.stdout.strip().splitlines()[0] if r.returncode == 0 and r.stdout.strip() else 'cuda'
     sha = q.commit
@@ -301,7 +307,22 @@ def machine(q):
         r = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, cwd=ROOT)
         dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], capture_output=True, text=True, cwd=ROOT)
         sha = r.stdout.strip() + ('-dirty' if dirty.stdout.strip() else '') if r.returncode == 0 else 'unknown'
-    return dict(device=name, torch=torch.__version__, commit=sha, code=results.code_version(), date=time.strftime('%Y-%m-%d'))
+    return dict(device=name, cpu=cpu_model(), cores=os.cpu_count(), torch=torch.__version__, commit=sha,
+                code=results.code_version(), date=time.strftime('%Y-%m-%d'))
+
+
+def cpu_model():
+    """The CPU's model name (Linux: /proc/cpuinfo; elsewhere what platform knows)."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            return next(l.split(':', 1)[1].strip() for l in f if l.startswith('model name'))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def on_cpu(q):
+    """The queue runs on a CPU: a miniature, or the laptop scale."""
+    return q.tiny or q.scale == 'laptop'
 
 
 def run_experiment(q, it, left, stage):
@@ -312,7 +333,7 @@ def run_experiment(q, it, left, stage):
     machine_args = [f'--out_dir={wd}'] + (['--cuda_graph=True'] if it['terms']['mode'] == 'graph' and not q.tiny else [])
     if q.tiny:
         machine_args += ['--device=cpu', '--compile=False', f"--data_dir={os.path.join(q.work_dir, 'data')}"]
-    train_cmd = ['train.py', f'config/{name}.py', *([f'--shard={i}/{n}'] if n > 1 else []), *it['args'], *machine_args]
+    train_cmd = ['train.py', os.path.relpath(config_path(name, q.scale), ROOT), *([f'--shard={i}/{n}'] if n > 1 else []), *it['args'], *machine_args]
     t0 = time.time()
     rc, text = run_cmd([sys.executable, *train_cmd], left, os.path.join(q.work_dir, f"{it['item']}_train.txt"))
     checked(rc, text, 'train.py')
@@ -326,7 +347,7 @@ def run_experiment(q, it, left, stage):
                 train_s=float(m.group(1)) if m else round(train_wall, 1), train_wall_s=round(train_wall, 1),
                 analyze_s=round(time.time() - t1, 1), mode=it['terms'].get('mode'), queue_estimate_s=round(it['est']),
                 train_tail=text.splitlines()[-3:])
-    results.stage_experiment(wd, name, f'{i}/{n}', prov, it['args'], stage)
+    results.stage_experiment(wd, name, f'{i}/{n}', prov, it['args'], stage, q.scale)
     shutil.rmtree(wd, ignore_errors=True)                              # checkpoints: gigabytes at paper scale
     return prov
 
@@ -430,14 +451,14 @@ def settings(cfg):
 def run_queue(cfg):
     """Run (or, with dry_run, print) the queue within the budget. -> exit code."""
     q = settings(cfg)
-    if not q.dry_run and not q.tiny:
+    if not q.dry_run and not on_cpu(q):
         import torch
         if not torch.cuda.is_available():
             raise ValueError("gpu_queue error: no CUDA device here "
                              "(--dry_run=True prints the plan; --tiny=True runs a CPU miniature)")
     t0, done_now, log, extra, n_packed = time.time(), set(), [], [], 0
     items, speeds = plan(q, done_now)
-    kind = 'dry run' if q.dry_run else 'tiny (CPU)' if q.tiny else 'GPU'
+    kind = 'dry run' if q.dry_run else 'tiny (CPU)' if q.tiny else 'laptop scale (CPU)' if q.scale == 'laptop' else 'GPU'
     title = f"queue: budget {q.budget:.0f} s, {kind}, data v{data_gen.VERSION}"
     log += header(q, speeds, title) + simulate(items, q.budget)
     print('\n'.join(log), flush=True)
@@ -484,7 +505,7 @@ def write_log(q, log):
 def parse_args(argv):
     """configure() plus bare item names (bash .ci/gpu 540 sweep_celeb balance)."""
     names = [a for a in argv if not a.startswith('-') and not a.endswith('.py')]
-    cfg = configure(DEFAULTS, [a for a in argv if a not in names], sources=[__file__])
+    cfg = configure(DEFAULTS, [a for a in argv if a not in names], choices=CHOICES, sources=[__file__])
     cfg['only'] = ','.join(x for x in [cfg['only'], *names] if x)
     return cfg
 

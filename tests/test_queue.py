@@ -159,3 +159,17 @@ def test_tiny_bench_item(tmp_path):
     assert {'train_s', 'step_s', 'outside_steps_frac', 'analyze_s', 'ckpts_per_s'} <= set(sweep)
     q = gpu_queue.settings(dict(gpu_queue.DEFAULTS, assets=str(tmp_path / 'assets'), tiny=True, only='bench'))
     assert gpu_queue.plan(q, set())[0] == [dict(item='bench', skip='assets/bench measured this code')]
+
+
+def test_laptop_scale_plan(queue):
+    """--scale=laptop: no bench item, the laptop twins (config/laptop/), estimates from the CPU bench only,
+    results looked up in assets/laptop/."""
+    q = gpu_queue.settings(dict(vars(queue), scale='laptop', budget=100000.0))
+    items, speeds = gpu_queue.plan(q, set())
+    assert items[0]['item'] == 'bench' and items[0]['skip'].startswith('laptop scale')
+    cpu = results.read_json(os.path.join(ROOT, 'assets', 'bench', 'bench_cpu.json'))
+    assert {e for e, _ in speeds['pts']['compile']} == {r['E'] for r in cpu['rows']
+                                                       if results.LOCKSTEP_ROW.fullmatch(r['row'])}
+    sweep = [it for it in items if it.get('exp') == 'sweep_celeb']
+    assert len(sweep) == 1 and sweep[0]['terms']['E'] == 12            # 6 celeb_frac x 2 seeds, one process
+    assert all(it['terms']['mode'] == 'compile' for it in items if 'terms' in it and it['terms'])
