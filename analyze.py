@@ -56,6 +56,7 @@ proj_dtype = 'auto'         # matmul dtype of the Gaussian projection: auto = bf
 grad_precond = 'adam'       # adam: g / (sqrt(v) + eps); trackstar: that, projected, then whitened by R^-1/2
 trackstar_damping = 1e-3    # ridge added to R, relative to its mean eigenvalue
 grad_batch = 0              # examples x runs per per-example-gradient call; 0 = auto: 2048 cuda, 128 else
+grad_dtype = 'auto'         # dtype of the per-example gradients: auto = bfloat16 on a CPU with native bfloat16, float32 elsewhere
 act_batch = 1024            # examples per forward pass (activations, predictions)
 ood_sample = 0              # OOD (and ID) test examples per checkpoint whose predictions we decode; 0 = auto: 2000 / 500
 probe_l2 = 1.0              # ridge penalty of the language probe, relative to the mean kernel diagonal
@@ -78,7 +79,7 @@ figures = True              # write PNG figures
 DEFAULTS = config_keys(globals())
 CHOICES = {'unif_rep': ('act', 'grad'), 'footprint_at': ('peak', 'final'),
            'proj_dtype': ('auto', 'float32', 'bfloat16', 'float16'), 'proj_kind': ('auto', 'gaussian', 'sketch'),
-           'grad_precond': ('adam', 'trackstar')}
+           'grad_precond': ('adam', 'trackstar'), 'grad_dtype': ('auto', 'float32', 'bfloat16')}
 AUTO = {  # setting: (value on cuda, value elsewhere), for settings left at their default (0 / -1 / 'auto')
     'max_examples': (1000, 400), 'max_celeb_facts': (100, 50), 'max_ckpts': (0, 8), 'run_batch': (16, 2),
     'proj_dim': (4096, 512), 'proj_kind': ('gaussian', 'sketch'), 'proj_cache_gb': (16.0, 1.0),

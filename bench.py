@@ -1,13 +1,14 @@
 """
 Throughput of training and analysis, every row measured in this process on this machine.
 
-    python bench.py                         # GPU: E = 1, 16, 64; CPU: small E so a change can be compared here
+    python bench.py                         # GPU: E = 1, 16, 64; CPU: the CPU table (the grid below)
     python bench.py --cuda_graph=True       # the project's step captured as one CUDA graph
     python bench.py --candidates=True       # also each speed candidate of the step, at the largest E
     python bench.py --compile_mode=max-autotune-no-cudagraphs   # every row under another torch.compile mode
     python bench.py --profile=True          # where the time of the step goes (torch.profiler, largest E)
     python bench.py --sweep=True            # also a whole sweep: training with its evaluations and checkpoints, then analysis
-    python bench.py --device=cpu --run_counts=[1,4] --steps=20
+    python bench.py --device=cpu --run_counts=[1,4] --steps=20 --grid=True
+    python bench.py --device=cpu --n_layer=2 --grid=False   # a shape knob set: the rows below only, at that shape
 
 Rows:
   plain loop    a nanoGPT-style single-run loop (one model, torch.randint batches, global grad-norm
@@ -24,12 +25,24 @@ Rows:
   sweep         sweep_runs runs x sweep_iters steps through train.train (the real evaluation and
                 checkpoint schedule), then analyze.analyze with its defaults: train_s, step_s (time
                 inside steps), the share of training wall time outside the steps, analyze_s, ckpts_per_s
-Ratios are run-steps/s against the plain loop. Writes the table as JSON (out_file).
+  grid          (on a CPU) every step setting of grid_settings (float32 eager = today's path, bfloat16
+                autocast, torch.compile, both, 'auto' = what train.py picks here, ...) at the laptop shape
+                (laptop_config, E = 1 and laptop_runs) and the paper shape (the knobs, E = run_counts),
+                timed in turns so that a busy machine's noise hits every setting alike; ratios against the
+                first setting at the same shape and E. Also the limit: GFLOP/s of plain 2-D float32 and
+                bfloat16 GEMMs of the model's shapes, and each row's model GFLOP/s as a share of the faster
+                one; and gradient representations in float32 against the analysis' pick (grad_dtype)
+Ratios are run-steps/s against the plain loop (grid rows: against float32 eager). Writes the table as JSON (out_file).
 """
+import contextlib
+import datetime
 import json
 import os
 import platform
 import shutil
+import statistics
+import subprocess
+import sys
 import time
 
 import torch
@@ -39,8 +52,8 @@ import analyze
 import represent
 import data_gen
 import train
-from configurator import cli, config_keys, configure
-from model import GPT, GPTConfig, param_groups, pick_device
+from configurator import cli, config_keys, configure, run_config_file
+from model import GPT, GPTConfig, cpu_has_bf16, layer_shapes, param_groups, pick_device
 
 # -----------------------------------------------------------------------------
 device = 'auto'            # 'auto' = cuda, then mps, then cpu
@@ -58,16 +71,22 @@ candidates = False         # also time each speed candidate of the step at the l
 compile_mode = ''          # torch.compile mode of every row ('' = default; e.g. max-autotune-no-cudagraphs)
 profile = False            # also profile the step at the largest run count (torch.profiler): the top ops go to the JSON
 sweep = False              # also time a whole sweep (training with evaluations and checkpoints, then analysis)
-sweep_runs = 16            # runs of the sweep row (celeb_frac spread over 0 .. 0.3)
-sweep_iters = 0            # steps of the sweep row; 0 = 3000 on cuda, 20 elsewhere
+sweep_runs = 0             # runs of the sweep row (celeb_frac spread over 0 .. 0.3); 0 = 16 on cuda, laptop_runs with the grid, else 16
+sweep_iters = 0            # steps of the sweep row; 0 = 3000 on cuda, laptop_config's with the grid (its schedule too), else 20
 n_people = 1000            # the word dataset of the default family
 data_dir = 'data'          # where the datasets live
-n_reps = 0                 # examples per analysis row; 0 = 2048 on cuda, 64 elsewhere
+n_reps = 0                 # examples per analysis row; 0 = 2048 on cuda, 256 with the grid, else 64
 proj_dim = 0               # gradient-representation dims; 0 = 4096 on cuda, 512 elsewhere
 out_file = 'out/bench/bench.json'  # the table as JSON
+grid = 'auto'              # the CPU table (see above); 'auto' = on a CPU when no shape knob (block .. n_embd, batch_size) is set
+grid_settings = ['float32', 'bfloat16', 'float32+compile', 'bfloat16+compile', 'auto']  # '+'-joined: dtype, compile, threads<N>, a candidate; auto = train.py's pick; the first = baseline
+laptop_config = 'config/laptop/base.py'  # the laptop regime: the grid's laptop shape, and the CPU sweep row's schedule
+laptop_runs = 12           # run count of the laptop sweeps (config/laptop/sweep_celeb.py: 6 celeb_frac x 2 seeds)
 # -----------------------------------------------------------------------------
 DEFAULTS = config_keys(globals())
-CHOICES = {'compile': ('auto', True, False), 'cuda_graph': (True, False)}
+CHOICES = {'compile': ('auto', True, False), 'cuda_graph': (True, False), 'grid': ('auto', True, False)}
+SHAPE_KNOBS = ('block', 'n_layer', 'n_head', 'n_embd', 'batch_size')
+CANDIDATES = ('attention_math', 'ce_loss', 'index_select')
 
 
 def sync(dev):
@@ -130,13 +149,12 @@ def index_select_batch(data, idx):
 
 
 def lockstep(cfg, data, model_args, E, dev, use_compile, ctx, variant=''):
-    """The project's step on E runs (all reading the same dataset, each with its own seed);
-    `variant` names a candidate change (see the module docstring)."""
+    """The project's step on E runs (all reading the same dataset, each with its own seed) with the
+    trainer's optimizer; `variant` names a candidate change (see the module docstring)."""
     raw = GPT(GPTConfig(**model_args, n_runs=E), seeds=list(range(E))).to(dev)
     raw.use_sdpa = variant != 'attention_math'
-    lr = torch.tensor(3e-3, device=dev)
-    opt = torch.optim.AdamW(param_groups(raw, 0.1), lr=lr, betas=(0.9, 0.95), fused=dev.startswith('cuda'),
-                            capturable=cfg['cuda_graph'])
+    ocfg = dict(learning_rate=3e-3, weight_decay=0.1, beta1=0.9, beta2=0.95)
+    opt, _, _ = train.make_optimizer(raw, [('', ocfg)] * E, ocfg, dev, capturable=cfg['cuda_graph'])
     model = torch.compile(raw, mode=cfg['compile_mode'] or None) if use_compile else raw
     stacked = {k: v.expand(E, *v.shape[1:]).contiguous() for k, v in data.items()}
     seeds = torch.arange(E, device=dev)
@@ -170,17 +188,148 @@ def profile_step(step, dev, n=20, top=15):
             for e in ops[:top]]
 
 
-def sweep_row(cfg, dev, tmp):
+# ----------------------------------------------------------------------------- the CPU grid
+def laptop_knobs(cfg):
+    """train.py's settings of the laptop regime: laptop_config stacked on train.py's defaults."""
+    return dict(train.DEFAULTS, **run_config_file(cfg['laptop_config'], train.DEFAULTS))
+
+
+def parse_setting(name, dev):
+    """'bfloat16+compile+threads1' -> {dtype, compile, threads (0 = as set), variant}; 'auto' = what
+    train.system_settings picks on dev (its parts may follow: 'auto+threads1')."""
+    s = dict(dtype='float32', compile=False, threads=0, variant='')
+    for part in name.split('+'):
+        if part == 'auto':
+            s['dtype'], s['compile'], _ = train.system_settings(dict(train.DEFAULTS, cuda_graph=False), dev)
+        elif part in ('float32', 'bfloat16', 'float16'):
+            s['dtype'] = part
+        elif part == 'compile':
+            s['compile'] = True
+        elif part.startswith('threads') and part[7:].isdigit():
+            s['threads'] = int(part[7:])
+        elif part in CANDIDATES:
+            s['variant'] = part
+        else:
+            raise ValueError(f"config error: grid_settings: {part!r} in {name!r} is not a dtype, compile, "
+                             f"threads<N>, auto or one of {', '.join(CANDIDATES)}")
+    return s
+
+
+@contextlib.contextmanager
+def threads(n):
+    """torch's intra-op thread count set to n inside the block (0: left as it is)."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def matmul_shapes(model_args):
+    """(in, out) of every weight matmul of one layer, and of the output head."""
+    cfg = GPTConfig(**model_args)
+    return [s for k, (s, _) in layer_shapes(cfg).items() if len(s) == 2], (cfg.n_embd, cfg.vocab_size)
+
+
+def step_flops(model_args, batch_size):
+    """Model FLOPs of one training step of one run: 6 per weight per token (forward 2, backward 4)
+    for the matmuls, plus the attention's two (T x T) products."""
+    per_layer, head = matmul_shapes(model_args)
+    T = model_args['block_size'] - 1                                        # inputs: the sequence less its last token
+    weights = model_args['n_layer'] * sum(k * m for k, m in per_layer) + head[0] * head[1]
+    attention = model_args['n_layer'] * 4 * T * T * model_args['n_embd']  # q k^T and att v, forward, per sequence
+    return 6 * batch_size * T * weights + 3 * batch_size * attention
+
+
+def gemm_limit(model_args, rows, dev, n=20):
+    """What the step's matmuls could reach here: GFLOP/s of plain 2-D (rows x in) @ (in x out)
+    products of the model's weight shapes, each timed n times in 3 rounds, the best round kept (a
+    ceiling: a busy machine only lowers it) -> {dtype: GFLOP/s}."""
+    per_layer, head = matmul_shapes(model_args)
+    out = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        flops = seconds = 0.0
+        for k, m in per_layer + [head]:
+            a, b = torch.randn(rows, k, device=dev, dtype=dtype), torch.randn(k, m, device=dev, dtype=dtype)
+            for _ in range(3):
+                a @ b
+            seconds += min(timed(lambda: a @ b, n, dev)[0] for _ in range(3))
+            flops += 2 * rows * k * m
+        out[str(dtype).split('.')[1]] = flops / seconds / 1e9
+    return out
+
+
+def grid_group(cfg, data, model_args, E, dev, settings, n_warm, n_steps, rounds=3):
+    """Every setting's step at one shape and run count, timed in turns (rounds x n_steps each), so
+    that a busy machine slows them alike -> {name: (median seconds per step, warm-up seconds, resolved)}."""
+    resolved = {}
+    for name in settings:
+        s = parse_setting(name, dev)
+        resolved.setdefault(tuple(s.items()), []).append(name)      # 'auto' and its twin are timed once
+    steps = {}
+    for key in resolved:
+        s = dict(key)
+        with threads(s['threads']):
+            fn = lockstep(cfg, data, model_args, E, dev, s['compile'], train.autocast(dev, s['dtype']), s['variant'])
+            t = time.perf_counter()
+            for _ in range(n_warm):                                  # compilation happens here
+                fn()
+            steps[key] = (fn, time.perf_counter() - t)
+    times = {key: [] for key in steps}
+    for _ in range(rounds):
+        for key, (fn, _) in steps.items():
+            with threads(dict(key)['threads']):
+                times[key].append(timed(fn, n_steps, dev)[0])
+    return {name: (statistics.median(times[key]), steps[key][1], dict(key)) for key, names in resolved.items()
+            for name in names}
+
+
+def grid_rows(cfg, dev, shapes, n_warm, n_steps):
+    """The CPU table: per shape, the GEMM limit, then every grid setting at each run count. -> rows."""
+    rows = []
+    for shape, scfg, run_counts, data, meta in shapes:
+        model_args = train.shape_args(scfg, meta)
+        tokens = scfg['batch_size'] * (meta['block_size'] - 1)
+        flops = step_flops(model_args, scfg['batch_size'])
+        limit = gemm_limit(model_args, tokens, dev)
+        best = max(limit.values())
+        print(f"{shape} shape: {scfg['block']} {scfg['n_layer']}x{scfg['n_embd']}, batch {scfg['batch_size']} x "
+              f"{meta['block_size'] - 1} tokens, {flops / 1e9:.2f} GFLOP per run-step; GEMM limit "
+              + ', '.join(f"{k} {v:.0f} GFLOP/s" for k, v in limit.items()))
+        rows += [dict(row=f'gemm {k}', shape=shape, E=None, gflops=v, rows=tokens, peak_mem_gb=None) for k, v in limit.items()]
+        for E in run_counts:
+            res = grid_group(scfg, data, model_args, E, dev, cfg['grid_settings'], n_warm, n_steps)
+            base = res[cfg['grid_settings'][0]][0]
+            for name, (dt, warm, s) in res.items():
+                gflops = E * flops / dt / 1e9
+                rows.append(dict(row=f'lockstep E={E} {name}', shape=shape, E=E, setting=name, resolved=s,
+                                 seconds_per_step=dt, run_steps_per_s=E / dt, tokens_per_s=E * tokens / dt,
+                                 ratio=base / dt, gflops=gflops, gemm_share=gflops / best, warmup_s=warm, peak_mem_gb=None))
+                print(f"  E={E:<3} {name:<28} {E / dt:8.1f} run-steps/s {base / dt:6.2f}x {cfg['grid_settings'][0]}"
+                      f" {gflops:7.1f} GFLOP/s = {gflops / best:5.1%} of the GEMM limit  (warm-up {warm:.0f} s)")
+            if shape == shapes[0][0] and 'auto' in res:
+                # what train.py runs at the laptop shape, under the plain row name the queue's CPU estimates read
+                rows.append(dict(rows[-len(res) + list(res).index('auto')], row=f'lockstep E={E}', alias=True))
+            torch._dynamo.reset()                                    # compiled graphs of this group: not needed again
+    return rows
+
+
+def sweep_row(cfg, dev, tmp, laptop=None):
     """A whole sweep as a user runs it: train.train (evaluations, checkpoints in the background),
-    then analyze.analyze with its defaults. -> the row."""
-    E, cuda = cfg['sweep_runs'], dev.startswith('cuda')
-    iters = cfg['sweep_iters'] or (3000 if cuda else 20)
+    then analyze.analyze with its defaults, both with their 'auto' settings. laptop: the laptop
+    regime's knobs (shape and evaluation schedule; on a CPU), else the bench's shape. -> the row."""
+    cuda = dev.startswith('cuda')
+    E = cfg['sweep_runs'] or (16 if cuda or not laptop else cfg['laptop_runs'])
+    iters = cfg['sweep_iters'] or (3000 if cuda else laptop['max_iters'] if laptop else 20)
     fracs = [round(0.3 * i / max(E - 1, 1), 3) for i in range(E)]
-    tcfg = dict(train.DEFAULTS, out_dir=os.path.join(tmp, 'sweep'), data_dir=cfg['data_dir'], n_people=cfg['n_people'],
-                block=cfg['block'], n_layer=cfg['n_layer'], n_head=cfg['n_head'], n_embd=cfg['n_embd'],
-                batch_size=cfg['batch_size'], max_iters=iters, eval_interval=max(1, iters // 6), device=dev,
-                compile=cfg['compile'], cuda_graph=cfg['cuda_graph'] or 'auto', sweep={'celeb_frac': fracs},
-                overwrite=True)
+    knobs = SHAPE_KNOBS + ('eval_interval', 'eval_max', 'n_ckpts', 'ckpt_first', 'warmup_iters')
+    shape = {k: laptop[k] for k in knobs} if laptop else dict({k: cfg[k] for k in SHAPE_KNOBS},
+                                                              eval_interval=max(1, iters // 6))
+    tcfg = dict(train.DEFAULTS, **shape, out_dir=os.path.join(tmp, 'sweep'), data_dir=cfg['data_dir'],
+                n_people=cfg['n_people'], max_iters=iters, device=dev, compile=cfg['compile'],
+                cuda_graph=cfg['cuda_graph'] or 'auto', sweep={'celeb_frac': fracs}, overwrite=True)
     t = time.perf_counter()
     exp = train.train(tcfg)
     wall = time.perf_counter() - t
@@ -193,7 +342,48 @@ def sweep_row(cfg, dev, tmp):
                 step_s=tm['step_s'], first_step_s=tm['first_step_s'], eval_s=tm['eval_s'], ckpt_s=tm['ckpt_s'],
                 outside_steps_frac=outside / tm['train_s'], run_steps_per_s=tm['run_steps_per_s'],
                 analyze_s=analyze_s, n_ckpts=a['timing']['n_ckpts'], ckpts_per_s=a['timing']['n_ckpts'] / analyze_s,
-                graphed=tm['graphed'], compiled=tm['compiled'])
+                graphed=tm['graphed'], compiled=tm['compiled'], dtype=train.system_settings(tcfg, dev)[0],
+                shape={k: tcfg[k] for k in SHAPE_KNOBS + ('eval_interval', 'eval_max', 'n_ckpts')})
+
+
+def profile_row(lap, data, meta, E, dev, n_warm):
+    """The torch.profiler table of the picked setting's step at the laptop shape."""
+    s = parse_setting('auto', dev)
+    step = lockstep(lap, data, train.shape_args(lap, meta), E, dev, s['compile'], train.autocast(dev, s['dtype']))
+    for _ in range(n_warm):
+        step()
+    row = dict(row=f"profile laptop E={E} auto", E=E, peak_mem_gb=None, profile=profile_step(step, dev))
+    print_profile(row['profile'])
+    torch._dynamo.reset()
+    return row
+
+
+def grad_dtype_rows(rows, one, ckpt, sample, acfg, proj_dim, dev):
+    """Gradient representations in the analysis' picked dtype against float32, timed in turns: the last
+    row (the pick) is retimed and a float32 row with the ratio follows it."""
+    secs = {d: [] for d in ('float32', acfg['grad_dtype'])}
+    for _ in range(3):
+        for d in secs:
+            c = dict(acfg, grad_dtype=d)
+            secs[d].append(timed(lambda: represent.gradient_reps(one, [ckpt], [sample], c, [0.95]), 1, dev)[0])
+    f32, pick = (statistics.median(v) for v in secs.values())
+    rows[-1].update(items_per_s=len(sample) / pick, seconds_per_step=pick)
+    rows.append(dict(row=f"grad reps ({proj_dim} dims, {acfg['proj_kind']}, float32)", E=None, peak_mem_gb=None,
+                     items_per_s=len(sample) / f32, picked_items_per_s=len(sample) / pick, ratio=f32 / pick))
+    print(f"{rows[-1]['row']:<36} {len(sample) / f32:>10.1f} examples/s; {acfg['grad_dtype']} (picked) "
+          f"{len(sample) / pick:.1f}: {f32 / pick:.2f}x")
+
+
+def add_sweep_row(rows, cfg, dev, laptop):
+    """The whole-sweep row, trained and analyzed in a folder beside out_file that is removed afterwards."""
+    tmp = os.path.join(os.path.dirname(cfg['out_file']) or '.', 'bench_sweep')
+    try:
+        rows.append(sweep_row(cfg, dev, tmp, laptop))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    r = rows[-1]
+    print(f"{r['row']}: training {r['train_s']:.1f}s (steps {r['step_s']:.1f}s, {r['outside_steps_frac']:.1%} outside "
+          f"the steps), analysis {r['analyze_s']:.1f}s ({r['ckpts_per_s']:.1f} checkpoints/s)")
 
 
 def bench(cfg):
@@ -201,12 +391,14 @@ def bench(cfg):
     cuda = dev.startswith('cuda')
     run_counts = cfg['run_counts'] or ([1, 16, 64] if cuda else [1, 4])
     n_steps, n_warm = cfg['steps'] or (200 if cuda else 10), cfg['warmup'] or (20 if cuda else 2)
-    n_reps = cfg['n_reps'] or (2048 if cuda else 64)
     proj_dim = cfg['proj_dim'] or (4096 if cuda else 512)
-    use_compile = cfg['compile'] if cfg['compile'] != 'auto' else cuda
     if cfg['cuda_graph'] and not cuda:
         raise ValueError(f"config error: cuda_graph=True needs a cuda device, not {dev}")
-    ctx = train.autocast(dev, 'bfloat16' if cuda else 'float32', cfg['cuda_graph'])
+    on_grid = cfg['grid'] if cfg['grid'] != 'auto' else not cuda and all(cfg[k] == DEFAULTS[k] for k in SHAPE_KNOBS)
+    n_reps = cfg['n_reps'] or (2048 if cuda else 256 if on_grid else 64)
+    # the trainer's picks: bf16 autocast (+ torch.compile by default) on CUDA; on a CPU what train.py picks there
+    dtype, use_compile, _ = train.system_settings(dict(train.DEFAULTS, compile=cfg['compile'], cuda_graph=False), dev)
+    ctx = train.autocast(dev, dtype, cfg['cuda_graph'])
     path = data_gen.prepare(dict(data_gen.DATA_DEFAULTS, n_people=cfg['n_people'], data_dir=cfg['data_dir']))
     meta = data_gen.load_meta(path)
     examples = data_gen.load_split(path, 'train', meta)
@@ -227,22 +419,29 @@ def bench(cfg):
         rows.append(row)
         print(fmt(row, rows[0]))
 
-    name = torch.cuda.get_device_name() if cuda else platform.processor() or 'cpu'
-    print(f"bench on {dev} ({name}), torch {torch.__version__}, {cfg['block']} {cfg['n_layer']}x{cfg['n_embd']}, "
-          f"batch {cfg['batch_size']} x {meta['block_size']} tokens, compile={use_compile}{' ' + cfg['compile_mode'] if cfg['compile_mode'] else ''}, "
-          f"cuda_graph={cfg['cuda_graph']}")
-    add('plain loop', 1, plain_loop(cfg, data, model_args, dev, use_compile, ctx), None)
-    for E in run_counts:
-        step = lockstep(cfg, data, model_args, E, dev, use_compile, ctx)
-        add(f'lockstep E={E}', E, step, None)
-        if cfg['profile'] and E == max(run_counts):
-            rows[-1]['profile'] = profile_step(step, dev)
-            print('\n'.join(f"    {p['share']:6.1%} {p['ms_per_step']:8.3f} ms/step  {p['calls']:>4}x  {p['op'][:60]}"
-                            for p in rows[-1]['profile'][:8]))
-    if cfg['candidates']:
-        for variant in ('attention_math', 'ce_loss', 'index_select'):
-            E = max(run_counts)
-            add(f'lockstep E={E} {variant}', E, lockstep(cfg, data, model_args, E, dev, use_compile, ctx, variant), None)
+    name = torch.cuda.get_device_name() if cuda else cpu_name()
+    print(f"bench on {dev} ({name}, {os.cpu_count()} cores, {torch.get_num_threads()} threads), torch {torch.__version__}, "
+          f"{cfg['block']} {cfg['n_layer']}x{cfg['n_embd']}, batch {cfg['batch_size']} x {meta['block_size']} tokens, "
+          f"{dtype}, compile={use_compile}{' ' + cfg['compile_mode'] if cfg['compile_mode'] else ''}, cuda_graph={cfg['cuda_graph']}")
+    laptop = laptop_knobs(cfg) if on_grid else None
+    if on_grid:
+        lap = dict(cfg, **{k: laptop[k] for k in SHAPE_KNOBS})
+        rows += grid_rows(cfg, dev, [('laptop', lap, [1, cfg['laptop_runs']], data, meta),
+                                     ('paper', cfg, run_counts, data, meta)], n_warm, n_steps)
+        if cfg['profile']:                             # where the picked setting's step spends its time
+            rows.append(profile_row(lap, data, meta, cfg['laptop_runs'], dev, n_warm))
+    else:
+        add('plain loop', 1, plain_loop(cfg, data, model_args, dev, use_compile, ctx), None)
+        for E in run_counts:
+            step = lockstep(cfg, data, model_args, E, dev, use_compile, ctx)
+            add(f'lockstep E={E}', E, step, None)
+            if cfg['profile'] and E == max(run_counts):
+                rows[-1]['profile'] = profile_step(step, dev)
+                print_profile(rows[-1]['profile'])
+        if cfg['candidates']:
+            for variant in CANDIDATES:
+                E = max(run_counts)
+                add(f'lockstep E={E} {variant}', E, lockstep(cfg, data, model_args, E, dev, use_compile, ctx, variant), None)
     one = GPT(GPTConfig(**model_args, n_runs=1)).to(dev).eval()
     sample = examples[:n_reps]
     ckpt = dict(adam_v={n: torch.rand_like(p[0]).mul(1e-6) for n, p in one.named_parameters()},
@@ -252,20 +451,49 @@ def bench(cfg):
         add('act reps', None, lambda: represent.activation_reps(one, [sample]), len(sample))
     add(f"grad reps ({proj_dim} dims, {acfg['proj_kind']})", None,
         lambda: represent.gradient_reps(one, [ckpt], [sample], acfg, [0.95]), len(sample))
+    if on_grid and acfg['grad_dtype'] != 'float32':   # the analysis' pick against float32, timed in turns
+        grad_dtype_rows(rows, one, ckpt, sample, acfg, proj_dim, dev)
     if cfg['sweep']:
-        tmp = os.path.join(os.path.dirname(cfg['out_file']) or '.', 'bench_sweep')
-        try:
-            rows.append(sweep_row(cfg, dev, tmp))
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        r = rows[-1]
-        print(f"{r['row']}: training {r['train_s']:.1f}s (steps {r['step_s']:.1f}s, {r['outside_steps_frac']:.1%} outside "
-              f"the steps), analysis {r['analyze_s']:.1f}s ({r['ckpts_per_s']:.1f} checkpoints/s)")
+        add_sweep_row(rows, cfg, dev, laptop)
     os.makedirs(os.path.dirname(cfg['out_file']) or '.', exist_ok=True)
     with open(cfg['out_file'], 'w') as f:
-        json.dump(dict(device=dev, device_name=name, torch=torch.__version__, config=cfg, rows=rows), f, indent=1)
+        json.dump(dict(device=dev, device_name=name, torch=torch.__version__, config=cfg, rows=rows,
+                       provenance=provenance(dev)), f, indent=1)
     print(f"-> {cfg['out_file']}")
     return rows
+
+
+def cpu_name():
+    """The CPU's model name (Linux: /proc/cpuinfo; else what platform knows)."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            return next(l.split(':', 1)[1].strip() for l in f if l.startswith('model name'))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine() or 'cpu'
+
+
+def provenance(dev):
+    """Where and when the table was measured: machine, cores, torch, commit, date."""
+    def git(*args):
+        try:
+            return subprocess.run(['git', *args], capture_output=True, text=True, timeout=10,
+                                  cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ''
+    commit = git('rev-parse', '--short', 'HEAD')
+    dirty = bool(git('status', '--porcelain', '--untracked-files=no'))
+    out = dict(device=dev, cpu=cpu_name(), cores=os.cpu_count(), threads=torch.get_num_threads(), torch=torch.__version__,
+               python=platform.python_version(), commit=commit + (' (uncommitted changes)' if commit and dirty else ''),
+               date=datetime.datetime.now().strftime('%Y-%m-%d %H:%M'), command=' '.join(['python', *sys.argv]))
+    if not dev.startswith('cuda'):
+        out['cpu_bf16'] = cpu_has_bf16()                      # what the CPU offers that the picks depend on
+    else:
+        out['gpu'] = torch.cuda.get_device_name()
+    return out
+
+
+def print_profile(prof):
+    print('\n'.join(f"    {p['share']:6.1%} {p['ms_per_step']:8.3f} ms/step  {p['calls']:>4}x  {p['op'][:60]}" for p in prof[:8]))
 
 
 def fmt(row, base):

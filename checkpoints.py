@@ -1,37 +1,106 @@
 """
-The files of a run on disk (out/<exp>/<run>/ckpt_<iter>.pt, log.jsonl): checkpoints written while
-training goes on, by a background thread, through a temporary file and a rename (never a partial
-file), and read back one run at a time; the checks of a fresh start (never mix two runs) and the
-log's truncation on resume. train.py writes, analyze.py and the tests read.
+The files of a run on disk (out/<exp>/<run>/ckpt_<iter>.pt, log.jsonl, config.json) and of an
+experiment (out/<exp>/resume.pt): every file is written whole or not at all (a temporary file and
+a rename; a log line is appended whole or cut back), a full disk is named as such, and one process
+at a time writes a run (advisory locks in out/<exp>/.locks/, released on any exit). Checkpoints are
+written by a background thread while training goes on and read back one run at a time; the checks
+of a fresh start (never mix two runs) and the log's truncation on resume live here too. train.py
+writes, analyze.py, export_hf.py and the tests read.
 
 A checkpoint holds one run (no run axis): 'model' (weights), 'model_args' (GPTConfig fields,
 n_runs=1), 'iter', 'vocab' (the dataset's tokens), 'adam_v' (Adam second moments in bf16, for
-gradient representations), 'adam_step', 'adam_eps'.
+gradient representations), 'adam_step', 'adam_eps'. What resuming needs (the whole sweep's
+weights, optimizer state and pending loss records) is in the experiment's resume file, which is
+rewritten at every checkpoint and every resume_every seconds (train.py).
 """
+import errno
 import glob
 import json
 import os
 import queue
+import socket
 import threading
+import time
 from dataclasses import fields
 
 import torch
 
 from model import GPT, GPTConfig, load_run
 
+try:
+    import fcntl                                  # POSIX advisory locks
+except ImportError:                               # Windows
+    fcntl = None
+    import msvcrt
+
 
 # ----------------------------------------------------------------------------- writing
+
+def write_error(path, err):
+    """The OSError to raise when writing `path` failed with `err`: one line that names the file and,
+    for a full disk, says so (torch reports one as '[enforce fail ...] unexpected pos')."""
+    chain, e = [], err
+    while e is not None and e not in chain:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    full = any(getattr(e, 'errno', None) in (errno.ENOSPC, errno.EDQUOT) for e in chain)
+    if not full and any('unexpected pos' in str(e) for e in chain):
+        try:                                      # torch lost the errno: look at the disk itself
+            full = os.statvfs(os.path.dirname(os.path.abspath(path))).f_bavail == 0
+        except (OSError, AttributeError):
+            pass
+    why = 'no space left on device' if full else str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+    return OSError(f"write error: cannot write {path}: {why}")
+
 
 def atomic_save(obj, path):
     """torch.save through a temporary file and a rename: the file is whole or absent."""
     tmp = path + '.tmp'
     try:
-        torch.save(obj, tmp)
+        with open(tmp, 'wb') as f:                # a file object: a full disk surfaces as ENOSPC
+            torch.save(obj, f)
         os.replace(tmp, path)
     except (OSError, RuntimeError) as e:         # torch reports a full disk or a missing folder as RuntimeError
         if os.path.exists(tmp):
             os.remove(tmp)
-        raise OSError(f"write error: cannot write {path} ({str(e).splitlines()[0][:120]})") from None
+        raise write_error(path, e) from None
+
+
+def atomic_write(path, text):
+    """A text file through a temporary file and a rename: whole or absent (config.json, timing.json)."""
+    tmp = path + '.tmp'
+    try:
+        with open(tmp, 'w') as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise write_error(path, e) from None
+
+
+def append_lines(path, lines):
+    """Append whole lines to a log, or none: a write cut short (a full disk) is cut back to the
+    file's previous end, so the log never ends in a torn line."""
+    data = ''.join(lines).encode()
+    if not data:
+        return
+    try:
+        f = open(path, 'ab', buffering=0)         # unbuffered: nothing is left to flush at close
+    except OSError as e:
+        raise write_error(path, e) from None
+    with f:
+        end = f.seek(0, os.SEEK_END)
+        try:
+            done = 0
+            while done < len(data):                # a full disk may take part of the bytes, then fail
+                done += f.write(data[done:])
+        except OSError as e:
+            try:
+                f.truncate(end)
+            except OSError:
+                pass
+            raise write_error(path, e) from None
 
 
 def background_writer(max_pending=2):
@@ -75,12 +144,12 @@ def host_copy(x):
     return x
 
 
-def snapshot_ckpts(raw, opt, it, run_dirs, model_args, metas):
+def snapshot_ckpts(gpt, opt, it, run_dirs, model_args, metas):
     """Copy every run's weights and Adam second moments to the host now; return the job that
     writes one checkpoint per run (weights without the run axis, for gradient representations
     its Adam v in bf16)."""
-    names = {p: n for n, p in raw.named_parameters()}
-    weights = {n: p.detach().to('cpu', copy=True) for n, p in raw.named_parameters()}      # (E, ...)
+    names = {p: n for n, p in gpt.named_parameters()}
+    weights = {n: p.detach().to('cpu', copy=True) for n, p in gpt.named_parameters()}      # (E, ...)
     adam_v, step = {}, 0
     for p, st in opt.state.items():
         if 'exp_avg_sq' in st:
@@ -96,8 +165,55 @@ def snapshot_ckpts(raw, opt, it, run_dirs, model_args, metas):
     return write
 
 
+# ----------------------------------------------------------------------------- one writer per run
+
+def lock(exp, names):
+    """Take the advisory locks out/<exp>/.locks/<name> (one per run a process writes, and one for its
+    resume file: shards of a sweep write different ones), held until release() or until the process
+    ends however it ends: the kernel drops the locks of a dead process, so a lock file left by a
+    kill -9 is free again. A lock that another live process holds is a one-line error naming that
+    process. -> release()."""
+    held = []
+
+    def release():
+        while held:
+            held.pop().close()                     # closing the file drops its lock
+    folder = os.path.join(exp, '.locks')
+    try:
+        os.makedirs(folder, exist_ok=True)
+        for name in names:
+            f = open(os.path.join(folder, name), 'a+')
+            try:
+                if fcntl:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                else:
+                    f.seek(0)
+                    msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
+            except OSError:
+                f.seek(0)
+                holder = f.read().strip() or 'another process'
+                f.close()
+                raise ValueError(f"out_dir {exp} is in use: {name} is being written by {holder}; wait for it to end "
+                                 "or stop it (--overwrite=True does not override a live run)") from None
+            held.append(f)
+            f.seek(0)
+            f.truncate()
+            f.write(f"process {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+            f.flush()
+    except OSError as e:
+        release()
+        raise write_error(folder, e) from None
+    except BaseException:
+        release()
+        raise
+    return release
+
+
+# ----------------------------------------------------------------------------- starting and resuming
+
 def check_fresh(run_dirs, resume_path, exp, overwrite):
-    """Refuse to mix a new run with an earlier one's files; with overwrite, delete those files."""
+    """Refuse to mix a new run with an earlier one's files; with overwrite, delete those files
+    (the caller holds the runs' locks: no live process is writing them)."""
     old = [p for d in run_dirs for p in [os.path.join(d, 'log.jsonl'), os.path.join(d, 'config.json')]
            + glob.glob(os.path.join(d, 'ckpt_*.pt')) if os.path.exists(p)]
     old += [resume_path] if os.path.exists(resume_path) else []
@@ -110,7 +226,8 @@ def check_fresh(run_dirs, resume_path, exp, overwrite):
 
 def truncate_log(path, upto):
     """On resume, drop the records that will be written again: evaluations from `upto` on (the
-    resumed loop re-evaluates its first step), losses after it; and a torn last line."""
+    resumed loop re-evaluates its first step), losses after it; and a torn last line. The log is
+    rewritten through a temporary file: a full disk here loses nothing."""
     if os.path.exists(path):
         keep = []
         with open(path) as f:
@@ -121,8 +238,7 @@ def truncate_log(path, upto):
                     continue                     # a line cut by a crash
                 if r['iter'] < upto or (r['iter'] == upto and r['split'] == 'loss'):
                     keep.append(json.dumps(r) + '\n')
-        with open(path, 'w') as f:
-            f.writelines(keep)
+        atomic_write(path, ''.join(keep))
 
 
 # ----------------------------------------------------------------------------- reading
@@ -134,7 +250,8 @@ def load_checkpoint(path, device='cpu', vocab=None):
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:
-        raise ValueError(f"not a checkpoint: {path} ({type(e).__name__})")
+        raise ValueError(f"not a checkpoint: {path} (torch.load cannot read it: {type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:80] if str(e) else ''})") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get('model'), dict) \
             or not isinstance(ckpt.get('model_args'), dict):
         raise ValueError(f"not a checkpoint: {path} (needs 'model' and 'model_args')")

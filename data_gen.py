@@ -1,5 +1,5 @@
 """
-Knowledge graph -> synthetic languages -> splits -> data/<dataset>/ (SPEC sections 2-5).
+Knowledge graph -> synthetic languages -> splits -> data/<dataset>/ (docs/method.md sections 2-5).
 
     python data_gen.py config/celeb_08.py [--key=value ...]
 
@@ -7,7 +7,7 @@ Three independent random streams: the knowledge graph comes from kg_seed, the la
 lang_seed, the splits from split_seed. A family of datasets that differ only in celeb_frac therefore
 shares the people, their facts and the templates.
 
-Choices where the SPEC is silent (all knobs below):
+Choices where the method is silent (all knobs below):
 - Names, cities: Capitalized pronounceable letter strings, one pool each, all distinct; years are
   digits. Filler words: lowercase pronounceable letter strings; in char_cased the templates of
   languages 1.. are uppercased. Entities are spelled the same everywhere.
@@ -58,10 +58,13 @@ Choices where the SPEC is silent (all knobs below):
 - VERSION names the generator's output: a dataset made by another version is rebuilt, and results
   made on it show as stale (report.py).
 """
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 
 import numpy as np
@@ -569,11 +572,33 @@ def write_meta(path, meta):
         f.write('\n')
 
 
+def temp_name(kind, path):
+    """Prefix of a build's temporary folder beside `path`: it names the machine and process, so
+    that the next build can tell a folder left by a killed build from one still being written."""
+    return f".{os.path.basename(path)}.{kind}.{socket.gethostname()}.{os.getpid()}."
+
+
+def remove_stale_temps(data_dir):
+    """Delete the temporary folders of builds on this machine whose process is gone (a kill -9)."""
+    for entry in os.listdir(data_dir):
+        m = re.fullmatch(r'\..+\.(?:tmp|old)\.(.+)\.(\d+)\.[a-z0-9_]+', entry)
+        if m and m.group(1) == socket.gethostname():
+            try:
+                os.kill(int(m.group(2)), 0)        # raises if no such process
+            except ProcessLookupError:
+                shutil.rmtree(os.path.join(data_dir, entry), ignore_errors=True)
+            except OSError:
+                pass                               # alive, someone else's
+
+
 def write_dataset(cfg, meta, data):
-    """Write into a temporary folder beside the target, then rename: never a half-written dataset."""
+    """Write into a temporary folder beside the target, then rename: never a half-written dataset.
+    Temporary folders of killed builds are deleted first; a full disk is named as such."""
     path = dataset_path(cfg)
     try:
-        tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(path)}.tmp', dir=cfg['data_dir'])
+        os.makedirs(cfg['data_dir'], exist_ok=True)
+        remove_stale_temps(cfg['data_dir'])
+        tmp = tempfile.mkdtemp(prefix=temp_name('tmp', path), dir=cfg['data_dir'])
     except OSError as e:
         raise ValueError(f"data_gen error: data_dir={cfg['data_dir']!r} is not writable ({e.strerror})")
     try:
@@ -582,7 +607,7 @@ def write_dataset(cfg, meta, data):
             write_jsonl(os.path.join(tmp, f'{s}.jsonl'), data[s])
         write_meta(os.path.join(tmp, 'meta.json'), meta)
         if os.path.exists(path):                  # replace an outdated dataset
-            old = tempfile.mkdtemp(prefix=f'.{os.path.basename(path)}.old', dir=cfg['data_dir'])
+            old = tempfile.mkdtemp(prefix=temp_name('old', path), dir=cfg['data_dir'])
             os.replace(path, os.path.join(old, 'd'))
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
@@ -593,8 +618,10 @@ def write_dataset(cfg, meta, data):
                 if not os.path.isdir(path):
                     raise
                 shutil.rmtree(tmp)                # another process just wrote the same dataset
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise OSError(f"data_gen error: cannot write dataset {path}: no space left on device") from None
         raise
     return path
 

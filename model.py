@@ -128,8 +128,9 @@ def attention(model, p, x, B, T):
     q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
     q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (E*B, nh, T, hs)
     scale = cfg.query_pre_attn_scalar ** -0.5
-    if cfg.attn_softcap > 0 or not model.use_sdpa:
-        # soft-capped logits need an explicit softmax; T is small, so (E*B, nh, T, T) is cheap
+    # soft-capped logits need an explicit softmax; T is small, so (E*B, nh, T, T) is cheap. Also in
+    # bfloat16 on a CPU: there SDPA's flash kernel has a slow backward (63 of 100 ms of a step, measured)
+    if cfg.attn_softcap > 0 or not model.use_sdpa or (q.device.type == 'cpu' and q.dtype != torch.float32):
         att = (q @ k.transpose(-2, -1)).float() * scale
         att = softcap(att, cfg.attn_softcap)
         att = att.masked_fill(model.future[:T, :T], float('-inf'))
@@ -292,6 +293,22 @@ def pick_device(name='auto'):
     if kind not in ('cuda', 'mps', 'cpu'):
         raise ValueError(f"config error: device={name!r} is not one of auto, cpu, cuda, cuda:N, mps")
     return name
+
+
+def cpu_has_bf16():
+    """Does this CPU multiply bfloat16 natively (x86: AVX512-BF16 or AMX)? Elsewhere oneDNN emulates
+    bfloat16 and float32 is faster, so 'auto' settings train in float32 there."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def cpu_can_compile():
+    """Is there a C++ compiler for torch.compile's CPU backend (inductor writes C++, then builds it)?"""
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+        get_cpp_compiler()
+        return True
+    except Exception:                              # none found, or a torch without inductor
+        return False
 
 
 def _unwrap(model):

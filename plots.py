@@ -6,13 +6,14 @@ Figures of an analysed experiment, redrawn from out/<exp>/analysis.json and out/
 
 Reads analysis.json (required) and similarity.npz (optional: without it there are no similarity
 figures); writes one PNG per figure (at most 400 KB each) to out/<exp>/figures/, replacing
-figures of the same name. Needs only numpy and matplotlib, so analyze.py can import its helpers.
+figures of the same name and removing those this analysis has no data for (e.g. correlations
+across runs: they need MIN_RUNS runs). Needs only numpy and matplotlib, so analyze.py can import
+its helpers.
 """
 import io
 import json
 import os
 import sys
-import textwrap
 
 import numpy as np
 
@@ -20,8 +21,10 @@ MAX_BYTES = 400_000          # per PNG: a sweep's figures stay light enough to c
 DPI = 100                    # first try; a figure over MAX_BYTES is redrawn at a lower dpi
 SIM_LEVELS = 32              # colours of the similarity colour map: cosine steps of 1/16, PNG-friendly
 SETTINGS = dict(sim_runs=4, sim_ckpts=5, unif_rep='act', unif_layer='concat', unif_variant='normalized',
-                footprint_at='max')  # analyze.py's settings the figures read, for an analysis.json without them
-SPLITS = (('ood_test', 'OOD', '-'), ('id_test', 'ID', '--'))
+                footprint_at='peak')  # analyze.py's settings the figures read, for an analysis.json without them
+MIN_RUNS = 3                 # correlations and run selection across runs need at least this many (analyze.py too)
+SPLITS = (('ood_test', 'OOD', '-'), ('id_test', 'ID', '--'))   # (split, short name, line style) in every figure
+SPLIT_LABELS = [(*SPLITS[0], 'other language (cross-lingual)'), (*SPLITS[1], 'held-out template, same language')]
 
 
 # ----------------------------------------------------------------------------- helpers (analyze.py uses them too)
@@ -62,8 +65,8 @@ def nan_for_none(xs):
 
 def final_ood(rec):
     """Final OOD accuracy of a run: the logged full-test accuracy, else analyze.py's prediction sample."""
-    a = acc_of(rec, 'ood_test')
-    return a if a is not None else rec.get('ood_acc_sample')
+    acc = acc_of(rec, 'ood_test')
+    return acc if acc is not None else rec.get('ood_acc_sample')
 
 
 # ----------------------------------------------------------------------------- loading and saving
@@ -74,16 +77,16 @@ def load(exp):
         raise ValueError(f"no {path}; run analyze.py {exp} first")
     with open(path) as f:
         try:
-            a = json.load(f)
+            analysis = json.load(f)
         except json.JSONDecodeError as err:                            # e.g. analyze.py killed while writing it
             raise ValueError(f"{path} is not valid JSON ({err}); rerun analyze.py") from None
-    missing = [k for k in ('runs', 'records', 'settings') if k not in a]
+    missing = [k for k in ('runs', 'records', 'settings') if k not in analysis]
     if missing:
         raise ValueError(f"{path} has no {', '.join(missing)} section (an older analyze.py?); rerun analyze.py")
-    for run in a['runs']:                                              # JSON made the iteration keys strings
+    for run in analysis['runs']:                                       # JSON made the iteration keys strings
         run['log'] = {int(it): v for it, v in run.get('log', {}).items()}
     npz = os.path.join(exp, 'similarity.npz')
-    return a, npz if os.path.isfile(npz) else None
+    return analysis, npz if os.path.isfile(npz) else None
 
 
 def square(v):
@@ -138,11 +141,11 @@ def save(fig, path, dpi=DPI, max_bytes=MAX_BYTES):
 
 
 # ----------------------------------------------------------------------------- what the figures share
-def experiment(a, sims, exp):
+def experiment(analysis, sims, exp):
     """The analysis as the figures see it: records by run (in iteration order), final records,
     final OOD accuracy and a colour per run."""
     plt = pyplot()
-    runs, records = a['runs'], a['records']
+    runs, records = analysis['runs'], analysis['records']
     final = {r['run']: r for r in records if r['final']}
     ood = {n: final_ood(r) for n, r in final.items()}
     many = len(runs) > 8                                               # many runs: colour = OOD accuracy; few: one each
@@ -152,20 +155,20 @@ def experiment(a, sims, exp):
     for r in sorted(records, key=lambda r: r['iter']):
         by_run.setdefault(r['run'], []).append(r)
     return dict(runs=runs, records=records, by_run=by_run, final=final, ood=ood, many=many, cmap=cmap, col=col,
-                sims=sims, summary=a, cfg={**SETTINGS, **a['settings'], 'exp_dir': exp})
+                sims=sims, summary=analysis, cfg={**SETTINGS, **analysis['settings'], 'exp_dir': exp})
 
 
-def series(e, name, *keys):
+def series(view, name, *keys):
     """(iters, values) of record field keys over a run's checkpoints; None -> NaN."""
-    rs = e['by_run'].get(name, [])
+    rs = view['by_run'].get(name, [])
     return [r['iter'] for r in rs], nan_for_none([dig(r, *keys) for r in rs])
 
 
-def legend_or_colorbar(e, fig, axes):
+def legend_or_colorbar(view, fig, axes):
     """Few runs: a legend per axis; many: one colour bar of the final OOD accuracy that colours them."""
     plt = pyplot()
-    if e['many']:
-        fig.colorbar(plt.cm.ScalarMappable(cmap=e['cmap'], norm=plt.Normalize(0, 1)), ax=axes,
+    if view['many']:
+        fig.colorbar(plt.cm.ScalarMappable(cmap=view['cmap'], norm=plt.Normalize(0, 1)), ax=axes,
                      label='final OOD accuracy of the run')
     else:
         for ax in np.atleast_1d(axes).ravel():
@@ -173,61 +176,96 @@ def legend_or_colorbar(e, fig, axes):
 
 
 # ----------------------------------------------------------------------------- figures: one function each
-def sim_runs(e):
+def sim_runs(view):
     """Runs with stored similarity matrices, a few spread over final OOD accuracy, and for each the
     checkpoints to show: [(run, [iters])]."""
     stored = {}
-    for name, it in e['sims']:
+    for name, it in view['sims']:
         stored.setdefault(name, []).append(it)
-    runs = sorted((r for r in e['runs'] if r['name'] in stored), key=lambda r: e['ood'].get(r['name']) or 0.0)
-    return [(run, spread(sorted(stored[run['name']]), e['cfg']['sim_ckpts']))
-            for run in spread(runs, e['cfg']['sim_runs'])]
+    runs = sorted((r for r in view['runs'] if r['name'] in stored), key=lambda r: view['ood'].get(r['name']) or 0.0)
+    return [(run, spread(sorted(stored[run['name']]), view['cfg']['sim_ckpts']))
+            for run in spread(runs, view['cfg']['sim_runs'])]
 
 
-def fig_similarity(e, run, its, kind):
-    """Cosine similarity of the similarity examples: checkpoints as columns, layer groups as rows."""
+LAYER_NAMES = {'emb': 'embeddings', 'concat': 'all layers', 'head': 'output head'}
+
+
+def layer_name(group):
+    """'L3' -> 'layer 3'; 'concat' -> 'all layers'."""
+    return LAYER_NAMES.get(group, f"layer {group[1:]}" if group[:1] == 'L' and group[1:].isdigit() else group)
+
+
+def value_blocks(run, n):
+    """The blocks of a similarity matrix of n examples ordered by fact type > value > language:
+    -> ([(centre, value label)], [(centre, fact type)], language bounds inside the blocks or [])."""
+    edges = [0] + list(run.get('sim_bounds', [])) + [n]
+    values = run.get('sim_values', [])
+    if len(values) != len(edges) - 1:
+        values = [''] * (len(edges) - 1)                               # an analysis without labels: lines only
+    blocks = [((lo + hi) / 2 - 0.5, v.split('=', 1)[-1]) for lo, hi, v in zip(edges, edges[1:], values)]
+    types = {}
+    for lo, hi, v in zip(edges, edges[1:], values):
+        span = types.setdefault(v.split('=')[0], [lo, hi])
+        span[1] = hi
+    return blocks, [((lo + hi) / 2 - 0.5, ft) for ft, (lo, hi) in types.items() if ft], run.get('sim_lang_bounds', [])
+
+
+def fig_similarity(view, run, its, kind):
+    """Cosine similarity of the similarity examples: checkpoints as columns, layer groups as rows; each
+    panel's axes are the examples, labelled by fact type (x) and attribute value (y), with lines between
+    values (and between languages where the analysis stores them)."""
     plt = pyplot()
-    cfg, name, sims = e['cfg'], run['name'], [e['sims'][(run['name'], it)].get(kind, {}) for it in its]
+    cfg, name, sims = view['cfg'], run['name'], [view['sims'][(run['name'], it)].get(kind, {}) for it in its]
     stored = [g for s in sims for g in s]
     groups = [g for g in dict.fromkeys(sim_layers(run.get('n_layer', 1)) + stored) if g in stored]
-    title = textwrap.wrap(
-        f"{name}: cosine similarity of {'activations' if kind == 'act' else 'gradients'} of training "
-        f"examples ordered by fact type > attribute value > language (values: {', '.join(run.get('sim_values', []))}). "
-        "Lines separate values; each value block holds language 0 then language 1: two bright sub-blocks "
-        f"= separated by language, a uniform block = unified. unif = {cfg['unif_variant']} unification score.",
-        30 * len(its) + 30)
     # a fixed grid, not constrained layout (which costs more than drawing the twenty panels); inches:
-    w, h, top, bar = 1.9 * len(its), 2.05 * len(groups), 0.15 * len(title) + 0.35, 0.9
-    fig, axes = plt.subplots(len(groups), len(its), figsize=(w + bar, h + top), squeeze=False,
-                             gridspec_kw=dict(left=0, right=w / (w + bar), bottom=0, top=h / (h + top),
-                                              wspace=0.06, hspace=0.28))
+    # panels, then margins for the value labels (left), fact types (bottom), title (top), colour bar (right)
+    w, h, left, bottom, top, bar = 1.9 * len(its), 2.05 * len(groups), 1.45, 0.75, 0.75, 0.9
+    W, H = left + w + bar, bottom + h + top
+    fig, axes = plt.subplots(len(groups), len(its), figsize=(W, H), squeeze=False,
+                             gridspec_kw=dict(left=left / W, right=(left + w) / W, bottom=bottom / H,
+                                              top=(bottom + h) / H, wspace=0.06, hspace=0.28))
     cmap, img = plt.get_cmap('RdBu_r', SIM_LEVELS), None
     for j, (it, sim) in enumerate(zip(its, sims)):
-        rec = next((r for r in e['by_run'].get(name, []) if r['iter'] == it), {})
+        rec = next((r for r in view['by_run'].get(name, []) if r['iter'] == it), {})
         for i, g in enumerate(groups):
             ax = axes[i, j]
             ax.set_xticks([]), ax.set_yticks([])
+            head = f"iter {it}\n" if i == 0 else ''                     # checkpoints: column headers
+            if j == 0:
+                ax.set_ylabel(layer_name(g), fontsize=9, fontweight='bold', labelpad=4)
             if g not in sim:
-                ax.set_title(f"iter {it}, {g}\nnot stored", fontsize=7)
+                ax.set_title(head + 'not stored', fontsize=7)
                 continue
             m = np.asarray(sim[g]() if callable(sim[g]) else sim[g], np.float32)   # (n, n), stored as float16
             # resampling the data (not the colours) keeps the panel to the map's colours: a small palette PNG
             img = ax.imshow(m, vmin=-1, vmax=1, cmap=cmap, interpolation='antialiased', interpolation_stage='data')
+            blocks, types, lang_bounds = value_blocks(run, len(m))
             b = np.asarray(run.get('sim_bounds', []), float) - 0.5
             ax.hlines(b, -0.5, len(m) - 0.5, color='k', lw=0.3), ax.vlines(b, -0.5, len(m) - 0.5, color='k', lw=0.3)
+            lb = np.asarray(lang_bounds, float) - 0.5
+            ax.hlines(lb, -0.5, len(m) - 0.5, color='k', lw=0.3, ls=':'), ax.vlines(lb, -0.5, len(m) - 0.5, color='k',
+                                                                                lw=0.3, ls=':')
+            if j == 0:                                                 # rows: attribute values
+                ax.set_yticks([c for c, _ in blocks], [v for _, v in blocks], fontsize=6)
+            if i == len(groups) - 1:                                   # columns: fact types
+                ax.set_xticks([c for c, _ in types], [t.replace('_', '\n') for _, t in types], fontsize=6)
             u = dig(rec, 'unification', cfg['unif_variant'], kind, g)
-            ax.set_title(f"iter {it}, {g}" + (f"\nunif {u:.2f}" if u is not None else ''), fontsize=7)
+            ax.set_title(head + (f"unif {u:.2f}" if u is not None else ''), fontsize=7)
+    axes[-1, len(its) // 2].set_xlabel('training examples by fact type > attribute value > language '
+                                       '(in each value block language 0, then 1)', fontsize=7, labelpad=6)
     if img is not None:
-        fig.colorbar(img, cax=fig.add_axes([(w + 0.2) / (w + bar), 0.25, 0.15 / (w + bar), 0.5]),
-                     label='cosine similarity')
-    fig.suptitle('\n'.join(title), y=1, va='top', fontsize=8)
+        fig.colorbar(img, cax=fig.add_axes([(left + w + 0.2) / W, 0.25, 0.15 / W, 0.5]), label='cosine similarity')
+    fig.suptitle(f"{name}: cosine similarity of the {'activations' if kind == 'act' else 'gradients'} of training "
+                 f"examples (unif: {cfg['unif_variant']} unification score)\ntwo bright sub-blocks per value = "
+                 "separated by language; one uniform block = unified", y=1 - 0.1 / H, va='top', fontsize=8)
     return fig
 
 
-def fig_acc_vs_knobs(e):
+def fig_acc_vs_knobs(view):
     """Final ID / OOD accuracy against every swept knob, one line per setting of the other knobs."""
     plt = pyplot()
-    final, runs = e['final'], e['runs']
+    final, runs = view['final'], view['runs']
     swept = next(iter(final.values()), {}).get('knobs', {})
     knobs = [k for k in dict.fromkeys(['celeb_frac'] + [k for k in runs[0].get('cfg', {}) if k in swept])
              if k in swept and k != 'seed' and not k.endswith('_seed')]
@@ -252,22 +290,22 @@ def fig_acc_vs_knobs(e):
     return fig
 
 
-def fig_unif_vs_ood(e):
+def fig_unif_vs_ood(view):
     """Unification vs final OOD accuracy across runs, one row per unification variant (their scales
     differ), with the Pearson r of every layer."""
     plt = pyplot()
-    cfg, final, corrs = e['cfg'], e['final'], e['summary'].get('correlations') or {}
+    cfg, final, corrs = view['cfg'], view['final'], view['summary'].get('correlations') or {}
     if not corrs:
         return None
     names = list(final)
-    y = nan_for_none([e['ood'][n] for n in names])
+    y = nan_for_none([view['ood'][n] for n in names])
     fig, axes = plt.subplots(len(corrs), 3, figsize=(13, 3.3 * len(corrs) + 0.4), squeeze=False, layout='constrained')
     for row, (v, corr) in zip(axes, corrs.items()):
         corr = corr or {}
         tag = f"{v}{' (headline)' if v == cfg['unif_variant'] else ''}"
         for ax, kind, layer in ((row[0], 'act', cfg['unif_layer']), (row[1], 'grad', 'concat')):
             x = nan_for_none([dig(final[n], 'unification', v, kind, layer) for n in names])
-            ax.scatter(x, y, c=[e['col'][n] for n in names])
+            ax.scatter(x, y, c=[view['col'][n] for n in names])
             r = dig(corr, kind, layer)
             ax.set_title(f"{tag}: r = {'n/a' if r is None else f'{r:.2f}'}", fontsize=8)
             ax.set_xlabel(f"unification ({'activations' if kind == 'act' else 'gradients'}, {layer})", fontsize=8)
@@ -284,41 +322,43 @@ def fig_unif_vs_ood(e):
     return fig
 
 
-def lang_footprint(e, run):
-    """A run's language footprint (headline rep and layer): its max over checkpoints, or the final one."""
-    cfg = e['cfg']
-    _, vals = series(e, run['name'], 'footprint', 'lang', cfg['unif_rep'], cfg['unif_layer'])
-    if not vals or np.all(np.isnan(vals)):
+def lang_footprint(view, run):
+    """A run's language footprint (headline rep and layer): its peak after initialisation (iteration 0
+    is random weights, a baseline; older analyses called this setting 'max'), or the final one."""
+    cfg = view['cfg']
+    its, vals = series(view, run['name'], 'footprint', 'lang', cfg['unif_rep'], cfg['unif_layer'])
+    trained = [v for it, v in zip(its, vals) if it > 0]
+    if not trained or np.all(np.isnan(trained)):
         return np.nan
-    return np.nanmax(vals) if cfg['footprint_at'] == 'max' else vals[-1]
+    return np.nanmax(trained) if cfg['footprint_at'] in ('peak', 'max') else trained[-1]
 
 
-def fig_vs_footprint(e, xlab, getx):
+def fig_vs_footprint(view, xlab, getx):
     """A property of the training data (informativeness or extractability of language) vs the
     language footprint it leaves in the representations, one point per run."""
     plt = pyplot()
-    runs = [run for run in e['runs'] if run['name'] in e['final']]
+    runs = [run for run in view['runs'] if run['name'] in view['final']]
     fig, ax = plt.subplots(figsize=(4.5, 3.6))
-    xs = nan_for_none([getx(e['final'][run['name']]) for run in runs])
-    ys = [lang_footprint(e, run) for run in runs]
-    ax.scatter(xs, ys, c=[e['col'][run['name']] for run in runs])
+    xs = nan_for_none([getx(view['final'][run['name']]) for run in runs])
+    ys = [lang_footprint(view, run) for run in runs]
+    ax.scatter(xs, ys, c=[view['col'][run['name']] for run in runs])
     r = pearson(xs, ys)
     ax.set_xlabel(xlab, fontsize=8)
-    ax.set_ylabel(f"language footprint R^2 ({e['cfg']['footprint_at']} over training)", fontsize=8)
-    ax.set_title(f"one point per run{', colour = OOD accuracy' if e['many'] else ''}; "
+    ax.set_ylabel(f"language footprint R^2 ({view['cfg']['footprint_at']} over training)", fontsize=8)
+    ax.set_title(f"one point per run{', colour = OOD accuracy' if view['many'] else ''}; "
                  f"r = {'n/a' if r is None else f'{r:.2f}'}", fontsize=8)
     return fig
 
 
-def fig_footprint_early(e):
+def fig_footprint_early(view):
     """Language vs fact footprint over training, and the trajectory of one against the other."""
     plt = pyplot()
-    cfg, many = e['cfg'], e['many']
+    cfg, many = view['cfg'], view['many']
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for run in e['runs']:
-        name, c = run['name'], e['col'][run['name']]
-        its, lf = series(e, name, 'footprint', 'lang', cfg['unif_rep'], cfg['unif_layer'])
-        _, ff = series(e, name, 'footprint', 'fact', cfg['unif_rep'], cfg['unif_layer'])
+    for run in view['runs']:
+        name, c = run['name'], view['col'][run['name']]
+        its, lf = series(view, name, 'footprint', 'lang', cfg['unif_rep'], cfg['unif_layer'])
+        _, ff = series(view, name, 'footprint', 'fact', cfg['unif_rep'], cfg['unif_layer'])
         axes[0].plot(its, lf, '-', color=c, label=None if many else f"{name} language")
         axes[0].plot(its, ff, '--', color=c, label=None if many else f"{name} fact")
         axes[1].plot(lf, ff, '-o', ms=2, color=c, label=None if many else name)
@@ -328,45 +368,64 @@ def fig_footprint_early(e):
     axes[1].set_title('trajectory over checkpoints (early ones first)', fontsize=8)
     fig.suptitle(f"Share of representation variance ({cfg['unif_rep']}, {cfg['unif_layer']}) explained by language "
                  "id vs by fact id", fontsize=9, y=1.02)
-    legend_or_colorbar(e, fig, axes)
+    legend_or_colorbar(view, fig, axes)
     return fig
 
 
-def fig_acc_curves(e):
-    """Per-fact-type ID and OOD accuracy over training, from the evaluation logs."""
+def split_legend(fig, view, colours=None):
+    """One legend above every panel of a figure: the line style of each split (in the split's colour
+    where colours = {split: colour}, else black), then the colour of each run when runs have one."""
+    from matplotlib.lines import Line2D
+    handles = [Line2D([], [], color=(colours or {}).get(split, 'k'), ls=ls, lw=1.6, label=f"{short}: {what}")
+               for split, short, ls, what in SPLIT_LABELS]
+    if not view['many'] and not colours:
+        handles += [Line2D([], [], color=view['col'][run['name']], lw=3, label=run['name']) for run in view['runs']]
+    fig.legend(handles=handles, loc='upper center', bbox_to_anchor=(0.5, 0.94), ncol=min(len(handles), 6),
+               fontsize=7, frameon=False)
+
+
+def fig_acc_curves(view):
+    """Per-fact-type ID and OOD accuracy over training, from the evaluation logs: OOD solid, ID dashed
+    (one run: also in two colours), one legend for every panel."""
     plt = pyplot()
-    fts = e['runs'][0].get('fact_types') or []
+    fts = view['runs'][0].get('fact_types') or []
     if not fts:
         return None
-    fig, axes = plt.subplots(1, len(fts), figsize=(3.4 * len(fts), 3.2), squeeze=False, sharey=True)
+    one = len(view['runs']) == 1
+    colours = {'ood_test': 'C0', 'id_test': 'C1'} if one else None
+    fig, axes = plt.subplots(1, len(fts), figsize=(3.4 * len(fts), 3.6), squeeze=False, sharey=True,
+                             gridspec_kw=dict(top=0.8))
     for ax, ft in zip(axes[0], fts):
-        for run in e['runs']:
-            log, c = run['log'], e['col'][run['name']]
+        for run in view['runs']:
+            log = run['log']
             its = sorted(i for i in log if ft in log[i].get('ood_test', {}))
-            for split, short, ls in (('ood_test', 'OOD', '-'), ('id_test', 'ID', ':')):
-                ax.plot(its, [log[i].get(split, {}).get(ft, np.nan) for i in its], ls, color=c,
-                        label=None if e['many'] else f"{run['name']} {short}")
-        ax.set_xscale('symlog', linthresh=1), ax.set_title(ft, fontsize=9), ax.set_xlabel('iteration (log)')
-    axes[0, 0].set_ylabel('accuracy')
-    fig.suptitle('Recall over training per fact type: OOD (solid, other language) and ID (dotted, held-out template)',
-                 fontsize=9, y=1.02)
-    legend_or_colorbar(e, fig, axes[0, -1:])
+            for split, _, ls in SPLITS:
+                ax.plot(its, [log[i].get(split, {}).get(ft, np.nan) for i in its], ls, lw=1.3,
+                        color=colours[split] if one else view['col'][run['name']])
+        ax.set_xscale('symlog', linthresh=1), ax.set_title(ft.replace('_', ' '), fontsize=9)
+        ax.set_xlabel('iteration (log)'), ax.set_ylim(-0.02, 1.02)
+    axes[0, 0].set_ylabel('accuracy (whole attribute, greedy)')
+    fig.suptitle('Recall over training per fact type' + (f" ({view['runs'][0]['name']})" if one else ''),
+                 fontsize=9, y=1.0, va='top')
+    split_legend(fig, view, colours)
+    if view['many']:
+        legend_or_colorbar(view, fig, axes)
     return fig
 
 
-def fig_name_confusion(e):
+def fig_name_confusion(view):
     """Share of OOD errors that name a namesake's attribute over training, against chance."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for run in e['runs']:
-        its, sh = series(e, run['name'], 'name_confusion', 'share')
-        _, ch = series(e, run['name'], 'name_confusion', 'chance')
-        ax.plot(its, sh, '-o', ms=2, color=e['col'][run['name']], label=None if e['many'] else run['name'])
-        ax.plot(its, ch, ':', color=e['col'][run['name']])
+    for run in view['runs']:
+        its, sh = series(view, run['name'], 'name_confusion', 'share')
+        _, ch = series(view, run['name'], 'name_confusion', 'chance')
+        ax.plot(its, sh, '-o', ms=2, color=view['col'][run['name']], label=None if view['many'] else run['name'])
+        ax.plot(its, ch, ':', color=view['col'][run['name']])
     ax.set_xscale('symlog', linthresh=1), ax.set_xlabel('iteration (log)'), ax.set_ylabel('share of OOD errors')
     ax.set_title('OOD errors that name the attribute of a person sharing a first or last name\n'
                  '(dotted: share expected if errors picked a wrong value at random)', fontsize=8)
-    legend_or_colorbar(e, fig, ax)
+    legend_or_colorbar(view, fig, ax)
     return fig
 
 
@@ -374,61 +433,68 @@ CKPT_CRITERIA = (('last_best_id', 'last best-ID checkpoint'), ('last_best_ood', 
                  ('unification', 'max-unification checkpoint'), ('oracle', 'best checkpoint (oracle)'))
 
 
-def fig_selection(e):
-    """Run selection (mean OOD accuracy of the run each criterion picks) and, per run, the OOD
-    accuracy of the checkpoint each checkpoint criterion present in the analysis picks."""
+def fig_selection(view):
+    """Run selection (mean OOD accuracy of the run each criterion picks; with >= MIN_RUNS runs) and,
+    per run, the OOD accuracy of the checkpoint each checkpoint criterion present in the analysis picks."""
     plt = pyplot()
-    sel, cs = e['summary'].get('selection') or {}, e['summary'].get('ckpt_selection') or {}
-    if not sel and not cs:
+    run_sel, ckpt_sel = view['summary'].get('selection') or {}, view['summary'].get('ckpt_selection') or {}
+    if not run_sel and not ckpt_sel:
         return None
-    wide = max(5.5, 0.3 * len(cs))                                     # room for one label per run
-    fig, axes = plt.subplots(1, 2, figsize=(5.5 + wide, 3.6), width_ratios=[5.5, wide])
-    axes[0].bar(list(sel), nan_for_none(list(sel.values())),
-                color=[{'oracle': 'C2', 'random': 'C7'}.get(k, 'C0') for k in sel])
-    axes[0].set_ylabel('mean OOD accuracy of the picked run'), axes[0].tick_params(axis='x', labelsize=7, rotation=30)
-    axes[0].set_title(f"run selection from random thirds of {len(e['final'])} runs", fontsize=8)
-    crit = [(k, lab) for k, lab in CKPT_CRITERIA if any(k in d for d in cs.values())]
+    wide = max(5.5, 0.3 * len(ckpt_sel))                               # room for one label per run
+    fig, axes = plt.subplots(1, 1 + bool(run_sel), figsize=(5.5 * bool(run_sel) + wide, 3.6), squeeze=False,
+                             width_ratios=[5.5, wide] if run_sel else [wide])
+    axes = axes[0]
+    if run_sel:
+        axes[0].bar(list(run_sel), nan_for_none(list(run_sel.values())),
+                    color=[{'oracle': 'C2', 'random': 'C7'}.get(k, 'C0') for k in run_sel])
+        axes[0].set_ylabel('mean OOD accuracy of the picked run')
+        axes[0].tick_params(axis='x', labelsize=7, rotation=30)
+        axes[0].set_title(f"run selection from random thirds of {len(view['final'])} runs", fontsize=8)
+    ax = axes[-1]
+    crit = [(k, lab) for k, lab in CKPT_CRITERIA if any(k in d for d in ckpt_sel.values())]
     w = 0.8 / max(1, len(crit))
     for i, (k, lab) in enumerate(crit):                               # a criterion is {'iter', 'ood'}, a number or None
-        ys = [d.get(k)['ood'] if isinstance(d.get(k), dict) else d.get(k) for d in cs.values()]
-        axes[1].bar(np.arange(len(cs)) + w * i, nan_for_none(ys), w, label=lab)
-    axes[1].set_xticks(np.arange(len(cs)) + w * (len(crit) - 1) / 2, list(cs), fontsize=6, rotation=45, ha='right')
-    axes[1].set_ylabel('OOD accuracy'), axes[1].set_ylim(0, 1.2), axes[1].legend(fontsize=7, ncol=2, loc='upper left')
-    axes[1].set_title('checkpoint selection per run', fontsize=8)
+        ys = [d.get(k)['ood'] if isinstance(d.get(k), dict) else d.get(k) for d in ckpt_sel.values()]
+        ax.bar(np.arange(len(ckpt_sel)) + w * i, nan_for_none(ys), w, label=lab)
+    ax.set_xticks(np.arange(len(ckpt_sel)) + w * (len(crit) - 1) / 2, list(ckpt_sel), fontsize=6, rotation=45,
+                  ha='right')
+    ax.set_ylabel('OOD accuracy of the picked checkpoint'), ax.set_ylim(0, 1.2)
+    ax.legend(fontsize=7, ncol=2, loc='upper left')
+    ax.set_title('checkpoint selection per run', fontsize=8)
     return fig
 
 
-def fig_acc_by_n_templates(e):
+def fig_acc_by_n_templates(view):
     """Final ID and OOD accuracy against the number of training templates of the fact, one line per run."""
     plt = pyplot()
-    runs = [run for run in e['runs'] if dig(e['final'].get(run['name']), 'acc_by_n_train_templates')]
+    runs = [run for run in view['runs'] if dig(view['final'].get(run['name']), 'acc_by_n_train_templates')]
     if not runs:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
     for ax, (split, short, _) in zip(axes, SPLITS):
         for run in runs:
-            by_n = dig(e['final'][run['name']], 'acc_by_n_train_templates', split) or {}
+            by_n = dig(view['final'][run['name']], 'acc_by_n_train_templates', split) or {}
             ns = sorted(int(n) for n in by_n if by_n[n].get('n'))     # skip counts with no test fact
-            ax.plot(ns, nan_for_none([by_n[str(n)].get('acc') for n in ns]), '-o', ms=3, color=e['col'][run['name']],
-                    label=None if e['many'] else run['name'])
+            ax.plot(ns, nan_for_none([by_n[str(n)].get('acc') for n in ns]), '-o', ms=3, color=view['col'][run['name']],
+                    label=None if view['many'] else run['name'])
         ax.set_xlabel("number of the fact's training templates"), ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"{short} test ({'other language' if split == 'ood_test' else 'held-out template'})", fontsize=8)
         ax.xaxis.get_major_locator().set_params(integer=True)
     axes[0].set_ylabel('final accuracy')
     fig.suptitle('Recall at the end of training by how many templates verbalise the fact in training',
                  fontsize=9, y=1.02)
-    legend_or_colorbar(e, fig, axes)
+    legend_or_colorbar(view, fig, axes)
     return fig
 
 
 # ----------------------------------------------------------------------------- driver
-def make_figures(a, sims, exp):
+def make_figures(analysis, sims, exp):
     """Draws every figure whose data the analysis holds into exp/figures/. -> paths written."""
-    e = experiment(a, sims, exp)
+    view = experiment(analysis, sims, exp)
     fdir = os.path.join(exp, 'figures')
     os.makedirs(fdir, exist_ok=True)
-    todo = [(f"sim_{kind}_{run['name']}.png", fig_similarity, run, its, kind) for run, its in sim_runs(e)
-            for kind in ('act', 'grad') if any(kind in e['sims'][(run['name'], it)] for it in its)]
+    todo = [(f"sim_{kind}_{run['name']}.png", fig_similarity, run, its, kind) for run, its in sim_runs(view)
+            for kind in ('act', 'grad') if any(kind in view['sims'][(run['name'], it)] for it in its)]
     todo += [('acc_vs_knobs.png', fig_acc_vs_knobs), ('unif_vs_ood.png', fig_unif_vs_ood),
              ('mi_vs_footprint.png', fig_vs_footprint, 'I(language; attribute | fact type) in training data (bits)',
               lambda r: dig(r, 'mi_lang_attr', 'mean')),
@@ -437,21 +503,28 @@ def make_figures(a, sims, exp):
              ('footprint_early.png', fig_footprint_early), ('acc_curves.png', fig_acc_curves),
              ('name_confusion.png', fig_name_confusion), ('selection.png', fig_selection),
              ('acc_by_n_templates.png', fig_acc_by_n_templates)]
+    cross_run = {'acc_vs_knobs.png': 2, 'unif_vs_ood.png': MIN_RUNS, 'mi_vs_footprint.png': MIN_RUNS,
+                 'extract_vs_footprint.png': MIN_RUNS}   # figures across runs: with fewer, one point or r = n/a
+    ours = {t[0] for t in todo} | {f for f in os.listdir(fdir) if f.startswith('sim_') and f.endswith('.png')}
+    todo = [t for t in todo if len(view['final']) >= cross_run.get(t[0], 0)]
     written = []
     for name, draw, *args in todo:
-        fig = draw(e, *args)
+        fig = draw(view, *args)
         if fig is not None:
             written.append(save(fig, os.path.join(fdir, name)))
+    for name in ours - {os.path.basename(p) for p in written}:       # a figure of an earlier analysis misleads
+        if os.path.exists(os.path.join(fdir, name)):
+            os.remove(os.path.join(fdir, name))
     return written
 
 
 def plot(exp):
     """Redraws the figures of out/<exp> from its analysis.json and similarity.npz. -> paths written."""
-    a, npz = load(exp)
+    analysis, npz = load(exp)
     if npz is None:
-        return make_figures(a, {}, exp)
+        return make_figures(analysis, {}, exp)
     with np.load(npz) as z:                                            # open while drawing: matrices load lazily
-        return make_figures(a, sim_index(z), exp)
+        return make_figures(analysis, sim_index(z), exp)
 
 
 if __name__ == '__main__':

@@ -18,13 +18,18 @@ what makes an interrupted sweep resume bit-for-bit. learning_rate and weight_dec
 between the runs of a sweep: AdamW then steps with the schedule alone and each run's update is
 scaled by its own learning rate, with its own decoupled decay (train_step).
 
-Never loses work: checkpoints are written by a background thread through a temporary file and a
-rename (never a partial file; drained before exit and on error). The whole sweep's state goes to
-a resume file every `resume_every` seconds and on Ctrl-C or SIGTERM (after the current step);
-`--resume=True` continues from it. A second run into an out_dir that holds a run is refused.
+Never loses work: every file is written whole or not at all (checkpoints by a background thread
+through a temporary file and a rename; log lines appended whole), and a full disk is named as such.
+The whole sweep's state (weights, optimizer, the losses not yet logged) goes to a resume file at every
+checkpoint, every `resume_every` seconds, and on Ctrl-C or SIGTERM (after the step in flight); after
+a crash or a kill -9 at any moment, `--resume=True` continues from it and ends as an uninterrupted run
+would (on CPU, bit for bit, at the same thread count). One process writes a run at a time (locks in
+out/<exp>/.locks/); a second run into an out_dir that holds a run is refused.
 
-Writes out/<exp>/<run>/{config.json, log.jsonl, ckpt_<iter>.pt} and out/<exp>/resume[_<i>of<n>].pt.
+Writes out/<exp>/<run>/{config.json, log.jsonl, ckpt_<iter>.pt}, out/<exp>/resume[_<i>of<n>].pt while
+training and out/<exp>/timing[_<i>of<n>].json at the end.
 """
+import glob
 import itertools
 import json
 import math
@@ -32,6 +37,7 @@ import os
 import signal
 import threading
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -52,7 +58,7 @@ log_interval = 50         # steps between loss records (and NaN checks)
 n_ckpts = 20              # weight snapshots per run, log-spaced from ckpt_first to max_iters (the last included), plus init
 ckpt_first = 50           # step of the first log-spaced snapshot: separation happens in the first few hundred steps
 resume = False            # continue an interrupted experiment from its resume file in out_dir
-resume_every = 300.0      # seconds between resume points (0 = at every evaluation); also written on Ctrl-C / SIGTERM
+resume_every = 300.0      # seconds between resume points (0 = every evaluation); also at checkpoints, on Ctrl-C/SIGTERM
 overwrite = False         # start over in an out_dir that holds a run of this experiment (deletes its checkpoints and logs)
 wandb_log = False         # log to Weights & Biases (imported only when on)
 wandb_project = 'rosetta' # its project name
@@ -77,9 +83,10 @@ beta2 = 0.95              # AdamW second-moment decay
 grad_clip = 1.0           # per-run gradient norm clip (0 = off)
 # system
 device = 'auto'           # 'auto' = cuda (cuda:LOCAL_RANK under torchrun), then mps, then cpu
-dtype = 'auto'            # 'auto' = bfloat16 autocast on cuda, float32 elsewhere
-compile = 'auto'          # torch.compile; 'auto' = on for cuda only
+dtype = 'auto'            # 'auto' = bfloat16 autocast on cuda and on CPUs with native bfloat16 (AVX512-BF16, AMX), else float32
+compile = 'auto'          # torch.compile; 'auto' = on for cuda, and on a CPU where a C++ compiler is found
 cuda_graph = 'auto'       # capture the whole step as one CUDA graph; 'auto' = on for cuda with compile
+threads = 0               # torch's CPU threads; 0 = auto: the cores other processes leave free at start (resume: as before)
 # -----------------------------------------------------------------------------
 DEFAULTS = {**data_gen.DATA_DEFAULTS, **config_keys(globals())}
 CHOICES = {**data_gen.CHOICES, 'block': BLOCKS, 'dtype': ('auto', 'float32', 'bfloat16', 'float16'),
@@ -89,7 +96,7 @@ PER_RUN_OPT = ('learning_rate', 'weight_decay')       # optimiser knobs a lockst
 SPLITS = data_gen.SPLITS
 EVAL_CHUNK = 1024         # examples per evaluation forward pass (every split is padded to a multiple: static shapes)
 FREE_ON_RESUME = {'resume', 'device', 'compile', 'cuda_graph', 'wandb_log', 'wandb_project', 'resume_every',
-                  'overwrite'}                        # may change on resume
+                  'overwrite', 'threads'}                        # may change on resume
 
 
 def check_cfg(cfg):
@@ -97,7 +104,7 @@ def check_cfg(cfg):
     rules = [(cfg[k] >= 1, f"{k}={cfg[k]} must be >= 1") for k in
              ('max_iters', 'eval_interval', 'log_interval', 'batch_size', 'n_ckpts', 'ckpt_first')]
     rules += [(cfg[k] >= 0, f"{k}={cfg[k]} must be >= 0") for k in
-              ('warmup_iters', 'eval_max', 'weight_decay', 'grad_clip', 'resume_every')]
+              ('warmup_iters', 'eval_max', 'weight_decay', 'grad_clip', 'resume_every', 'threads')]
     rules += [(cfg['learning_rate'] > 0, f"learning_rate={cfg['learning_rate']} must be > 0"),
               (0 <= cfg['min_lr_frac'] <= 1, f"min_lr_frac={cfg['min_lr_frac']} must be in [0, 1]"),
               (0 <= cfg['beta1'] < 1 and 0 <= cfg['beta2'] < 1, "beta1 and beta2 must be in [0, 1)"),
@@ -109,10 +116,10 @@ def check_cfg(cfg):
 
 def expand_sweep(cfg):
     """Every combination of cfg['sweep'] -> list of (run_name, run_cfg)."""
-    sw = cfg['sweep']
-    if not sw:
+    grid = cfg['sweep']
+    if not grid:
         return [('main', dict(cfg))]
-    for k, values in sw.items():
+    for k, values in grid.items():
         if k not in DEFAULTS:
             raise ValueError(f"config error: sweep over unknown key '{k}'")
         if k not in data_gen.DATA_DEFAULTS and k not in ('seed',) + PER_RUN_OPT:
@@ -120,15 +127,15 @@ def expand_sweep(cfg):
                              f"data knobs, seed, {' and '.join(PER_RUN_OPT)}")
         if not isinstance(values, (list, tuple)) or not values:
             raise ValueError(f"config error: sweep['{k}'] must be a non-empty list")
-    if cfg['dataset'] and any(k in data_gen.DATA_DEFAULTS for k in sw):
+    if cfg['dataset'] and any(k in data_gen.DATA_DEFAULTS for k in grid):
         raise ValueError("config error: dataset must be '' in a sweep over data knobs "
                          "(each run's dataset is named after its knobs)")
     runs = []
-    for combo in itertools.product(*sw.values()):
+    for combo in itertools.product(*grid.values()):
         rc = dict(cfg, sweep={})
-        rc.update({k: coerce(k, v, DEFAULTS[k], CHOICES.get(k)) for k, v in zip(sw, combo)})
+        rc.update({k: coerce(k, v, DEFAULTS[k], CHOICES.get(k)) for k, v in zip(grid, combo)})
         check_cfg(rc)                             # a swept learning_rate or weight_decay is checked too
-        runs.append(('-'.join(f'{k}{v}' for k, v in zip(sw, combo)), rc))
+        runs.append(('-'.join(f'{k}{v}' for k, v in zip(grid, combo)), rc))
     return runs
 
 
@@ -297,37 +304,49 @@ def eval_records(it, split_name, correct, prob, group, template, meta):
     return recs
 
 
-def evaluate_all(model, data, ctx, it, metas, logs):
-    """Evaluate every split of every run; write the records; -> {(run, split): accuracy}."""
-    acc = {}
+def evaluate_all(model, eval_sets, ctx, it, metas):
+    """Evaluate every split of every run. -> ({(run, split): accuracy}, per run the log lines)."""
+    acc, lines = {}, [[] for _ in metas]
     for s in SPLITS:
-        correct, prob = (x.cpu().numpy() for x in evaluate(model, data[s], ctx))  # one host sync per split
-        g, t, n = (data[s]['host'][k] for k in ('group', 'template', 'n'))
+        correct, prob = (x.cpu().numpy() for x in evaluate(model, eval_sets[s], ctx))  # one host sync per split
+        g, t, n = (eval_sets[s]['host'][k] for k in ('group', 'template', 'n'))
         for r, meta in enumerate(metas):
             recs = eval_records(it, s, correct[r, :n[r]], prob[r, :n[r]], g[r, :n[r]], t[r, :n[r]], meta)
-            logs[r].writelines(json.dumps(x) + '\n' for x in recs)
+            lines[r] += [json.dumps(x) + '\n' for x in recs]
             acc[(r, s)] = recs[0]['acc']
-    return acc
+    return acc, lines
 
 
 def load_resume(path, cfg, dev):
-    """The resume file's state, checked: readable, and made by the same config."""
+    """The resume file's state, checked: there, readable, and made by the same config."""
     if not os.path.exists(path):
-        done = all(os.path.exists(os.path.join(d, f"ckpt_{cfg['max_iters']}.pt")) for d in cfg['_run_dirs'])
-        raise ValueError("resume error: nothing to resume: every run has its final checkpoint" if done else
-                         f"resume error: no checkpoint to resume from at {path}")
+        ckpts = [glob.glob(os.path.join(d, 'ckpt_*.pt')) for d in cfg['_run_dirs']]
+        if all(os.path.exists(os.path.join(d, f"ckpt_{cfg['max_iters']}.pt")) for d in cfg['_run_dirs']):
+            raise ValueError("resume error: nothing to resume: every run has its final checkpoint")
+        if any(ckpts):                           # an out_dir written before resume points came with checkpoints
+            raise ValueError(f"resume error: no resume point at {path}, and the checkpoints hold no optimizer state "
+                             "(made by an older version?): start over with --overwrite=True")
+        raise ValueError(f"resume error: nothing to resume in {os.path.dirname(path) or '.'} (no resume point, no "
+                         "checkpoint): start without --resume=True")
     try:
-        st = torch.load(path, map_location=dev, weights_only=True)
+        state = torch.load(path, map_location=dev, weights_only=True)
         mine = {k: v for k, v in cfg.items() if k not in FREE_ON_RESUME and not k.startswith('_')}
-        theirs = {k: v for k, v in st['cfg'].items() if k not in FREE_ON_RESUME}
+        theirs = {k: v for k, v in state['cfg'].items() if k not in FREE_ON_RESUME}
     except Exception as e:
         raise ValueError(f"resume error: {path} is unreadable ({type(e).__name__}: {str(e)[:80]}); "
                          "delete it to start over") from None
     if mine != theirs:
         diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
         raise ValueError(f"resume error: config differs from the interrupted run in {', '.join(diff)}")
-    return st
+    return state
 
+
+def saved_threads(path):
+    """The CPU thread count recorded in a resume file (None if there is none to read)."""
+    try:
+        return int(torch.load(path, map_location='cpu', weights_only=True).get('threads') or 0) or None
+    except Exception:
+        return None                              # load_resume names the problem
 
 
 # -----------------------------------------------------------------------------
@@ -348,7 +367,8 @@ def shape_args(cfg, meta):
 def make_optimizer(raw, runs, cfg, dev, capturable):
     """AdamW over all runs. -> (opt, lr tensor set in place every step, per-run hyperparameters or
     None). When the runs' learning rates or weight decays differ, AdamW steps with the schedule
-    alone (peak 1, no decay) and train_step rescales each run's update (see there)."""
+    alone (peak 1, no decay) and train_step rescales each run's update (see there). The fused
+    kernel on CUDA and on a CPU (one pass over each weight; a CPU step measured 3-6% faster)."""
     lrs = [rc['learning_rate'] for _, rc in runs]
     wds = [rc['weight_decay'] for _, rc in runs]
     per_run = None
@@ -359,7 +379,8 @@ def make_optimizer(raw, runs, cfg, dev, capturable):
                        decays=[id(p) in decayed for p in raw.parameters()])
     lr_buf = torch.tensor(1.0 if per_run else cfg['learning_rate'], device=dev)
     opt = torch.optim.AdamW(param_groups(raw, 0.0 if per_run else cfg['weight_decay']), lr=lr_buf,
-                            betas=(cfg['beta1'], cfg['beta2']), fused=dev.startswith('cuda'), capturable=capturable)
+                            betas=(cfg['beta1'], cfg['beta2']), fused=dev.startswith('cuda') or dev == 'cpu',
+                            capturable=capturable)
     return opt, lr_buf, per_run
 
 
@@ -455,20 +476,23 @@ def diverged(run, it, why):
                      "its checkpoints before that step are kept")
 
 
-def check_and_log_losses(hist, first_it, lr, runs, logs, bar, last_acc):
-    """hist (steps, E): stop on a non-finite loss, naming the run and step; else log the means
-    (with each run's learning rate: lr is the schedule's value for a peak of 1)."""
+def loss_lines(hist, first_it, lr, runs):
+    """hist (steps, E): stop on a non-finite loss, naming the run and step; else one loss record per
+    run, the mean over the steps (with the run's learning rate: lr is the schedule's value for a peak
+    of 1). -> per run, a log line."""
     bad = (~torch.isfinite(hist)).nonzero()
     if len(bad):
         step, r = bad[0].tolist()
         diverged(runs[r][0], first_it + step, f'its loss is {hist[step, r].item()}')
     it = first_it + hist.shape[0]
-    for r, f in enumerate(logs):
-        f.write(json.dumps(dict(iter=it, split='loss', loss=round(float(hist[:, r].mean()), 6),
-                                lr=lr * runs[r][1]['learning_rate'])) + '\n')
+    return [json.dumps(dict(iter=it, split='loss', loss=round(float(hist[:, r].mean()), 6),
+                            lr=lr * rc['learning_rate'])) + '\n' for r, (_, rc) in enumerate(runs)]
+
+
+def show_progress(bar, hist, last_acc, E):
+    """The bar's tail: the last step's mean loss and the last evaluation's mean ID and OOD accuracy."""
     post = f"loss {hist[-1].mean():.4f}"
     if last_acc:
-        E = len(logs)
         post += f" id {np.mean([last_acc[(r, 'id_test')] for r in range(E)]):.2f}"
         post += f" ood {np.mean([last_acc[(r, 'ood_test')] for r in range(E)]):.2f}"
     bar.set_postfix_str(post)
@@ -477,121 +501,224 @@ def check_and_log_losses(hist, first_it, lr, runs, logs, bar, last_acc):
 # -----------------------------------------------------------------------------
 
 def system_settings(cfg, dev):
-    """-> (dtype, compile?, CUDA graph?) of the device: 'auto' = bf16 autocast, torch.compile and the
-    step as a CUDA graph on CUDA (where they pay), float32 and eager elsewhere."""
-    cuda = dev.startswith('cuda')
-    dtype = cfg['dtype'] if cfg['dtype'] != 'auto' else ('bfloat16' if cuda else 'float32')
-    use_compile = cfg['compile'] if cfg['compile'] != 'auto' else cuda
+    """-> (dtype, compile?, CUDA graph?) of the device. 'auto' = what measures faster there with the
+    same results: on CUDA bf16 autocast, torch.compile and the step as a CUDA graph; on a CPU bf16
+    autocast where it multiplies bfloat16 natively (AVX512-BF16, AMX; else float32, said in one line)
+    and torch.compile where a C++ compiler is found (its CPU backend writes C++). bench.py's CPU table
+    measures the picks, docs/speed.md has them and their accuracy against float32."""
+    import model                                # looked up at call time: tests stand in other CPUs
+    cuda, cpu = dev.startswith('cuda'), dev == 'cpu'
+    bf16_cpu = cpu and model.cpu_has_bf16()
+    if cfg['dtype'] == 'auto' and cpu and not bf16_cpu:
+        print("dtype='auto': this CPU has no native bfloat16 (AVX512-BF16 or AMX): training in float32")
+    dtype = cfg['dtype'] if cfg['dtype'] != 'auto' else ('bfloat16' if cuda or bf16_cpu else 'float32')
+    use_compile = cfg['compile'] if cfg['compile'] != 'auto' else cuda or (cpu and model.cpu_can_compile())
     graphed = cfg['cuda_graph'] if cfg['cuda_graph'] != 'auto' else (cuda and use_compile)
     if graphed and not cuda:
         raise ValueError(f"config error: cuda_graph=True needs a cuda device, not {dev}")
     return dtype, use_compile, graphed
 
 
+@dataclass
+class Sweep:
+    """What the training loop works on: this process's runs in lockstep, made by setup()."""
+    runs: list              # [(run name, run config)]
+    run_dirs: list          # out/<exp>/<run> of each run
+    exp: str                # the experiment directory (out_dir)
+    resume_path: str        # this process's resume file: out/<exp>/resume.pt, or resume_<i>of<n>.pt for a shard
+    release: object         # drops the write locks (setup takes them; train drops them on any exit)
+    dev: str                # the torch device
+    dtype: str              # 'float32' or the autocast dtype
+    use_compile: bool       # torch.compile on
+    graphed: bool           # the step is one CUDA graph
+    threads: int            # torch's CPU threads (0: left as torch set them, off CPU)
+    metas: list             # each run's dataset meta.json
+    model_args: dict        # GPTConfig fields of one run
+    gpt: object             # the stacked GPT, run axis first: what is saved (no '_orig_mod.' prefix)
+    model: object           # what steps and evaluations call: gpt, compiled where on
+    opt: object             # AdamW over every run
+    lr_buf: object          # the learning rate tensor the step reads, set in place every step
+    per_run: object         # per-run learning rates and decays when they differ, else None
+    ctx: object             # the autocast context
+    train_set: dict         # every run's whole training split, stacked (batches are drawn from it)
+    eval_sets: dict         # {split: every run's evaluation sample, stacked; 'host': numpy copies for the records}
+    log_paths: list = field(default_factory=list)   # out/<exp>/<run>/log.jsonl of each run
+    pending_losses: list = field(default_factory=list)  # per-step losses (E,) not yet in a log record
+    timing: dict = field(default_factory=dict)      # wall seconds by phase, see loop()
+    it_buf: object = None   # the step counter tensor the step reads
+
+
+def busy_cores():
+    """Cores that other processes keep busy now: runnable tasks other than this one, sampled a few
+    times over 0.2 s (the lowest count: a task that ran for an instant is not load). Linux reads
+    /proc/loadavg's instantaneous count; elsewhere the 1-minute load average stands in."""
+    try:
+        counts = []
+        for _ in range(5):
+            with open('/proc/loadavg') as f:
+                counts.append(int(f.read().split()[3].split('/')[0]) - 1)   # 'running/total'; minus this reader
+            time.sleep(0.05)
+        return max(0, min(counts))
+    except (OSError, ValueError, IndexError):
+        try:
+            return int(os.getloadavg()[0])
+        except (OSError, AttributeError):
+            return 0
+
+
+def set_threads(threads, dev, saved=None):
+    """torch's CPU threads for a run on `dev` -> the count (0 off CPU, where torch's default stays).
+    threads=0 (auto): the cores this process may use less those other processes keep busy at start,
+    at least 1; on resume, the count the interrupted run used (`saved`), since the thread count
+    changes the last bits of a float sum. torch's default (every core) collapses when another
+    process shares them: the threads wait for each other at every operation."""
+    if not dev.startswith('cpu'):
+        return 0
+    if not threads and (os.environ.get('OMP_NUM_THREADS') or os.environ.get('MKL_NUM_THREADS')):
+        return torch.get_num_threads()           # the user set torch's count already
+    if not threads:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+        threads = saved or max(1, cores - busy_cores())
+    torch.set_num_threads(threads)
+    return threads
+
+
 def setup(cfg):
-    """Everything a run needs before its first step: runs, device, data, model, optimiser, files."""
+    """Everything the runs need before their first step: runs, write locks, device, data, model,
+    optimiser. -> Sweep; its `release` drops the locks (called here on error, by train when done)."""
     check_cfg(cfg)
     runs, shard = select_shard(expand_sweep(cfg), cfg['shard'])
+    for _, rc in runs:                                 # bad data knobs: an error before anything is written
+        data_gen.check(data_gen.data_cfg(rc))
     dev = pick_device(cfg['device'])
     dtype, use_compile, graphed = system_settings(cfg, dev)
-    metas, train_full, evals = load_runs_data(runs, cfg)
-    model_args = shape_args(cfg, metas[0])
-    raw = GPT(GPTConfig(**model_args, n_runs=len(runs)), seeds=[rc['seed'] for _, rc in runs]).to(dev)
-    opt, lr_buf, per_run = make_optimizer(raw, runs, cfg, dev, capturable=graphed)
     exp = cfg['out_dir']
-    S = dict(runs=runs, dev=dev, dtype=dtype, graphed=graphed, use_compile=use_compile, metas=metas, raw=raw,
-             opt=opt, lr_buf=lr_buf, per_run=per_run, model_args=model_args, exp=exp,
-             model=torch.compile(raw) if use_compile else raw, ctx=autocast(dev, dtype, graphed),
-             train=stack_runs(train_full, dev),
-             data={s: dict(d, host={k: d[k].cpu().numpy() for k in ('group', 'template', 'n')})
-                   for s, d in ((s, stack_runs(evals[s], dev, EVAL_CHUNK)) for s in SPLITS)},
-             run_dirs=[os.path.join(exp, name) for name, _ in runs],
-             resume_path=os.path.join(exp, f"resume_{shard.replace('/', 'of')}.pt" if shard else 'resume.pt'))
-    return S
+    resume_name = f"resume_{shard.replace('/', 'of')}.pt" if shard else 'resume.pt'
+    # one writer per run (and per resume file) from here on, before anything is read or deleted
+    release = checkpoints.lock(exp, [name for name, _ in runs] + [resume_name])
+    try:
+        saved = saved_threads(os.path.join(exp, resume_name)) if cfg['resume'] and not cfg['threads'] else None
+        threads = set_threads(cfg['threads'], dev, saved)
+        metas, train_full, evals = load_runs_data(runs, cfg)
+        model_args = shape_args(cfg, metas[0])
+        gpt = GPT(GPTConfig(**model_args, n_runs=len(runs)), seeds=[rc['seed'] for _, rc in runs]).to(dev)
+        opt, lr_buf, per_run = make_optimizer(gpt, runs, cfg, dev, capturable=graphed)
+        eval_sets = {s: stack_runs(evals[s], dev, EVAL_CHUNK) for s in SPLITS}
+        for d in eval_sets.values():                   # what the records need, read once
+            d['host'] = {k: d[k].cpu().numpy() for k in ('group', 'template', 'n')}
+    except BaseException:
+        release()
+        raise
+    return Sweep(runs=runs, run_dirs=[os.path.join(exp, name) for name, _ in runs], exp=exp,
+                 resume_path=os.path.join(exp, resume_name), release=release, dev=dev, dtype=dtype,
+                 use_compile=use_compile, graphed=graphed, threads=threads, metas=metas, model_args=model_args,
+                 gpt=gpt, model=torch.compile(gpt) if use_compile else gpt, opt=opt, lr_buf=lr_buf, per_run=per_run,
+                 ctx=autocast(dev, dtype, graphed), train_set=stack_runs(train_full, dev), eval_sets=eval_sets)
 
 
-def start_files(S, cfg):
-    """Resume (weights, optimizer, truncated logs) or start fresh; write config.json; open logs.
-    -> the first iteration."""
-    os.makedirs(S['exp'], exist_ok=True)
+def start_files(sweep, cfg):
+    """Resume (weights, optimizer, pending losses, logs cut back to the resume point) or start
+    fresh; write config.json. -> the first iteration."""
     start = 0
     if cfg['resume']:
-        st = load_resume(S['resume_path'], dict(cfg, _run_dirs=S['run_dirs']), S['dev'])
-        S['raw'].load_state_dict(st['model'])
-        S['opt'].load_state_dict(st['optimizer'])
-        for g in S['opt'].param_groups:
-            g['lr'] = S['lr_buf']                # loading replaced it with a copy
-        start = st['iter']
-        for d in S['run_dirs']:
+        state = load_resume(sweep.resume_path, dict(cfg, _run_dirs=sweep.run_dirs), sweep.dev)
+        sweep.gpt.load_state_dict(state['model'])
+        sweep.opt.load_state_dict(state['optimizer'])
+        for g in sweep.opt.param_groups:
+            g['lr'] = sweep.lr_buf                  # loading replaced it with a copy
+        start = state['iter']
+        sweep.pending_losses = list(state['losses'].to(sweep.dev)) if 'losses' in state else []
+        for d in sweep.run_dirs:
             checkpoints.truncate_log(os.path.join(d, 'log.jsonl'), start)
     else:
-        checkpoints.check_fresh(S['run_dirs'], S['resume_path'], S['exp'], cfg['overwrite'])
-    for d, (name, rc) in zip(S['run_dirs'], S['runs']):
-        os.makedirs(d, exist_ok=True)
-        with open(os.path.join(d, 'config.json'), 'w') as f:
-            json.dump(dict(rc, run=name, model_args=dict(S['model_args'], n_runs=1)), f, indent=1, default=str)
-    S['logs'] = [open(os.path.join(d, 'log.jsonl'), 'a') for d in S['run_dirs']]
+        checkpoints.check_fresh(sweep.run_dirs, sweep.resume_path, sweep.exp, cfg['overwrite'])
+    for d, (name, rc) in zip(sweep.run_dirs, sweep.runs):
+        try:
+            os.makedirs(d, exist_ok=True)
+        except OSError as e:
+            raise checkpoints.write_error(d, e) from None
+        checkpoints.atomic_write(os.path.join(d, 'config.json'), json.dumps(
+            dict(rc, run=name, model_args=dict(sweep.model_args, n_runs=1)), indent=1, default=str))
+    sweep.log_paths = [os.path.join(d, 'log.jsonl') for d in sweep.run_dirs]
     return start
 
 
-def make_step(S, cfg):
+def make_step(sweep, cfg):
     """The training step of every run as a function of no arguments (a CUDA graph where on)."""
-    run_seeds = torch.tensor([rc['seed'] for _, rc in S['runs']], device=S['dev'])
-    S['it_buf'] = torch.zeros((), dtype=torch.long, device=S['dev'])
+    run_seeds = torch.tensor([rc['seed'] for _, rc in sweep.runs], device=sweep.dev)
+    sweep.it_buf = torch.zeros((), dtype=torch.long, device=sweep.dev)
 
     def step():
-        return train_step(S['model'], S['raw'], S['opt'], S['train'], run_seeds, S['it_buf'], cfg['batch_size'],
-                          cfg['grad_clip'], S['ctx'], S['per_run'], S['lr_buf'])
-    return capture_step(step, S['raw'], S['opt']) if S['graphed'] else step
+        return train_step(sweep.model, sweep.gpt, sweep.opt, sweep.train_set, run_seeds, sweep.it_buf,
+                          cfg['batch_size'], cfg['grad_clip'], sweep.ctx, sweep.per_run, sweep.lr_buf)
+    return capture_step(step, sweep.gpt, sweep.opt) if sweep.graphed else step
+
+
+def resume_point(sweep, cfg, it):
+    """The whole sweep's state before step `it`, copied to the host now -> the job that writes it
+    (atomically: the resume file always holds one whole state)."""
+    losses = torch.stack(sweep.pending_losses) if sweep.pending_losses else torch.zeros(0, len(sweep.runs))
+    state = checkpoints.host_copy(dict(model=sweep.gpt.state_dict(), optimizer=sweep.opt.state_dict(), iter=it, cfg=cfg,
+                                       losses=losses, threads=sweep.threads))
+    return lambda: checkpoints.atomic_save(state, sweep.resume_path)
 
 
 def train(cfg, stop_after=None):
     """Train every run of cfg in lockstep; returns the experiment directory.
     stop_after: stop (as if killed) after this many steps, for tests of resume."""
-    S = setup(cfg)
-    start = start_files(S, cfg)
-    E, T = len(S['runs']), S['model_args']['block_size']
-    print(f"{E} run(s) on {S['dev']} ({S['dtype']}{', compiled' if S['use_compile'] else ''}"
-          f"{', CUDA graph' if S['graphed'] else ''}): {sum(p[0].numel() for p in S['raw'].parameters()) / 1e6:.2f}M "
-          f"params per run, vocab {S['model_args']['vocab_size']}, {cfg['batch_size']} x {T} tokens per step and run")
+    sweep = setup(cfg)
+    try:
+        return run_sweep(sweep, cfg, stop_after)
+    finally:
+        sweep.release()                              # after the last file is written
+
+
+def run_sweep(sweep, cfg, stop_after):
+    """train()'s work, with the runs locked."""
+    start = start_files(sweep, cfg)
+    E, T = len(sweep.runs), sweep.model_args['block_size']
+    system = ', '.join([sweep.dtype] + ['compiled'] * sweep.use_compile + ['CUDA graph'] * sweep.graphed
+                       + [f"{sweep.threads} thread{'s' * (sweep.threads > 1)}"] * (sweep.threads > 0))
+    print(f"{E} run(s) on {sweep.dev} ({system}): {sum(p[0].numel() for p in sweep.gpt.parameters()) / 1e6:.2f}M "
+          f"params per run, vocab {sweep.model_args['vocab_size']}, {cfg['batch_size']} x {T} tokens per step and run")
     print('config:', overrides(cfg, DEFAULTS))
+    if start:
+        print(f"resuming at iter {start} from {sweep.resume_path}")
     wandb = None
     if cfg['wandb_log']:
         import wandb
-        wandb.init(project=cfg['wandb_project'], name=os.path.basename(S['exp']), config=cfg)
+        wandb.init(project=cfg['wandb_project'], name=os.path.basename(sweep.exp), config=cfg)
     submit, close = checkpoints.background_writer()
     stop = {}
 
-    def on_signal(signum, frame):               # first: finish the step, write a resume point; second: now
+    def on_signal(signum, frame):               # first: finish the step in flight, write a resume point; second: now
         if 'signal' in stop:
             raise KeyboardInterrupt
         stop['signal'] = signum
-        tqdm.write('stopping: writing a resume point after this step (Ctrl-C again to stop at once)')
+        tqdm.write('stopping: writing a resume point after the step in flight (Ctrl-C again to stop at once)')
     handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)} \
         if threading.current_thread() is threading.main_thread() else {}
     try:
         t0 = time.time()
-        done = loop(S, cfg, start, stop_after, submit, stop, wandb)
+        done = loop(sweep, cfg, start, stop_after, submit, stop, wandb)
     finally:
         for sig, h in handlers.items():
             signal.signal(sig, h)
-        for f in S.get('logs', []):
-            f.close()
-        close()                                   # every checkpoint on disk before we return or raise
+        close()                                   # every file on disk before we return or raise
     if done == 'killed':
-        return S['exp']
+        return sweep.exp
     if done is not True:
-        raise KeyboardInterrupt(f"stopped at iter {done}; resume point written to {S['resume_path']}: "
+        raise KeyboardInterrupt(f"stopped at iter {done}; resume point written to {sweep.resume_path}: "
                                 "continue with --resume=True")
-    tm = dict(S['timing'], train_s=time.time() - t0, n_runs=len(S['runs']), device=S['dev'],
-              graphed=S['graphed'], compiled=S['use_compile'])
-    tm['run_steps_per_s'] = tm['n_runs'] * max(tm['n_steps'] - 1, 0) / tm['step_s'] if tm['step_s'] else None
-    name = os.path.basename(S['resume_path']).replace('resume', 'timing').replace('.pt', '.json')
-    with open(os.path.join(S['exp'], name), 'w') as f:
-        json.dump(tm, f, indent=1)
-    print(f"done in {tm['train_s']:.1f}s -> {S['exp']} (steps {tm['step_s']:.1f}s, evaluation {tm['eval_s']:.1f}s, "
-          f"checkpoints {tm['ckpt_s']:.1f}s, first step {tm['first_step_s']:.1f}s)")
-    return S['exp']
+    timing = dict(sweep.timing, train_s=time.time() - t0, n_runs=len(sweep.runs), device=sweep.dev,
+                  graphed=sweep.graphed, compiled=sweep.use_compile, threads=sweep.threads)
+    timing['run_steps_per_s'] = (timing['n_runs'] * max(timing['n_steps'] - 1, 0) / timing['step_s']
+                                 if timing['step_s'] else None)
+    name = os.path.basename(sweep.resume_path).replace('resume', 'timing').replace('.pt', '.json')
+    checkpoints.atomic_write(os.path.join(sweep.exp, name), json.dumps(timing, indent=1))
+    print(f"done in {timing['train_s']:.1f}s -> {sweep.exp} (steps {timing['step_s']:.1f}s, evaluation "
+          f"{timing['eval_s']:.1f}s, checkpoints {timing['ckpt_s']:.1f}s, first step {timing['first_step_s']:.1f}s)")
+    return sweep.exp
 
 
 def sync(dev):
@@ -599,79 +726,111 @@ def sync(dev):
         torch.cuda.synchronize(dev)
 
 
-def loop(S, cfg, start, stop_after, submit, stop, wandb):
+def evaluate_and_log(sweep, it, wandb):
+    """Evaluate every run on its eval sets, append the records to the logs, print one line. -> {(run, split): acc}"""
+    runs = sweep.runs
+    sweep.model.eval()
+    last_acc, lines = evaluate_all(sweep.model, sweep.eval_sets, sweep.ctx, it, sweep.metas)
+    sweep.model.train()
+    for path, ls in zip(sweep.log_paths, lines):
+        checkpoints.append_lines(path, ls)
+    tqdm.write(f"iter {it}: " + ' | '.join(
+        f"{s.split('_')[0]} " + ' '.join(f"{last_acc[(r, s)]:.2f}" for r in range(min(len(runs), 8)))
+        + (' ...' if len(runs) > 8 else '') for s in SPLITS))
+    if wandb:
+        wandb.log({f'{s}/acc_run{r}': last_acc[(r, s)] for r in range(len(runs)) for s in SPLITS}, step=it)
+    return last_acc
+
+
+def log_losses(sweep, it, lr, bar, last_acc):
+    """The losses of the steps since the last log (one host sync) -> the logs and the progress bar."""
+    hist = torch.stack(sweep.pending_losses).cpu()
+    sweep.pending_losses = []
+    lines = loss_lines(hist, it + 1 - len(hist), lr, sweep.runs)
+    for path, line in zip(sweep.log_paths, lines):
+        checkpoints.append_lines(path, [line])
+    show_progress(bar, hist, last_acc, len(sweep.runs))
+
+
+def loop(sweep, cfg, start, stop_after, submit, stop, wandb):
     """The training loop. -> True when finished, 'killed' (stop_after, for tests), else the iteration it
-    stopped at on a signal.
-    Keeps S['timing']: wall seconds inside steps (timed from a block's first step to the host sync
-    that ends it), evaluation, checkpoint snapshots, resume points, and the first step (compilation)."""
-    raw, opt, metas, runs, logs, dev = S['raw'], S['opt'], S['metas'], S['runs'], S['logs'], S['dev']
-    tm = S['timing'] = dict(first_step_s=0.0, step_s=0.0, eval_s=0.0, ckpt_s=0.0, resume_s=0.0, n_steps=0)
+    stopped at on a signal (with its resume point queued). At every checkpoint the whole state goes to the
+    resume file before the checkpoints, so a kill at any moment leaves a resume point as new as the newest
+    checkpoint of every run. sweep.timing: seconds in steps, evaluation, checkpoints, resume points, first step."""
+    gpt, runs, dev = sweep.gpt, sweep.runs, sweep.dev
+    timing = sweep.timing = dict(first_step_s=0.0, step_s=0.0, eval_s=0.0, ckpt_s=0.0, resume_s=0.0, n_steps=0)
     t = time.perf_counter()
-    step = make_step(S, cfg)
-    tm['capture_s'] = time.perf_counter() - t
+    step = make_step(sweep, cfg)
+    timing['capture_s'] = time.perf_counter() - t
     save_at = set(ckpt_iters(cfg['max_iters'], cfg['n_ckpts'], cfg['ckpt_first']))
-    losses, last_acc, last_resume, t_block = [], {}, time.time(), None
+    last_acc, last_resume, t_block = {}, time.time(), None
+    written_at = start if cfg['resume'] else None   # the iteration of the resume file on disk (or queued)
+
+    def end_block():                             # the queued steps end here, not in what follows
+        nonlocal t_block
+        if t_block is not None:
+            sync(dev)
+            timing['step_s'] += time.perf_counter() - t_block
+            t_block = None
+
+    def write_resume_point(it):
+        nonlocal last_resume, written_at
+        if written_at == it:
+            return
+        t = time.perf_counter()
+        submit(resume_point(sweep, cfg, it))
+        last_resume, written_at = time.time(), it
+        timing['resume_s'] += time.perf_counter() - t
     bar = tqdm(range(start, cfg['max_iters'] + 1), initial=start, total=cfg['max_iters'] + 1, dynamic_ncols=True)
     for it in bar:
+        if 'signal' in stop and it < cfg['max_iters']:   # the step in flight is done: stop here
+            end_block()
+            write_resume_point(it)
+            return it
         # --- evaluate, checkpoint (the state *before* step `it`'s update: iter = steps taken)
         if it in save_at or it % cfg['eval_interval'] == 0 or it == cfg['max_iters']:
-            if t_block is not None:                  # the queued steps end here, not in the evaluation
-                sync(dev)
-                tm['step_s'] += time.perf_counter() - t_block
-                t_block = None
+            end_block()
             t = time.perf_counter()
-            S['model'].eval()
-            last_acc = evaluate_all(S['model'], S['data'], S['ctx'], it, metas, logs)
-            S['model'].train()
-            tqdm.write(f"iter {it}: " + ' | '.join(
-                f"{s.split('_')[0]} " + ' '.join(f"{last_acc[(r, s)]:.2f}" for r in range(min(len(runs), 8)))
-                + (' ...' if len(runs) > 8 else '') for s in SPLITS))
-            if wandb:
-                wandb.log({f'{s}/acc_run{r}': last_acc[(r, s)] for r in range(len(runs)) for s in SPLITS}, step=it)
-            for f in logs:
-                f.flush()
-            tm['eval_s'] += time.perf_counter() - t
+            last_acc = evaluate_and_log(sweep, it, wandb)
+            timing['eval_s'] += time.perf_counter() - t
         if it in save_at:
-            t = time.perf_counter()
-            finite = torch.stack([p.detach().isfinite().flatten(1).all(1) for p in raw.parameters()]).all(0)
+            finite = torch.stack([p.detach().isfinite().flatten(1).all(1) for p in gpt.parameters()]).all(0)
             if not finite.all():
                 diverged(runs[int((~finite).nonzero()[0])][0], it, 'its weights are not finite')
-            submit(checkpoints.snapshot_ckpts(raw, opt, it, S['run_dirs'], dict(S['model_args'], n_runs=1), metas))
-            tm['ckpt_s'] += time.perf_counter() - t
+            if it < cfg['max_iters']:
+                write_resume_point(it)
+            t = time.perf_counter()
+            submit(checkpoints.snapshot_ckpts(gpt, sweep.opt, it, sweep.run_dirs, dict(sweep.model_args, n_runs=1),
+                                              sweep.metas))
+            timing['ckpt_s'] += time.perf_counter() - t
         if it == cfg['max_iters']:
             break
         due = it % cfg['eval_interval'] == 0 and time.time() - last_resume >= cfg['resume_every']
-        if (due and it > start) or ('signal' in stop and not losses):  # whole-sweep state: large, so rarely
-            t = time.perf_counter()
-            state = checkpoints.host_copy(dict(model=raw.state_dict(), optimizer=opt.state_dict(), iter=it, cfg=cfg))
-            submit(lambda: checkpoints.atomic_save(state, S['resume_path']))
-            last_resume = time.time()
-            tm['resume_s'] += time.perf_counter() - t
-            if 'signal' in stop:
-                return it
+        if due and it > start:                   # on a timer too: checkpoints thin out late in a run
+            write_resume_point(it)
         if stop_after is not None and it - start >= stop_after:
-            return 'killed'                      # as if killed: no resume point, no timing
+            return 'killed'                      # as if killed: no timing, whatever the writer has queued
+        if 'signal' in stop:                     # it came during the evaluation or checkpoint above
+            write_resume_point(it)
+            return it
         # --- one step of every run
         lr = get_lr(it, cfg) / cfg['learning_rate']   # the schedule, for a peak of 1
-        S['lr_buf'].fill_(lr if S['per_run'] else lr * cfg['learning_rate'])
-        S['it_buf'].fill_(it)
+        sweep.lr_buf.fill_(lr if sweep.per_run else lr * cfg['learning_rate'])
+        sweep.it_buf.fill_(it)
         if it == start:                          # the first step compiles: timed apart
             t = time.perf_counter()
-            losses.append(step())
+            sweep.pending_losses.append(step())
             sync(dev)
-            tm['first_step_s'] = time.perf_counter() - t
+            timing['first_step_s'] = time.perf_counter() - t
         else:
             t_block = t_block or time.perf_counter()
-            losses.append(step())
-        tm['n_steps'] += 1
-        if len(losses) == cfg['log_interval'] or it + 1 == cfg['max_iters']:
-            check_and_log_losses(torch.stack(losses).cpu(), it + 1 - len(losses), lr, runs, logs, bar, last_acc)
-            losses = []
-            if t_block is not None:
-                tm['step_s'] += time.perf_counter() - t_block
-                t_block = None
-    if os.path.exists(S['resume_path']):
-        submit(lambda: os.remove(S['resume_path']))   # finished: nothing left to resume
+            sweep.pending_losses.append(step())
+        timing['n_steps'] += 1
+        if len(sweep.pending_losses) == cfg['log_interval'] or it + 1 == cfg['max_iters']:
+            end_block()
+            log_losses(sweep, it, lr, bar, last_acc)
+    if os.path.exists(sweep.resume_path):
+        submit(lambda: os.remove(sweep.resume_path))   # finished: nothing left to resume
     return True
 
 

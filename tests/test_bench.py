@@ -1,15 +1,20 @@
 import json
 
 import pytest
+import torch
 
 import bench
+import data_gen
+import model
+import train
 
 
 @pytest.mark.slow                                        # a whole (tiny) sweep and its analysis
 def test_bench_runs_on_cpu(tmp_path):
     cfg = dict(bench.DEFAULTS, device='cpu', run_counts=[1, 2], steps=2, warmup=1, batch_size=8, n_layer=1,
                n_embd=32, n_head=2, n_people=300, data_dir=str(tmp_path / 'data'), n_reps=8, proj_dim=64,
-               candidates=True, sweep=True, sweep_runs=2, sweep_iters=6, profile=True, out_file=str(tmp_path / 'bench.json'))
+               candidates=True, sweep=True, sweep_runs=2, sweep_iters=6, profile=True, compile=False,
+               out_file=str(tmp_path / 'bench.json'))
     rows = bench.bench(cfg)
     names = [r['row'] for r in rows]
     assert names == ['plain loop', 'lockstep E=1', 'lockstep E=2', 'lockstep E=2 attention_math',
@@ -23,19 +28,91 @@ def test_bench_runs_on_cpu(tmp_path):
     assert sweep['ckpts_per_s'] > 0 and sweep['analyze_s'] > 0
     saved = json.load(open(cfg['out_file']))
     assert saved['device'] == 'cpu' and [r['row'] for r in saved['rows']] == names
+    assert {'cpu', 'cores', 'torch', 'commit', 'date'} <= set(saved['provenance'])
+
+
+def test_cpu_grid(tmp_path, monkeypatch):
+    """The CPU table in miniature: per shape the GEMM limit, then every setting at each run count with
+    its ratio to the first (float32 eager) and its share of the limit; 'auto' is the trainer's pick."""
+    monkeypatch.setattr(model, 'cpu_can_compile', lambda: False)    # compiling takes a minute: not here
+    (tmp_path / 'laptop.py').write_text('n_layer = 1\nn_head = 2\nn_embd = 32\nbatch_size = 8\nmax_iters = 6\n'
+                                        'eval_interval = 3\neval_max = 50\nn_ckpts = 2\n')
+    cfg = dict(bench.DEFAULTS, device='cpu', grid=True, run_counts=[2], steps=1, warmup=1, batch_size=16, n_layer=1,
+               n_embd=32, n_head=2, n_people=300, data_dir=str(tmp_path / 'data'), n_reps=8, proj_dim=64,
+               laptop_config=str(tmp_path / 'laptop.py'), laptop_runs=3,
+               grid_settings=['float32', 'bfloat16', 'auto', 'float32+threads1+ce_loss'], out_file=str(tmp_path / 'b.json'))
+    rows = bench.bench(cfg)
+    grid = [r for r in rows if 'shape' in r]
+    assert [(r['shape'], r['row']) for r in grid if r['row'].startswith('gemm')] == \
+        [(s, f'gemm {d}') for s in ('laptop', 'paper') for d in ('float32', 'bfloat16')]
+    steps = [r for r in grid if r['row'].startswith('lockstep') and not r.get('alias')]
+    plain = [r for r in grid if r.get('alias')]                     # the laptop shape's pick, as the queue reads it
+    assert [(r['row'], r['shape'], r['setting']) for r in plain] == [('lockstep E=1', 'laptop', 'auto'),
+                                                                     ('lockstep E=3', 'laptop', 'auto')]
+    assert [(r['shape'], r['E'], r['setting']) for r in steps] == \
+        [(s, E, x) for s, Es in (('laptop', (1, 3)), ('paper', (2,))) for E in Es for x in cfg['grid_settings']]
+    for r in steps:
+        assert r['run_steps_per_s'] > 0 and r['gflops'] > 0 and r['gemm_share'] > 0
+        assert r['ratio'] == 1.0 or r['setting'] != 'float32'
+    picked = train.system_settings(train.DEFAULTS, 'cpu')
+    assert all(r['resolved']['dtype'] == picked[0] and r['resolved']['compile'] == picked[1]
+               for r in steps if r['setting'] == 'auto')
+    assert bench.step_flops(dict(n_layer=1, n_embd=32, n_head=2, block='pythia', vocab_size=10, block_size=5), 2) == \
+        6 * 2 * 4 * (32 * 96 + 32 * 32 + 32 * 128 + 128 * 32 + 32 * 10) + 3 * 2 * 4 * 4 * 4 * 32
+    if model.cpu_has_bf16():                                        # the analysis' pick against float32
+        f32 = next(r for r in rows if r['row'] == 'grad reps (64 dims, sketch, float32)')
+        assert f32['ratio'] > 0 and f32['items_per_s'] > 0
+    with pytest.raises(ValueError, match='grid_settings'):
+        bench.parse_setting('float32+fast', 'cpu')
 
 
 def test_candidate_steps_compute_the_same_loss(tmp_path):
     """Each speed candidate is the same computation: the first step's per-run losses agree."""
-    import data_gen
-    import train
-    path = data_gen.prepare(dict(data_gen.DATA_DEFAULTS, n_people=300, data_dir=str(tmp_path)))
-    meta = data_gen.load_meta(path)
-    data = train.stack_runs([train.encode_split(data_gen.load_split(path, 'train'), meta, meta['block_size'])], 'cpu')
+    data, args = tiny_data(tmp_path)
     cfg = dict(bench.DEFAULTS, batch_size=8, n_layer=1, n_embd=32, n_head=2)
-    args = train.shape_args(cfg, meta)
     ctx = train.autocast('cpu', 'float32')
     losses = {v: bench.lockstep(cfg, data, args, 3, 'cpu', False, ctx, v)() for v in
               ('', 'attention_math', 'ce_loss', 'index_select')}
     for v, l in losses.items():
         assert l.shape == (3,) and (l - losses['']).abs().max() < 1e-5, v
+
+
+def tiny_data(tmp_path):
+    path = data_gen.prepare(dict(data_gen.DATA_DEFAULTS, n_people=300, data_dir=str(tmp_path)))
+    meta = data_gen.load_meta(path)
+    data = train.stack_runs([train.encode_split(data_gen.load_split(path, 'train'), meta, meta['block_size'])], 'cpu')
+    return data, train.shape_args(dict(bench.DEFAULTS, n_layer=2, n_embd=32, n_head=2), meta)
+
+
+def test_bfloat16_steps_follow_float32(tmp_path):
+    """The CPU fast path (bf16 autocast, attention written out) takes the steps float32 takes: the
+    same two runs from the same init on the same batches keep their losses within bf16 rounding."""
+    data, args = tiny_data(tmp_path)
+    cfg = dict(bench.DEFAULTS, batch_size=16)
+    f32 = bench.lockstep(cfg, data, args, 2, 'cpu', False, train.autocast('cpu', 'float32'))
+    b16 = bench.lockstep(cfg, data, args, 2, 'cpu', False, train.autocast('cpu', 'bfloat16'))
+    first = None
+    for _ in range(10):
+        a, b = f32(), b16()
+        first = a if first is None else first
+        assert (a - b).abs().max() < 0.02 * a.abs().max(), (a, b)
+    assert (first - a).min() > 0.1                                  # and they learn
+
+
+def test_auto_settings_follow_the_cpu(monkeypatch, capsys):
+    """'auto' trains in bf16 on a CPU that multiplies bf16 natively, and compiled where a C++ compiler
+    is found; without bf16, float32 and one line that says so. CUDA's picks are unchanged."""
+    monkeypatch.setattr(model, 'cpu_has_bf16', lambda: False)
+    monkeypatch.setattr(model, 'cpu_can_compile', lambda: False)
+    assert train.system_settings(train.DEFAULTS, 'cpu') == ('float32', False, False)
+    out = capsys.readouterr().out
+    assert out.count('\n') == 1 and 'float32' in out and 'bfloat16' in out
+    assert train.system_settings(dict(train.DEFAULTS, dtype='float32'), 'cpu')[0] == 'float32'
+    assert capsys.readouterr().out == ''                            # asked for float32: nothing to say
+    monkeypatch.setattr(model, 'cpu_has_bf16', lambda: True)
+    monkeypatch.setattr(model, 'cpu_can_compile', lambda: True)
+    assert train.system_settings(train.DEFAULTS, 'cpu') == ('bfloat16', True, False)
+    assert train.system_settings(dict(train.DEFAULTS, compile=False), 'cpu') == ('bfloat16', False, False)
+    assert train.system_settings(train.DEFAULTS, 'cuda') == ('bfloat16', True, True)
+    assert train.system_settings(train.DEFAULTS, 'mps')[:2] == ('float32', False) and capsys.readouterr().out == ''
+    assert isinstance(model.cpu_can_compile(), bool)

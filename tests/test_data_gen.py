@@ -1,8 +1,9 @@
-"""Invariants of the generated datasets (SPEC sections 2-5), on small populations."""
+"""Invariants of the generated datasets (docs/method.md sections 2-5), on small populations."""
 import collections
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -318,7 +319,7 @@ def templates_per_fact(data, split='train'):
 @pytest.mark.parametrize('celeb_frac', [0.0, 0.12, 0.3])
 def test_drops_even_by_event(tmp_path, celeb_frac):
     """Under the constant training size every non-celebrity fact of a (fact type, language) cell
-    keeps floor(b) or ceil(b) training templates, b = the cell's quota / its facts (SPEC 4)."""
+    keeps floor(b) or ceil(b) training templates, b = the cell's quota / its facts (docs/method.md section 4)."""
     meta, data = make(tmp_path, celeb_frac=celeb_frac)
     per_fact = templates_per_fact(data)
     cells = collections.defaultdict(list)
@@ -396,3 +397,39 @@ def test_shared_token_family_shares_vocabulary(tmp_path):
     assert metas[0]['mi_token_lang'] > 0.5 > metas[1]['mi_token_lang'] > metas[2]['mi_token_lang']
     f0, f1 = fillers(metas[2]).values()
     assert {w for t in f0 for w in t} == {w for t in f1 for w in t}    # one pool for both languages
+
+
+def test_temporary_folder_of_a_killed_build_is_removed_by_the_next(tmp_path):
+    """kill -9 while a dataset is written leaves its hidden temporary folder; the next build removes
+    it (its process is gone) and keeps the folder of a build still running (here: this process's)."""
+    code = ("import os, signal, data_gen\n"
+            "def die(path, meta): os.kill(os.getpid(), signal.SIGKILL)\n"
+            "data_gen.write_meta = die\n"
+            f"data_gen.build(dict(data_gen.DATA_DEFAULTS, data_dir={str(tmp_path)!r}, n_people=200, dataset='d'))\n")
+    run = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, timeout=60)
+    assert run.returncode == -9
+    left = os.listdir(tmp_path)
+    assert len(left) == 1 and left[0].startswith('.d.tmp.') and 'train.jsonl' in os.listdir(tmp_path / left[0])
+    alive = tempfile.mkdtemp(prefix=data_gen.temp_name('tmp', str(tmp_path / 'e')), dir=tmp_path)
+    data_gen.build(dict(data_gen.DATA_DEFAULTS, data_dir=str(tmp_path), n_people=200, dataset='d'))
+    assert sorted(os.listdir(tmp_path)) == sorted(['d', os.path.basename(alive)])
+
+
+def test_full_disk_is_named(tmp_path, monkeypatch):
+    """A build on a full disk: a small filesystem where one can be mounted (root on Linux), else an
+    injected ENOSPC. The error names the dataset and the full disk; the torn files go with their folder."""
+    disk = tmp_path / 'disk'
+    disk.mkdir()
+    if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', str(disk)], capture_output=True).returncode:
+        def full(path, rows):
+            with open(path, 'w') as f:
+                f.write('{"text": "half a li')
+            raise OSError(28, 'No space left on device')
+        monkeypatch.setattr(data_gen, 'write_jsonl', full)
+    cfg = dict(data_gen.DATA_DEFAULTS, data_dir=str(disk), n_people=200, dataset='d')   # ~1.3 MB
+    try:
+        with pytest.raises(OSError, match=rf"^data_gen error: cannot write dataset {disk}/d: no space left on device$"):
+            data_gen.build(cfg)
+        assert os.listdir(disk) == []
+    finally:
+        subprocess.run(['umount', '-l', str(disk)], capture_output=True)

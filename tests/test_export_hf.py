@@ -184,7 +184,8 @@ def test_trained_run_greedy_answers_are_the_ones_evaluation_counts(tmp_path, mon
     and the accuracies equal those in log.jsonl."""
     cfg = dict(train.DEFAULTS, out_dir=str(tmp_path / 'out'), data_dir=str(tmp_path / 'data'), **SMALL,
                n_layer=2, n_head=2, n_embd=32, batch_size=32, max_iters=150, learning_rate=1e-2, warmup_iters=5,
-               eval_interval=150, n_ckpts=1, ckpt_first=1, log_interval=50, eval_max=0, device='cpu', compile=False)
+               eval_interval=150, n_ckpts=1, ckpt_first=1, log_interval=50, eval_max=0, device='cpu', compile=False,
+               dtype='float32')                         # the logged accuracy is compared with float32 greedy answers
     exp = train.train(cfg)
     run, out = os.path.join(exp, 'main'), str(tmp_path / 'hf' / 'main')
     cli(monkeypatch, exp, tmp_path / 'hf', '--all')     # the last checkpoint of every run
@@ -264,3 +265,47 @@ def test_all_runs_vocab_from_dataset_and_errors(tmp_path, datasets, monkeypatch,
             cli(monkeypatch, *args)
         err = capsys.readouterr().err
         assert e.value.code == 1 and re.search(msg, err) and err.count('\n') == 1, err
+
+
+def test_output_directory_is_new_or_replaced_whole(tmp_path, datasets, monkeypatch, capsys):
+    """An output directory that holds files is refused (nothing written); --overwrite=True replaces it
+    whole, so no file of the old export is left; --all checks every run's directory before the first."""
+    meta = datasets['word'][0]
+    cfg = M.GPTConfig(n_layer=1, n_head=2, n_embd=16, vocab_size=len(meta['vocab']), block_size=meta['block_size'])
+    exp = tmp_path / 'exp'
+    for run, seed in (('a', 1), ('b', 2)):
+        save_ckpt(M.GPT(cfg, seeds=[seed]), exp / run / 'ckpt_5.pt', meta['vocab'], it=5)
+    out = tmp_path / 'hf'
+    (out / 'b').mkdir(parents=True)
+    (out / 'b' / 'notes.txt').write_text('mine')                     # a user's file where run b would go
+    (out / 'b' / 'config.json').write_text('{}')
+    with pytest.raises(SystemExit):
+        cli(monkeypatch, exp, out, '--all')
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and re.match(r"export_hf error: out_dir .*hf/b is not empty \(2 entries, e\.g\. "
+                                             r"config\.json\): choose a new directory, or replace it whole with "
+                                             r"--overwrite=True", err), err
+    assert sorted(os.listdir(out)) == ['b'] and (out / 'b' / 'config.json').read_text() == '{}'   # untouched
+    cli(monkeypatch, exp, out, '--all', '--overwrite=True')
+    assert not (out / 'b' / 'notes.txt').exists()                      # replaced whole: no mix
+    assert json.load(open(out / 'b' / 'rosetta.json'))['checkpoint'].endswith('b/ckpt_5.pt')
+    assert not [f for f in os.listdir(out) if f.startswith('.')]       # no temporary folder left
+    with pytest.raises(ValueError, match='is not empty'):               # one checkpoint: the same rule
+        export_hf.export(str(exp / 'a' / 'ckpt_5.pt'), str(out / 'b'))
+    export_hf.export(str(exp / 'a' / 'ckpt_5.pt'), str(out / 'b'), overwrite=True)
+    assert json.load(open(out / 'b' / 'rosetta.json'))['checkpoint'].endswith('a/ckpt_5.pt')
+    (tmp_path / 'empty').mkdir()
+    export_hf.export(str(exp / 'a' / 'ckpt_5.pt'), str(tmp_path / 'empty'))   # an empty directory is fine
+
+
+def test_full_disk_during_export_is_named(tmp_path, datasets, monkeypatch):
+    meta = datasets['word'][0]
+    cfg = M.GPTConfig(n_layer=1, n_head=2, n_embd=16, vocab_size=len(meta['vocab']), block_size=meta['block_size'])
+    path = save_ckpt(M.GPT(cfg), tmp_path / 'exp' / 'a' / 'ckpt_5.pt', meta['vocab'], it=5)
+
+    def full(*a, **k):
+        raise OSError(28, 'No space left on device')
+    monkeypatch.setattr(export_hf, 'make_tokenizer', lambda *a: type('T', (), {'save_pretrained': full})())
+    with pytest.raises(OSError, match=r'^export_hf error: cannot write .*hf: no space left on device$'):
+        export_hf.export(path, str(tmp_path / 'hf'))
+    assert os.listdir(tmp_path) == ['exp']                            # nothing half-written, no temporary folder

@@ -167,6 +167,24 @@ def test_sdpa_and_explicit_attention_agree():
     assert (a - b).abs().max() < 1e-5
 
 
+@pytest.mark.parametrize('block', ['pythia', 'gemma2'])
+def test_cpu_bfloat16_writes_attention_out(block, monkeypatch):
+    """Under bf16 autocast on a CPU the attention is written out (SDPA's CPU bf16 backward is slow),
+    and the logits are float32's within bf16 rounding; in float32 SDPA stays (same math as before)."""
+    m = M.GPT(tiny(block, n_runs=2)).eval()
+    idx = torch.randint(0, V, (2, B, T), generator=torch.Generator().manual_seed(4))
+    calls = []
+    sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, 'scaled_dot_product_attention', lambda *a, **k: calls.append(1) or sdpa(*a, **k))
+    with torch.no_grad():
+        ref = m(idx)
+        n_fp32 = len(calls)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            out = m(idx)
+    assert n_fp32 == (2 if block == 'pythia' else 0) and len(calls) == n_fp32   # gemma2: soft-capped, always written out
+    assert out.dtype == torch.bfloat16 and (out.float() - ref).abs().max() < 0.03 * ref.abs().max()
+
+
 def test_return_hidden_shape_and_causality():
     m = M.GPT(tiny('gemma2', n_runs=2)).eval()
     idx = torch.randint(0, V, (2, B, T))

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -63,13 +64,13 @@ def fake_experiment(exp, n_runs=32, n_ckpts=21, n_sim=400, sim_runs=4, sim_ckpts
     rng = np.random.default_rng(0)
     iters = [0] + [int(round(10 * 1.4 ** k)) for k in range(n_ckpts - 1)]
     runs, records, sims, ood = [], [], {}, {}
-    for i in range(n_runs):
-        knobs = {'celeb_frac': [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0][i % 8], 'lr': [1e-3, 3e-4][i // 8 % 2],
-                 'seed': i // 16}
-        name = '_'.join(f'{k}{v}' for k, v in knobs.items())
+    for i in range(n_runs):                                           # as train.py names a sweep's runs
+        knobs = {'celeb_frac': [0.0, 0.02, 0.04, 0.08, 0.12, 0.16, 0.2, 0.3][i % 8],
+                 'learning_rate': [1e-3, 3e-4][i // 8 % 2], 'seed': i // 16}
+        name = '-'.join(f'{k}{v}' for k, v in knobs.items())
         curve = 1 - np.exp(-np.array(iters) / rng.uniform(200, 2000))
         gain, floor = rng.uniform(0.7, 0.95), rng.uniform(0.01, 0.05)  # distinct final OOD accuracies
-        oods = [float(knobs['celeb_frac'] ** 0.5 * gain * c + floor) for c in curve]
+        oods = [float((knobs['celeb_frac'] / 0.3) ** 0.5 * gain * c + floor) for c in curve]
         ood[name] = oods[-1]
         log = {str(it): {s: {ft: float(a * c) for ft in ['all'] + FACT_TYPES}
                          for s, a in (('train', 1.0), ('id_test', 0.9), ('ood_test', o))}
@@ -84,16 +85,16 @@ def fake_experiment(exp, n_runs=32, n_ckpts=21, n_sim=400, sim_runs=4, sim_ckpts
                                 for k in ('act', 'grad')}
     final = [r for r in records if r['final']]
     settings = dict(exp_dir=exp, sim_runs=draw_runs or sim_runs, sim_ckpts=sim_ckpts, unif_rep='act',
-                    unif_layer='concat', unif_variant='normalized', footprint_at='max', seed=0)
+                    unif_layer='concat', footprint_at='peak', seed=0)
     corr = {v: {k: layer_vals(rng, k, -1, 1) for k in ('act', 'grad')} for v in VARIANTS}
     sel = {k: float(rng.uniform(0.3, 0.9)) for k in ('id_test', 'ood_1pct', 'unification', 'oracle', 'random')}
     ckpt_sel = {r['run']: dict(last_best_ood={'iter': r['iter'], 'ood': r['ood_acc_sample']},
                                last_best_id={'iter': r['iter'], 'ood': r['ood_acc_sample'] * 0.9},
                                unification=None if r['unification'] is None else {'iter': 100, 'ood': 0.5},
                                oracle=r['ood_acc_sample'], final=r['ood_acc_sample']) for r in final}
-    out = dict(exp_dir=exp, settings=settings, varying_knobs=['celeb_frac', 'lr'], notes=[], correlations=corr,
-               better_variant='normalized', selection=sel, ckpt_selection=ckpt_sel, selection_table=[],
-               records=records, runs=runs)
+    out = dict(exp_dir=exp, settings=settings, varying_knobs=['celeb_frac', 'learning_rate', 'seed'], notes=[],
+               correlations=corr, selection=sel, ckpt_selection=ckpt_sel, selection_table=[], records=records,
+               runs=runs)
     os.makedirs(exp, exist_ok=True)
     with open(os.path.join(exp, 'analysis.json'), 'w') as f:
         json.dump(out, f)
@@ -167,19 +168,45 @@ def test_sweep_figures_exist_and_are_light(sweep):
 def test_sweep_rows_follow_the_analysis(sweep):
     exp, a, _ = sweep
     with np.load(os.path.join(exp, 'similarity.npz')) as z:
-        e = plots.experiment(a, plots.sim_index(z), exp)
-        (run, its), = plots.sim_runs(e)
-        fig = plots.fig_similarity(e, run, its, 'act')
-    titles = [ax.get_title().split('\n')[0] for ax in fig.axes[:-1]]  # the last axes: the colour bar
-    assert len(titles) == 20 and titles[:5] == [f'iter {it}, L1' for it in its]  # checkpoints as columns
-    assert titles[::5] == [f'iter 0, {g}' for g in ('L1', 'L2', 'L4', 'concat')]  # layer groups as rows
-    fig = plots.fig_unif_vs_ood(e)                                     # one row of three panels per variant
+        view = plots.experiment(a, plots.sim_index(z), exp)
+        (run, its), = plots.sim_runs(view)
+        fig = plots.fig_similarity(view, run, its, 'act')
+    panels = np.array(fig.axes[:-1]).reshape(4, 5)                    # the last axes: the colour bar
+    # read without the title: checkpoints head the columns, layer groups name the rows, the axes are
+    # labelled with the attribute values (rows) and the fact types (columns) of the examples
+    assert [ax.get_title().split('\n')[0] for ax in panels[0]] == [f'iter {it}' for it in its]
+    assert [ax.get_ylabel() for ax in panels[:, 0]] == ['layer 1', 'layer 2', 'layer 4', 'all layers']
+    assert [t.get_text() for t in panels[0, 0].get_yticklabels()] == [v.split('=')[1] for v in run['sim_values']]
+    assert [t.get_text().replace('\n', '_') for t in panels[-1, 2].get_xticklabels()] == FACT_TYPES
+    assert not panels[1, 1].get_xticklabels() and not panels[1, 1].get_yticklabels()   # inner panels: none
+    assert 'language 0, then 1' in panels[-1, 2].get_xlabel()
+    fig = plots.fig_unif_vs_ood(view)                                  # one row of three panels per variant
     titles = [ax.get_title() for ax in fig.axes]
     assert len(fig.axes) == 3 * len(VARIANTS) and titles[0].startswith('normalized (headline)')
     assert [t.split(':')[0] for t in titles[::3]] == ['normalized (headline)', 'same_fact', 'distinct_fact']
-    fig = plots.fig_selection(e)
+    fig = plots.fig_selection(view)
     assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == [
         'last best-ID checkpoint', 'last best-OOD checkpoint', 'max-unification checkpoint', 'best checkpoint (oracle)']
+    plots.pyplot().close('all')
+
+
+def test_accuracy_curves_tell_id_from_ood(sweep, tmp_path):
+    """One legend for every panel: OOD and ID in two line styles (and, for one run, two colours); the
+    many runs of a sweep are coloured by final OOD accuracy (a colour bar)."""
+    exp, a, _ = sweep
+    view = plots.experiment(a, {}, exp)
+    fig = plots.fig_acc_curves(view)
+    (legend,) = fig.legends                                            # on the figure, not on one panel
+    styles = {t.get_text().split(':')[0]: h.get_linestyle() for t, h in zip(legend.get_texts(), legend.legend_handles)}
+    assert styles == {'OOD': '-', 'ID': '--'}
+    assert not any(ax.get_legend() for ax in fig.axes) and fig.axes[-1].get_ylabel() == 'final OOD accuracy of the run'
+    panel = fig.axes[0]
+    assert {l.get_linestyle() for l in panel.get_lines()} == {'-', '--'}
+    one = dict(a, runs=a['runs'][:1], records=[r for r in a['records'] if r['run'] == a['runs'][0]['name']])
+    fig = plots.fig_acc_curves(plots.experiment(one, {}, exp))
+    lines = fig.axes[0].get_lines()
+    assert len(lines) == 2 and lines[0].get_color() != lines[1].get_color()
+    assert [t.get_text().split(':')[0] for t in fig.legends[0].get_texts()] == ['OOD', 'ID']
     plots.pyplot().close('all')
 
 
@@ -198,7 +225,7 @@ def test_older_and_partial_schema(tmp_path):
             del d['last_best_ood']
     edit_analysis(exp, older)
     plots.plot(exp)
-    assert set(pngs(exp)) == COMMON | {f'sim_{k}_celeb_frac0.0_lr0.001_seed0.png' for k in ('act', 'grad')}
+    assert set(pngs(exp)) == COMMON | {f'sim_{k}_celeb_frac0.0-learning_rate0.001-seed0.png' for k in ('act', 'grad')}
     a, _ = plots.load(exp)
     e = plots.experiment(a, {}, exp)
     assert len(plots.fig_unif_vs_ood(e).axes) == 6
@@ -241,3 +268,64 @@ def test_command_line(tmp_path):
     (tmp_path / 'analysis.json').write_text('{"records": []}')
     with pytest.raises(ValueError, match='no runs, settings section'):
         plots.plot(str(tmp_path))
+
+
+def schema(x, runs, path=''):
+    """{path: leaf types} of a nested analysis: data keys (run names, iterations, counts, layers) become
+    placeholders, list items share one path, None goes with any type."""
+    if isinstance(x, dict):
+        out = {}
+        for k, v in x.items():
+            k = ('<run>' if k in runs else '<n>' if str(k).isdigit() else
+                 '<layer>' if re.fullmatch(r'L\d+', str(k)) else k)
+            for p, t in schema(v, runs, f'{path}/{k}').items():
+                out.setdefault(p, set()).update(t)
+        return out
+    if isinstance(x, list) and x and isinstance(x[0], (dict, list)):
+        out = {}
+        for v in x:
+            for p, t in schema(v, runs, f'{path}[]').items():
+                out.setdefault(p, set()).update(t)
+        return out
+    kind = 'number' if isinstance(x, (int, float)) and not isinstance(x, bool) else type(x).__name__
+    return {path: set() if x is None else {kind}}
+
+
+@pytest.mark.slow
+def test_fake_analysis_has_the_schema_analyze_writes(tmp_path):
+    """The hand-made analysis these tests draw is checked against one analyze.py writes for a tiny sweep
+    over the same knobs: every field of the fake exists there with the same type, run names are made
+    the same way, and the knobs are train.py's."""
+    import analyze
+    import train
+    cfg = dict(train.DEFAULTS, out_dir=str(tmp_path / 'real'), data_dir=str(tmp_path / 'data'), n_people=60,
+               n_first_names=20, n_last_names=20, n_cities=10, n_templates=3, n_layer=2, n_head=2, n_embd=32,
+               batch_size=32, max_iters=30, warmup_iters=5, eval_interval=15, n_ckpts=2, ckpt_first=5, log_interval=10,
+               eval_max=100, device='cpu', compile=False, threads=1,
+               sweep={'celeb_frac': [0.0, 0.2], 'learning_rate': [1e-3, 1e-2], 'seed': [0]})
+    real = analyze.analyze(dict(analyze.DEFAULTS, exp_dir=train.train(cfg), device='cpu', proj_dim=64,
+                                max_examples=100, max_celeb_facts=10, ood_sample=100, select_repeats=10, sim_ckpts=2,
+                                max_ckpts=0, figures=False))
+    fake = fake_experiment(str(tmp_path / 'fake'), n_runs=16, n_ckpts=3, n_sim=40, sim_runs=2, sim_ckpts=2)
+    names = lambda a: {r['name'] for r in a['runs']}
+    real_schema, fake_schema = schema(real, names(real)), schema(fake, names(fake))
+    none = {p for p, t in real_schema.items() if not t}                # null there: any structure fits
+    missing = sorted(p for p in fake_schema if p not in real_schema
+                     and not any(p.startswith(q + '/') or p.startswith(q + '[]') for q in none))
+    assert not missing, f"fields of the fake that analyze.py does not write: {missing}"
+    wrong = {p: (t, real_schema[p]) for p, t in fake_schema.items() if real_schema.get(p) and not t <= real_schema[p]}
+    assert not wrong, f"fields of another type than analyze.py's: {wrong}"
+    assert {tuple(n.split('-')) for n in names(real)} == {('celeb_frac0.0', 'learning_rate0.001', 'seed0'),
+                                                          ('celeb_frac0.0', 'learning_rate0.01', 'seed0'),
+                                                          ('celeb_frac0.2', 'learning_rate0.001', 'seed0'),
+                                                          ('celeb_frac0.2', 'learning_rate0.01', 'seed0')}
+    for a in (real, fake):
+        for r in a['records']:
+            assert r['run'] == '-'.join(f"{k}{r['knobs'][k]}" for k in ('celeb_frac', 'learning_rate', 'seed'))
+            assert set(r['knobs']) <= set(train.DEFAULTS) and 0 <= r['knobs']['celeb_frac'] <= 0.3
+    with np.load(os.path.join(real['exp_dir'], 'similarity.npz')) as z:
+        real_keys = {tuple(k.split('|')[2:]) for k in z.files}
+    with np.load(os.path.join(str(tmp_path / 'fake'), 'similarity.npz')) as z:
+        fake_keys = {tuple(k.split('|')[2:]) for k in z.files}
+    assert {k for k, _ in fake_keys} == {k for k, _ in real_keys} == {'act', 'grad'}
+    assert {l for _, l in fake_keys} - {'L4'} <= {l for _, l in real_keys}     # a 2-layer run has no L4

@@ -16,6 +16,7 @@ import train
 from configurator import configure
 from checkpoints import load_checkpoint
 from model import GPT, GPTConfig
+from test_checkpoints import full_disk, hold_lock  # noqa: F401 (a fixture)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -26,7 +27,7 @@ def tiny(tmp_path, **kw):
                n_people=60, n_first_names=20, n_last_names=20, n_cities=10, n_templates=3,
                celeb_frac=0.2, n_layer=2, n_head=2, n_embd=32, batch_size=32, max_iters=40,
                warmup_iters=5, eval_interval=20, n_ckpts=3, ckpt_first=1, log_interval=10, eval_max=200,
-               device='cpu', compile=False, resume_every=0.0)
+               device='cpu', compile=False, resume_every=0.0, threads=1)
     cfg.update(kw)
     return cfg
 
@@ -93,7 +94,7 @@ def test_tiny_run_learns(tmp_path):
 
 
 def test_lockstep_equals_separate(tmp_path):
-    short = dict(max_iters=20, n_ckpts=2, eval_interval=20)
+    short = dict(max_iters=20, n_ckpts=2, eval_interval=20, dtype='float32')   # bf16 rounding would hide a mix-up
     exp = train.train(tiny(tmp_path / 'sweep', sweep={'celeb_frac': [0.0, 0.2], 'seed': [1]}, **short))
     for frac in (0.0, 0.2):
         alone = train.train(tiny(tmp_path / f'alone{frac}', celeb_frac=frac, seed=1, **short))
@@ -109,7 +110,7 @@ def test_lockstep_equals_separate(tmp_path):
 
 def test_lockstep_learning_rate_and_decay_per_run(tmp_path):
     """A sweep over learning_rate x weight_decay trains each run as AdamW with its own values."""
-    short = dict(max_iters=20, n_ckpts=2, eval_interval=20, weight_decay=0.5)
+    short = dict(max_iters=20, n_ckpts=2, eval_interval=20, weight_decay=0.5, dtype='float32')
     exp = train.train(tiny(tmp_path / 'sweep', sweep={'learning_rate': [3e-3, 2e-2], 'weight_decay': [0.0, 1.0]},
                            **short))
     for lr, wd in ((3e-3, 1.0), (2e-2, 0.0)):
@@ -119,6 +120,11 @@ def test_lockstep_learning_rate_and_decay_per_run(tmp_path):
         assert same_weights(wa, wb)
         loss = records(os.path.join(exp, f'learning_rate{lr}-weight_decay{wd}'), 'loss')
         assert loss[-1]['lr'] == pytest.approx(records(os.path.join(alone, 'main'), 'loss')[-1]['lr'])
+
+
+def same_logs(a, b):
+    """Equal log.jsonl files, loss records included."""
+    return records(a) == records(b)
 
 
 def test_resume_equals_uninterrupted(tmp_path):
@@ -131,20 +137,73 @@ def test_resume_equals_uninterrupted(tmp_path):
     a, b = os.path.join(full, 'main'), os.path.join(cfg['out_dir'], 'main')
     wa, wb = final_weights(a), final_weights(b)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    strip = lambda rs: [(r['iter'], r['split'], r['fact_type'], r['lang'], r.get('template'), r['acc'])
-                        for r in rs if r['split'] != 'loss']
-    assert strip(records(a)) == strip(records(b))
+    assert same_logs(a, b)
+
+
+def test_kill_before_the_first_timed_resume_point_resumes_from_the_newest_checkpoint(tmp_path, capsys):
+    """The timer writes a resume point every resume_every seconds (an hour here), but every checkpoint
+    writes one too: a run killed before the first timed one continues from its newest checkpoint, and
+    ends as an uninterrupted run, loss records included (the losses not yet logged are in the resume point)."""
+    kw = dict(max_iters=60, n_ckpts=6, ckpt_first=2, resume_every=3600.0, eval_interval=25, log_interval=7)
+    full = train.train(tiny(tmp_path / 'full', **kw))
+    cfg = tiny(tmp_path / 'cut', **kw)
+    train.train(cfg, stop_after=40)             # checkpoints at 0, 2, 4, 8, 15, 30; killed at 40
+    run = os.path.join(cfg['out_dir'], 'main')
+    assert sorted(int(p.split('_')[-1][:-3]) for p in glob.glob(os.path.join(run, 'ckpt_*.pt'))) == [0, 2, 4, 8, 15, 30]
+    assert torch.load(os.path.join(cfg['out_dir'], 'resume.pt'), weights_only=True)['iter'] == 30
+    assert not os.path.exists(os.path.join(cfg['out_dir'], 'timing.json'))    # killed runs write no timing
+    with pytest.raises(ValueError, match=r'already holds a run .*--resume=True'):    # a plain rerun is refused
+        train.train(cfg)
+    capsys.readouterr()
+    train.train(dict(cfg, resume=True))
+    assert 'resuming at iter 30 from' in capsys.readouterr().out
+    a = os.path.join(full, 'main')
+    wa, wb = final_weights(a), final_weights(run)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa) and same_logs(a, run)
+    for it in (0, 15, 30, 60):                   # the checkpoints too (30 was written again on resume)
+        ca, cb = (torch.load(os.path.join(d, f'ckpt_{it}.pt'), weights_only=True) for d in (a, run))
+        assert all(torch.equal(ca['model'][k], cb['model'][k]) for k in ca['model'])
+    assert not os.path.exists(os.path.join(cfg['out_dir'], 'resume.pt'))      # finished: nothing to resume
+    timing = json.load(open(os.path.join(cfg['out_dir'], 'timing.json')))
+    assert timing['n_steps'] == 30 and timing['threads'] == 1 and 0 < timing['step_s'] < timing['train_s']
+
+
+def test_sigterm_stops_after_the_step_in_flight(tmp_path, monkeypatch):
+    """SIGTERM (or Ctrl-C) during step 7: that step finishes, the resume point is the state before step
+    8, the error says how to continue, and the continued run equals an uninterrupted one."""
+    full = train.train(tiny(tmp_path / 'full'))
+    cfg = tiny(tmp_path / 'cut', resume_every=3600.0)
+    real_lr, sent = train.get_lr, []
+
+    def get_lr(it, c):                           # called just before step `it`
+        if it == 7 and not sent:
+            sent.append(it)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_lr(it, c)
+    monkeypatch.setattr(train, 'get_lr', get_lr)
+    with pytest.raises(KeyboardInterrupt, match=r'stopped at iter 8; resume point written to .*resume.pt: '
+                                                r'continue with --resume=True'):
+        train.train(cfg)
+    assert torch.load(os.path.join(cfg['out_dir'], 'resume.pt'), weights_only=True)['iter'] == 8
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL           # the handlers are put back
+    train.train(dict(cfg, resume=True))
+    a, b = os.path.join(full, 'main'), os.path.join(cfg['out_dir'], 'main')
+    wa, wb = final_weights(a), final_weights(b)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa) and same_logs(a, b)
 
 
 def test_resume_needs_checkpoint_and_same_config(tmp_path):
     cfg = tiny(tmp_path, max_iters=40)
-    with pytest.raises(ValueError, match='no checkpoint to resume from'):
+    with pytest.raises(ValueError, match=r'nothing to resume in .* \(no resume point, no checkpoint\): start without'):
         train.train(dict(cfg, resume=True))
     train.train(cfg, stop_after=25)
     with pytest.raises(ValueError, match='config differs .* learning_rate'):
         train.train(dict(cfg, resume=True, learning_rate=1.0))
     train.train(dict(cfg, resume=True))
     with pytest.raises(ValueError, match='nothing to resume: every run has its final checkpoint'):
+        train.train(dict(cfg, resume=True))
+    os.remove(os.path.join(cfg['out_dir'], 'main', 'ckpt_40.pt'))       # checkpoints of an older version
+    with pytest.raises(ValueError, match='no resume point at .*resume.pt, and the checkpoints hold no optimizer'):
         train.train(dict(cfg, resume=True))
 
 
@@ -177,6 +236,47 @@ def test_existing_out_dir_needs_resume_or_overwrite(tmp_path):
     train.train(dict(cfg, max_iters=10, overwrite=True))
     assert sorted(os.listdir(run)) == ['ckpt_0.pt', 'ckpt_10.pt', 'config.json', 'log.jsonl']
     assert max(r['iter'] for r in records(run)) == 10
+
+
+def test_overwrite_is_refused_while_another_process_writes_the_run(tmp_path):
+    """One writer per run: --overwrite=True does not delete the files of a live run; once that
+    process is gone (killed: its lock file stays), the run is free again."""
+    cfg = tiny(tmp_path, max_iters=10, eval_interval=10, n_ckpts=1)
+    train.train(cfg)
+    other = hold_lock(cfg['out_dir'], ['main'])                         # as a training of this run would
+    try:
+        with pytest.raises(ValueError, match=rf"out_dir .* is in use: main is being written by process {other.pid}"):
+            train.train(dict(cfg, overwrite=True))
+        assert os.path.exists(os.path.join(cfg['out_dir'], 'main', 'ckpt_10.pt'))   # nothing was deleted
+    finally:
+        other.kill()
+        other.wait()
+    train.train(dict(cfg, overwrite=True))
+
+
+def test_full_disk_is_named_and_loses_nothing(tmp_path, full_disk):
+    """Training into a filesystem that fills up stops with a one-line error naming the file and the
+    full disk; no file is half-written (no .tmp, every log line whole); with room made, --resume=True
+    ends as an uninterrupted run."""
+    disk, fill = full_disk
+    kw = dict(max_iters=60, n_ckpts=6, ckpt_first=2, eval_interval=30, data_dir=str(tmp_path / 'data'))
+    full = train.train(tiny(tmp_path / 'full', **kw))
+    cfg = tiny(tmp_path, **dict(kw, out_dir=str(disk / 'out')))
+    make_room = fill(room=1_600_000)                                   # room for the first few checkpoints
+    with pytest.raises(OSError, match=r'^write error: cannot write .*: no space left on device$') as e:
+        train.train(cfg)
+    assert '\n' not in str(e.value)
+    run = os.path.join(cfg['out_dir'], 'main')
+    assert not glob.glob(os.path.join(cfg['out_dir'], '**', '*.tmp'), recursive=True)
+    for r in records(run):                                             # json.loads of every line: none torn
+        assert r['iter'] <= 60
+    json.load(open(os.path.join(run, 'config.json')))
+    assert torch.load(os.path.join(cfg['out_dir'], 'resume.pt'), weights_only=True)['iter'] > 0
+    make_room()
+    train.train(dict(cfg, resume=True))
+    a = os.path.join(full, 'main')
+    wa, wb = final_weights(a), final_weights(run)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa) and same_logs(a, run)
 
 
 @pytest.mark.parametrize('kw, match', [
@@ -291,22 +391,24 @@ def tiny_config_file(tmp_path, **kw):
 
 @pytest.mark.slow
 def test_ctrl_c_writes_a_resume_point_and_says_how_to_continue(tmp_path):
-    path, cfg = tiny_config_file(tmp_path, max_iters=100000, eval_interval=1000, n_ckpts=2, resume_every=3600.0)
+    path, cfg = tiny_config_file(tmp_path, max_iters=100000, eval_interval=1000, n_ckpts=2, resume_every=3600.0,
+                                 log_interval=1000)
     proc = subprocess.Popen([sys.executable, 'train.py', path], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     for line in proc.stdout:                    # wait for the first evaluation: training has started
         if line.startswith('iter 0'):
             break
     time.sleep(1.0)
+    t = time.time()
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=120)
+    assert time.time() - t < 5                  # after the step in flight, not at the next log or evaluation
     assert proc.returncode == 130, err
-    assert '--resume=True' in err and 'Traceback' not in err
+    assert 'after the step in flight' in out and '--resume=True' in err and 'Traceback' not in err
     resume = os.path.join(cfg['out_dir'], 'resume.pt')
     st = torch.load(resume, weights_only=True)
-    assert st['iter'] > 0 and st['iter'] % cfg['log_interval'] == 0
-    run = subprocess.run([sys.executable, 'train.py', path, '--max_iters=50'], cwd=ROOT, capture_output=True,
-                         text=True, timeout=120)
+    assert 0 < st['iter'] < 1000 and len(st['losses']) == st['iter']   # the losses not yet logged, kept
+    run = run_script(path, '--max_iters=50')
     assert run.returncode == 1 and 'already holds a run' in run.stderr and len(run.stderr.strip().splitlines()) == 1
 
 
@@ -329,11 +431,17 @@ def test_help_prints_every_knob():
     assert '[data_gen.py]' in run.stdout and '[train.py]' in run.stdout
 
 
-def test_system_settings_by_device():
+def test_system_settings_by_device(monkeypatch, capsys):
     d = train.DEFAULTS
+    import model
+    for bf16, cc, want in [(True, True, ('bfloat16', True, False)), (False, False, ('float32', False, False))]:
+        monkeypatch.setattr(model, 'cpu_has_bf16', lambda bf16=bf16: bf16)     # stand in another CPU
+        monkeypatch.setattr(model, 'cpu_can_compile', lambda cc=cc: cc)
+        assert train.system_settings(d, 'cpu') == want
+    assert capsys.readouterr().out.count('no native bfloat16') == 1      # the fallback says so, in one line
     assert train.system_settings(d, 'cuda:0') == ('bfloat16', True, True)      # graph + compile by default on CUDA
     assert train.system_settings(dict(d, compile=False), 'cuda') == ('bfloat16', False, False)
-    assert train.system_settings(d, 'cpu') == ('float32', False, False)
+    assert train.system_settings(dict(d, dtype='float32', compile=False), 'cpu') == ('float32', False, False)
     with pytest.raises(ValueError, match='cuda_graph=True needs a cuda device'):
         train.system_settings(dict(d, cuda_graph=True), 'cpu')
 
@@ -358,15 +466,77 @@ def test_failed_capture_falls_back_to_the_plain_step(capsys):
     assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before))
 
 
-def test_resume_file_only_when_due(tmp_path):
-    """By default the whole sweep's state is written every resume_every seconds, not at every
-    evaluation: a short run writes none (and a finished run leaves none)."""
-    cfg = tiny(tmp_path, max_iters=40, eval_interval=10, resume_every=3600.0)
-    train.train(cfg, stop_after=35)                     # killed: the last resume point would be iter 30
-    assert not os.path.exists(os.path.join(cfg['out_dir'], 'resume.pt'))
-    timing = json.load(open(os.path.join(cfg['out_dir'], 'timing.json'))) if os.path.exists(
-        os.path.join(cfg['out_dir'], 'timing.json')) else None
-    assert timing is None                               # killed runs write no timing either
-    train.train(dict(cfg, overwrite=True))
-    timing = json.load(open(os.path.join(cfg['out_dir'], 'timing.json')))
-    assert timing['n_steps'] == 40 and timing['resume_s'] == 0.0 and 0 < timing['step_s'] < timing['train_s']
+def test_threads_auto(monkeypatch):
+    """threads=0: the cores this process may use less those other processes keep busy (at least 1);
+    on resume, the count of the interrupted run; a count the user set (knob or OMP_NUM_THREADS) stays."""
+    before = torch.get_num_threads()
+    monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
+    monkeypatch.delenv('MKL_NUM_THREADS', raising=False)
+    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: {0, 1, 2, 3}, raising=False)
+    try:
+        for busy, want in ((0, 4), (1, 3), (3, 1), (9, 1)):
+            monkeypatch.setattr(train, 'busy_cores', lambda busy=busy: busy)
+            assert train.set_threads(0, 'cpu') == want == torch.get_num_threads()
+        assert train.set_threads(0, 'cpu', saved=2) == 2 and train.set_threads(3, 'cpu') == 3
+        assert train.set_threads(0, 'cuda:0') == 0 and torch.get_num_threads() == 3      # left alone off CPU
+        monkeypatch.setenv('OMP_NUM_THREADS', '2')
+        assert train.set_threads(0, 'cpu') == 3
+    finally:
+        torch.set_num_threads(before)
+    assert 0 <= train.busy_cores() < 1000
+
+
+def run_script(*args, timeout=120):
+    return subprocess.run([sys.executable, 'train.py', *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def wait_for(path, proc, timeout=120):
+    t = time.time()
+    while not os.path.exists(path):
+        assert proc.poll() is None and time.time() - t < timeout, proc.stderr.read() if proc.stderr else ''
+        time.sleep(0.01)
+
+
+@pytest.mark.slow
+def test_kill_9_anywhere_then_resume_equals_uninterrupted(tmp_path):
+    """kill -9 of the training process right after a checkpoint, with no timed resume point yet, and
+    again right after the resume started: --resume=True ends with the weights and logs of a run that
+    was never interrupted."""
+    path, cfg = tiny_config_file(tmp_path, max_iters=300, eval_interval=100, n_ckpts=4, ckpt_first=20,
+                                 resume_every=3600.0)
+    full = run_script(path, f"--out_dir={tmp_path / 'full'}")
+    assert full.returncode == 0, full.stderr
+    run = os.path.join(cfg['out_dir'], 'main')
+    assert train.ckpt_iters(300, 4, 20) == [0, 20, 49, 122, 300]
+    for i, ckpt in enumerate(('ckpt_49.pt', 'ckpt_122.pt')):     # killed after one, then during the resumed run
+        proc = subprocess.Popen([sys.executable, 'train.py', path] + ['--resume=True'] * i, cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        wait_for(os.path.join(run, ckpt), proc)
+        proc.kill()                                                     # SIGKILL: no handler, no clean-up
+        proc.wait()
+    assert os.path.exists(os.path.join(cfg['out_dir'], 'resume.pt'))
+    done = run_script(path, '--resume=True')
+    assert done.returncode == 0 and 'resuming at iter' in done.stdout, done.stderr
+    a = os.path.join(tmp_path / 'full', 'main')
+    wa, wb = final_weights(a), final_weights(run)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa) and same_logs(a, run)
+
+
+@pytest.mark.slow
+def test_two_trainings_into_one_out_dir(tmp_path):
+    """A second training into a run that a live process writes is refused, also with --overwrite=True,
+    and the first finishes untouched."""
+    path, cfg = tiny_config_file(tmp_path, max_iters=3000, eval_interval=1000, n_ckpts=2)
+    first = subprocess.Popen([sys.executable, 'train.py', path], cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    for line in first.stdout:                   # wait for the first evaluation: training has started
+        if line.startswith('iter 0'):
+            break
+    for extra in ([], ['--overwrite=True'], ['--resume=True']):
+        second = run_script(path, *extra)
+        assert second.returncode == 1 and len(second.stderr.strip().splitlines()) == 1, second.stderr
+        assert f'is in use: main is being written by process {first.pid}' in second.stderr
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0 and 'done in' in out, err
+    assert max(r['iter'] for r in records(os.path.join(cfg['out_dir'], 'main'))) == 3000
