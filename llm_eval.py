@@ -4,7 +4,8 @@ whether the model can answer it in another language? (docs/method.md section 10)
 
     python llm_eval.py --model=google/gemma-2-2b --data=path/to/eclektic_main.jsonl
     python llm_eval.py --model=/local/gemma-2-2b --data=eclektic_main.jsonl --paraphrases=para.jsonl
-    python llm_eval.py --model=/models/gemma-3-270m-q4_k_m.gguf --data=data/cldr_facts/facts.jsonl --dtype=bfloat16
+    python llm_eval.py --model=/models/gemma-3-270m-q4_k_m.gguf --data=data/cldr_facts/facts.jsonl \
+        --paraphrases=data/cldr_facts/paraphrases.jsonl --dtype=bfloat16 --n_shots=3 --judge=match_any  # docs/llm.md
     python llm_eval.py --vocab_only=True         # vocabulary-overlap matrix only, no model
     python llm_eval.py --help                    # every knob with its default
 
