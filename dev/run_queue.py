@@ -40,7 +40,6 @@ files come back, each at most `max_file_mb`, with names of letters, digits and .
 import glob
 import json
 import os
-import platform
 import re
 import shlex
 import shutil
@@ -51,6 +50,7 @@ import tarfile
 import time
 import types
 
+import bench
 import data_gen
 from dev import results
 import train
@@ -307,17 +307,8 @@ def machine(q):
         r = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, cwd=ROOT)
         dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], capture_output=True, text=True, cwd=ROOT)
         sha = r.stdout.strip() + ('-dirty' if dirty.stdout.strip() else '') if r.returncode == 0 else 'unknown'
-    return dict(device=name, cpu=cpu_model(), cores=os.cpu_count(), torch=torch.__version__, commit=sha,
+    return dict(device=name, cpu=bench.cpu_name(), cores=os.cpu_count(), torch=torch.__version__, commit=sha,
                 code=results.code_version(), date=time.strftime('%Y-%m-%d'))
-
-
-def cpu_model():
-    """The CPU's model name (Linux: /proc/cpuinfo; elsewhere what platform knows)."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            return next(l.split(':', 1)[1].strip() for l in f if l.startswith('model name'))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def on_cpu(q):
