@@ -295,7 +295,8 @@ def sweep_summary(ood0=0.4, **kw):
 
 
 def state_of(*summaries):
-    return dict(results={(s['exp'], s['_scale']): s for s in summaries}, toy=None, llm=None, vocab=None, bench=None)
+    return dict(results={(s['exp'], s['_scale']): s for s in summaries}, toy=None, llm=None, vocab=None, bench=None,
+                standin=None, standin_prov=None)
 
 
 def test_verdicts_need_current_complete_results_in_the_right_regime():
@@ -363,6 +364,27 @@ def test_finding4_from_made_up_results():
     stale = [fake_summary(s['exp'], [(r['knobs'], r['final']['ood_test']['all']['all'][0]) for r in s['runs']],
                           stale=['made on data v1, now v2']) for s in S]
     assert report.finding4(state_of(*stale), 'paper')[0] == 'not judged: stale (6 of 6 checks)'
+
+
+def test_finding6_shows_the_standin_llm_beside_the_toy_never_in_the_paper_column():
+    """A made-up toy that holds every check and a stand-in LLM whose unification separates transfers in
+    3 of 4 layers (1-3; not in the embeddings) and whose overlap explains less than celebrity: the laptop
+    column keeps the toy's verdict and names the stand-in's own; the paper column waits for Gemma-2-2B."""
+    toy = dict(table=[dict(lang_var=0.0, cross_acc=0.99, same_acc=0.99, seeds=[0, 1]),
+                      dict(lang_var=0.1, cross_acc=0.7, same_acc=0.95, seeds=[0, 1])],
+               scale_table=[dict(lang_var=0.1, lang_scale=0.01, cross_acc=0.97)])
+    layer = lambda auc, sig: dict(auc=auc, significant=sig)
+    llm = dict(per_layer=[layer(0.45, False), layer(0.6, True), layer(0.7, True), layer(0.65, True)], n_items=300,
+               model='x.gguf', overlap=dict(variance_explained_sources=dict(r2_overlap=0.1, r2_celebrity=0.3)))
+    state = dict(state_of(), toy=toy, standin=llm, standin_prov=dict(model=dict(package='tiny-llm')))
+    status, text = report.finding6(state, 'laptop')
+    assert status == 'reproduced (toy); stand-in LLM: mixed'
+    assert '3 of 4 layers (75%; layers 1-3)' in text and '[holds]' in text.split('<br>')[1] and 'tiny-llm' in text
+    assert report.finding6(state, 'paper')[0] == 'not run'
+    llm['overlap']['variance_explained_sources'].update(r2_overlap=0.5)
+    assert report.finding6(state, 'laptop')[0] == 'reproduced (toy); stand-in LLM: reproduced'
+    assert report.finding6(dict(state, standin=None), 'laptop')[0] == 'reproduced'
+    assert report.finding6(dict(state, toy=None), 'laptop')[0] == 'toy not run; stand-in LLM: reproduced'
 
 
 def test_runs_table_shows_footprint_peak_after_init():
