@@ -58,6 +58,7 @@ trackstar_damping = 1e-3    # ridge added to R, relative to its mean eigenvalue
 grad_batch = 0              # examples x runs per per-example-gradient call; 0 = auto: 2048 cuda, 128 else
 grad_dtype = 'auto'         # dtype of the per-example gradients: auto = bfloat16 on a CPU with native bfloat16, float32 elsewhere
 act_batch = 1024            # examples per forward pass (activations, predictions)
+reuse_memory = True         # on a CPU keep freed memory in the process (faster; it keeps its peak memory till exit)
 ood_sample = 0              # OOD (and ID) test examples per checkpoint whose predictions we decode; 0 = auto: 2000 / 500
 probe_l2 = 1.0              # ridge penalty of the language probe, relative to the mean kernel diagonal
 sim_values_per_type = 2     # attribute values per fact type in the similarity figures (most frequent in celebrity data)
@@ -396,6 +397,8 @@ def analyze(cfg):
     exp = cfg['exp_dir']
     dev = model_lib.pick_device(cfg['device'])
     cfg, picked = pick_settings(cfg, dev)
+    if dev == 'cpu' and cfg['reuse_memory']:
+        model_lib.cpu_reuse_memory()                   # per-example gradients reallocated per batch stay in the process
     runs, bad = find_runs(exp)
     notes = [f"skipped unreadable checkpoint {p}" for p in bad]
     if cfg['max_ckpts']:

@@ -32,6 +32,10 @@ Rows:
                 first setting at the same shape and E. Also the limit: GFLOP/s of plain 2-D float32 and
                 bfloat16 GEMMs of the model's shapes, and each row's model GFLOP/s as a share of the faster
                 one; and gradient representations in float32 against the analysis' pick (grad_dtype)
+  analysis pair (on a CPU, with the sweep row or analyze_dir) analyze.py as a user runs it, figures
+                included, on pair_ckpts checkpoints per run: its CPU defaults (bf16 per-example
+                gradients, freed memory kept) against today's float32 path (float32 gradients, glibc's
+                memory defaults), timed in turns twice: seconds, checkpoints/s, the ratio
 Ratios are run-steps/s against the plain loop (grid rows: against float32 eager). Writes the table as JSON (out_file).
 """
 import contextlib
@@ -53,7 +57,7 @@ import represent
 import data_gen
 import train
 from configurator import cli, config_keys, configure, run_config_file
-from model import GPT, GPTConfig, cpu_has_bf16, layer_shapes, param_groups, pick_device
+from model import GPT, GPTConfig, cpu_has_bf16, cpu_reuse_memory, layer_shapes, param_groups, pick_device
 
 # -----------------------------------------------------------------------------
 device = 'auto'            # 'auto' = cuda, then mps, then cpu
@@ -79,9 +83,11 @@ n_reps = 0                 # examples per analysis row; 0 = 2048 on cuda, 256 wi
 proj_dim = 0               # gradient-representation dims; 0 = 4096 on cuda, 512 elsewhere
 out_file = 'out/bench/bench.json'  # the table as JSON
 grid = 'auto'              # the CPU table (see above); 'auto' = on a CPU when no shape knob (block .. n_embd, batch_size) is set
-grid_settings = ['float32', 'bfloat16', 'float32+compile', 'bfloat16+compile', 'auto']  # '+'-joined: dtype, compile, threads<N>, a candidate; auto = train.py's pick; the first = baseline
+grid_settings = ['float32', 'bfloat16', 'float32+compile', 'bfloat16+compile', 'auto']  # '+'-joined: dtype, compile, threads<N>, reuse, a candidate; auto = train.py's pick; the first = baseline
 laptop_config = 'config/laptop/base.py'  # the laptop regime: the grid's laptop shape, and the CPU sweep row's schedule
 laptop_runs = 12           # run count of the laptop sweeps (config/laptop/sweep_celeb.py: 6 celeb_frac x 2 seeds)
+analyze_dir = ''           # also time analyze.py on this trained sweep (a copy): its CPU defaults against today's float32 path
+pair_ckpts = 4             # checkpoints per run in that comparison (the sweep row makes one on its own sweep on a CPU)
 # -----------------------------------------------------------------------------
 DEFAULTS = config_keys(globals())
 CHOICES = {'compile': ('auto', True, False), 'cuda_graph': (True, False), 'grid': ('auto', True, False)}
@@ -195,12 +201,16 @@ def laptop_knobs(cfg):
 
 
 def parse_setting(name, dev):
-    """'bfloat16+compile+threads1' -> {dtype, compile, threads (0 = as set), variant}; 'auto' = what
-    train.system_settings picks on dev (its parts may follow: 'auto+threads1')."""
-    s = dict(dtype='float32', compile=False, threads=0, variant='')
+    """'bfloat16+compile+threads1' -> {dtype, compile, threads (0 = as set), reuse, variant}; 'auto' =
+    what train.py picks on dev (its parts may follow: 'auto+threads1'); 'reuse': freed memory kept in
+    the process (model.cpu_reuse_memory, which train.py does on a CPU)."""
+    s = dict(dtype='float32', compile=False, threads=0, reuse=False, variant='')
     for part in name.split('+'):
         if part == 'auto':
             s['dtype'], s['compile'], _ = train.system_settings(dict(train.DEFAULTS, cuda_graph=False), dev)
+            s['reuse'] = dev == 'cpu'
+        elif part == 'reuse':
+            s['reuse'] = True
         elif part in ('float32', 'bfloat16', 'float16'):
             s['dtype'] = part
         elif part == 'compile':
@@ -211,8 +221,20 @@ def parse_setting(name, dev):
             s['variant'] = part
         else:
             raise ValueError(f"config error: grid_settings: {part!r} in {name!r} is not a dtype, compile, "
-                             f"threads<N>, auto or one of {', '.join(CANDIDATES)}")
+                             f"threads<N>, reuse, auto or one of {', '.join(CANDIDATES)}")
     return s
+
+
+@contextlib.contextmanager
+def reused(on):
+    """Freed memory kept in the process inside the block (on), glibc's defaults after it."""
+    if on:
+        cpu_reuse_memory()
+    try:
+        yield
+    finally:
+        if on:
+            cpu_reuse_memory(False)
 
 
 @contextlib.contextmanager
@@ -271,7 +293,7 @@ def grid_group(cfg, data, model_args, E, dev, settings, n_warm, n_steps, rounds=
     steps = {}
     for key in resolved:
         s = dict(key)
-        with threads(s['threads']):
+        with threads(s['threads']), reused(s['reuse']):
             fn = lockstep(cfg, data, model_args, E, dev, s['compile'], train.autocast(dev, s['dtype']), s['variant'])
             t = time.perf_counter()
             for _ in range(n_warm):                                  # compilation happens here
@@ -280,7 +302,7 @@ def grid_group(cfg, data, model_args, E, dev, settings, n_warm, n_steps, rounds=
     times = {key: [] for key in steps}
     for _ in range(rounds):
         for key, (fn, _) in steps.items():
-            with threads(dict(key)['threads']):
+            with threads(dict(key)['threads']), reused(dict(key)['reuse']):
                 times[key].append(timed(fn, n_steps, dev)[0])
     return {name: (statistics.median(times[key]), steps[key][1], dict(key)) for key, names in resolved.items()
             for name in names}
@@ -359,13 +381,15 @@ def profile_row(lap, data, meta, E, dev, n_warm):
 
 
 def grad_dtype_rows(rows, one, ckpt, sample, acfg, proj_dim, dev):
-    """Gradient representations in the analysis' picked dtype against float32, timed in turns: the last
-    row (the pick) is retimed and a float32 row with the ratio follows it."""
+    """Gradient representations in the analysis' picked dtype (freed memory kept, as analyze.py does on a
+    CPU) against float32 with glibc's memory defaults, timed in turns: the last row (the pick) is
+    retimed and a float32 row with the ratio follows it."""
     secs = {d: [] for d in ('float32', acfg['grad_dtype'])}
     for _ in range(3):
         for d in secs:
             c = dict(acfg, grad_dtype=d)
-            secs[d].append(timed(lambda: represent.gradient_reps(one, [ckpt], [sample], c, [0.95]), 1, dev)[0])
+            with reused(d != 'float32' and dev == 'cpu' and acfg['reuse_memory']):
+                secs[d].append(timed(lambda: represent.gradient_reps(one, [ckpt], [sample], c, [0.95]), 1, dev)[0])
     f32, pick = (statistics.median(v) for v in secs.values())
     rows[-1].update(items_per_s=len(sample) / pick, seconds_per_step=pick)
     rows.append(dict(row=f"grad reps ({proj_dim} dims, {acfg['proj_kind']}, float32)", E=None, peak_mem_gb=None,
@@ -374,11 +398,39 @@ def grad_dtype_rows(rows, one, ckpt, sample, acfg, proj_dim, dev):
           f"{len(sample) / pick:.1f}: {f32 / pick:.2f}x")
 
 
+def analysis_pair(exp, dev, tmp, n_ckpts):
+    """analyze.py's CPU defaults against today's float32 path on a copy of a trained sweep, n_ckpts
+    per run, timed in turns (float32, pick, float32, pick) -> the row."""
+    copy = os.path.join(tmp, 'analysis_pair')
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(exp, copy, ignore=shutil.ignore_patterns('analysis.json', 'similarity.npz', 'figures', 'resume*.pt'))
+    base = dict(analyze.DEFAULTS, exp_dir=copy, device=dev, max_ckpts=n_ckpts)
+    paths = {'float32': dict(base, grad_dtype='float32', reuse_memory=False), 'pick': base}
+    secs = {k: [] for k in paths}
+    try:
+        for _ in range(2):
+            for k, c in paths.items():
+                cpu_reuse_memory(False)                # each starts from glibc's defaults; the pick turns reuse on
+                t = time.perf_counter()
+                n = analyze.analyze(c)['timing']['n_ckpts']
+                secs[k].append(time.perf_counter() - t)
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+    f32, pick = min(secs['float32']), min(secs['pick'])
+    row = dict(row=f'analysis pair ({n} checkpoints)', E=None, peak_mem_gb=None, n_ckpts=n, float32_s=f32, pick_s=pick,
+               seconds=secs, ckpts_per_s=n / pick, float32_ckpts_per_s=n / f32, ratio=f32 / pick)
+    print(f"{row['row']}: float32 path {f32:.1f}s ({n / f32:.2f} checkpoints/s), CPU defaults {pick:.1f}s "
+          f"({n / pick:.2f} checkpoints/s): {f32 / pick:.2f}x (best of 2 in turns)")
+    return row
+
+
 def add_sweep_row(rows, cfg, dev, laptop):
     """The whole-sweep row, trained and analyzed in a folder beside out_file that is removed afterwards."""
     tmp = os.path.join(os.path.dirname(cfg['out_file']) or '.', 'bench_sweep')
     try:
         rows.append(sweep_row(cfg, dev, tmp, laptop))
+        if dev == 'cpu':
+            rows.append(analysis_pair(os.path.join(tmp, 'sweep'), dev, tmp, cfg['pair_ckpts']))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     r = rows[-1]
@@ -453,6 +505,8 @@ def bench(cfg):
         lambda: represent.gradient_reps(one, [ckpt], [sample], acfg, [0.95]), len(sample))
     if on_grid and acfg['grad_dtype'] != 'float32':   # the analysis' pick against float32, timed in turns
         grad_dtype_rows(rows, one, ckpt, sample, acfg, proj_dim, dev)
+    if cfg['analyze_dir']:
+        rows.append(analysis_pair(cfg['analyze_dir'], dev, os.path.dirname(cfg['out_file']) or '.', cfg['pair_ckpts']))
     if cfg['sweep']:
         add_sweep_row(rows, cfg, dev, laptop)
     os.makedirs(os.path.dirname(cfg['out_file']) or '.', exist_ok=True)

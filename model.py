@@ -16,6 +16,7 @@ Linear weights are stored as (E, in, out) so that y = x @ W is torch.baddbmm(b, 
 x of shape (E, B*T, in). Run r is initialised from its own torch.Generator(seeds[r]), so its
 init does not depend on how many runs share the module.
 """
+import ctypes
 import math
 import os
 from dataclasses import dataclass, asdict
@@ -309,6 +310,26 @@ def cpu_can_compile():
         return True
     except Exception:                              # none found, or a torch without inductor
         return False
+
+
+def cpu_reuse_memory(on=True):
+    """Keep freed memory in this process (glibc's malloc; elsewhere a no-op) -> whether it applied.
+    glibc serves a block above its mmap threshold (at most 32 MB) with a fresh mapping and unmaps it
+    when freed, so each new one is zero-filled page by page again; activations and per-example
+    gradients are such blocks, freed and reallocated at every step. Keeping them (no mmap, no trim)
+    makes CPU training and analysis markedly faster (bench.py's 'reuse' rows, docs/speed.md); the
+    cost: the process keeps its peak memory until it exits. on=False restores glibc's defaults."""
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt, trim = libc.mallopt, libc.malloc_trim
+    except (OSError, AttributeError):              # not glibc (macOS, musl, Windows)
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+    ok = mallopt(M_MMAP_MAX, 0 if on else 65536)   # glibc's defaults: 65536 mappings, 128 KiB
+    ok &= mallopt(M_TRIM_THRESHOLD, 2 ** 31 - 1 if on else 128 * 1024)
+    if not on:
+        trim(0)                                    # and hand back what was kept
+    return bool(ok)
 
 
 def _unwrap(model):

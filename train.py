@@ -47,7 +47,7 @@ from tqdm import tqdm
 import checkpoints
 import data_gen
 from configurator import cli, coerce, config_keys, configure, overrides
-from model import BLOCKS, GPT, GPTConfig, param_groups, pick_device
+from model import BLOCKS, GPT, GPTConfig, cpu_reuse_memory, param_groups, pick_device
 
 # -----------------------------------------------------------------------------
 # I/O
@@ -87,6 +87,7 @@ dtype = 'auto'            # 'auto' = bfloat16 autocast on cuda and on CPUs with 
 compile = 'auto'          # torch.compile; 'auto' = on for cuda, and on a CPU where a C++ compiler is found
 cuda_graph = 'auto'       # capture the whole step as one CUDA graph; 'auto' = on for cuda with compile
 threads = 0               # torch's CPU threads; 0 = auto: the cores other processes leave free at start (resume: as before)
+reuse_memory = True       # on a CPU keep freed memory in the process (faster steps; it keeps its peak memory till exit)
 # -----------------------------------------------------------------------------
 DEFAULTS = {**data_gen.DATA_DEFAULTS, **config_keys(globals())}
 CHOICES = {**data_gen.CHOICES, 'block': BLOCKS, 'dtype': ('auto', 'float32', 'bfloat16', 'float16'),
@@ -599,6 +600,8 @@ def setup(cfg):
     try:
         saved = saved_threads(os.path.join(exp, resume_name)) if cfg['resume'] and not cfg['threads'] else None
         threads = set_threads(cfg['threads'], dev, saved)
+        if dev == 'cpu' and cfg['reuse_memory']:
+            cpu_reuse_memory()                         # freed activations stay in the process: faster steps
         metas, train_full, evals = load_runs_data(runs, cfg)
         model_args = shape_args(cfg, metas[0])
         gpt = GPT(GPTConfig(**model_args, n_runs=len(runs)), seeds=[rc['seed'] for _, rc in runs]).to(dev)

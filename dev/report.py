@@ -193,6 +193,24 @@ def block_experiments(state):
     return '\n'.join(table(['experiment', 'finding', 'what it tests', 'laptop scale', 'paper scale'], rows))
 
 
+def block_laptop(state):
+    """The laptop twins: what each ran, on what, how long it took, and whether it is current."""
+    rows = []
+    for name, e in experiments.EXPERIMENTS.items():
+        s = state['results'].get((name, 'laptop'))
+        if s is None:
+            rows.append([f'`{name}`', e['findings'] or '–', '–', '–', 'not yet run', '–'])
+            continue
+        n, total = n_runs(s)
+        prov = s.get('provenance', [])
+        train_s, analyze_s = (sum(p.get(k) or 0 for p in prov) for k in ('train_wall_s', 'analyze_s'))
+        where = '; '.join(dict.fromkeys(f"{p.get('cpu')}, {p.get('cores')} cores, {p.get('date')}" for p in prov))
+        rows.append([f'`{name}`', e['findings'] or '–', f"{n} of {total}", f"{dig(s, 'config', 'max_iters'):,}",
+                     f"{(train_s + analyze_s) / 60:.0f} min ({train_s / 60:.0f} + {analyze_s / 60:.0f})",
+                     f"{where}; " + ('current' if not s['_stale'] else f"**stale** ({stale_word(s)})")])
+    return '\n'.join(table(['experiment', 'finding', 'runs', 'steps', 'wall time (training + analysis)', 'made on'], rows))
+
+
 def runs_table(s):
     runs = sorted(s['runs'], key=lambda r: tuple((str(type(v)), v) for v in (r.get('knobs') or {}).values()))
     knobs = list(dict.fromkeys(k for r in runs for k in (r.get('knobs') or {})))
@@ -729,7 +747,7 @@ def block_figures(state):
 
 
 # the marked blocks of the README and what writes each
-RENDER = dict(findings=block_findings, figures=block_figures, experiments=block_experiments, runs=block_runs,
+RENDER = dict(findings=block_findings, figures=block_figures, experiments=block_experiments, laptop=block_laptop, runs=block_runs,
               selection=block_selection, bench=block_bench, toy=block_toy)
 MARK = re.compile(r'(<!-- report:([\w-]+) -->\n)(.*?)(<!-- /report:\2 -->)', re.S)
 

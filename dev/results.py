@@ -62,7 +62,7 @@ DEFAULTS = config_keys(globals())
 CHOICES = {'scale': experiments.SCALES}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # the repo
 # knobs that change where or how fast a run goes, never its results: left out of the config version
-MACHINE_KEYS = {'device', 'dtype', 'compile', 'cuda_graph', 'out_dir', 'resume', 'shard', 'data_dir',
+MACHINE_KEYS = {'device', 'dtype', 'compile', 'cuda_graph', 'reuse_memory', 'out_dir', 'resume', 'shard', 'data_dir',
                 'wandb_log', 'wandb_project'}
 FIGURE_NAMES = ('acc_vs_knobs', 'acc_curves', 'unif_vs_ood', 'selection', 'footprint_early', 'mi_vs_footprint',
                 'extract_vs_footprint', 'name_confusion', 'acc_by_n_templates')

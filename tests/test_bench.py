@@ -1,4 +1,5 @@
 import json
+import resource
 
 import pytest
 import torch
@@ -19,8 +20,12 @@ def test_bench_runs_on_cpu(tmp_path):
     names = [r['row'] for r in rows]
     assert names == ['plain loop', 'lockstep E=1', 'lockstep E=2', 'lockstep E=2 attention_math',
                      'lockstep E=2 ce_loss', 'lockstep E=2 index_select', 'act reps', 'grad reps (64 dims, sketch)',
-                     'sweep (2 runs x 6 steps)']
-    assert all(r.get('run_steps_per_s', r.get('items_per_s', 0)) > 0 for r in rows[:-1])
+                     'sweep (2 runs x 6 steps)', 'analysis pair (4 checkpoints)']
+    assert all(r.get('run_steps_per_s', r.get('items_per_s', 0)) > 0 for r in rows[:-2])
+    pair = rows[-1]                                                # the analysis' CPU defaults against float32
+    assert pair['n_ckpts'] == 4 and len(pair['seconds']['float32']) == len(pair['seconds']['pick']) == 2
+    assert pair['ratio'] == pair['float32_s'] / pair['pick_s'] and pair['ckpts_per_s'] == 4 / pair['pick_s']
+    rows = rows[:-1]
     prof = rows[2]['profile']                                      # the step at the largest E, op by op
     assert 0 < len(prof) <= 15 and all(p['ms_per_step'] >= 0 and 0 <= p['share'] <= 1 for p in prof)
     sweep = rows[-1]
@@ -64,6 +69,28 @@ def test_cpu_grid(tmp_path, monkeypatch):
         assert f32['ratio'] > 0 and f32['items_per_s'] > 0
     with pytest.raises(ValueError, match='grid_settings'):
         bench.parse_setting('float32+fast', 'cpu')
+
+
+def test_freed_memory_stays_in_the_process():
+    """model.cpu_reuse_memory: a 64 MB block freed and allocated again is not faulted in anew (glibc's
+    defaults map it fresh and unmap it at every allocation); off restores that."""
+    if not model.cpu_reuse_memory(False):
+        pytest.skip('not glibc: nothing to set')
+
+    def faults():
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(5):
+            torch.ones(16 * 2 ** 20)                               # 64 MB float32, freed at once
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    default = faults()
+    assert model.cpu_reuse_memory(True)
+    faults()                                                       # the heap grows once
+    kept = faults()
+    assert model.cpu_reuse_memory(False)
+    again = faults()
+    assert default > 0 and 4 * kept < default and 4 * kept < again
+    assert bench.parse_setting('auto', 'cpu')['reuse'] and not bench.parse_setting('bfloat16+compile', 'cpu')['reuse']
+    assert bench.parse_setting('float32+reuse', 'cpu')['reuse'] and not bench.parse_setting('auto', 'cuda')['reuse']
 
 
 def test_candidate_steps_compute_the_same_loss(tmp_path):
