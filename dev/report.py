@@ -131,7 +131,8 @@ def n_runs(s):
 def scale_line(s):
     """What a result is, where and on what it was made, and whether it is still current."""
     n, total = n_runs(s)
-    devices = ', '.join(dict.fromkeys(str(p.get('device')) for p in s.get('provenance', [])))
+    devices = ', '.join(dict.fromkeys(f"{p.get('cpu')} ({p.get('cores')} cores)" if p.get('device') == 'cpu' else str(p.get('device'))
+                                      for p in s.get('provenance', [])))
     line = f"`{s['exp']}` ({s['_scale']} scale), {n} of {total} runs, {devices}, data v{s.get('data_version')}"
     return line + (f": **stale** ({'; '.join(s['_stale'])})" if s['_stale'] else '')
 
