@@ -372,9 +372,10 @@ def profile_row(lap, data, meta, E, dev, n_warm):
     """The torch.profiler table of the picked setting's step at the laptop shape."""
     s = parse_setting('auto', dev)
     step = lockstep(lap, data, train.shape_args(lap, meta), E, dev, s['compile'], train.autocast(dev, s['dtype']))
-    for _ in range(n_warm):
-        step()
-    row = dict(row=f"profile laptop E={E} auto", E=E, peak_mem_gb=None, profile=profile_step(step, dev))
+    with reused(s['reuse']):
+        for _ in range(n_warm):
+            step()
+        row = dict(row=f"profile laptop E={E} auto", E=E, peak_mem_gb=None, profile=profile_step(step, dev))
     print_profile(row['profile'])
     torch._dynamo.reset()
     return row
