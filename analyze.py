@@ -477,8 +477,7 @@ def summarise(records, cfg, notes):
     ckpt_sel, ckpt_summary = checkpoint_selection(records, cfg)
     if len(final) < 3:                                                # a correlation of 2 points is +-1
         line = f"cross-run measures need >= 3 runs (got {len(final)}): no correlations and no run selection"
-        print(line)
-        notes.append(line)
+        notes.append(line)                                            # printed with the selection table
         return dict(correlations=None, selection=None, selection_scored=None, ckpt_selection=ckpt_sel,
                     ckpt_selection_summary=ckpt_summary, selection_table=[line])
     target = np.array([final_ood(r) for r in final], float)

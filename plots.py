@@ -278,11 +278,11 @@ def fig_acc_vs_knobs(view):
         for gi, key in enumerate(sorted({setting(r) for r in final.values()})):
             rs = [r for r in final.values() if setting(r) == key]
             xs = sorted({r['knobs'].get(k) for r in rs}, key=lambda v: (str(type(v)), v))
-            lab = ','.join(f'{o}={v}' for o, v in zip(others, key)) or 'runs'
+            lab = ','.join(f'{o}={v}' for o, v in zip(others, key))         # '' when one knob is swept
             for split, short, ls in SPLITS:
                 ys = [np.mean([acc_of(r, split) or 0.0 for r in rs if r['knobs'].get(k) == x]) for x in xs]
                 ax.plot([str(x) for x in xs], ys, ls, marker='o', color=f'C{gi % 10}',
-                        label=f"{short} {lab}" if gi < 6 else None)
+                        label=f"{short} {lab}".strip() if gi < 6 else None)
         ax.set_xlabel(k), ax.set_ylabel('final accuracy (mean over seeds)'), ax.set_ylim(-0.02, 1.02)
         ax.tick_params(axis='x', labelsize=7, rotation=45)
         ax.legend(fontsize=6)
