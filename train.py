@@ -97,7 +97,7 @@ PER_RUN_OPT = ('learning_rate', 'weight_decay')       # optimiser knobs a lockst
 SPLITS = data_gen.SPLITS
 EVAL_CHUNK = 1024         # examples per evaluation forward pass (every split is padded to a multiple: static shapes)
 FREE_ON_RESUME = {'resume', 'device', 'compile', 'cuda_graph', 'wandb_log', 'wandb_project', 'resume_every',
-                  'overwrite', 'threads'}                        # may change on resume
+                  'overwrite', 'threads', 'reuse_memory'}                        # may change on resume
 
 
 def check_cfg(cfg):

@@ -320,8 +320,13 @@ def run_experiment(q, it, left, stage):
     """Train, analyse and stage one shard of an experiment -> provenance."""
     name, (i, n) = it['exp'], it['shard']
     wd = os.path.join(q.work_dir, name)
-    shutil.rmtree(wd, ignore_errors=True)
+    # at laptop scale an item takes up to an hour: one that a stopped queue left behind resumes from its
+    # resume point (train.py checks that the config is the same); elsewhere every item starts clean
+    resume = on_cpu(q) and not q.tiny and os.path.isfile(os.path.join(wd, f'resume_{i}of{n}.pt' if n > 1 else 'resume.pt'))
+    if not resume:
+        shutil.rmtree(wd, ignore_errors=True)
     machine_args = [f'--out_dir={wd}'] + (['--cuda_graph=True'] if it['terms']['mode'] == 'graph' and not q.tiny else [])
+    machine_args += ['--resume=True'] if resume else []
     if q.tiny:
         machine_args += ['--device=cpu', '--compile=False', f"--data_dir={os.path.join(q.work_dir, 'data')}"]
     train_cmd = ['train.py', os.path.relpath(config_path(name, q.scale), ROOT), *([f'--shard={i}/{n}'] if n > 1 else []), *it['args'], *machine_args]
@@ -337,6 +342,7 @@ def run_experiment(q, it, left, stage):
     prov = dict(machine(q), command=[' '.join(['python', *train_cmd]), ' '.join(['python', *analyze_cmd])],
                 train_s=float(m.group(1)) if m else round(train_wall, 1), train_wall_s=round(train_wall, 1),
                 analyze_s=round(time.time() - t1, 1), mode=it['terms'].get('mode'), queue_estimate_s=round(it['est']),
+                resumed=bool(resume),             # train_s: then only the part after the resume point
                 train_tail=text.splitlines()[-3:])
     results.stage_experiment(wd, name, f'{i}/{n}', prov, it['args'], stage, q.scale)
     shutil.rmtree(wd, ignore_errors=True)                              # checkpoints: gigabytes at paper scale

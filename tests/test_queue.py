@@ -173,3 +173,27 @@ def test_laptop_scale_plan(queue):
     sweep = [it for it in items if it.get('exp') == 'sweep_celeb']
     assert len(sweep) == 1 and sweep[0]['terms']['E'] == 12            # 6 celeb_frac x 2 seeds, one process
     assert all(it['terms']['mode'] == 'compile' for it in items if 'terms' in it and it['terms'])
+
+
+def test_laptop_item_resumes_what_a_stopped_queue_left(queue, monkeypatch):
+    """At laptop scale an item whose work folder holds a resume point trains on with --resume=True and
+    keeps the folder; without one (or on a GPU) it starts clean."""
+    q = gpu_queue.settings(dict(vars(queue), scale='laptop'))
+    it = dict(exp='balance', shard=(0, 1), terms=dict(mode='compile'), args=[], item='balance-0of1', est=100.0)
+    calls = []
+    monkeypatch.setattr(gpu_queue, 'run_cmd', lambda cmd, timeout, log: calls.append(cmd) or (1, 'stopped here'))
+    wd = os.path.join(q.work_dir, 'balance')
+    os.makedirs(wd)
+    open(os.path.join(wd, 'resume.pt'), 'wb').close()
+    with pytest.raises(gpu_queue.ItemFailed, match='stopped here'):
+        gpu_queue.run_experiment(q, it, 100.0, q.out)
+    assert '--resume=True' in calls[-1] and os.path.isfile(os.path.join(wd, 'resume.pt'))
+    for q2 in (q, gpu_queue.settings(dict(vars(queue), scale='paper'))):
+        if q2 is q:
+            os.remove(os.path.join(wd, 'resume.pt'))
+        else:
+            os.makedirs(wd, exist_ok=True)
+            open(os.path.join(wd, 'resume.pt'), 'wb').close()
+        with pytest.raises(gpu_queue.ItemFailed):
+            gpu_queue.run_experiment(q2, it, 100.0, q2.out)
+        assert '--resume=True' not in calls[-1] and not os.path.exists(os.path.join(wd, 'resume.pt'))
