@@ -429,14 +429,13 @@ def add_sweep_row(rows, cfg, dev, laptop):
     """The whole-sweep row, trained and analyzed in a folder beside out_file that is removed afterwards."""
     tmp = os.path.join(os.path.dirname(cfg['out_file']) or '.', 'bench_sweep')
     try:
-        rows.append(sweep_row(cfg, dev, tmp, laptop))
+        rows.append(r := sweep_row(cfg, dev, tmp, laptop))
+        print(f"{r['row']}: training {r['train_s']:.1f}s (steps {r['step_s']:.1f}s, {r['outside_steps_frac']:.1%} "
+              f"outside the steps), analysis {r['analyze_s']:.1f}s ({r['ckpts_per_s']:.1f} checkpoints/s)")
         if dev == 'cpu':
             rows.append(analysis_pair(os.path.join(tmp, 'sweep'), dev, tmp, cfg['pair_ckpts']))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    r = rows[-1]
-    print(f"{r['row']}: training {r['train_s']:.1f}s (steps {r['step_s']:.1f}s, {r['outside_steps_frac']:.1%} outside "
-          f"the steps), analysis {r['analyze_s']:.1f}s ({r['ckpts_per_s']:.1f} checkpoints/s)")
 
 
 def bench(cfg):
