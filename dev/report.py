@@ -204,7 +204,8 @@ def block_laptop(state):
             continue
         n, total = n_runs(s)
         prov = s.get('provenance', [])
-        train_s, analyze_s = (sum(p.get(k) or 0 for p in prov) for k in ('train_wall_s', 'analyze_s'))
+        train_s = sum(p.get('train_wall_s') or p.get('train_s') or 0 for p in prov)
+        analyze_s = sum(p.get('analyze_s') or 0 for p in prov)
         where = '; '.join(dict.fromkeys(f"{p.get('cpu')}, {p.get('cores')} cores, {p.get('date')}" for p in prov))
         rows.append([f'`{name}`', e['findings'] or '–', f"{n} of {total}", f"{dig(s, 'config', 'max_iters'):,}",
                      f"{(train_s + analyze_s) / 60:.0f} min ({train_s / 60:.0f} + {analyze_s / 60:.0f})",
