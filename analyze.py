@@ -100,7 +100,7 @@ def pick_settings(cfg, dev):
             cfg[k] = gpu if dev.startswith('cuda') else other
             picked.append(f'{k}={cfg[k]}')
     if cfg.get('grad_dtype', 'auto') == 'auto':      # per-example gradients in bf16 on a CPU that multiplies it
-        # natively: 2x the gradient representations/s there, within cosine 0.997 of float32's (docs/speed.md)
+        # natively: faster there (bench.py's grad reps rows), within cosine 0.997 of float32's (docs/speed.md)
         cfg['grad_dtype'] = 'bfloat16' if dev == 'cpu' and model_lib.cpu_has_bf16() else 'float32'
         picked.append(f"grad_dtype={cfg['grad_dtype']}")
     return cfg, f"settings picked for {dev}: {', '.join(picked)}" if picked else ''

@@ -208,7 +208,7 @@ def parse_setting(name, dev):
     for part in name.split('+'):
         if part == 'auto':
             s['dtype'], s['compile'], _ = train.system_settings(dict(train.DEFAULTS, cuda_graph=False), dev)
-            s['reuse'] = dev == 'cpu'
+            s['reuse'] = dev == 'cpu' and train.DEFAULTS['reuse_memory']
         elif part == 'reuse':
             s['reuse'] = True
         elif part in ('float32', 'bfloat16', 'float16'):

@@ -584,6 +584,11 @@ def set_threads(threads, dev, saved=None):
     return threads
 
 
+def resume_file(shard=''):
+    """The resume file's name in out_dir: resume.pt, or resume_<i>of<n>.pt for shard 'i/n'."""
+    return f"resume_{shard.replace('/', 'of')}.pt" if shard else 'resume.pt'
+
+
 def setup(cfg):
     """Everything the runs need before their first step: runs, write locks, device, data, model,
     optimiser. -> Sweep; its `release` drops the locks (called here on error, by train when done)."""
@@ -594,7 +599,7 @@ def setup(cfg):
     dev = pick_device(cfg['device'])
     dtype, use_compile, graphed = system_settings(cfg, dev)
     exp = cfg['out_dir']
-    resume_name = f"resume_{shard.replace('/', 'of')}.pt" if shard else 'resume.pt'
+    resume_name = resume_file(shard)
     # one writer per run (and per resume file) from here on, before anything is read or deleted
     release = checkpoints.lock(exp, [name for name, _ in runs] + [resume_name])
     try:

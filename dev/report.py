@@ -128,11 +128,15 @@ def n_runs(s):
     return len(s['runs']), len(s['runs']) + len(s.get('runs_missing', []))
 
 
+def machine_of(p):
+    """The machine a provenance entry names: the GPU, or the CPU model and its cores."""
+    return f"{p.get('cpu')} ({p.get('cores')} cores)" if p.get('device') == 'cpu' else str(p.get('device'))
+
+
 def scale_line(s):
     """What a result is, where and on what it was made, and whether it is still current."""
     n, total = n_runs(s)
-    devices = ', '.join(dict.fromkeys(f"{p.get('cpu')} ({p.get('cores')} cores)" if p.get('device') == 'cpu' else str(p.get('device'))
-                                      for p in s.get('provenance', [])))
+    devices = ', '.join(dict.fromkeys(machine_of(p) for p in s.get('provenance', [])))
     line = f"`{s['exp']}` ({s['_scale']} scale), {n} of {total} runs, {devices}, data v{s.get('data_version')}"
     return line + (f": **stale** ({'; '.join(s['_stale'])})" if s['_stale'] else '')
 
@@ -206,7 +210,7 @@ def block_laptop(state):
         prov = s.get('provenance', [])
         train_s = sum(p.get('train_wall_s') or p.get('train_s') or 0 for p in prov)
         analyze_s = sum(p.get('analyze_s') or 0 for p in prov)
-        where = '; '.join(dict.fromkeys(f"{p.get('cpu')}, {p.get('cores')} cores, {p.get('date')}" for p in prov))
+        where = '; '.join(dict.fromkeys(f"{machine_of(p)}, {p.get('date')}" for p in prov))
         rows.append([f'`{name}`', e['findings'] or '–', f"{n} of {total}", f"{dig(s, 'config', 'max_iters'):,}",
                      f"{(train_s + analyze_s) / 60:.0f} min ({train_s / 60:.0f} + {analyze_s / 60:.0f})",
                      f"{where}; " + ('current' if not s['_stale'] else f"**stale** ({stale_word(s)})")])

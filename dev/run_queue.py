@@ -322,7 +322,7 @@ def run_experiment(q, it, left, stage):
     wd = os.path.join(q.work_dir, name)
     # at laptop scale an item takes up to an hour: one that a stopped queue left behind resumes from its
     # resume point (train.py checks that the config is the same); elsewhere every item starts clean
-    resume = on_cpu(q) and not q.tiny and os.path.isfile(os.path.join(wd, f'resume_{i}of{n}.pt' if n > 1 else 'resume.pt'))
+    resume = on_cpu(q) and not q.tiny and os.path.isfile(os.path.join(wd, train.resume_file(f'{i}/{n}' if n > 1 else '')))
     if not resume:
         shutil.rmtree(wd, ignore_errors=True)
     machine_args = [f'--out_dir={wd}'] + (['--cuda_graph=True'] if it['terms']['mode'] == 'graph' and not q.tiny else [])
