@@ -21,6 +21,7 @@ of the attribute loss (optionally whitened as in TrackStar).
 Settings left at their default (0 / -1 / 'auto') are picked by device (a GPU, or a laptop:
 <= 4 GB of RAM and minutes for a quick-sized run) and printed.
 """
+import contextlib
 import glob
 import json
 import os
@@ -56,7 +57,7 @@ proj_dtype = 'auto'         # matmul dtype of the Gaussian projection: auto = bf
 grad_precond = 'adam'       # adam: g / (sqrt(v) + eps); trackstar: that, projected, then whitened by R^-1/2
 trackstar_damping = 1e-3    # ridge added to R, relative to its mean eigenvalue
 grad_batch = 0              # examples x runs per per-example-gradient call; 0 = auto: 2048 cuda, 128 else
-grad_dtype = 'auto'         # dtype of the per-example gradients: auto = bfloat16 on a CPU with native bfloat16, float32 elsewhere
+dtype = 'auto'              # forward passes (bf16: autocast) and per-example gradients: auto = bfloat16 on a bf16 CPU, else float32
 act_batch = 1024            # examples per forward pass (activations, predictions)
 reuse_memory = True         # on a CPU keep freed memory in the process (faster; it keeps its peak memory till exit)
 ood_sample = 0              # OOD (and ID) test examples per checkpoint whose predictions we decode; 0 = auto: 2000 / 500
@@ -80,7 +81,7 @@ figures = True              # write PNG figures
 DEFAULTS = config_keys(globals())
 CHOICES = {'unif_rep': ('act', 'grad'), 'footprint_at': ('peak', 'final'),
            'proj_dtype': ('auto', 'float32', 'bfloat16', 'float16'), 'proj_kind': ('auto', 'gaussian', 'sketch'),
-           'grad_precond': ('adam', 'trackstar'), 'grad_dtype': ('auto', 'float32', 'bfloat16')}
+           'grad_precond': ('adam', 'trackstar'), 'dtype': ('auto', 'float32', 'bfloat16')}
 AUTO = {  # setting: (value on cuda, value elsewhere), for settings left at their default (0 / -1 / 'auto')
     'max_examples': (1000, 400), 'max_celeb_facts': (100, 50), 'max_ckpts': (0, 8), 'run_batch': (16, 2),
     'proj_dim': (4096, 512), 'proj_kind': ('gaussian', 'sketch'), 'proj_cache_gb': (16.0, 1.0),
@@ -99,11 +100,17 @@ def pick_settings(cfg, dev):
         if cfg[k] == DEFAULTS[k]:                    # the default (0, -1 or 'auto') means: pick by device
             cfg[k] = gpu if dev.startswith('cuda') else other
             picked.append(f'{k}={cfg[k]}')
-    if cfg.get('grad_dtype', 'auto') == 'auto':      # per-example gradients in bf16 on a CPU that multiplies it
-        # natively: faster there (bench.py's grad reps rows), within cosine 0.997 of float32's (docs/speed.md)
-        cfg['grad_dtype'] = 'bfloat16' if dev == 'cpu' and model_lib.cpu_has_bf16() else 'float32'
-        picked.append(f"grad_dtype={cfg['grad_dtype']}")
+    if cfg.get('dtype', 'auto') == 'auto':           # bf16 on a CPU that multiplies it natively: faster there
+        # (bench.py's grad reps rows and analysis pair), the same measures within the pair's differences (docs/speed.md)
+        cfg['dtype'] = 'bfloat16' if dev == 'cpu' and model_lib.cpu_has_bf16() else 'float32'
+        picked.append(f"dtype={cfg['dtype']}")
     return cfg, f"settings picked for {dev}: {', '.join(picked)}" if picked else ''
+
+
+def forward_ctx(cfg, dev):
+    """The context of the analysis' forward passes: in bf16 autocast (matmuls in bf16; norms, softmax and
+    the residual stream in float32), else none."""
+    return torch.autocast(dev.split(':')[0], torch.bfloat16) if cfg['dtype'] == 'bfloat16' else contextlib.nullcontext()
 
 
 # ----------------------------------------------------------------------------- experiment data
@@ -333,11 +340,12 @@ def analyze_group(items, inputs_by_run, cfg, dev, keep):
         return [], notes
     runs = [run for run, _, _, _ in items]
     union = [inputs_by_run[run['name']]['union'] for run in runs]
-    acts = represent.activation_reps(model, union, cfg['act_batch'])
     grads = represent.gradient_reps(model, ckpts, union, cfg, [run['cfg'].get('beta2') for run in runs])
     max_attr = max(inputs_by_run[run['name']]['max_attr'] for run in runs)
-    preds = {s: represent.predict(model, [inputs_by_run[run['name']]['tests'][s] for run in runs], max_attr, cfg['act_batch'])
-             for s in ('ood_test', 'id_test')}
+    with forward_ctx(cfg, dev):
+        acts = represent.activation_reps(model, union, cfg['act_batch'])
+        preds = {s: represent.predict(model, [inputs_by_run[run['name']]['tests'][s] for run in runs], max_attr,
+                                      cfg['act_batch']) for s in ('ood_test', 'id_test')}
     out = []
     for r, (run, it, _, _) in enumerate(items):
         inputs = inputs_by_run[run['name']]

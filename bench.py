@@ -31,11 +31,12 @@ Rows:
                 timed in turns so that a busy machine's noise hits every setting alike; ratios against the
                 first setting at the same shape and E. Also the limit: GFLOP/s of plain 2-D float32 and
                 bfloat16 GEMMs of the model's shapes, and each row's model GFLOP/s as a share of the faster
-                one; and gradient representations in float32 against the analysis' pick (grad_dtype)
+                one; and gradient representations in float32 against the analysis' pick (its dtype)
   analysis pair (on a CPU, with the sweep row or analyze_dir) analyze.py as a user runs it, figures
-                included, on pair_ckpts checkpoints per run: its CPU defaults (bf16 per-example
-                gradients, freed memory kept) against today's float32 path (float32 gradients, glibc's
-                memory defaults), timed in turns twice: seconds, checkpoints/s, the ratio
+                included, on pair_ckpts checkpoints per run: its CPU defaults (bf16 forward passes and
+                per-example gradients, freed memory kept) against today's float32 path (float32, glibc's
+                memory defaults), timed in turns twice: seconds, checkpoints/s, the ratio, and how far
+                the two paths' measures lie apart (largest difference per measure over the checkpoints)
 Ratios are run-steps/s against the plain loop (grid rows: against float32 eager). Writes the table as JSON (out_file).
 """
 import contextlib
@@ -53,11 +54,13 @@ import torch
 import torch.nn.functional as F
 
 import analyze
-import represent
 import data_gen
+import metrics
+import represent
 import train
 from configurator import cli, config_keys, configure, run_config_file
 from model import GPT, GPTConfig, cpu_has_bf16, cpu_reuse_memory, layer_shapes, param_groups, pick_device
+from plots import dig
 
 # -----------------------------------------------------------------------------
 device = 'auto'            # 'auto' = cuda, then mps, then cpu
@@ -87,7 +90,7 @@ grid_settings = ['float32', 'bfloat16', 'float32+compile', 'bfloat16+compile', '
 laptop_config = 'config/laptop/base.py'  # the laptop regime: the grid's laptop shape, and the CPU sweep row's schedule
 laptop_runs = 12           # run count of the laptop sweeps (config/laptop/sweep_celeb.py: 6 celeb_frac x 2 seeds)
 analyze_dir = ''           # also time analyze.py on this trained sweep (a copy): its CPU defaults against today's float32 path
-pair_ckpts = 4             # checkpoints per run in that comparison (the sweep row makes one on its own sweep on a CPU)
+pair_ckpts = -1            # checkpoints per run in that comparison; -1 = analyze.py's default (8 on a CPU) (the sweep row makes one too)
 # -----------------------------------------------------------------------------
 DEFAULTS = config_keys(globals())
 CHOICES = {'compile': ('auto', True, False), 'cuda_graph': (True, False), 'grid': ('auto', True, False)}
@@ -381,21 +384,21 @@ def profile_row(lap, data, meta, E, dev, n_warm):
     return row
 
 
-def grad_dtype_rows(rows, one, ckpt, sample, acfg, proj_dim, dev):
+def dtype_rows(rows, one, ckpt, sample, acfg, proj_dim, dev):
     """Gradient representations in the analysis' picked dtype (freed memory kept, as analyze.py does on a
     CPU) against float32 with glibc's memory defaults, timed in turns: the last row (the pick) is
     retimed and a float32 row with the ratio follows it."""
-    secs = {d: [] for d in ('float32', acfg['grad_dtype'])}
+    secs = {d: [] for d in ('float32', acfg['dtype'])}
     for _ in range(3):
         for d in secs:
-            c = dict(acfg, grad_dtype=d)
+            c = dict(acfg, dtype=d)
             with reused(d != 'float32' and dev == 'cpu' and acfg['reuse_memory']):
                 secs[d].append(timed(lambda: represent.gradient_reps(one, [ckpt], [sample], c, [0.95]), 1, dev)[0])
     f32, pick = (statistics.median(v) for v in secs.values())
     rows[-1].update(items_per_s=len(sample) / pick, seconds_per_step=pick)
     rows.append(dict(row=f"grad reps ({proj_dim} dims, {acfg['proj_kind']}, float32)", E=None, peak_mem_gb=None,
                      items_per_s=len(sample) / f32, picked_items_per_s=len(sample) / pick, ratio=f32 / pick))
-    print(f"{rows[-1]['row']:<36} {len(sample) / f32:>10.1f} examples/s; {acfg['grad_dtype']} (picked) "
+    print(f"{rows[-1]['row']:<36} {len(sample) / f32:>10.1f} examples/s; {acfg['dtype']} (picked) "
           f"{len(sample) / pick:.1f}: {f32 / pick:.2f}x")
 
 
@@ -406,23 +409,43 @@ def analysis_pair(exp, dev, tmp, n_ckpts):
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(exp, copy, ignore=shutil.ignore_patterns('analysis.json', 'similarity.npz', 'figures', 'resume*.pt'))
     base = dict(analyze.DEFAULTS, exp_dir=copy, device=dev, max_ckpts=n_ckpts)
-    paths = {'float32': dict(base, grad_dtype='float32', reuse_memory=False), 'pick': base}
-    secs = {k: [] for k in paths}
+    paths = {'float32': dict(base, dtype='float32', reuse_memory=False), 'pick': base}
+    secs, records = {k: [] for k in paths}, {}
     try:
         for _ in range(2):
             for k, c in paths.items():
                 cpu_reuse_memory(False)                # each starts from glibc's defaults; the pick turns reuse on
                 t = time.perf_counter()
-                n = analyze.analyze(c)['timing']['n_ckpts']
+                records[k] = analyze.analyze(c)['records']
                 secs[k].append(time.perf_counter() - t)
     finally:
         shutil.rmtree(copy, ignore_errors=True)
-    f32, pick = min(secs['float32']), min(secs['pick'])
+    f32, pick, n = min(secs['float32']), min(secs['pick']), len(records['pick'])
     row = dict(row=f'analysis pair ({n} checkpoints)', E=None, peak_mem_gb=None, n_ckpts=n, float32_s=f32, pick_s=pick,
-               seconds=secs, ckpts_per_s=n / pick, float32_ckpts_per_s=n / f32, ratio=f32 / pick)
+               seconds=secs, ckpts_per_s=n / pick, float32_ckpts_per_s=n / f32, ratio=f32 / pick,
+               max_diff=pair_differences(records['float32'], records['pick']))
     print(f"{row['row']}: float32 path {f32:.1f}s ({n / f32:.2f} checkpoints/s), CPU defaults {pick:.1f}s "
-          f"({n / pick:.2f} checkpoints/s): {f32 / pick:.2f}x (best of 2 in turns)")
+          f"({n / pick:.2f} checkpoints/s): {f32 / pick:.2f}x (best of 2 in turns); largest differences: "
+          + ', '.join(f'{k} {v:.3f}' for k, v in row['max_diff'].items()))
     return row
+
+
+PAIR_MEASURES = {  # what the analysis pair compares between its two paths: name -> a record's value
+    'unification act': lambda r: dig(r, 'unification', metrics.HEADLINE, 'act', 'concat'),
+    'unification grad': lambda r: dig(r, 'unification', metrics.HEADLINE, 'grad', 'concat'),
+    'ood_acc_sample': lambda r: r.get('ood_acc_sample')}
+
+
+def pair_differences(a, b):
+    """Largest |difference| of each PAIR_MEASURES value between two analyses' records of the same
+    checkpoints (checkpoints where either is None are skipped)."""
+    key = lambda r: (r['run'], r['iter'])
+    other = {key(r): r for r in b}
+    out = {}
+    for name, get in PAIR_MEASURES.items():
+        d = [abs(get(r) - get(other[key(r)])) for r in a if get(r) is not None and get(other[key(r)]) is not None]
+        out[name] = max(d, default=float('nan'))
+    return out
 
 
 def add_sweep_row(rows, cfg, dev, laptop):
@@ -499,12 +522,12 @@ def bench(cfg):
     ckpt = dict(adam_v={n: torch.rand_like(p[0]).mul(1e-6) for n, p in one.named_parameters()},
                 adam_step=100, adam_eps=1e-8)
     acfg, _ = analyze.pick_settings(dict(analyze.DEFAULTS, proj_dim=proj_dim), dev)
-    with torch.no_grad():
+    with torch.no_grad(), analyze.forward_ctx(acfg, dev):
         add('act reps', None, lambda: represent.activation_reps(one, [sample]), len(sample))
     add(f"grad reps ({proj_dim} dims, {acfg['proj_kind']})", None,
         lambda: represent.gradient_reps(one, [ckpt], [sample], acfg, [0.95]), len(sample))
-    if on_grid and acfg['grad_dtype'] != 'float32':   # the analysis' pick against float32, timed in turns
-        grad_dtype_rows(rows, one, ckpt, sample, acfg, proj_dim, dev)
+    if on_grid and acfg['dtype'] != 'float32':   # the analysis' pick against float32, timed in turns
+        dtype_rows(rows, one, ckpt, sample, acfg, proj_dim, dev)
     if cfg['analyze_dir']:
         rows.append(analysis_pair(cfg['analyze_dir'], dev, os.path.dirname(cfg['out_file']) or '.', cfg['pair_ckpts']))
     if cfg['sweep']:

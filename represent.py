@@ -160,10 +160,10 @@ def gradient_reps(model, ckpts, per_run, cfg, beta2s=None):
     """Per-example attribute-loss gradients of every run, / (sqrt(Adam v) + eps) of that run,
     projected per layer group, optionally whitened (TrackStar), unit-normalised:
     [{layer key: (N_r, k)} per run]; 'concat' = the projection of the whole gradient.
-    cfg['grad_dtype'] = 'bfloat16' computes the per-example gradients in bf16 (on a CPU with native
-    bf16: faster, representations within cosine 0.997 of float32's; analyze.pick_settings, docs/speed.md)."""
+    cfg['dtype'] = 'bfloat16' computes the per-example gradients in bf16 (on a CPU with native bf16:
+    faster, representations within cosine 0.997 of float32's; analyze.pick_settings, docs/speed.md)."""
     dev = next(model.parameters()).device
-    dtype = getattr(torch, cfg.get('grad_dtype') or 'float32')
+    dtype = getattr(torch, cfg.get('dtype') or 'float32')
     E = len(per_run)
     names = sorted(n for n, _ in model.named_parameters())
     denom = adam_denominators(model, ckpts, beta2s or [None] * E)

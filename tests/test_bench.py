@@ -14,7 +14,7 @@ import train
 def test_bench_runs_on_cpu(tmp_path):
     cfg = dict(bench.DEFAULTS, device='cpu', run_counts=[1, 2], steps=2, warmup=1, batch_size=8, n_layer=1,
                n_embd=32, n_head=2, n_people=300, data_dir=str(tmp_path / 'data'), n_reps=8, proj_dim=64,
-               candidates=True, sweep=True, sweep_runs=2, sweep_iters=6, profile=True, compile=False,
+               candidates=True, sweep=True, sweep_runs=2, sweep_iters=6, profile=True, compile=False, pair_ckpts=4,
                out_file=str(tmp_path / 'bench.json'))
     rows = bench.bench(cfg)
     names = [r['row'] for r in rows]
@@ -25,6 +25,7 @@ def test_bench_runs_on_cpu(tmp_path):
     pair = rows[-1]                                                # the analysis' CPU defaults against float32
     assert pair['n_ckpts'] == 4 and len(pair['seconds']['float32']) == len(pair['seconds']['pick']) == 2
     assert pair['ratio'] == pair['float32_s'] / pair['pick_s'] and pair['ckpts_per_s'] == 4 / pair['pick_s']
+    assert set(pair['max_diff']) == set(bench.PAIR_MEASURES) and 0 <= pair['max_diff']['ood_acc_sample'] <= 1
     rows = rows[:-1]
     prof = rows[2]['profile']                                      # the step at the largest E, op by op
     assert 0 < len(prof) <= 15 and all(p['ms_per_step'] >= 0 and 0 <= p['share'] <= 1 for p in prof)
@@ -143,3 +144,15 @@ def test_auto_settings_follow_the_cpu(monkeypatch, capsys):
     assert train.system_settings(train.DEFAULTS, 'cuda') == ('bfloat16', True, True)
     assert train.system_settings(train.DEFAULTS, 'mps')[:2] == ('float32', False) and capsys.readouterr().out == ''
     assert isinstance(model.cpu_can_compile(), bool)
+
+
+def test_pair_differences_are_the_largest_per_measure():
+    """Two analyses of the same two checkpoints, given in another order: the largest |difference| per
+    measure, checkpoints where either side is None skipped (nan where none is left)."""
+    rec = lambda run, it, act, grad, ood: dict(run=run, iter=it, ood_acc_sample=ood, unification={
+        'normalized': {'act': {'concat': act}, 'grad': {'concat': grad}}})
+    a = [rec('r0', 0, 0.50, None, 0.25), rec('r0', 10, 0.90, None, 0.75)]
+    b = [rec('r0', 10, 0.85, 0.3, 0.70), rec('r0', 0, 0.40, 0.2, 0.25)]
+    d = bench.pair_differences(a, b)
+    assert d['unification act'] == pytest.approx(0.10) and d['ood_acc_sample'] == pytest.approx(0.05)
+    assert d['unification grad'] != d['unification grad']           # nan: no checkpoint has both

@@ -221,7 +221,7 @@ def test_overlap_analysis_known():
 
 # ---------------------------------------------------------------- data checks and errors
 
-def test_bad_inputs(tmp_path, tiny_models):
+def test_bad_inputs(tmp_path, tiny_models, monkeypatch):
     rows = [json.loads(l) for l in open(DATA, encoding='utf-8')]
     p = tmp_path / 'd.jsonl'
     load = lambda langs=LANGS: llm_eval.load_items(dict(llm_eval.DEFAULTS, data=str(p), languages=langs))
@@ -246,7 +246,12 @@ def test_bad_inputs(tmp_path, tiny_models):
         llm_eval.load_items(dict(llm_eval.DEFAULTS, data=DATA, languages='en,es'))
     with pytest.raises(ValueError, match=f"model path not found: {tmp_path / 'no_such_model'}$"):
         llm_eval.load_model(str(tmp_path / 'no_such_model'), cfg_for(tmp_path, ''))
-    with pytest.raises(ValueError, match=r"cannot load model 'no-such-org/no-such-model' .*pass a local directory"):
+    transformers = pytest.importorskip('transformers')
+    def offline(*a, **k):                                   # the hub unreachable, as here (no waiting on the network)
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files\nCheck your connection")
+    monkeypatch.setattr(transformers.AutoTokenizer, 'from_pretrained', offline)
+    with pytest.raises(ValueError, match=r"^cannot load model 'no-such-org/no-such-model' \(OSError: We couldn't connect "
+                                         r"to 'https://huggingface.co' to load the files\); .*pass a local directory"):
         llm_eval.load_model('no-such-org/no-such-model', cfg_for(tmp_path, ''))
     with pytest.raises(ValueError, match="unif_fallback='other' is not one of 'self', 'centered', 'cross'"):
         llm_eval.run(cfg_for(tmp_path, '', unif_fallback='other'))  # a cfg built in Python is checked too

@@ -526,8 +526,9 @@ def test_kill_9_anywhere_then_resume_equals_uninterrupted(tmp_path):
 @pytest.mark.slow
 def test_two_trainings_into_one_out_dir(tmp_path):
     """A second training into a run that a live process writes is refused, also with --overwrite=True,
-    and the first finishes untouched."""
-    path, cfg = tiny_config_file(tmp_path, max_iters=3000, eval_interval=1000, n_ckpts=2)
+    and the first goes on untouched (stopped by SIGTERM once the checks are done: its log holds every
+    record from iteration 0, each once, and its resume point is where it stopped)."""
+    path, cfg = tiny_config_file(tmp_path, max_iters=100000, eval_interval=1000, n_ckpts=2, log_interval=1)
     first = subprocess.Popen([sys.executable, 'train.py', path], cwd=ROOT, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     for line in first.stdout:                   # wait for the first evaluation: training has started
@@ -537,6 +538,9 @@ def test_two_trainings_into_one_out_dir(tmp_path):
         second = run_script(path, *extra)
         assert second.returncode == 1 and len(second.stderr.strip().splitlines()) == 1, second.stderr
         assert f'is in use: main is being written by process {first.pid}' in second.stderr
-    out, err = first.communicate(timeout=300)
-    assert first.returncode == 0 and 'done in' in out, err
-    assert max(r['iter'] for r in records(os.path.join(cfg['out_dir'], 'main'))) == 3000
+    first.send_signal(signal.SIGTERM)
+    out, err = first.communicate(timeout=120)
+    assert 'resume point written' in err and 'continue with --resume=True' in err, err
+    stop = torch.load(os.path.join(cfg['out_dir'], 'resume.pt'), weights_only=True)['iter']
+    losses = [r['iter'] for r in records(os.path.join(cfg['out_dir'], 'main'), 'loss')]
+    assert stop > 1 and losses == list(range(1, stop + 1))
