@@ -14,7 +14,7 @@ import torch
 import analyze
 import data_gen
 import plots
-from dev import report, results
+from dev import report, results, verdicts
 import train
 from configurator import configure
 
@@ -303,16 +303,16 @@ def test_verdicts_need_current_complete_results_in_the_right_regime():
     """Findings 1 and 2 on made-up sweeps: reproduced only when the result is current, complete and
     leaves parallel data room to show; a stale, an incomplete and a ceiling result each say so."""
     good = state_of(sweep_summary())
-    assert report.finding1(good, 'paper')[0] == report.finding2(good, 'paper')[0] == 'reproduced'
-    assert report.finding1(good, 'laptop')[0] == 'not run'            # each scale judged on its own results
+    assert verdicts.finding1(good, 'paper')[0] == verdicts.finding2(good, 'paper')[0] == 'reproduced'
+    assert verdicts.finding1(good, 'laptop')[0] == 'not run'            # each scale judged on its own results
     stale = state_of(sweep_summary(stale=['made on data v1, now v2']))
-    assert report.finding1(stale, 'paper')[0] == report.finding2(stale, 'paper')[0] == 'not judged: stale (data v1)'
+    assert verdicts.finding1(stale, 'paper')[0] == verdicts.finding2(stale, 'paper')[0] == 'not judged: stale (data v1)'
     part = sweep_summary()
     part['runs_missing'] = [r['name'] for r in part['runs'][8:]]
     part['runs'] = part['runs'][:8]
-    assert report.finding1(state_of(part), 'paper')[0] == 'provisional: 8 of 16 runs'
+    assert verdicts.finding1(state_of(part), 'paper')[0] == 'provisional: 8 of 16 runs'
     ceiling = state_of(sweep_summary(ood0=0.9))
-    status, text = report.finding1(ceiling, 'paper')
+    status, text = verdicts.finding1(ceiling, 'paper')
     assert status.startswith('not judged: regime (OOD at celeb_frac 0 is 0.90 >= 0.85') and '[holds]' in text
     for st in (stale, state_of(part), ceiling):
         assert 'reproduced' not in report.block_findings(st).split('\n')[2].split('|')[4]
@@ -320,7 +320,7 @@ def test_verdicts_need_current_complete_results_in_the_right_regime():
     bad = sweep_summary()
     for r in bad['runs']:
         r['final']['id_test']['all']['all'][0] = 0.9 + 0.1 * r['final']['ood_test']['all']['all'][0]
-    assert report.finding1(state_of(bad), 'paper')[0] == 'mixed'
+    assert verdicts.finding1(state_of(bad), 'paper')[0] == 'mixed'
 
 
 def test_finding5_is_judged_on_the_selection_experiment():
@@ -331,13 +331,13 @@ def test_finding5_is_judged_on_the_selection_experiment():
     unif = {f'run{i}': dict(unification={'normalized': {'act': 0.5}}) for i in range(22) if i % 11}
     s = fake_summary('selection', runs, correlations=corr, selection=sel, ckpt_selection_summary=ckpt, **unif)
     s['analysis_settings'] = dict(unif_layer='concat')
-    status, text = report.finding5(state_of(s), 'paper')
+    status, text = verdicts.finding5(state_of(s), 'paper')
     assert status == 'reproduced' and "the paper's ratio: 0.95" in text
     sweep = dict(s, exp='sweep_celeb')
-    assert report.finding5(state_of(sweep), 'paper')[0] == 'provisional: `selection` not run (`sweep_celeb`: reproduced)'
+    assert verdicts.finding5(state_of(sweep), 'paper')[0] == 'provisional: `selection` not run (`sweep_celeb`: reproduced)'
     flat = dict(s, runs=[dict(r, final={**r['final'], 'ood_test': {'all': {'all': [0.95, 0.95, 100]}}}) for r in s['runs']])
-    assert report.finding5(state_of(flat), 'paper')[0].startswith('not judged: regime (OOD of the runs with parallel data')
-    assert report.finding5(state_of(dict(s, selection=dict(sel, unification=0.75))), 'paper')[0] == 'mixed'
+    assert verdicts.finding5(state_of(flat), 'paper')[0].startswith('not judged: regime (OOD of the runs with parallel data')
+    assert verdicts.finding5(state_of(dict(s, selection=dict(sel, unification=0.75))), 'paper')[0] == 'mixed'
 
 
 def test_finding4_from_made_up_results():
@@ -354,16 +354,16 @@ def test_finding4_from_made_up_results():
                  ('steps_10x', 0.62)):
         S.append(fake_summary(n, [({'celeb_frac': c}, o) for c in cfs]))
     by = {s['exp']: s for s in S}
-    status, text = report.finding4(state_of(*S), 'paper')
+    status, text = verdicts.finding4(state_of(*S), 'paper')
     assert status == 'reproduced' and 'mean OOD 2: 0.45, 5: 0.60, 10: 0.70, 20: 0.75' in text
-    assert report.finding4(state_of(*S), 'laptop')[0] == 'not run'
+    assert verdicts.finding4(state_of(*S), 'laptop')[0] == 'not run'
     by['people_10x'] = fake_summary('people_10x', [({'celeb_frac': c}, 0.8) for c in cfs])   # 10x events did help
-    assert report.finding4(state_of(*by.values()), 'paper')[0] == 'mixed'
+    assert verdicts.finding4(state_of(*by.values()), 'paper')[0] == 'mixed'
     del by['char_low']
-    assert report.finding4(state_of(*by.values()), 'paper')[0] == 'provisional: 5 of 6 checks judged'
+    assert verdicts.finding4(state_of(*by.values()), 'paper')[0] == 'provisional: 5 of 6 checks judged'
     stale = [fake_summary(s['exp'], [(r['knobs'], r['final']['ood_test']['all']['all'][0]) for r in s['runs']],
                           stale=['made on data v1, now v2']) for s in S]
-    assert report.finding4(state_of(*stale), 'paper')[0] == 'not judged: stale (6 of 6 checks)'
+    assert verdicts.finding4(state_of(*stale), 'paper')[0] == 'not judged: stale (6 of 6 checks)'
 
 
 def test_finding6_shows_the_standin_llm_beside_the_toy_never_in_the_paper_column():
@@ -377,14 +377,14 @@ def test_finding6_shows_the_standin_llm_beside_the_toy_never_in_the_paper_column
     llm = dict(per_layer=[layer(0.45, False), layer(0.6, True), layer(0.7, True), layer(0.65, True)], n_items=300,
                model='x.gguf', overlap=dict(variance_explained_sources=dict(r2_overlap=0.1, r2_celebrity=0.3)))
     state = dict(state_of(), toy=toy, standin=llm, standin_prov=dict(model=dict(package='tiny-llm')))
-    status, text = report.finding6(state, 'laptop')
+    status, text = verdicts.finding6(state, 'laptop')
     assert status == 'reproduced (toy); stand-in LLM: mixed'
     assert '3 of 4 layers (75%; layers 1-3)' in text and '[holds]' in text.split('<br>')[1] and 'tiny-llm' in text
-    assert report.finding6(state, 'paper')[0] == 'not run'
+    assert verdicts.finding6(state, 'paper')[0] == 'not run'
     llm['overlap']['variance_explained_sources'].update(r2_overlap=0.5)
-    assert report.finding6(state, 'laptop')[0] == 'reproduced (toy); stand-in LLM: reproduced'
-    assert report.finding6(dict(state, standin=None), 'laptop')[0] == 'reproduced'
-    assert report.finding6(dict(state, toy=None), 'laptop')[0] == 'toy not run; stand-in LLM: reproduced'
+    assert verdicts.finding6(state, 'laptop')[0] == 'reproduced (toy); stand-in LLM: reproduced'
+    assert verdicts.finding6(dict(state, standin=None), 'laptop')[0] == 'reproduced'
+    assert verdicts.finding6(dict(state, toy=None), 'laptop')[0] == 'toy not run; stand-in LLM: reproduced'
 
 
 def test_runs_table_shows_footprint_peak_after_init():
@@ -399,5 +399,5 @@ def test_runs_table_shows_footprint_peak_after_init():
 def test_verdict_rules_are_written_down():
     """Every number report.py judges by stands in docs/verdicts.md beside its name."""
     text = open(os.path.join(ROOT, 'docs', 'verdicts.md')).read()
-    for k, v in report.RULES.items():
+    for k, v in verdicts.RULES.items():
         assert f'`{k}` | {v} |' in text, k
