@@ -541,9 +541,17 @@ def run_scores(final, cfg, notes):
         scores[f'ood_{k}pct'] = est
     unif = {v: np.array([np.nan if headline(r, cfg, v) is None else headline(r, cfg, v) for r in final], float)
             for v in (metrics.HEADLINE, metrics.PAPER_RATIO)}
-    scores.update(unification=unif[metrics.HEADLINE], unif_x_id=unif[metrics.HEADLINE] * ids,
+    scores.update(unification=unif[metrics.HEADLINE], unif_x_id=unif_x_id(unif[metrics.HEADLINE], ids),
                   unification_paper=unif[metrics.PAPER_RATIO])
     return scores
+
+
+def unif_x_id(u, ids):
+    """Unification x ID accuracy, rising in both: the plain product where unification >= 0; below 0
+    (the headline score can be: cross-language similarity under the baseline) the product would rank a
+    more accurate run lower, so there unification is divided by ID accuracy instead."""
+    with np.errstate(divide='ignore', invalid='ignore'):
+        return np.where(u >= 0, u * ids, u / np.maximum(ids, 1e-9))
 
 
 CKPT_RULES = ('unification', 'unification_paper', 'unification_filtered')   # compared with the references below

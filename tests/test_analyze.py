@@ -338,3 +338,13 @@ def test_similarity_storage_is_bounded_for_a_32_run_sweep(one_run_exp):
     assert n > 10 and matrices_per_pair <= 2 * 4
     n_default = analyze.DEFAULTS['sim_values_per_type'] * 4 * analyze.DEFAULTS['sim_per_value']
     assert len(keep) * 2 * 4 * bytes_per_cosine * n_default * (n_default + 1) / 2 <= 12.9e6
+
+
+def test_unification_times_id_rises_with_both_also_below_zero():
+    """Known by construction: at equal unification the more accurate run scores higher, at equal ID the
+    more unified one, whether unification is positive or negative; NaN stays NaN."""
+    u = np.array([0.5, 0.5, -0.2, -0.2, -0.4, np.nan])
+    ids = np.array([1.0, 0.5, 1.0, 0.5, 1.0, 1.0])
+    s = analyze.unif_x_id(u, ids)
+    assert s[0] > s[1] and s[2] > s[3] and s[2] > s[4] and s[1] > s[2] and np.isnan(s[5])
+    assert s[0] == 0.5 and s[1] == 0.25 and s[3] == pytest.approx(-0.4)
