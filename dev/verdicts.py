@@ -45,10 +45,13 @@ RULES = dict(
 
 
 def spearman(x, y):
-    """Pearson's r of the ranks (ties share their mean rank)."""
+    """Pearson's r of the ranks (ties share their mean rank). Ranks make it a ratio of small integers
+    (4 points, one swap: exactly 0.8), so it is rounded to 9 decimals: float error (0.79999...) must not
+    decide a rule at its boundary."""
     pts = [(a, b) for a, b in zip(x, y) if a is not None and b is not None]
     rank = lambda v: [sum(u < w for u in v) + (sum(u == w for u in v) - 1) / 2 for w in v]
-    return pearson(rank([a for a, _ in pts]), rank([b for _, b in pts])) if len(pts) >= 3 else None
+    r = pearson(rank([a for a, _ in pts]), rank([b for _, b in pts])) if len(pts) >= 3 else None
+    return None if r is None else round(r, 9)
 
 
 # ----------------------------------------------------------------------------- reading one result (a summary.json)

@@ -387,6 +387,14 @@ def test_finding6_shows_the_standin_llm_beside_the_toy_never_in_the_paper_column
     assert verdicts.finding6(dict(state, toy=None), 'laptop')[0] == 'toy not run; stand-in LLM: reproduced'
 
 
+def test_spearman_at_a_rule_boundary_is_exact():
+    """Four points with one swap have Spearman exactly 0.8 (1 - 6 * 2 / (4 * 15)); a trend check at rho
+    0.8 holds, and one more swap (0.6) fails."""
+    assert verdicts.spearman([2, 5, 10, 20], [0.10, 0.30, 0.78, 0.61]) == 0.8
+    assert verdicts.trend(['x'], 'k', [(2, 0.10), (5, 0.30), (10, 0.78), (20, 0.61)])[2] is True
+    assert verdicts.trend(['x'], 'k', [(2, 0.30), (5, 0.10), (10, 0.78), (20, 0.61)])[2] is False
+
+
 def test_runs_table_shows_footprint_peak_after_init():
     """A run whose language footprint only falls: its peak is after initialisation, never the start."""
     s = fake_summary('sweep_celeb', [({'celeb_frac': 0.1}, 0.5)],
