@@ -455,7 +455,9 @@ def resummarise_dir(result_dir):
         if kept:
             new['selection'].update(kept)
             notes.append(f"{', '.join(kept)}: kept from the original analysis (its records hold no per-example predictions)")
-    a = dict(a, **new, settings=settings, notes=list(dict.fromkeys(notes)))
+    # the settings the analysis ran with stay (a knob renamed or dropped since still says how it was made);
+    # those the summary reads are the ones it was summarised with
+    a = dict(a, **new, settings=dict(a['settings'], **settings), notes=list(dict.fromkeys(notes)))
     a.pop('better_variant', None)                                      # chosen by correlation with OOD: no longer made
     work = tempfile.mkdtemp(prefix='results_resummarise_')
     try:
