@@ -455,9 +455,11 @@ def resummarise_dir(result_dir):
         if kept:
             new['selection'].update(kept)
             notes.append(f"{', '.join(kept)}: kept from the original analysis (its records hold no per-example predictions)")
-    # the settings the analysis ran with stay (a knob renamed or dropped since still says how it was made);
-    # those the summary reads are the ones it was summarised with
-    a = dict(a, **new, settings=dict(a['settings'], **settings), notes=list(dict.fromkeys(notes)))
+    # the settings it is summarised with; those of the analysis that are no knobs any more (renamed or
+    # dropped since) are kept apart under 'retired': they still say how the analysis was made
+    retired = dict(a['settings'].get('retired', {}), **{k: v for k, v in a['settings'].items()
+                                                         if k not in analyze.DEFAULTS and k != 'retired'})
+    a = dict(a, **new, settings=dict(settings, **({'retired': retired} if retired else {})), notes=list(dict.fromkeys(notes)))
     a.pop('better_variant', None)                                      # chosen by correlation with OOD: no longer made
     work = tempfile.mkdtemp(prefix='results_resummarise_')
     try:

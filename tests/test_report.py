@@ -132,6 +132,7 @@ def test_resummarise_under_current_rules(tiny, tmp_path):
     results.resummarise_dir(d)
     s = summary(d)
     assert 'better_variant' not in s and 'unif_variant' not in s['analysis_settings']
+    assert s['analysis_settings']['retired'] == {'unif_variant': 'same_fact'}   # no knob now, but how it was made
     assert s['analysis_settings']['footprint_at'] == 'peak' and s['scale'] == 'paper'
     assert s['selection']['unification'] is None and s['selection']['unification_paper'] is not None
     close(s['selection']['ood_1pct'], before['selection']['ood_1pct'])
