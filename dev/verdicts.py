@@ -99,9 +99,9 @@ def celeb_frac(s, knobs):
     return knobs.get('celeb_frac', dig(s, 'config', 'celeb_frac') or 0.0)
 
 
-def mean_ood(s, ft='all', **knobs):
-    """Mean final OOD accuracy of the runs with these knob values (None if none)."""
-    vals = [acc(r, 'ood_test', ft) for r in s['runs'] if all((r.get('knobs') or {}).get(k) == v for k, v in knobs.items())]
+def mean_ood(s, ft='all', split='ood_test', **knobs):
+    """Mean final OOD (or `split`) accuracy of the runs with these knob values (None if none)."""
+    vals = [acc(r, split, ft) for r in s['runs'] if all((r.get('knobs') or {}).get(k) == v for k, v in knobs.items())]
     vals = [v for v in vals if v is not None]
     return sum(vals) / len(vals) if vals else None
 
@@ -364,10 +364,13 @@ def finding4(state, scale):
     checks, whys = [], []
     for names, room, ok, text in checks4(state, scale):
         found = [state['results'].get((n, scale)) for n in names]
+        unlearned = [f"{n} ID {i:.2f}" for n, s in zip(names, found) if s is not None
+                     for i in [mean_ood(s, split='id_test', celeb_frac=0.0)] if i is not None and i < RULES['id_high']]
         why = ('not run' if None in found else 'stale' if any(s['_stale'] for s in found)
-               else 'regime' if room is not None and room >= RULES['regime_ood0']
+               else 'regime' if (room is not None and room >= RULES['regime_ood0']) or unlearned
                else 'provisional' if any(n_runs(s)[0] < n_runs(s)[1] for s in found) else None)
-        checks.append((ok if why is None else None, text + (f" ({why})" if why else '')))
+        detail = f"regime: {', '.join(unlearned)} at celeb_frac 0 < {RULES['id_high']}" if why == 'regime' and unlearned else why
+        checks.append((ok if why is None else None, text + (f" ({detail})" if why else '')))
         whys.append(why)
     ran = [n for n in experiments.EXPERIMENTS if '4' in findings_of(n) and (n, scale) in state['results']]
     text = '; '.join(f"{t} [{mark(ok) if w is None else 'not judged'}]" for (ok, t), w in zip(checks, whys))
