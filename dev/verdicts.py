@@ -364,12 +364,12 @@ def finding4(state, scale):
     checks, whys = [], []
     for names, room, ok, text in checks4(state, scale):
         found = [state['results'].get((n, scale)) for n in names]
-        unlearned = [f"{n} ID {i:.2f}" for n, s in zip(names, found) if s is not None
+        no_recall = [f"{n} ID {i:.2f}" for n, s in zip(names, found) if s is not None
                      for i in [mean_ood(s, split='id_test', celeb_frac=0.0)] if i is not None and i < RULES['id_high']]
         why = ('not run' if None in found else 'stale' if any(s['_stale'] for s in found)
-               else 'regime' if (room is not None and room >= RULES['regime_ood0']) or unlearned
+               else 'regime' if (room is not None and room >= RULES['regime_ood0']) or no_recall
                else 'provisional' if any(n_runs(s)[0] < n_runs(s)[1] for s in found) else None)
-        detail = f"regime: {', '.join(unlearned)} at celeb_frac 0 < {RULES['id_high']}" if why == 'regime' and unlearned else why
+        detail = f"regime: {', '.join(no_recall)} at celeb_frac 0 < {RULES['id_high']}" if why == 'regime' and no_recall else why
         checks.append((ok if why is None else None, text + (f" ({detail})" if why else '')))
         whys.append(why)
     ran = [n for n in experiments.EXPERIMENTS if '4' in findings_of(n) and (n, scale) in state['results']]

@@ -358,8 +358,8 @@ def test_finding4_from_made_up_results():
     status, text = verdicts.finding4(state_of(*S), 'paper')
     assert status == 'reproduced' and 'mean OOD 2: 0.45, 5: 0.60, 10: 0.70, 20: 0.75' in text
     assert verdicts.finding4(state_of(*S), 'laptop')[0] == 'not run'
-    unlearned = dict(by, people_10x=fake_summary('people_10x', [({'celeb_frac': c}, 0.03, {}, 0.04) for c in cfs]))
-    status, text = verdicts.finding4(state_of(*unlearned.values()), 'paper')   # learned nothing: no verdict from it
+    no_recall = dict(by, people_10x=fake_summary('people_10x', [({'celeb_frac': c}, 0.03, {}, 0.04) for c in cfs]))
+    status, text = verdicts.finding4(state_of(*no_recall.values()), 'paper')   # no in-language recall: no verdict from it
     assert status == 'reproduced (1 of 6 checks not judged: regime)'
     assert 'control: OOD people_10x 0.03 vs 0.60 (rule: <= +0.05) (regime: people_10x ID 0.04 at celeb_frac 0 < 0.95)' in text
     by['people_10x'] = fake_summary('people_10x', [({'celeb_frac': c}, 0.8) for c in cfs])   # 10x events did help
