@@ -21,7 +21,6 @@ of the attribute loss (optionally whitened as in TrackStar).
 Settings left at their default (0 / -1 / 'auto') are picked by device (a GPU, or a laptop:
 <= 4 GB of RAM and minutes for a quick-sized run) and printed.
 """
-import contextlib
 import glob
 import json
 import os
@@ -105,12 +104,6 @@ def pick_settings(cfg, dev):
         cfg['dtype'] = 'bfloat16' if dev == 'cpu' and model_lib.cpu_has_bf16() else 'float32'
         picked.append(f"dtype={cfg['dtype']}")
     return cfg, f"settings picked for {dev}: {', '.join(picked)}" if picked else ''
-
-
-def forward_ctx(cfg, dev):
-    """The context of the analysis' forward passes: in bf16 autocast (matmuls in bf16; norms, softmax and
-    the residual stream in float32), else none."""
-    return torch.autocast(dev.split(':')[0], torch.bfloat16) if cfg['dtype'] == 'bfloat16' else contextlib.nullcontext()
 
 
 # ----------------------------------------------------------------------------- experiment data
@@ -342,7 +335,7 @@ def analyze_group(items, inputs_by_run, cfg, dev, keep):
     union = [inputs_by_run[run['name']]['union'] for run in runs]
     grads = represent.gradient_reps(model, ckpts, union, cfg, [run['cfg'].get('beta2') for run in runs])
     max_attr = max(inputs_by_run[run['name']]['max_attr'] for run in runs)
-    with forward_ctx(cfg, dev):
+    with model_lib.autocast(dev, cfg['dtype']):          # bf16: matmuls in bf16, norms and softmax in float32
         acts = represent.activation_reps(model, union, cfg['act_batch'])
         preds = {s: represent.predict(model, [inputs_by_run[run['name']]['tests'][s] for run in runs], max_attr,
                                       cfg['act_batch']) for s in ('ood_test', 'id_test')}

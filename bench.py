@@ -522,7 +522,7 @@ def bench(cfg):
     ckpt = dict(adam_v={n: torch.rand_like(p[0]).mul(1e-6) for n, p in one.named_parameters()},
                 adam_step=100, adam_eps=1e-8)
     acfg, _ = analyze.pick_settings(dict(analyze.DEFAULTS, proj_dim=proj_dim), dev)
-    with torch.no_grad(), analyze.forward_ctx(acfg, dev):
+    with torch.no_grad(), train.autocast(dev, acfg['dtype']):
         add('act reps', None, lambda: represent.activation_reps(one, [sample]), len(sample))
     add(f"grad reps ({proj_dim} dims, {acfg['proj_kind']})", None,
         lambda: represent.gradient_reps(one, [ckpt], [sample], acfg, [0.95]), len(sample))

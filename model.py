@@ -277,6 +277,14 @@ class GPT(nn.Module):
 # ----------------------------------------------------------------------------------------------
 # helpers for the trainer and the analysis
 
+def autocast(dev, dtype, graphed=False):
+    """Mixed precision for dtype != 'float32' (its cache off under a CUDA graph); a no-op otherwise.
+    Training (train.py) and the analysis' forward passes (analyze.py) both run under it."""
+    if dtype == 'float32':
+        return torch.autocast('cpu', enabled=False)
+    return torch.autocast(dev.split(':')[0], dtype=getattr(torch, dtype), cache_enabled=not graphed)
+
+
 def pick_device(name='auto'):
     """'auto' = cuda (under torchrun: cuda:LOCAL_RANK), then mps, then cpu; else the name given,
     checked: a device this torch build or machine does not have is a one-line error."""

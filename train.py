@@ -47,7 +47,7 @@ from tqdm import tqdm
 import checkpoints
 import data_gen
 from configurator import cli, coerce, config_keys, configure, overrides
-from model import BLOCKS, GPT, GPTConfig, cpu_reuse_memory, param_groups, pick_device
+from model import BLOCKS, GPT, GPTConfig, autocast, cpu_reuse_memory, param_groups, pick_device
 
 # -----------------------------------------------------------------------------
 # I/O
@@ -352,13 +352,6 @@ def saved_threads(path):
 
 # -----------------------------------------------------------------------------
 # the step
-
-def autocast(dev, dtype, graphed=False):
-    """Mixed precision for dtype != 'float32' (its cache off under a CUDA graph); a no-op otherwise."""
-    if dtype == 'float32':
-        return torch.autocast('cpu', enabled=False)
-    return torch.autocast(dev.split(':')[0], dtype=getattr(torch, dtype), cache_enabled=not graphed)
-
 
 def shape_args(cfg, meta):
     """GPTConfig arguments of a run: the model knobs and the dataset's vocabulary and sequence length."""
