@@ -106,18 +106,23 @@ class ItemFailed(Exception):
 # ----------------------------------------------------------------------------- speeds
 def bench_points(dirs, cpu):
     """{mode: [(E, run-steps/s), ...]} of the lockstep rows of the newest bench JSONs in dirs
-    (GPU benches only, or with cpu=True CPU benches only: then a CPU bench stands for every mode)."""
+    (GPU benches only, or with cpu=True CPU benches only: then a CPU bench's laptop-shape rows stand for
+    every mode; a CPU bench without them, e.g. one of the analysis only, is no estimate of a laptop twin).
+    Within a folder the benches count in the order of their provenance date (undated ones first, by name),
+    so an older bench kept beside the current one, whatever its name, never stands for it."""
     pts = {}
     for d in dirs:
-        for path in sorted(glob.glob(os.path.join(d, 'bench*.json'))):
-            b = results.read_json(path)
+        benches = [(path, results.read_json(path)) for path in glob.glob(os.path.join(d, 'bench*.json'))]
+        benches.sort(key=lambda pb: ((pb[1].get('provenance') or {}).get('date', ''), pb[0]))
+        for path, b in benches:
             cuda = str(b.get('device', '')).startswith('cuda')
             c = b.get('config', {})
             if cuda == cpu:                                      # GPU benches for a GPU, CPU ones for a CPU
                 continue
             mode = 'graph' if c.get('cuda_graph') else 'eager' if c.get('compile') is False and cuda else 'compile'
             rows = sorted((r['E'], r['run_steps_per_s']) for r in b.get('rows', [])      # not the speed candidates
-                          if results.LOCKSTEP_ROW.fullmatch(r.get('row', '')) and r.get('run_steps_per_s'))
+                          if results.LOCKSTEP_ROW.fullmatch(r.get('row', '')) and r.get('run_steps_per_s')
+                          and (cuda or r.get('shape') == 'laptop'))
             if rows:
                 for m in ([mode] if cuda else ['compile', 'graph']):
                     pts[m] = rows                                      # later dirs (this sitting) win

@@ -175,6 +175,25 @@ def test_laptop_scale_plan(queue):
     assert all(it['terms']['mode'] == 'compile' for it in items if 'terms' in it and it['terms'])
 
 
+def test_newest_cpu_bench_stands_whatever_its_name(tmp_path):
+    """Benches kept side by side count by their provenance date: an older one named to sort last
+    (bench_cpu_old.json after bench_cpu.json) does not stand for the current one, and a newer one without
+    laptop-shape rows (the analysis bench: paper-shape lockstep rows only) is no estimate of a laptop twin."""
+    def bench(rate, date, shape='laptop'):
+        return dict(device='cpu', config=dict(compile=True), provenance=dict(date=date),
+                    rows=[dict(row='lockstep E=1', E=1, run_steps_per_s=rate, **({'shape': shape} if shape else {})),
+                          dict(row='lockstep E=12', E=12, run_steps_per_s=rate * 0.9, shape=shape)])
+    d = tmp_path / 'bench'
+    os.makedirs(d)
+    for name, b in [('bench_cpu.json', bench(30.0, '2026-12-02 08:36')),
+                    ('bench_cpu_old.json', bench(7.0, '2026-11-30 10:00')),
+                    ('bench_cpu-analysis.json', bench(8.6, '2026-12-02 11:50', shape=None))]:
+        with open(d / name, 'w') as f:
+            json.dump(b, f)
+    pts = gpu_queue.bench_points([str(d)], True)
+    assert pts['compile'] == pts['graph'] == [(1, 30.0), (12, 27.0)]
+
+
 def test_laptop_item_resumes_what_a_stopped_queue_left(queue, monkeypatch):
     """At laptop scale an item whose work folder holds a resume point trains on with --resume=True and
     keeps the folder; without one (or on a GPU) it starts clean."""
