@@ -59,7 +59,8 @@ import metrics
 import represent
 import train
 from configurator import cli, config_keys, configure, run_config_file
-from model import GPT, GPTConfig, cpu_has_bf16, cpu_reuse_memory, layer_shapes, param_groups, pick_device
+from model import (GPT, GPTConfig, autocast, cpu_has_bf16, cpu_reuse_memory, layer_shapes, param_groups, pick_device,
+                   system_settings)
 from plots import dig
 
 # -----------------------------------------------------------------------------
@@ -210,7 +211,7 @@ def parse_setting(name, dev):
     s = dict(dtype='float32', compile=False, threads=0, reuse=False, variant='')
     for part in name.split('+'):
         if part == 'auto':
-            s['dtype'], s['compile'], _ = train.system_settings(dict(train.DEFAULTS, cuda_graph=False), dev)
+            s['dtype'], s['compile'], _ = system_settings(dict(train.DEFAULTS, cuda_graph=False), dev)
             s['reuse'] = dev == 'cpu' and train.DEFAULTS['reuse_memory']
         elif part == 'reuse':
             s['reuse'] = True
@@ -297,7 +298,7 @@ def grid_group(cfg, data, model_args, E, dev, settings, n_warm, n_steps, rounds=
     for key in resolved:
         s = dict(key)
         with threads(s['threads']), reused(s['reuse']):
-            fn = lockstep(cfg, data, model_args, E, dev, s['compile'], train.autocast(dev, s['dtype']), s['variant'])
+            fn = lockstep(cfg, data, model_args, E, dev, s['compile'], autocast(dev, s['dtype']), s['variant'])
             t = time.perf_counter()
             for _ in range(n_warm):                                  # compilation happens here
                 fn()
@@ -367,14 +368,14 @@ def sweep_row(cfg, dev, tmp, laptop=None):
                 step_s=tm['step_s'], first_step_s=tm['first_step_s'], eval_s=tm['eval_s'], ckpt_s=tm['ckpt_s'],
                 outside_steps_frac=outside / tm['train_s'], run_steps_per_s=tm['run_steps_per_s'],
                 analyze_s=analyze_s, n_ckpts=a['timing']['n_ckpts'], ckpts_per_s=a['timing']['n_ckpts'] / analyze_s,
-                graphed=tm['graphed'], compiled=tm['compiled'], dtype=train.system_settings(tcfg, dev)[0],
+                graphed=tm['graphed'], compiled=tm['compiled'], dtype=system_settings(tcfg, dev)[0],
                 shape={k: tcfg[k] for k in SHAPE_KNOBS + ('eval_interval', 'eval_max', 'n_ckpts')})
 
 
 def profile_row(lap, data, meta, E, dev, n_warm):
     """The torch.profiler table of the picked setting's step at the laptop shape."""
     s = parse_setting('auto', dev)
-    step = lockstep(lap, data, train.shape_args(lap, meta), E, dev, s['compile'], train.autocast(dev, s['dtype']))
+    step = lockstep(lap, data, train.shape_args(lap, meta), E, dev, s['compile'], autocast(dev, s['dtype']))
     with reused(s['reuse']):
         for _ in range(n_warm):
             step()
@@ -472,8 +473,8 @@ def bench(cfg):
     on_grid = cfg['grid'] if cfg['grid'] != 'auto' else not cuda and all(cfg[k] == DEFAULTS[k] for k in SHAPE_KNOBS)
     n_reps = cfg['n_reps'] or (2048 if cuda else 256 if on_grid else 64)
     # the trainer's picks: bf16 autocast (+ torch.compile by default) on CUDA; on a CPU what train.py picks there
-    dtype, use_compile, _ = train.system_settings(dict(train.DEFAULTS, compile=cfg['compile'], cuda_graph=False), dev)
-    ctx = train.autocast(dev, dtype, cfg['cuda_graph'])
+    dtype, use_compile, _ = system_settings(dict(train.DEFAULTS, compile=cfg['compile'], cuda_graph=False), dev)
+    ctx = autocast(dev, dtype, cfg['cuda_graph'])
     path = data_gen.prepare(dict(data_gen.DATA_DEFAULTS, n_people=cfg['n_people'], data_dir=cfg['data_dir']))
     meta = data_gen.load_meta(path)
     examples = data_gen.load_split(path, 'train', meta)
@@ -522,7 +523,7 @@ def bench(cfg):
     ckpt = dict(adam_v={n: torch.rand_like(p[0]).mul(1e-6) for n, p in one.named_parameters()},
                 adam_step=100, adam_eps=1e-8)
     acfg, _ = analyze.pick_settings(dict(analyze.DEFAULTS, proj_dim=proj_dim), dev)
-    with torch.no_grad(), train.autocast(dev, acfg['dtype']):
+    with torch.no_grad(), autocast(dev, acfg['dtype']):
         add('act reps', None, lambda: represent.activation_reps(one, [sample]), len(sample))
     add(f"grad reps ({proj_dim} dims, {acfg['proj_kind']})", None,
         lambda: represent.gradient_reps(one, [ckpt], [sample], acfg, [0.95]), len(sample))

@@ -19,6 +19,7 @@ init does not depend on how many runs share the module.
 import ctypes
 import math
 import os
+import time
 from dataclasses import dataclass, asdict
 
 import torch
@@ -274,7 +275,7 @@ class GPT(nn.Module):
         return logits
 
 
-# ----------------------------------------------------------------------------------------------
+# the machine (device, dtype, compile, threads, memory) and helpers for the trainer and the analysis
 # helpers for the trainer and the analysis
 
 def autocast(dev, dtype, graphed=False):
@@ -320,6 +321,24 @@ def cpu_can_compile():
         return False
 
 
+def system_settings(cfg, dev):
+    """-> (dtype, compile?, CUDA graph?) of the device. 'auto' = what measures faster there with the
+    same results: on CUDA bf16 autocast, torch.compile and the step as a CUDA graph; on a CPU bf16
+    autocast where it multiplies bfloat16 natively (AVX512-BF16, AMX; else float32, said in one line)
+    and torch.compile where a C++ compiler is found (its CPU backend writes C++). bench.py's CPU table
+    measures the picks, docs/speed.md has them and their accuracy against float32."""
+    cuda, cpu = dev.startswith('cuda'), dev == 'cpu'
+    bf16_cpu = cpu and cpu_has_bf16()
+    if cfg['dtype'] == 'auto' and cpu and not bf16_cpu:
+        print("dtype='auto': this CPU has no native bfloat16 (AVX512-BF16 or AMX): training in float32")
+    dtype = cfg['dtype'] if cfg['dtype'] != 'auto' else ('bfloat16' if cuda or bf16_cpu else 'float32')
+    use_compile = cfg['compile'] if cfg['compile'] != 'auto' else cuda or (cpu and cpu_can_compile())
+    graphed = cfg['cuda_graph'] if cfg['cuda_graph'] != 'auto' else (cuda and use_compile)
+    if graphed and not cuda:
+        raise ValueError(f"config error: cuda_graph=True needs a cuda device, not {dev}")
+    return dtype, use_compile, graphed
+
+
 def cpu_reuse_memory(on=True):
     """Keep freed memory in this process (glibc's malloc; elsewhere a no-op) -> whether it applied.
     glibc serves a block above its mmap threshold (at most 32 MB) with a fresh mapping and unmaps it
@@ -338,6 +357,41 @@ def cpu_reuse_memory(on=True):
     if not on:
         trim(0)                                    # and hand back what was kept
     return bool(ok)
+
+
+def busy_cores():
+    """Cores that other processes keep busy now: runnable tasks other than this one, sampled a few
+    times over 0.2 s (the lowest count: a task that ran for an instant is not load). Linux reads
+    /proc/loadavg's instantaneous count; elsewhere the 1-minute load average stands in."""
+    try:
+        counts = []
+        for _ in range(5):
+            with open('/proc/loadavg') as f:
+                counts.append(int(f.read().split()[3].split('/')[0]) - 1)   # 'running/total'; minus this reader
+            time.sleep(0.05)
+        return max(0, min(counts))
+    except (OSError, ValueError, IndexError):
+        try:
+            return int(os.getloadavg()[0])
+        except (OSError, AttributeError):
+            return 0
+
+
+def set_threads(threads, dev, saved=None):
+    """torch's CPU threads for a run on `dev` -> the count (0 off CPU, where torch's default stays).
+    threads=0 (auto): the cores this process may use less those other processes keep busy at start,
+    at least 1; on resume, the count the interrupted run used (`saved`), since the thread count
+    changes the last bits of a float sum. torch's default (every core) collapses when another
+    process shares them: the threads wait for each other at every operation."""
+    if not dev.startswith('cpu'):
+        return 0
+    if not threads and (os.environ.get('OMP_NUM_THREADS') or os.environ.get('MKL_NUM_THREADS')):
+        return torch.get_num_threads()           # the user set torch's count already
+    if not threads:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+        threads = saved or max(1, cores - busy_cores())
+    torch.set_num_threads(threads)
+    return threads
 
 
 def _unwrap(model):

@@ -17,7 +17,7 @@ import plots
 import represent
 import train
 from checkpoints import load_checkpoint
-from model import GPT, GPTConfig
+from model import GPT, GPTConfig, autocast
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -187,7 +187,7 @@ def test_teacher_forced_accuracy_equals_greedy_decoding(tiny_exp):
     for split in data_gen.SPLITS:
         exs = data_gen.load_split(cfg['dataset_path'], split)
         data = train.stack_runs([train.encode_split(exs, meta, meta['block_size'])], 'cpu')
-        forced = train.evaluate(model, data, train.autocast('cpu', 'float32'))[0][0].numpy()
+        forced = train.evaluate(model, data, autocast('cpu', 'float32'))[0][0].numpy()
         max_attr = max(len(data_gen.attribute_tokens(e)) for e in exs)
         greedy = represent.decoded_correct(represent.predict(model, [exs], max_attr)[0], exs)
         assert forced.tolist() == greedy.tolist() and 0 < greedy.mean() < 1

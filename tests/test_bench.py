@@ -60,7 +60,7 @@ def test_cpu_grid(tmp_path, monkeypatch):
     for r in steps:
         assert r['run_steps_per_s'] > 0 and r['gflops'] > 0 and r['gemm_share'] > 0
         assert r['ratio'] == 1.0 or r['setting'] != 'float32'
-    picked = train.system_settings(train.DEFAULTS, 'cpu')
+    picked = model.system_settings(train.DEFAULTS, 'cpu')
     assert all(r['resolved']['dtype'] == picked[0] and r['resolved']['compile'] == picked[1]
                for r in steps if r['setting'] == 'auto')
     assert bench.step_flops(dict(n_layer=1, n_embd=32, n_head=2, block='pythia', vocab_size=10, block_size=5), 2) == \
@@ -98,7 +98,7 @@ def test_candidate_steps_compute_the_same_loss(tmp_path):
     """Each speed candidate is the same computation: the first step's per-run losses agree."""
     data, args = tiny_data(tmp_path)
     cfg = dict(bench.DEFAULTS, batch_size=8, n_layer=1, n_embd=32, n_head=2)
-    ctx = train.autocast('cpu', 'float32')
+    ctx = model.autocast('cpu', 'float32')
     losses = {v: bench.lockstep(cfg, data, args, 3, 'cpu', False, ctx, v)() for v in
               ('', 'attention_math', 'ce_loss', 'index_select')}
     for v, l in losses.items():
@@ -117,33 +117,14 @@ def test_bfloat16_steps_follow_float32(tmp_path):
     same two runs from the same init on the same batches keep their losses within bf16 rounding."""
     data, args = tiny_data(tmp_path)
     cfg = dict(bench.DEFAULTS, batch_size=16)
-    f32 = bench.lockstep(cfg, data, args, 2, 'cpu', False, train.autocast('cpu', 'float32'))
-    b16 = bench.lockstep(cfg, data, args, 2, 'cpu', False, train.autocast('cpu', 'bfloat16'))
+    f32 = bench.lockstep(cfg, data, args, 2, 'cpu', False, model.autocast('cpu', 'float32'))
+    b16 = bench.lockstep(cfg, data, args, 2, 'cpu', False, model.autocast('cpu', 'bfloat16'))
     first = None
     for _ in range(10):
         a, b = f32(), b16()
         first = a if first is None else first
         assert (a - b).abs().max() < 0.02 * a.abs().max(), (a, b)
     assert (first - a).min() > 0.1                                  # and they learn
-
-
-def test_auto_settings_follow_the_cpu(monkeypatch, capsys):
-    """'auto' trains in bf16 on a CPU that multiplies bf16 natively, and compiled where a C++ compiler
-    is found; without bf16, float32 and one line that says so. CUDA's picks are unchanged."""
-    monkeypatch.setattr(model, 'cpu_has_bf16', lambda: False)
-    monkeypatch.setattr(model, 'cpu_can_compile', lambda: False)
-    assert train.system_settings(train.DEFAULTS, 'cpu') == ('float32', False, False)
-    out = capsys.readouterr().out
-    assert out.count('\n') == 1 and 'float32' in out and 'bfloat16' in out
-    assert train.system_settings(dict(train.DEFAULTS, dtype='float32'), 'cpu')[0] == 'float32'
-    assert capsys.readouterr().out == ''                            # asked for float32: nothing to say
-    monkeypatch.setattr(model, 'cpu_has_bf16', lambda: True)
-    monkeypatch.setattr(model, 'cpu_can_compile', lambda: True)
-    assert train.system_settings(train.DEFAULTS, 'cpu') == ('bfloat16', True, False)
-    assert train.system_settings(dict(train.DEFAULTS, compile=False), 'cpu') == ('bfloat16', False, False)
-    assert train.system_settings(train.DEFAULTS, 'cuda') == ('bfloat16', True, True)
-    assert train.system_settings(train.DEFAULTS, 'mps')[:2] == ('float32', False) and capsys.readouterr().out == ''
-    assert isinstance(model.cpu_can_compile(), bool)
 
 
 def test_pair_differences_are_the_largest_per_measure():

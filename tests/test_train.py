@@ -431,21 +431,6 @@ def test_help_prints_every_knob():
     assert '[data_gen.py]' in run.stdout and '[train.py]' in run.stdout
 
 
-def test_system_settings_by_device(monkeypatch, capsys):
-    d = train.DEFAULTS
-    import model
-    for bf16, cc, want in [(True, True, ('bfloat16', True, False)), (False, False, ('float32', False, False))]:
-        monkeypatch.setattr(model, 'cpu_has_bf16', lambda bf16=bf16: bf16)     # stand in another CPU
-        monkeypatch.setattr(model, 'cpu_can_compile', lambda cc=cc: cc)
-        assert train.system_settings(d, 'cpu') == want
-    assert capsys.readouterr().out.count('no native bfloat16') == 1      # the fallback says so, in one line
-    assert train.system_settings(d, 'cuda:0') == ('bfloat16', True, True)      # graph + compile by default on CUDA
-    assert train.system_settings(dict(d, compile=False), 'cuda') == ('bfloat16', False, False)
-    assert train.system_settings(dict(d, dtype='float32', compile=False), 'cpu') == ('float32', False, False)
-    with pytest.raises(ValueError, match='cuda_graph=True needs a cuda device'):
-        train.system_settings(dict(d, cuda_graph=True), 'cpu')
-
-
 def test_failed_capture_falls_back_to_the_plain_step(capsys):
     """Where a step cannot be captured (here: no CUDA at all), capture_step says so in one line and
     returns the plain step, with the weights and optimizer state as they were."""
@@ -464,26 +449,6 @@ def test_failed_capture_falls_back_to_the_plain_step(capsys):
     out = train.capture_step(step, model, opt)
     assert out is step and 'cuda_graph: capture failed' in capsys.readouterr().out
     assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before))
-
-
-def test_threads_auto(monkeypatch):
-    """threads=0: the cores this process may use less those other processes keep busy (at least 1);
-    on resume, the count of the interrupted run; a count the user set (knob or OMP_NUM_THREADS) stays."""
-    before = torch.get_num_threads()
-    monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
-    monkeypatch.delenv('MKL_NUM_THREADS', raising=False)
-    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: {0, 1, 2, 3}, raising=False)
-    try:
-        for busy, want in ((0, 4), (1, 3), (3, 1), (9, 1)):
-            monkeypatch.setattr(train, 'busy_cores', lambda busy=busy: busy)
-            assert train.set_threads(0, 'cpu') == want == torch.get_num_threads()
-        assert train.set_threads(0, 'cpu', saved=2) == 2 and train.set_threads(3, 'cpu') == 3
-        assert train.set_threads(0, 'cuda:0') == 0 and torch.get_num_threads() == 3      # left alone off CPU
-        monkeypatch.setenv('OMP_NUM_THREADS', '2')
-        assert train.set_threads(0, 'cpu') == 3
-    finally:
-        torch.set_num_threads(before)
-    assert 0 <= train.busy_cores() < 1000
 
 
 def run_script(*args, timeout=120):
