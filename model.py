@@ -275,8 +275,8 @@ class GPT(nn.Module):
         return logits
 
 
+# ----------------------------------------------------------------------------------------------
 # the machine (device, dtype, compile, threads, memory) and helpers for the trainer and the analysis
-# helpers for the trainer and the analysis
 
 def autocast(dev, dtype, graphed=False):
     """Mixed precision for dtype != 'float32' (its cache off under a CUDA graph); a no-op otherwise.

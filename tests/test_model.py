@@ -297,9 +297,11 @@ def test_system_settings_follow_the_device(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert out.count('\n') == 1 and 'no native bfloat16' in out and 'float32' in out
     assert M.system_settings(dict(d, dtype='float32'), 'cpu')[0] == 'float32' and capsys.readouterr().out == ''
+    assert M.system_settings(dict(d, dtype='float32', compile=False), 'cpu') == ('float32', False, False)
     monkeypatch.setattr(M, 'cpu_has_bf16', lambda: True)
     assert M.system_settings(dict(d, compile=False), 'cpu') == ('bfloat16', False, False)
     assert M.system_settings(d, 'cuda:0') == ('bfloat16', True, True)
+    assert M.system_settings(d, 'cuda') == ('bfloat16', True, True)
     assert M.system_settings(dict(d, compile=False), 'cuda') == ('bfloat16', False, False)
     assert M.system_settings(d, 'mps')[:2] == ('float32', False) and capsys.readouterr().out == ''
     with pytest.raises(ValueError, match='cuda_graph=True needs a cuda device'):
