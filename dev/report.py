@@ -237,6 +237,78 @@ def block_bench(state):
     return '\n'.join(out)
 
 
+SAME_SCIENCE = 'same_science'  # assets/bench/<this>/: float32 eager against the CPU pick, <float32|pick>_cf<celeb_frac>_seed<N>.jsonl
+SAME_TOL = 0.02                # the rule (docs/speed.md): seed means of final ID and OOD accuracy within this of float32's
+
+
+def same_science(state):
+    """{celeb_frac: {seed: {'float32': (id, ood), 'pick': (id, ood)}}} of the seeds run both ways, and the
+    provenance entries, from assets/bench/same_science/."""
+    folder = os.path.join(state['assets'], 'bench', SAME_SCIENCE)
+    runs = {}
+    for path in sorted(glob.glob(os.path.join(folder, '*.jsonl'))):
+        m = re.fullmatch(r'(float32|pick)_cf([\d.]+)_seed(\d+)\.jsonl', os.path.basename(path))
+        if m:
+            fin = results.final_metrics(path)[1]
+            runs.setdefault(float(m[2]), {}).setdefault(int(m[3]), {})[m[1]] = (
+                dig(fin, 'id_test', 'all', 'all')[0], dig(fin, 'ood_test', 'all', 'all')[0])
+    both = {cf: {sd: r for sd, r in sorted(seeds.items()) if len(r) == 2} for cf, seeds in sorted(runs.items())}
+    prov = os.path.join(folder, 'provenance.json')
+    return {cf: s for cf, s in both.items() if s}, (read_json(prov) if os.path.isfile(prov) else [])
+
+
+def sd(xs):
+    """Sample standard deviation (0 for one value)."""
+    m = sum(xs) / len(xs)
+    return (sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5 if len(xs) > 1 else 0.0
+
+
+def block_same_science(state):
+    """Seed means of the pick against float32 at each celeb_frac, how far apart they lie, and the rule."""
+    runs, prov = same_science(state)
+    if not runs:
+        return 'The same-science comparison has not run yet.'
+    rows, means = [], {}
+    for cf, seeds in runs.items():
+        col = lambda mode, k: [r[mode][k] for r in seeds.values()]
+        means[cf] = {mode: [sum(col(mode, k)) / len(seeds) for k in (0, 1)] for mode in ('float32', 'pick')}
+        diffs = [abs(p - f) for p, f in zip(col('pick', 1), col('float32', 1))]
+        d_ood = means[cf]['pick'][1] - means[cf]['float32'][1]
+        rows.append([f'celeb_frac {cf:g}, {len(seeds)} seeds',
+                     ' / '.join(num(means[cf][m][0]) for m in ('float32', 'pick')),
+                     ' / '.join(num(means[cf][m][1]) for m in ('float32', 'pick')),
+                     f"{d_ood:+.3f} ± {sd([p - f for p, f in zip(col('pick', 1), col('float32', 1))]) / len(seeds) ** 0.5:.3f}",
+                     f"{sd(col('float32', 1)):.3f}", f'{min(diffs):.3f}-{max(diffs):.3f}'])
+    out = table(['runs', 'ID float32 / pick', 'OOD float32 / pick', 'OOD pick − float32 (± s.e.)',
+                 "float32's seed sd", 'single runs apart'], rows)
+    gaps = [abs(m['pick'][k] - m['float32'][k]) for m in means.values() for k in (0, 1)]
+    order = lambda mode: sorted(means, key=lambda cf: means[cf][mode][1])
+    same_order = ('not judged (one celeb_frac)' if len(means) < 2 else 'yes' if order('float32') == order('pick') else 'no')
+    out += ['', f"Seed means within {SAME_TOL}: {'yes' if max(gaps) <= SAME_TOL else 'no'} (largest gap {max(gaps):.3f}); "
+            f"OOD order of celeb_frac the same: {same_order}."]
+    if prov:
+        out += ['', f"{', '.join(dict.fromkeys(p.get('machine') for p in prov))}, torch "
+                f"{', '.join(dict.fromkeys(p.get('torch') for p in prov))}, commits "
+                f"{', '.join(dict.fromkeys(p.get('commit') for p in prov))} (`assets/bench/{SAME_SCIENCE}/`)."]
+    return '\n'.join(out)
+
+
+def block_same_science_runs(state):
+    """Each run's final ID and OOD accuracy, float32 / pick, and the commands that made them."""
+    runs, prov = same_science(state)
+    rows = [[f'celeb_frac {cf:g}, seed {sd}', f"{num(r['float32'][0])} / {num(r['pick'][0])}",
+             f"{num(r['float32'][1])} / {num(r['pick'][1])}", f"{r['pick'][1] - r['float32'][1]:+.3f}"]
+            for cf, seeds in runs.items() for sd, r in seeds.items()]
+    if not rows:
+        return 'The same-science comparison has not run yet.'
+    out = table(['run', 'ID float32 / pick', 'OOD float32 / pick', 'OOD pick − float32'], rows)
+    for p in prov:
+        out += ['', f"{p.get('what')}: {p.get('machine')}, torch {p.get('torch')}, commit {p.get('commit')}, {p.get('date')}, "
+                f"training {' / '.join(num(dig(p, 'train_s', m), ',.0f') for m in ('float32', 'pick'))} s (float32 / pick):", '']
+        out += [f'    {c}' for c in p.get('commands', [])]
+    return '\n'.join(out)
+
+
 def block_toy(state):
     toy = state['toy']
     if not toy:
@@ -318,7 +390,8 @@ def block_figures(state):
 
 # the marked blocks of the README and what writes each
 RENDER = dict(findings=block_findings, figures=block_figures, experiments=block_experiments, laptop=block_laptop, runs=block_runs,
-              selection=block_selection, bench=block_bench, toy=block_toy)
+              selection=block_selection, bench=block_bench, toy=block_toy,
+              same_science=block_same_science, same_science_runs=block_same_science_runs)
 MARK = re.compile(r'(<!-- report:([\w-]+) -->\n)(.*?)(<!-- /report:\2 -->)', re.S)
 
 

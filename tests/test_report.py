@@ -264,6 +264,38 @@ def test_bench_summary_and_table(tmp_path):
     assert '| not yet measured | – | – | – | – | – | – |' in block
 
 
+def test_same_science_from_made_up_logs(tmp_path):
+    """The pick-vs-float32 block reads each run's last evaluation, averages over seeds and applies the
+    0.02 rule to the seed means: a single run far off passes when the means agree, and fails when they do not."""
+    folder = tmp_path / 'bench' / report.SAME_SCIENCE
+    os.makedirs(folder)
+
+    def log(name, id_acc, ood_acc):
+        with open(folder / name, 'w') as f:
+            for it, scale in ((1500, 0.5), (3000, 1.0)):      # the earlier evaluation must be ignored
+                for split, a in (('id_test', id_acc), ('ood_test', ood_acc)):
+                    f.write(json.dumps(dict(iter=it, split=split, fact_type='all', lang='all', acc=a * scale, n=100)) + '\n')
+
+    for seed, (f32, pick) in enumerate(((0.50, 0.44), (0.46, 0.51))):   # single runs 0.06 and 0.05 apart
+        log(f'float32_cf0_seed{seed}.jsonl', 1.0, f32)
+        log(f'pick_cf0_seed{seed}.jsonl', 1.0, pick)
+        log(f'float32_cf0.3_seed{seed}.jsonl', 0.97, 0.96)
+        log(f'pick_cf0.3_seed{seed}.jsonl', 0.98, 0.97)
+    log('pick_cf0.3_seed2.jsonl', 0.5, 0.5)                    # no float32 twin: left out
+    state = dict(assets=str(tmp_path))
+    block = report.block_same_science(state)
+    assert '| celeb_frac 0, 2 seeds | 1.000 / 1.000 | 0.480 / 0.475 | -0.005 ± 0.055 | 0.028 | 0.050-0.060 |' in block
+    assert '| celeb_frac 0.3, 2 seeds | 0.970 / 0.980 | 0.960 / 0.970 | +0.010 ± 0.000 |' in block
+    assert 'Seed means within 0.02: yes (largest gap 0.010); OOD order of celeb_frac the same: yes.' in block
+    assert '| celeb_frac 0, seed 0 | 1.000 / 1.000 | 0.500 / 0.440 | -0.060 |' in report.block_same_science_runs(state)
+    log('pick_cf0_seed1.jsonl', 1.0, 0.45)                     # now the pick's mean lies 0.035 below
+    assert 'Seed means within 0.02: no (largest gap 0.035)' in report.block_same_science(state)
+    log('pick_cf0.3_seed0.jsonl', 0.98, 0.30)
+    log('pick_cf0.3_seed1.jsonl', 0.98, 0.30)                  # parallel data no longer helps the pick
+    assert 'OOD order of celeb_frac the same: no.' in report.block_same_science(state)
+    assert report.block_same_science(dict(assets=str(tmp_path / 'none'))) == 'The same-science comparison has not run yet.'
+
+
 def test_help_prints_the_knobs_of_both_scripts():
     r = subprocess.run([sys.executable, '-m', 'dev.report', '--help'], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0 and '--check=False' in r.stdout and '--summarise=' in r.stdout and not r.stderr
