@@ -272,13 +272,13 @@ def block_same_science(state):
     for cf, seeds in runs.items():
         col = lambda mode, k: [r[mode][k] for r in seeds.values()]
         means[cf] = {mode: [sum(col(mode, k)) / len(seeds) for k in (0, 1)] for mode in ('float32', 'pick')}
-        diffs = [abs(p - f) for p, f in zip(col('pick', 1), col('float32', 1))]
-        d_ood = means[cf]['pick'][1] - means[cf]['float32'][1]
+        diffs = [p - f for p, f in zip(col('pick', 1), col('float32', 1))]        # OOD, run by run
+        apart = [abs(x) for x in diffs]
         rows.append([f'celeb_frac {cf:g}, {len(seeds)} seeds',
                      ' / '.join(num(means[cf][m][0]) for m in ('float32', 'pick')),
                      ' / '.join(num(means[cf][m][1]) for m in ('float32', 'pick')),
-                     f"{d_ood:+.3f} ± {sd([p - f for p, f in zip(col('pick', 1), col('float32', 1))]) / len(seeds) ** 0.5:.3f}",
-                     f"{sd(col('float32', 1)):.3f}", f'{min(diffs):.3f}-{max(diffs):.3f}'])
+                     f"{sum(diffs) / len(diffs):+.3f} ± {sd(diffs) / len(diffs) ** 0.5:.3f}",
+                     f"{sd(col('float32', 1)):.3f}", f'{min(apart):.3f}-{max(apart):.3f}'])
     out = table(['runs', 'ID float32 / pick', 'OOD float32 / pick', 'OOD pick − float32 (± s.e.)',
                  "float32's seed sd", 'single runs apart'], rows)
     gaps = [abs(m['pick'][k] - m['float32'][k]) for m in means.values() for k in (0, 1)]
@@ -296,15 +296,16 @@ def block_same_science(state):
 def block_same_science_runs(state):
     """Each run's final ID and OOD accuracy, float32 / pick, and the commands that made them."""
     runs, prov = same_science(state)
-    rows = [[f'celeb_frac {cf:g}, seed {sd}', f"{num(r['float32'][0])} / {num(r['pick'][0])}",
+    rows = [[f'celeb_frac {cf:g}, seed {seed}', f"{num(r['float32'][0])} / {num(r['pick'][0])}",
              f"{num(r['float32'][1])} / {num(r['pick'][1])}", f"{r['pick'][1] - r['float32'][1]:+.3f}"]
-            for cf, seeds in runs.items() for sd, r in seeds.items()]
+            for cf, seeds in runs.items() for seed, r in seeds.items()]
     if not rows:
         return 'The same-science comparison has not run yet.'
     out = table(['run', 'ID float32 / pick', 'OOD float32 / pick', 'OOD pick − float32'], rows)
     for p in prov:
         out += ['', f"{p.get('what')}: {p.get('machine')}, torch {p.get('torch')}, commit {p.get('commit')}, {p.get('date')}, "
-                f"training {' / '.join(num(dig(p, 'train_s', m), ',.0f') for m in ('float32', 'pick'))} s (float32 / pick):", '']
+                f"training {' / '.join(num(dig(p, 'train_s', m), ',.0f') for m in ('float32', 'pick'))} s (float32 / pick)"
+                + (f" ({p['note']})" if p.get('note') else '') + ':', '']
         out += [f'    {c}' for c in p.get('commands', [])]
     return '\n'.join(out)
 
