@@ -19,6 +19,7 @@ import itertools
 import json
 import os
 import re
+import statistics
 import sys
 
 import metrics
@@ -61,6 +62,7 @@ def load_state(assets_dir, readme_path, root=None):
     return dict(results=found, bench=opt('bench', 'summary.json'), toy=opt('toy', 'results.json'),
                 vocab=opt('llm_eval', 'vocab_overlap.json'), llm=opt('llm_eval', 'results.json'),
                 standin=opt(STANDIN, 'results.json'), standin_prov=opt(STANDIN, 'provenance.json'),
+                same_science=same_science(assets_dir),
                 assets=assets_dir, rel=rel, verdicts=rel(os.path.join(root or base, 'docs', 'verdicts.md')))
 
 
@@ -241,43 +243,41 @@ SAME_SCIENCE = 'same_science'  # assets/bench/<this>/: float32 eager against the
 SAME_TOL = 0.02                # the rule (docs/speed.md): seed means of final ID and OOD accuracy within this of float32's
 
 
-def same_science(state):
+def same_science(assets_dir):
     """{celeb_frac: {seed: {'float32': (id, ood), 'pick': (id, ood)}}} of the seeds run both ways, and the
     provenance entries, from assets/bench/same_science/."""
-    folder = os.path.join(state['assets'], 'bench', SAME_SCIENCE)
+    folder = os.path.join(assets_dir, 'bench', SAME_SCIENCE)
     runs = {}
     for path in sorted(glob.glob(os.path.join(folder, '*.jsonl'))):
         m = re.fullmatch(r'(float32|pick)_cf([\d.]+)_seed(\d+)\.jsonl', os.path.basename(path))
         if m:
-            fin = results.final_metrics(path)[1]
-            runs.setdefault(float(m[2]), {}).setdefault(int(m[3]), {})[m[1]] = (
-                dig(fin, 'id_test', 'all', 'all')[0], dig(fin, 'ood_test', 'all', 'all')[0])
-    both = {cf: {sd: r for sd, r in sorted(seeds.items()) if len(r) == 2} for cf, seeds in sorted(runs.items())}
+            run = dict(final=results.final_metrics(path)[1])
+            runs.setdefault(float(m[2]), {}).setdefault(int(m[3]), {})[m[1]] = (acc(run, 'id_test'), acc(run, 'ood_test'))
+    both = {cf: {seed: r for seed, r in sorted(seeds.items()) if len(r) == 2} for cf, seeds in sorted(runs.items())}
     prov = os.path.join(folder, 'provenance.json')
     return {cf: s for cf, s in both.items() if s}, (read_json(prov) if os.path.isfile(prov) else [])
 
 
 def sd(xs):
     """Sample standard deviation (0 for one value)."""
-    m = sum(xs) / len(xs)
-    return (sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5 if len(xs) > 1 else 0.0
+    return statistics.stdev(xs) if len(xs) > 1 else 0.0
 
 
 def block_same_science(state):
     """Seed means of the pick against float32 at each celeb_frac, how far apart they lie, and the rule."""
-    runs, prov = same_science(state)
+    runs, prov = state['same_science']
     if not runs:
         return 'The same-science comparison has not run yet.'
     rows, means = [], {}
     for cf, seeds in runs.items():
         col = lambda mode, k: [r[mode][k] for r in seeds.values()]
-        means[cf] = {mode: [sum(col(mode, k)) / len(seeds) for k in (0, 1)] for mode in ('float32', 'pick')}
+        means[cf] = {mode: [statistics.fmean(col(mode, k)) for k in (0, 1)] for mode in ('float32', 'pick')}
         diffs = [p - f for p, f in zip(col('pick', 1), col('float32', 1))]        # OOD, run by run
         apart = [abs(x) for x in diffs]
         rows.append([f'celeb_frac {cf:g}, {len(seeds)} seeds',
                      ' / '.join(num(means[cf][m][0]) for m in ('float32', 'pick')),
                      ' / '.join(num(means[cf][m][1]) for m in ('float32', 'pick')),
-                     f"{sum(diffs) / len(diffs):+.3f} ± {sd(diffs) / len(diffs) ** 0.5:.3f}",
+                     f"{statistics.fmean(diffs):+.3f} ± {sd(diffs) / len(diffs) ** 0.5:.3f}",
                      f"{sd(col('float32', 1)):.3f}", f'{min(apart):.3f}-{max(apart):.3f}'])
     out = table(['runs', 'ID float32 / pick', 'OOD float32 / pick', 'OOD pick − float32 (± s.e.)',
                  "float32's seed sd", 'single runs apart'], rows)
@@ -295,7 +295,7 @@ def block_same_science(state):
 
 def block_same_science_runs(state):
     """Each run's final ID and OOD accuracy, float32 / pick, and the commands that made them."""
-    runs, prov = same_science(state)
+    runs, prov = state['same_science']
     rows = [[f'celeb_frac {cf:g}, seed {seed}', f"{num(r['float32'][0])} / {num(r['pick'][0])}",
              f"{num(r['float32'][1])} / {num(r['pick'][1])}", f"{r['pick'][1] - r['float32'][1]:+.3f}"]
             for cf, seeds in runs.items() for seed, r in seeds.items()]

@@ -282,18 +282,18 @@ def test_same_science_from_made_up_logs(tmp_path):
         log(f'float32_cf0.3_seed{seed}.jsonl', 0.97, 0.96)
         log(f'pick_cf0.3_seed{seed}.jsonl', 0.98, 0.97)
     log('pick_cf0.3_seed2.jsonl', 0.5, 0.5)                    # no float32 twin: left out
-    state = dict(assets=str(tmp_path))
-    block = report.block_same_science(state)
+    state = lambda: dict(same_science=report.same_science(str(tmp_path)))   # read again after each rewrite
+    block = report.block_same_science(state())
     assert '| celeb_frac 0, 2 seeds | 1.000 / 1.000 | 0.480 / 0.475 | -0.005 ± 0.055 | 0.028 | 0.050-0.060 |' in block
     assert '| celeb_frac 0.3, 2 seeds | 0.970 / 0.980 | 0.960 / 0.970 | +0.010 ± 0.000 |' in block
     assert 'Seed means within 0.02: yes (largest gap 0.010); OOD order of celeb_frac the same: yes.' in block
-    assert '| celeb_frac 0, seed 0 | 1.000 / 1.000 | 0.500 / 0.440 | -0.060 |' in report.block_same_science_runs(state)
+    assert '| celeb_frac 0, seed 0 | 1.000 / 1.000 | 0.500 / 0.440 | -0.060 |' in report.block_same_science_runs(state())
     log('pick_cf0_seed1.jsonl', 1.0, 0.45)                     # now the pick's mean lies 0.035 below
-    assert 'Seed means within 0.02: no (largest gap 0.035)' in report.block_same_science(state)
+    assert 'Seed means within 0.02: no (largest gap 0.035)' in report.block_same_science(state())
     log('pick_cf0.3_seed0.jsonl', 0.98, 0.30)
     log('pick_cf0.3_seed1.jsonl', 0.98, 0.30)                  # parallel data no longer helps the pick
-    assert 'OOD order of celeb_frac the same: no.' in report.block_same_science(state)
-    assert report.block_same_science(dict(assets=str(tmp_path / 'none'))) == 'The same-science comparison has not run yet.'
+    assert 'OOD order of celeb_frac the same: no.' in report.block_same_science(state())
+    assert report.block_same_science(dict(same_science=report.same_science(str(tmp_path / 'none')))) == 'The same-science comparison has not run yet.'
 
 
 def test_help_prints_the_knobs_of_both_scripts():
