@@ -303,7 +303,7 @@ def block_same_science_runs(state):
         return 'The same-science comparison has not run yet.'
     out = table(['run', 'ID float32 / pick', 'OOD float32 / pick', 'OOD pick − float32'], rows)
     for p in prov:
-        out += ['', f"{p.get('what')}: {p.get('machine')}, torch {p.get('torch')}, commit {p.get('commit')}, {p.get('date')}, "
+        out += ['', f"{p.get('what')}: {p.get('machine')}, torch {p.get('torch')}, commit {p.get('commit')}, data {p.get('data')}, {p.get('date')}, "
                 f"training {' / '.join(num(dig(p, 'train_s', m), ',.0f') for m in ('float32', 'pick'))} s (float32 / pick)"
                 + (f" ({p['note']})" if p.get('note') else '') + ':', '']
         out += [f'    {c}' for c in p.get('commands', [])]
