@@ -56,6 +56,7 @@ proj_dtype = 'auto'         # matmul dtype of the Gaussian projection: auto = bf
 grad_precond = 'adam'       # adam: g / (sqrt(v) + eps); trackstar: that, projected, then whitened by R^-1/2
 trackstar_damping = 1e-3    # ridge added to R, relative to its mean eigenvalue
 grad_batch = 0              # examples x runs per per-example-gradient call; 0 = auto: 2048 cuda, 128 else
+grad_impl = 'auto'          # per-example gradients: vmap (torch.func) or runs (each example a run of its own); auto = vmap cuda, runs else
 dtype = 'auto'              # forward passes (bf16: autocast) and per-example gradients: auto = bfloat16 on a bf16 CPU, else float32
 act_batch = 1024            # examples per forward pass (activations, predictions)
 reuse_memory = True         # on a CPU keep freed memory in the process (faster; it keeps its peak memory till exit)
@@ -80,11 +81,13 @@ figures = True              # write PNG figures
 DEFAULTS = config_keys(globals())
 CHOICES = {'unif_rep': ('act', 'grad'), 'footprint_at': ('peak', 'final'),
            'proj_dtype': ('auto', 'float32', 'bfloat16', 'float16'), 'proj_kind': ('auto', 'gaussian', 'sketch'),
-           'grad_precond': ('adam', 'trackstar'), 'dtype': ('auto', 'float32', 'bfloat16')}
+           'grad_precond': ('adam', 'trackstar'), 'dtype': ('auto', 'float32', 'bfloat16'),
+           'grad_impl': ('auto', 'vmap', 'runs')}
 AUTO = {  # setting: (value on cuda, value elsewhere), for settings left at their default (0 / -1 / 'auto')
     'max_examples': (1000, 400), 'max_celeb_facts': (100, 50), 'max_ckpts': (0, 8), 'run_batch': (16, 2),
     'proj_dim': (4096, 512), 'proj_kind': ('gaussian', 'sketch'), 'proj_cache_gb': (16.0, 1.0),
-    'grad_batch': (2048, 128), 'ood_sample': (2000, 500)}
+    'grad_batch': (2048, 128), 'ood_sample': (2000, 500),
+    'grad_impl': ('vmap', 'runs')}
 SUMMARY_KEYS = ('unif_rep', 'unif_layer', 'footprint_at', 'select_repeats', 'select_frac', 'select_ks', 'ckpt_min_id',
                 'ckpt_tie', 'seed')   # what summarise reads: an older analysis summarised again gets the defaults it lacks
 RUN_KNOBS = [k for k in data_gen.DATA_DEFAULTS if k not in ('dataset', 'data_dir')] + ['seed', 'learning_rate',

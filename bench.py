@@ -34,8 +34,9 @@ Rows:
                 one; and gradient representations in float32 against the analysis' pick (its dtype)
   analysis pair (on a CPU, with the sweep row or analyze_dir) analyze.py as a user runs it, figures
                 included, on pair_ckpts checkpoints per run: its CPU defaults (bf16 forward passes and
-                per-example gradients, freed memory kept) against today's float32 path (float32, glibc's
-                memory defaults), timed in turns twice: seconds, checkpoints/s, the ratio, and how far
+                per-example gradients, each example as a run of its own, freed memory kept) against the
+                plain path (PLAIN_ANALYSIS: float32, torch.func's vmap, glibc's memory defaults: the
+                analysis before its CPU speed-ups), timed in turns twice: seconds, checkpoints/s, the ratio, and how far
                 the two paths' measures lie apart (largest difference per measure over the checkpoints)
 Ratios are run-steps/s against the plain loop (grid rows: against float32 eager). Writes the table as JSON (out_file).
 """
@@ -90,7 +91,7 @@ grid = 'auto'              # the CPU table (see above); 'auto' = on a CPU when n
 grid_settings = ['float32', 'bfloat16', 'float32+compile', 'bfloat16+compile', 'auto']  # '+'-joined: dtype, compile, threads<N>, reuse, a candidate; auto = train.py's pick; the first = baseline
 laptop_config = 'config/laptop/base.py'  # the laptop regime: the grid's laptop shape, and the CPU sweep row's schedule
 laptop_runs = 12           # run count of the laptop sweeps (config/laptop/sweep_celeb.py: 6 celeb_frac x 2 seeds)
-analyze_dir = ''           # also time analyze.py on this trained sweep (a copy): its CPU defaults against today's float32 path
+analyze_dir = ''           # also time analyze.py on this trained sweep (a copy): its CPU defaults against the plain path
 pair_ckpts = -1            # checkpoints per run in that comparison; -1 = analyze.py's default (8 on a CPU) (the sweep row makes one too)
 # -----------------------------------------------------------------------------
 DEFAULTS = config_keys(globals())
@@ -385,32 +386,37 @@ def profile_row(lap, data, meta, E, dev, n_warm):
     return row
 
 
+# the analysis before its CPU speed-ups: float32, per-example gradients by torch.func's vmap, glibc's memory
+# defaults. The CPU defaults (analyze.pick_settings) change all three; the pair and the grad reps rows time both.
+PLAIN_ANALYSIS = dict(dtype='float32', grad_impl='vmap', reuse_memory=False)
+
+
 def dtype_rows(rows, one, ckpt, sample, acfg, proj_dim, dev):
-    """Gradient representations in the analysis' picked dtype (freed memory kept, as analyze.py does on a
-    CPU) against float32 with glibc's memory defaults, timed in turns: the last row (the pick) is
-    retimed and a float32 row with the ratio follows it."""
-    secs = {d: [] for d in ('float32', acfg['dtype'])}
+    """Gradient representations with the analysis' picks (freed memory kept, as analyze.py does on a
+    CPU) against the plain path (PLAIN_ANALYSIS), timed in turns: the last row (the pick) is retimed
+    and a plain row with the ratio follows it."""
+    paths = {'plain': dict(acfg, **PLAIN_ANALYSIS), 'pick': acfg}
+    secs = {k: [] for k in paths}
     for _ in range(3):
-        for d in secs:
-            c = dict(acfg, dtype=d)
-            with reused(d != 'float32' and dev == 'cpu' and acfg['reuse_memory']):
-                secs[d].append(timed(lambda: represent.gradient_reps(one, [ckpt], [sample], c, [0.95]), 1, dev)[0])
+        for k, c in paths.items():
+            with reused(dev == 'cpu' and c['reuse_memory']):
+                secs[k].append(timed(lambda: represent.gradient_reps(one, [ckpt], [sample], c, [0.95]), 1, dev)[0])
     f32, pick = (statistics.median(v) for v in secs.values())
     rows[-1].update(items_per_s=len(sample) / pick, seconds_per_step=pick)
-    rows.append(dict(row=f"grad reps ({proj_dim} dims, {acfg['proj_kind']}, float32)", E=None, peak_mem_gb=None,
+    rows.append(dict(row=f"grad reps ({proj_dim} dims, {acfg['proj_kind']}, float32 vmap)", E=None, peak_mem_gb=None,
                      items_per_s=len(sample) / f32, picked_items_per_s=len(sample) / pick, ratio=f32 / pick))
     print(f"{rows[-1]['row']:<36} {len(sample) / f32:>10.1f} examples/s; {acfg['dtype']} (picked) "
           f"{len(sample) / pick:.1f}: {f32 / pick:.2f}x")
 
 
 def analysis_pair(exp, dev, tmp, n_ckpts):
-    """analyze.py's CPU defaults against today's float32 path on a copy of a trained sweep, n_ckpts
-    per run, timed in turns (float32, pick, float32, pick) -> the row."""
+    """analyze.py's CPU defaults against the plain path (PLAIN_ANALYSIS) on a copy of a trained sweep,
+    n_ckpts per run, timed in turns (plain, pick, plain, pick) -> the row (its float32_* fields: the plain path)."""
     copy = os.path.join(tmp, 'analysis_pair')
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(exp, copy, ignore=shutil.ignore_patterns('analysis.json', 'similarity.npz', 'figures', 'resume*.pt'))
     base = dict(analyze.DEFAULTS, exp_dir=copy, device=dev, max_ckpts=n_ckpts)
-    paths = {'float32': dict(base, dtype='float32', reuse_memory=False), 'pick': base}
+    paths = {'float32': dict(base, **PLAIN_ANALYSIS), 'pick': base}
     secs, records = {k: [] for k in paths}, {}
     try:
         for _ in range(2):
@@ -425,7 +431,7 @@ def analysis_pair(exp, dev, tmp, n_ckpts):
     row = dict(row=f'analysis pair ({n} checkpoints)', E=None, peak_mem_gb=None, n_ckpts=n, float32_s=f32, pick_s=pick,
                seconds=secs, ckpts_per_s=n / pick, float32_ckpts_per_s=n / f32, ratio=f32 / pick,
                max_diff=pair_differences(records['float32'], records['pick']))
-    print(f"{row['row']}: float32 path {f32:.1f}s ({n / f32:.2f} checkpoints/s), CPU defaults {pick:.1f}s "
+    print(f"{row['row']}: plain path (float32, vmap) {f32:.1f}s ({n / f32:.2f} checkpoints/s), CPU defaults {pick:.1f}s "
           f"({n / pick:.2f} checkpoints/s): {f32 / pick:.2f}x (best of 2 in turns); largest differences: "
           + ', '.join(f'{k} {v:.3f}' for k, v in row['max_diff'].items()))
     return row

@@ -248,8 +248,8 @@ class GPT(nn.Module):
         """idx (E, B, T) token ids -> logits (E, B, T, V) [, hidden (L+1, E, B, T, d)]."""
         cfg = self.config
         E, B, T = idx.shape
-        if E != cfg.n_runs:
-            raise ValueError(f"model error: idx has {E} runs on axis 0, the model has n_runs={cfg.n_runs} "
+        if E != len(self.run_offset):     # = n_runs (represent.per_example_grads passes more as a buffer)
+            raise ValueError(f"model error: idx has {E} runs on axis 0, the model has n_runs={len(self.run_offset)} "
                              f"(use idx.expand to feed one batch to every run)")
         if T > cfg.block_size:
             raise ValueError(f"model error: sequence length {T} > block_size {cfg.block_size}")

@@ -22,9 +22,10 @@ from model import GPT, GPTConfig, autocast
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.parametrize('how', ['vmap', 'runs'])
 @pytest.mark.parametrize('block', ['pythia', 'gemma2'])
-def test_per_example_grads_match_autograd(block):
-    """Per-example gradients of two runs at once = autograd on each run's model and example alone."""
+def test_per_example_grads_match_autograd(block, how):
+    """Per-example gradients of two runs at once, both ways = autograd on each run's model and example alone."""
     torch.manual_seed(0)
     model = GPT(GPTConfig(block=block, n_layer=2, n_head=2, n_embd=16, vocab_size=23, block_size=12, n_runs=2),
                 seeds=[5, 6])
@@ -33,7 +34,7 @@ def test_per_example_grads_match_autograd(block):
     for r in range(2):
         for i, n in enumerate(lens[r]):
             idx[r, i, :n] = torch.randint(3, 23, (n,))
-    G = represent.per_example_grads(model, idx, torch.tensor(plens), torch.tensor(lens))
+    G = represent.per_example_grads(model, idx, torch.tensor(plens), torch.tensor(lens), how=how)
     for r in range(2):
         for i, (n, pl) in enumerate(zip(lens[r], plens[r])):
             model.zero_grad()
@@ -44,7 +45,7 @@ def test_per_example_grads_match_autograd(block):
                 torch.nn.functional.cross_entropy(logits[pl - 1:-1], s[pl:-1], reduction='sum').backward()
             for name, p in model.named_parameters():
                 ref = p.grad[r] if p.grad is not None else torch.zeros_like(p[r])
-                torch.testing.assert_close(G[name][i, r], ref, atol=1e-5, rtol=1e-4)
+                torch.testing.assert_close(G[name][r, i], ref, atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize('kind', ['gaussian', 'sketch'])
