@@ -343,7 +343,7 @@ def cpu_reuse_memory(on=True):
     """Keep freed memory in this process (glibc's malloc; elsewhere a no-op) -> whether it applied.
     glibc serves a block above its mmap threshold (at most 32 MB) with a fresh mapping and unmaps it
     when freed, so each new one is zero-filled page by page again; activations and per-example
-    gradients are such blocks, freed and reallocated at every step. Keeping them (no mmap, no trim)
+    gradients are such blocks, freed and reallocated at every step. Keeping them (no mmap, no trim, one arena)
     makes CPU training and analysis markedly faster (bench.py's 'reuse' rows, docs/speed.md); the
     cost: the process keeps its peak memory until it exits. on=False restores glibc's defaults."""
     try:
@@ -351,9 +351,12 @@ def cpu_reuse_memory(on=True):
         mallopt, trim = libc.mallopt, libc.malloc_trim
     except (OSError, AttributeError):              # not glibc (macOS, musl, Windows)
         return False
-    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
-    ok = mallopt(M_MMAP_MAX, 0 if on else 65536)   # glibc's defaults: 65536 mappings, 128 KiB
+    M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8
+    ok = mallopt(M_MMAP_MAX, 0 if on else 65536)   # glibc's defaults: 65536 mappings, 128 KiB, 8 arenas per core
     ok &= mallopt(M_TRIM_THRESHOLD, 2 ** 31 - 1 if on else 128 * 1024)
+    # one arena: a block freed in another thread's arena lives in a mapped heap that glibc unmaps once it
+    # is empty, so those blocks were zero-filled page by page again too (bmm outputs, embedding backward)
+    ok &= mallopt(M_ARENA_MAX, 1 if on else 8 * (os.cpu_count() or 1))
     if not on:
         trim(0)                                    # and hand back what was kept
     return bool(ok)

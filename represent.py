@@ -63,8 +63,11 @@ def per_example_grads(model, idx, plen, tlen, dtype=torch.float32, how='vmap'):
     shape)}: example b of run r in [r, b]. dtype: of the weights, activations and gradients (the loss
     is taken in float32). how: 'vmap' = torch.func's vmap(grad) over examples (the weights read once
     per run); 'runs' = every (run, example) pair becomes a run of its own, the weights repeated B
-    times, and one ordinary backward leaves each example's gradient in its copy, already in this
-    layout (on a CPU ~1.4x faster: vmap's batching moves ~a third of the time into copies, docs/speed.md)."""
+    times (memory as for the gradients), and one ordinary backward leaves each example's gradient in
+    its copy, already in this layout (on a CPU in bf16 ~1.4x faster: vmap's batching moves about a
+    third of its time into copies; docs/speed.md)."""
+    if how not in ('vmap', 'runs'):
+        raise ValueError(f"per_example_grads: how={how!r} is not 'vmap' or 'runs'")
     pos = torch.arange(1, idx.shape[-1], device=idx.device)               # target positions
     E, B, T = idx.shape
 
