@@ -412,6 +412,8 @@ def dtype_rows(rows, one, ckpt, sample, acfg, proj_dim, dev):
 def analysis_pair(exp, dev, tmp, n_ckpts):
     """analyze.py's CPU defaults against the plain path (PLAIN_ANALYSIS) on a copy of a trained sweep,
     n_ckpts per run, timed in turns (plain, pick, plain, pick) -> the row (its float32_* fields: the plain path)."""
+    if not os.path.isdir(exp):
+        raise ValueError(f"bench: no trained sweep at analyze_dir={exp!r}")
     copy = os.path.join(tmp, 'analysis_pair')
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(exp, copy, ignore=shutil.ignore_patterns('analysis.json', 'similarity.npz', 'figures', 'resume*.pt'))
@@ -535,14 +537,18 @@ def bench(cfg):
         lambda: represent.gradient_reps(one, [ckpt], [sample], acfg, [0.95]), len(sample))
     if on_grid and acfg['dtype'] != 'float32':   # the analysis' pick against float32, timed in turns
         dtype_rows(rows, one, ckpt, sample, acfg, proj_dim, dev)
+    def save():                                    # after the quick rows too: a failing long row keeps them
+        os.makedirs(os.path.dirname(cfg['out_file']) or '.', exist_ok=True)
+        with open(cfg['out_file'], 'w') as f:
+            json.dump(dict(device=dev, device_name=name, torch=torch.__version__, config=cfg, rows=rows,
+                           provenance=provenance(dev)), f, indent=1)
+    save()
     if cfg['analyze_dir']:
         rows.append(analysis_pair(cfg['analyze_dir'], dev, os.path.dirname(cfg['out_file']) or '.', cfg['pair_ckpts']))
+        save()
     if cfg['sweep']:
         add_sweep_row(rows, cfg, dev, laptop)
-    os.makedirs(os.path.dirname(cfg['out_file']) or '.', exist_ok=True)
-    with open(cfg['out_file'], 'w') as f:
-        json.dump(dict(device=dev, device_name=name, torch=torch.__version__, config=cfg, rows=rows,
-                       provenance=provenance(dev)), f, indent=1)
+        save()
     print(f"-> {cfg['out_file']}")
     return rows
 

@@ -37,6 +37,19 @@ def test_bench_runs_on_cpu(tmp_path):
     assert {'cpu', 'cores', 'torch', 'commit', 'date'} <= set(saved['provenance'])
 
 
+
+def test_a_failing_analysis_pair_keeps_the_rows_before_it(tmp_path):
+    """The JSON is written before the long rows: an analysis pair on a missing sweep is a one-line error,
+    and the throughput rows measured before it are on disk."""
+    cfg = dict(bench.DEFAULTS, device='cpu', run_counts=[1], steps=1, warmup=1, batch_size=8, n_layer=1, n_embd=32,
+               n_head=2, n_people=300, data_dir=str(tmp_path / 'data'), n_reps=4, proj_dim=16, compile=False,
+               analyze_dir=str(tmp_path / 'no_sweep'), out_file=str(tmp_path / 'bench.json'))
+    with pytest.raises(ValueError, match='no_sweep'):
+        bench.bench(cfg)
+    saved = json.load(open(cfg['out_file']))
+    assert [r['row'] for r in saved['rows']] == ['plain loop', 'lockstep E=1', 'act reps', 'grad reps (16 dims, sketch)']
+
+
 def test_cpu_grid(tmp_path, monkeypatch):
     """The CPU table in miniature: per shape the GEMM limit, then every setting at each run count with
     its ratio to the first (float32 eager) and its share of the limit; 'auto' is the trainer's pick."""
