@@ -537,20 +537,23 @@ def bench(cfg):
         lambda: represent.gradient_reps(one, [ckpt], [sample], acfg, [0.95]), len(sample))
     if on_grid and acfg['dtype'] != 'float32':   # the analysis' pick against float32, timed in turns
         dtype_rows(rows, one, ckpt, sample, acfg, proj_dim, dev)
-    def save():                                    # after the quick rows too: a failing long row keeps them
-        os.makedirs(os.path.dirname(cfg['out_file']) or '.', exist_ok=True)
-        with open(cfg['out_file'], 'w') as f:
-            json.dump(dict(device=dev, device_name=name, torch=torch.__version__, config=cfg, rows=rows,
-                           provenance=provenance(dev)), f, indent=1)
-    save()
+    save(cfg, dev, name, rows)                     # before the long rows too: a failing one keeps these
     if cfg['analyze_dir']:
         rows.append(analysis_pair(cfg['analyze_dir'], dev, os.path.dirname(cfg['out_file']) or '.', cfg['pair_ckpts']))
-        save()
+        save(cfg, dev, name, rows)
     if cfg['sweep']:
         add_sweep_row(rows, cfg, dev, laptop)
-        save()
+        save(cfg, dev, name, rows)
     print(f"-> {cfg['out_file']}")
     return rows
+
+
+def save(cfg, dev, name, rows):
+    """The table so far as JSON in out_file, with the machine and its provenance."""
+    os.makedirs(os.path.dirname(cfg['out_file']) or '.', exist_ok=True)
+    with open(cfg['out_file'], 'w') as f:
+        json.dump(dict(device=dev, device_name=name, torch=torch.__version__, config=cfg, rows=rows,
+                       provenance=provenance(dev)), f, indent=1)
 
 
 def cpu_name():
