@@ -31,7 +31,7 @@ Rows:
                 timed in turns so that a busy machine's noise hits every setting alike; ratios against the
                 first setting at the same shape and E. Also the limit: GFLOP/s of plain 2-D float32 and
                 bfloat16 GEMMs of the model's shapes, and each row's model GFLOP/s as a share of the faster
-                one; and gradient representations in float32 against the analysis' pick (its dtype)
+                one; and gradient representations on the plain path against the analysis' picks
   analysis pair (on a CPU, with the sweep row or analyze_dir) analyze.py as a user runs it, figures
                 included, on pair_ckpts checkpoints per run: its CPU defaults (bf16 forward passes and
                 per-example gradients, each example as a run of its own, freed memory kept) against the
@@ -535,7 +535,7 @@ def bench(cfg):
         add('act reps', None, lambda: represent.activation_reps(one, [sample]), len(sample))
     add(f"grad reps ({proj_dim} dims, {acfg['proj_kind']})", None,
         lambda: represent.gradient_reps(one, [ckpt], [sample], acfg, [0.95]), len(sample))
-    if on_grid and acfg['dtype'] != 'float32':   # the analysis' pick against float32, timed in turns
+    if on_grid and acfg['dtype'] != 'float32':   # the analysis' picks against the plain path, timed in turns
         dtype_rows(rows, one, ckpt, sample, acfg, proj_dim, dev)
     save(cfg, dev, name, rows)                     # before the long rows too: a failing one keeps these
     if cfg['analyze_dir']:

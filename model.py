@@ -178,6 +178,11 @@ def layer_shapes(cfg):
             'w_fc': ((d, 2 * h), 'normal'), 'w_proj': ((h, d), 'resid')}
 
 
+def run_offsets(n_runs, vocab_size, device=None):
+    """Row offset of each run in the flattened (n_runs*V, d) embedding table: (n_runs, 1, 1)."""
+    return (torch.arange(n_runs, device=device) * vocab_size).view(n_runs, 1, 1)
+
+
 class GPT(nn.Module):
 
     def __init__(self, config, seeds=None, init=True):
@@ -208,8 +213,7 @@ class GPT(nn.Module):
         # True above the diagonal: keys a query may not see
         self.register_buffer('future', torch.ones(cfg.block_size, cfg.block_size, dtype=torch.bool).triu(1),
                              persistent=False)
-        # row offset of each run in the flattened (E*V, d) embedding table
-        self.register_buffer('run_offset', (torch.arange(E) * V).view(E, 1, 1), persistent=False)
+        self.register_buffer('run_offset', run_offsets(E, V), persistent=False)
         if init:
             self.init_weights()
 

@@ -22,6 +22,7 @@ from torch.func import functional_call, grad, vmap
 
 import data_gen
 import metrics
+import model as model_lib
 
 
 def encode_runs(per_run, dev):
@@ -77,7 +78,7 @@ def per_example_grads(model, idx, plen, tlen, dtype=torch.float32, how='vmap'):
     if how == 'runs':
         params = {k: v.detach().to(dtype)[:, None].expand(E, B, *v.shape[1:]).reshape(E * B, *v.shape[1:])
                   .requires_grad_() for k, v in model.named_parameters()}          # (E*B, *shape) each
-        offset = torch.arange(E * B, device=idx.device).view(-1, 1, 1) * model.config.vocab_size
+        offset = model_lib.run_offsets(E * B, model.config.vocab_size, idx.device)
         ids = idx.reshape(E * B, 1, T)
         logits = functional_call(model, {**params, 'run_offset': offset}, (ids[:, :, :-1],))[:, 0]  # (E*B, T-1, V)
         loss = (nll(logits, ids[:, 0]) * data_gen.attribute_targets(pos, plen.reshape(-1, 1), tlen.reshape(-1, 1))).sum()

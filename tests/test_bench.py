@@ -37,7 +37,6 @@ def test_bench_runs_on_cpu(tmp_path):
     assert {'cpu', 'cores', 'torch', 'commit', 'date'} <= set(saved['provenance'])
 
 
-
 def test_a_failing_analysis_pair_keeps_the_rows_before_it(tmp_path):
     """The JSON is written before the long rows: an analysis pair on a missing sweep is a one-line error,
     and the throughput rows measured before it are on disk."""
