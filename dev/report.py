@@ -62,7 +62,7 @@ def load_state(assets_dir, readme_path, root=None):
     return dict(results=found, bench=opt('bench', 'summary.json'), toy=opt('toy', 'results.json'),
                 vocab=opt('llm_eval', 'vocab_overlap.json'), llm=opt('llm_eval', 'results.json'),
                 standin=opt(STANDIN, 'results.json'), standin_prov=opt(STANDIN, 'provenance.json'),
-                same_science=same_science(assets_dir),
+                same_science=same_science(assets_dir), same_science_replication=same_science(assets_dir, REPLICATION),
                 assets=assets_dir, rel=rel, verdicts=rel(os.path.join(root or base, 'docs', 'verdicts.md')))
 
 
@@ -240,13 +240,14 @@ def block_bench(state):
 
 
 SAME_SCIENCE = 'same_science'  # assets/bench/<this>/: float32 eager against the CPU pick, <float32|pick>_cf<celeb_frac>_seed<N>.jsonl
+REPLICATION = 'same_science_replication'  # assets/bench/<this>/: the same, fresh seeds fixed before their runs (docs/speed.md)
 SAME_TOL = 0.02                # the rule (docs/speed.md): seed means of final ID and OOD accuracy within this of float32's
 
 
-def same_science(assets_dir):
+def same_science(assets_dir, name=SAME_SCIENCE):
     """{celeb_frac: {seed: {'float32': (id, ood), 'pick': (id, ood)}}} of the seeds run both ways, and the
-    provenance entries, from assets/bench/same_science/."""
-    folder = os.path.join(assets_dir, 'bench', SAME_SCIENCE)
+    provenance entries, from assets/bench/<name>/."""
+    folder = os.path.join(assets_dir, 'bench', name)
     runs = {}
     for path in sorted(glob.glob(os.path.join(folder, '*.jsonl'))):
         m = re.fullmatch(r'(float32|pick)_cf([\d.]+)_seed(\d+)\.jsonl', os.path.basename(path))
@@ -258,16 +259,23 @@ def same_science(assets_dir):
     return {cf: s for cf, s in both.items() if s}, (read_json(prov) if os.path.isfile(prov) else [])
 
 
+def pooled(*sets):
+    """The runs and provenance of several same_science() sets as one (their seeds must differ)."""
+    runs = {}
+    for r, _ in sets:
+        for cf, seeds in r.items():
+            runs.setdefault(cf, {}).update(seeds)
+    return {cf: dict(sorted(s.items())) for cf, s in sorted(runs.items())}, [p for _, prov in sets for p in prov]
+
+
 def sd(xs):
     """Sample standard deviation (0 for one value)."""
     return statistics.stdev(xs) if len(xs) > 1 else 0.0
 
 
-def block_same_science(state):
-    """Seed means of the pick against float32 at each celeb_frac, how far apart they lie, and the rule."""
-    runs, prov = state['same_science']
-    if not runs:
-        return 'The same-science comparison has not run yet.'
+def same_science_table(runs, prov, folder, rule='Seed means'):
+    """Seed means of the pick against float32 at each celeb_frac, how far apart they lie, and the rule
+    (rule: how the rule's line begins)."""
     rows, means = [], {}
     for cf, seeds in runs.items():
         col = lambda mode, k: [r[mode][k] for r in seeds.values()]
@@ -284,18 +292,38 @@ def block_same_science(state):
     gaps = [abs(m['pick'][k] - m['float32'][k]) for m in means.values() for k in (0, 1)]
     order = lambda mode: sorted(means, key=lambda cf: means[cf][mode][1])
     same_order = ('not judged (one celeb_frac)' if len(means) < 2 else 'yes' if order('float32') == order('pick') else 'no')
-    out += ['', f"Seed means within {SAME_TOL}: {'yes' if max(gaps) <= SAME_TOL else 'no'} (largest gap {max(gaps):.3f}); "
+    out += ['', f"{rule} within {SAME_TOL}: {'yes' if max(gaps) <= SAME_TOL else 'no'} (largest gap {max(gaps):.3f}); "
             f"OOD order of celeb_frac the same: {same_order}."]
     if prov:
         out += ['', f"{', '.join(dict.fromkeys(p.get('machine') for p in prov))}, torch "
                 f"{', '.join(dict.fromkeys(p.get('torch') for p in prov))}, commits "
-                f"{', '.join(dict.fromkeys(p.get('commit') for p in prov))} (`assets/bench/{SAME_SCIENCE}/`)."]
-    return '\n'.join(out)
+                f"{', '.join(dict.fromkeys(p.get('commit') for p in prov))} ({folder})."]
+    return out
 
 
-def block_same_science_runs(state):
-    """Each run's final ID and OOD accuracy, float32 / pick, and the commands that made them."""
+def block_same_science(state):
+    """The exploratory set: the pick against float32 at each celeb_frac, and the rule."""
     runs, prov = state['same_science']
+    if not runs:
+        return 'The same-science comparison has not run yet.'
+    return '\n'.join(same_science_table(runs, prov, f'`assets/bench/{SAME_SCIENCE}/`'))
+
+
+def block_same_science_replication(state):
+    """The replication (fresh seeds fixed before their runs): the verdict, then both sets pooled as the
+    best estimate of the gap, which does not decide."""
+    runs, prov = state['same_science_replication']
+    if not runs:
+        return 'The replication has not run yet.'
+    out = ['Replication (the verdict):', ''] + same_science_table(runs, prov, f'`assets/bench/{REPLICATION}/`')
+    both, _ = pooled(state['same_science'], state['same_science_replication'])
+    out += ['', 'Both sets pooled (an estimate of the gap; it does not decide):', '']
+    return '\n'.join(out + same_science_table(both, [], '', rule='Pooled seed means'))
+
+
+def block_same_science_runs(state, key='same_science'):
+    """Each run's final ID and OOD accuracy, float32 / pick, and the commands that made them."""
+    runs, prov = state[key]
     rows = [[f'celeb_frac {cf:g}, seed {seed}', f"{num(r['float32'][0])} / {num(r['pick'][0])}",
              f"{num(r['float32'][1])} / {num(r['pick'][1])}", f"{r['pick'][1] - r['float32'][1]:+.3f}"]
             for cf, seeds in runs.items() for seed, r in seeds.items()]
@@ -392,7 +420,9 @@ def block_figures(state):
 # the marked blocks of the README and what writes each
 RENDER = dict(findings=block_findings, figures=block_figures, experiments=block_experiments, laptop=block_laptop, runs=block_runs,
               selection=block_selection, bench=block_bench, toy=block_toy,
-              same_science=block_same_science, same_science_runs=block_same_science_runs)
+              same_science=block_same_science, same_science_runs=block_same_science_runs,
+              same_science_replication=block_same_science_replication,
+              same_science_replication_runs=lambda state: block_same_science_runs(state, 'same_science_replication'))
 MARK = re.compile(r'(<!-- report:([\w-]+) -->\n)(.*?)(<!-- /report:\2 -->)', re.S)
 
 

@@ -296,6 +296,33 @@ def test_same_science_from_made_up_logs(tmp_path):
     assert report.block_same_science(dict(same_science=report.same_science(str(tmp_path / 'none')))) == 'The same-science comparison has not run yet.'
 
 
+def test_the_replication_decides_and_the_pooled_sets_only_estimate(tmp_path):
+    """The replication's block applies the rule to its own seeds (not to the exploratory set's), and pools
+    both sets into a second table whose line does not give the verdict."""
+    def log(name, folder, id_acc, ood_acc):
+        os.makedirs(tmp_path / 'bench' / folder, exist_ok=True)
+        with open(tmp_path / 'bench' / folder / name, 'w') as f:
+            for split, a in (('id_test', id_acc), ('ood_test', ood_acc)):
+                f.write(json.dumps(dict(iter=3000, split=split, fact_type='all', lang='all', acc=a, n=100)) + '\n')
+
+    state = lambda: dict(same_science=report.same_science(str(tmp_path)),
+                         same_science_replication=report.same_science(str(tmp_path), report.REPLICATION))
+    for seed in (0, 1):                                        # exploratory: the pick 0.10 above float32
+        log(f'float32_cf0_seed{seed}.jsonl', report.SAME_SCIENCE, 1.0, 0.40)
+        log(f'pick_cf0_seed{seed}.jsonl', report.SAME_SCIENCE, 1.0, 0.50)
+    assert report.block_same_science_replication(state()) == 'The replication has not run yet.'
+    for seed in (12, 13):                                      # replication: 0.01 apart
+        log(f'float32_cf0_seed{seed}.jsonl', report.REPLICATION, 1.0, 0.45)
+        log(f'pick_cf0_seed{seed}.jsonl', report.REPLICATION, 1.0, 0.46)
+    block = report.block_same_science_replication(state())
+    verdict, pool = block.split('Both sets pooled')
+    assert '| celeb_frac 0, 2 seeds | 1.000 / 1.000 | 0.450 / 0.460 | +0.010 ± 0.000 |' in verdict
+    assert 'Seed means within 0.02: yes (largest gap 0.010)' in verdict
+    assert '| celeb_frac 0, 4 seeds | 1.000 / 1.000 | 0.425 / 0.480 | +0.055 ± 0.026 |' in pool
+    assert 'Pooled seed means within 0.02: no (largest gap 0.055)' in pool and 'Seed means within' not in pool
+    assert '| celeb_frac 0, seed 12 | 1.000 / 1.000 | 0.450 / 0.460 | +0.010 |' in report.RENDER['same_science_replication_runs'](state())
+
+
 def test_help_prints_the_knobs_of_both_scripts():
     r = subprocess.run([sys.executable, '-m', 'dev.report', '--help'], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0 and '--check=False' in r.stdout and '--summarise=' in r.stdout and not r.stderr
