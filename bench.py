@@ -391,7 +391,7 @@ def profile_row(lap, data, meta, E, dev, n_warm):
 PLAIN_ANALYSIS = dict(dtype='float32', grad_impl='vmap', reuse_memory=False)
 
 
-def dtype_rows(rows, one, ckpt, sample, acfg, proj_dim, dev):
+def plain_rows(rows, one, ckpt, sample, acfg, proj_dim, dev):
     """Gradient representations with the analysis' picks (freed memory kept, as analyze.py does on a
     CPU) against the plain path (PLAIN_ANALYSIS), timed in turns: the last row (the pick) is retimed
     and a plain row with the ratio follows it."""
@@ -535,8 +535,8 @@ def bench(cfg):
         add('act reps', None, lambda: represent.activation_reps(one, [sample]), len(sample))
     add(f"grad reps ({proj_dim} dims, {acfg['proj_kind']})", None,
         lambda: represent.gradient_reps(one, [ckpt], [sample], acfg, [0.95]), len(sample))
-    if on_grid and acfg['dtype'] != 'float32':   # the analysis' picks against the plain path, timed in turns
-        dtype_rows(rows, one, ckpt, sample, acfg, proj_dim, dev)
+    if on_grid and any(acfg[k] != v for k, v in PLAIN_ANALYSIS.items()):   # the picks against the plain path, in turns
+        plain_rows(rows, one, ckpt, sample, acfg, proj_dim, dev)
     save(cfg, dev, name, rows)                     # before the long rows too: a failing one keeps these
     if cfg['analyze_dir']:
         rows.append(analysis_pair(cfg['analyze_dir'], dev, os.path.dirname(cfg['out_file']) or '.', cfg['pair_ckpts']))

@@ -77,9 +77,8 @@ def test_cpu_grid(tmp_path, monkeypatch):
                for r in steps if r['setting'] == 'auto')
     assert bench.step_flops(dict(n_layer=1, n_embd=32, n_head=2, block='pythia', vocab_size=10, block_size=5), 2) == \
         6 * 2 * 4 * (32 * 96 + 32 * 32 + 32 * 128 + 128 * 32 + 32 * 10) + 3 * 2 * 4 * 4 * 4 * 32
-    if model.cpu_has_bf16():                                        # the analysis' pick against float32
-        f32 = next(r for r in rows if r['row'] == 'grad reps (64 dims, sketch, float32 vmap)')
-        assert f32['ratio'] > 0 and f32['items_per_s'] > 0
+    plain = next(r for r in rows if r['row'] == 'grad reps (64 dims, sketch, float32 vmap)')   # with or without bf16:
+    assert plain['ratio'] > 0 and plain['items_per_s'] > 0           # the CPU's picks differ in grad_impl and memory
     with pytest.raises(ValueError, match='grid_settings'):
         bench.parse_setting('float32+fast', 'cpu')
 
