@@ -260,12 +260,12 @@ def same_science(assets_dir, name=SAME_SCIENCE):
 
 
 def pooled(*sets):
-    """The runs and provenance of several same_science() sets as one (their seeds must differ)."""
+    """The runs of several same_science() sets as one (their seeds must differ)."""
     runs = {}
-    for r, _ in sets:
+    for r in sets:
         for cf, seeds in r.items():
             runs.setdefault(cf, {}).update(seeds)
-    return {cf: dict(sorted(s.items())) for cf, s in sorted(runs.items())}, [p for _, prov in sets for p in prov]
+    return {cf: dict(sorted(s.items())) for cf, s in sorted(runs.items())}
 
 
 def sd(xs):
@@ -316,7 +316,7 @@ def block_same_science_replication(state):
     if not runs:
         return 'The replication has not run yet.'
     out = ['Replication (the verdict):', ''] + same_science_table(runs, prov, f'`assets/bench/{REPLICATION}/`')
-    both, _ = pooled(state['same_science'], state['same_science_replication'])
+    both = pooled(state['same_science'][0], runs)
     out += ['', 'Both sets pooled (an estimate of the gap; it does not decide):', '']
     return '\n'.join(out + same_science_table(both, [], '', rule='Pooled seed means'))
 

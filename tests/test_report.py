@@ -264,18 +264,20 @@ def test_bench_summary_and_table(tmp_path):
     assert '| not yet measured | – | – | – | – | – | – |' in block
 
 
+def same_science_log(root, folder, name, id_acc, ood_acc):
+    """A training log in root/bench/<folder>/<name> whose last evaluation (step 3000) has these ID and
+    OOD accuracies; an earlier one (step 1500, half of each) must be ignored by the report."""
+    os.makedirs(root / 'bench' / folder, exist_ok=True)
+    with open(root / 'bench' / folder / name, 'w') as f:
+        for it, scale in ((1500, 0.5), (3000, 1.0)):
+            for split, a in (('id_test', id_acc), ('ood_test', ood_acc)):
+                f.write(json.dumps(dict(iter=it, split=split, fact_type='all', lang='all', acc=a * scale, n=100)) + '\n')
+
+
 def test_same_science_from_made_up_logs(tmp_path):
     """The pick-vs-float32 block reads each run's last evaluation, averages over seeds and applies the
     0.02 rule to the seed means: a single run far off passes when the means agree, and fails when they do not."""
-    folder = tmp_path / 'bench' / report.SAME_SCIENCE
-    os.makedirs(folder)
-
-    def log(name, id_acc, ood_acc):
-        with open(folder / name, 'w') as f:
-            for it, scale in ((1500, 0.5), (3000, 1.0)):      # the earlier evaluation must be ignored
-                for split, a in (('id_test', id_acc), ('ood_test', ood_acc)):
-                    f.write(json.dumps(dict(iter=it, split=split, fact_type='all', lang='all', acc=a * scale, n=100)) + '\n')
-
+    log = lambda name, id_acc, ood_acc: same_science_log(tmp_path, report.SAME_SCIENCE, name, id_acc, ood_acc)
     for seed, (f32, pick) in enumerate(((0.50, 0.44), (0.46, 0.51))):   # single runs 0.06 and 0.05 apart
         log(f'float32_cf0_seed{seed}.jsonl', 1.0, f32)
         log(f'pick_cf0_seed{seed}.jsonl', 1.0, pick)
@@ -299,21 +301,15 @@ def test_same_science_from_made_up_logs(tmp_path):
 def test_the_replication_decides_and_the_pooled_sets_only_estimate(tmp_path):
     """The replication's block applies the rule to its own seeds (not to the exploratory set's), and pools
     both sets into a second table whose line does not give the verdict."""
-    def log(name, folder, id_acc, ood_acc):
-        os.makedirs(tmp_path / 'bench' / folder, exist_ok=True)
-        with open(tmp_path / 'bench' / folder / name, 'w') as f:
-            for split, a in (('id_test', id_acc), ('ood_test', ood_acc)):
-                f.write(json.dumps(dict(iter=3000, split=split, fact_type='all', lang='all', acc=a, n=100)) + '\n')
-
     state = lambda: dict(same_science=report.same_science(str(tmp_path)),
                          same_science_replication=report.same_science(str(tmp_path), report.REPLICATION))
     for seed in (0, 1):                                        # exploratory: the pick 0.10 above float32
-        log(f'float32_cf0_seed{seed}.jsonl', report.SAME_SCIENCE, 1.0, 0.40)
-        log(f'pick_cf0_seed{seed}.jsonl', report.SAME_SCIENCE, 1.0, 0.50)
+        same_science_log(tmp_path, report.SAME_SCIENCE, f'float32_cf0_seed{seed}.jsonl', 1.0, 0.40)
+        same_science_log(tmp_path, report.SAME_SCIENCE, f'pick_cf0_seed{seed}.jsonl', 1.0, 0.50)
     assert report.block_same_science_replication(state()) == 'The replication has not run yet.'
     for seed in (12, 13):                                      # replication: 0.01 apart
-        log(f'float32_cf0_seed{seed}.jsonl', report.REPLICATION, 1.0, 0.45)
-        log(f'pick_cf0_seed{seed}.jsonl', report.REPLICATION, 1.0, 0.46)
+        same_science_log(tmp_path, report.REPLICATION, f'float32_cf0_seed{seed}.jsonl', 1.0, 0.45)
+        same_science_log(tmp_path, report.REPLICATION, f'pick_cf0_seed{seed}.jsonl', 1.0, 0.46)
     block = report.block_same_science_replication(state())
     verdict, pool = block.split('Both sets pooled')
     assert '| celeb_frac 0, 2 seeds | 1.000 / 1.000 | 0.450 / 0.460 | +0.010 ± 0.000 |' in verdict
