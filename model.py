@@ -120,17 +120,7 @@ def apply_rope(x, cos, sin):
 
 
 def attention(model, p, x, B, T):
-    """Causal self-attention. x (E, B*T, d) -> (E, B*T, d). On a CPU it runs in float32 under a
-    bfloat16 autocast (the MLP and the output head keep bfloat16's speed): trained in bfloat16 there,
-    the models read OOD about 0.02 above float32's (docs/speed.md)."""
-    if x.device.type == 'cpu' and torch.is_autocast_enabled('cpu'):
-        with torch.autocast('cpu', enabled=False):
-            return self_attention(model, p, x.float(), B, T)
-    return self_attention(model, p, x, B, T)
-
-
-def self_attention(model, p, x, B, T):
-    """attention() in the dtype autocast gives its products."""
+    """Causal self-attention. x (E, B*T, d) -> (E, B*T, d)."""
     cfg = model.config
     E, nh = x.shape[0], cfg.n_head
     hs = cfg.n_embd // nh

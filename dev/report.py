@@ -63,6 +63,7 @@ def load_state(assets_dir, readme_path, root=None):
                 vocab=opt('llm_eval', 'vocab_overlap.json'), llm=opt('llm_eval', 'results.json'),
                 standin=opt(STANDIN, 'results.json'), standin_prov=opt(STANDIN, 'provenance.json'),
                 same_science=same_science(assets_dir), same_science_replication=same_science(assets_dir, REPLICATION),
+                same_science_variant=setting_runs(assets_dir, REPLICATION, VARIANT),
                 assets=assets_dir, rel=rel, verdicts=rel(os.path.join(root or base, 'docs', 'verdicts.md')))
 
 
@@ -241,22 +242,39 @@ def block_bench(state):
 
 SAME_SCIENCE = 'same_science'  # assets/bench/<this>/: float32 eager against the CPU pick, <float32|pick>_cf<celeb_frac>_seed<N>.jsonl
 REPLICATION = 'same_science_replication'  # assets/bench/<this>/: the same, fresh seeds fixed before their runs (docs/speed.md)
+VARIANT = 'same_science_attn32'  # assets/bench/<this>/: attention in float32, attn32_cf<celeb_frac>_seed<N>.jsonl (docs/speed.md)
 SAME_TOL = 0.02                # the rule (docs/speed.md): seed means of final ID and OOD accuracy within this of float32's
+
+
+def setting_runs(assets_dir, *names):
+    """{celeb_frac: {seed: {setting: (id, ood)}}} of every <setting>_cf<celeb_frac>_seed<N>.jsonl in
+    assets/bench/<name>/ for each name, and their provenance entries."""
+    runs, prov = {}, []
+    for name in names:
+        folder = os.path.join(assets_dir, 'bench', name)
+        for path in sorted(glob.glob(os.path.join(folder, '*.jsonl'))):
+            m = re.fullmatch(r'([a-z0-9]+)_cf([\d.]+)_seed(\d+)\.jsonl', os.path.basename(path))
+            if m:
+                run = dict(final=results.final_metrics(path)[1])
+                runs.setdefault(float(m[2]), {}).setdefault(int(m[3]), {})[m[1]] = (acc(run, 'id_test'), acc(run, 'ood_test'))
+        if os.path.isfile(os.path.join(folder, 'provenance.json')):
+            prov += read_json(os.path.join(folder, 'provenance.json'))
+    return runs, prov
+
+
+def paired(runs, ref='float32', new='pick'):
+    """The seeds run both ways, as {celeb_frac: {seed: {'float32': ref's (id, ood), 'pick': new's}}}:
+    the tables below name the two sides float32 and pick unless told otherwise."""
+    both = {cf: {seed: {'float32': r[ref], 'pick': r[new]} for seed, r in sorted(seeds.items()) if ref in r and new in r}
+            for cf, seeds in sorted(runs.items())}
+    return {cf: s for cf, s in both.items() if s}
 
 
 def same_science(assets_dir, name=SAME_SCIENCE):
     """{celeb_frac: {seed: {'float32': (id, ood), 'pick': (id, ood)}}} of the seeds run both ways, and the
     provenance entries, from assets/bench/<name>/."""
-    folder = os.path.join(assets_dir, 'bench', name)
-    runs = {}
-    for path in sorted(glob.glob(os.path.join(folder, '*.jsonl'))):
-        m = re.fullmatch(r'(float32|pick)_cf([\d.]+)_seed(\d+)\.jsonl', os.path.basename(path))
-        if m:
-            run = dict(final=results.final_metrics(path)[1])
-            runs.setdefault(float(m[2]), {}).setdefault(int(m[3]), {})[m[1]] = (acc(run, 'id_test'), acc(run, 'ood_test'))
-    both = {cf: {seed: r for seed, r in sorted(seeds.items()) if len(r) == 2} for cf, seeds in sorted(runs.items())}
-    prov = os.path.join(folder, 'provenance.json')
-    return {cf: s for cf, s in both.items() if s}, (read_json(prov) if os.path.isfile(prov) else [])
+    runs, prov = setting_runs(assets_dir, name)
+    return paired(runs), prov
 
 
 def pooled(*sets):
@@ -273,9 +291,10 @@ def sd(xs):
     return statistics.stdev(xs) if len(xs) > 1 else 0.0
 
 
-def same_science_table(runs, prov, folder, rule='Seed means'):
+def same_science_table(runs, prov, folder, rule='Seed means', names=('float32', 'pick')):
     """Seed means of the pick against float32 at each celeb_frac, how far apart they lie, and the rule
-    (rule: how the rule's line begins)."""
+    (rule: how the rule's line begins; names: what the two sides are called)."""
+    a, b = names
     rows, means = [], {}
     for cf, seeds in runs.items():
         col = lambda mode, k: [r[mode][k] for r in seeds.values()]
@@ -287,8 +306,8 @@ def same_science_table(runs, prov, folder, rule='Seed means'):
                      ' / '.join(num(means[cf][m][1]) for m in ('float32', 'pick')),
                      f"{statistics.fmean(diffs):+.3f} ± {sd(diffs) / len(diffs) ** 0.5:.3f}",
                      f"{sd(col('float32', 1)):.3f}", f'{min(apart):.3f}-{max(apart):.3f}'])
-    out = table(['runs', 'ID float32 / pick', 'OOD float32 / pick', 'OOD pick − float32 (± s.e.)',
-                 "float32's seed sd", 'single runs apart'], rows)
+    out = table(['runs', f'ID {a} / {b}', f'OOD {a} / {b}', f'OOD {b} − {a} (± s.e.)',
+                 f"{a}'s seed sd", 'single runs apart'], rows)
     gaps = [abs(m['pick'][k] - m['float32'][k]) for m in means.values() for k in (0, 1)]
     order = lambda mode: sorted(means, key=lambda cf: means[cf][mode][1])
     same_order = ('not judged (one celeb_frac)' if len(means) < 2 else 'yes' if order('float32') == order('pick') else 'no')
@@ -319,6 +338,38 @@ def block_same_science_replication(state):
     both = pooled(state['same_science'][0], runs)
     out += ['', 'Both sets pooled (an estimate of the gap; it does not decide):', '']
     return '\n'.join(out + same_science_table(both, [], '', rule='Pooled seed means'))
+
+
+def block_same_science_variant(state):
+    """The variant (attention in float32) against the replication's float32 runs of the same seeds: the
+    verdict; then against the pick on those seeds, which does not decide."""
+    runs, prov = state['same_science_variant']
+    if not paired(runs, 'float32', 'attn32'):
+        return 'The variant has not run yet.'
+    names = ('float32', 'variant')
+    out = ['The variant against float32 (the verdict):', '']
+    out += same_science_table(paired(runs, 'float32', 'attn32'), prov, f'`assets/bench/{VARIANT}/`', names=names)
+    out += ['', 'The variant against the pick on the same seeds (it does not decide):', '']
+    return '\n'.join(out + same_science_table(paired(runs, 'pick', 'attn32'), [], '', rule='Means',
+                                                names=('pick', 'variant')))
+
+
+def block_same_science_variant_runs(state):
+    """Each seed's final ID and OOD: float32 / pick / the variant, and the commands."""
+    runs, prov = state['same_science_variant']
+    three = ('float32', 'pick', 'attn32')
+    rows = [[f'celeb_frac {cf:g}, seed {seed}', ' / '.join(num(r[m][0]) for m in three),
+             ' / '.join(num(r[m][1]) for m in three), f"{r['attn32'][1] - r['float32'][1]:+.3f}"]
+            for cf, seeds in sorted(runs.items()) for seed, r in sorted(seeds.items()) if all(m in r for m in three)]
+    if not rows:
+        return 'The variant has not run yet.'
+    out = table(['run', 'ID float32 / pick / variant', 'OOD float32 / pick / variant', 'OOD variant − float32'], rows)
+    for p in prov:
+        if p.get('what', '').startswith('variant'):
+            out += ['', f"{p['what']}: {p.get('machine')}, torch {p.get('torch')}, commit {p.get('commit')}, data {p.get('data')}, "
+                    f"{p.get('date')}, training {num(p.get('train_s'), ',.0f')} s:", '']
+            out += [f'    {c}' for c in p.get('commands', [])]
+    return '\n'.join(out)
 
 
 def block_same_science_runs(state, key='same_science'):
@@ -422,7 +473,8 @@ RENDER = dict(findings=block_findings, figures=block_figures, experiments=block_
               selection=block_selection, bench=block_bench, toy=block_toy,
               same_science=block_same_science, same_science_runs=block_same_science_runs,
               same_science_replication=block_same_science_replication,
-              same_science_replication_runs=lambda state: block_same_science_runs(state, 'same_science_replication'))
+              same_science_replication_runs=lambda state: block_same_science_runs(state, 'same_science_replication'),
+              same_science_variant=block_same_science_variant, same_science_variant_runs=block_same_science_variant_runs)
 MARK = re.compile(r'(<!-- report:([\w-]+) -->\n)(.*?)(<!-- /report:\2 -->)', re.S)
 
 

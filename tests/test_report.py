@@ -319,6 +319,28 @@ def test_the_replication_decides_and_the_pooled_sets_only_estimate(tmp_path):
     assert '| celeb_frac 0, seed 12 | 1.000 / 1.000 | 0.450 / 0.460 | +0.010 |' in report.RENDER['same_science_replication_runs'](state())
 
 
+def test_the_variant_is_judged_against_the_replications_float32_runs(tmp_path):
+    """The variant's block pairs its runs with the replication's float32 runs of the same seeds (the
+    verdict) and with the pick's (which does not decide); a seed float32 did not run is left out."""
+    state = lambda: dict(same_science_variant=report.setting_runs(str(tmp_path), report.REPLICATION, report.VARIANT))
+    assert report.block_same_science_variant(state()) == 'The variant has not run yet.'
+    for seed, (f32, pick, var) in ((12, (0.40, 0.46, 0.41)), (13, (0.50, 0.52, 0.47))):
+        same_science_log(tmp_path, report.REPLICATION, f'float32_cf0_seed{seed}.jsonl', 1.0, f32)
+        same_science_log(tmp_path, report.REPLICATION, f'pick_cf0_seed{seed}.jsonl', 1.0, pick)
+        same_science_log(tmp_path, report.VARIANT, f'attn32_cf0_seed{seed}.jsonl', 0.99, var)
+    same_science_log(tmp_path, report.VARIANT, 'attn32_cf0_seed14.jsonl', 1.0, 0.9)    # no float32 twin
+    block = report.block_same_science_variant(state())
+    verdict, beside = block.split('against the pick')
+    assert '| runs | ID float32 / variant | OOD float32 / variant | OOD variant − float32 (± s.e.) |' in verdict
+    assert '| celeb_frac 0, 2 seeds | 1.000 / 0.990 | 0.450 / 0.440 | -0.010 ± 0.020 | 0.071 | 0.010-0.030 |' in verdict
+    assert 'Seed means within 0.02: yes (largest gap 0.010)' in verdict
+    assert '| celeb_frac 0, 2 seeds | 1.000 / 0.990 | 0.490 / 0.440 | -0.050 ± 0.000 |' in beside
+    assert 'Means within 0.02: no (largest gap 0.050)' in beside and 'Seed means' not in beside
+    runs = report.block_same_science_variant_runs(state())
+    assert '| celeb_frac 0, seed 13 | 1.000 / 1.000 / 0.990 | 0.500 / 0.520 / 0.470 | -0.030 |' in runs
+    assert 'seed 14' not in runs
+
+
 def test_help_prints_the_knobs_of_both_scripts():
     r = subprocess.run([sys.executable, '-m', 'dev.report', '--help'], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0 and '--check=False' in r.stdout and '--summarise=' in r.stdout and not r.stderr
