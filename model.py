@@ -147,11 +147,8 @@ def pythia_block(model, p, x, B, T):
     """GPT-NeoX layer with parallel residual: x + attn(ln1(x)) + mlp(ln2(x))."""
     eps = model.config.norm_eps
     a = attention(model, p, layer_norm(x, p['ln1_w'], p['ln1_b'], eps), B, T)
-    # a probe (docs/speed.md): the MLP in float32 under a CPU bfloat16 autocast
-    with torch.autocast('cpu', enabled=False):
-        h = F.gelu(linear(layer_norm(x, p['ln2_w'], p['ln2_b'], eps), p['w_fc'], p['b_fc']))
-        m = linear(h, p['w_proj'], p['b_proj'])
-    return x + a + m
+    h = F.gelu(linear(layer_norm(x, p['ln2_w'], p['ln2_b'], eps), p['w_fc'], p['b_fc']))
+    return x + a + linear(h, p['w_proj'], p['b_proj'])
 
 
 def gemma2_block(model, p, x, B, T):
