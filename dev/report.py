@@ -64,6 +64,7 @@ def load_state(assets_dir, readme_path, root=None):
                 standin=opt(STANDIN, 'results.json'), standin_prov=opt(STANDIN, 'provenance.json'),
                 same_science=same_science(assets_dir), same_science_replication=same_science(assets_dir, REPLICATION),
                 same_science_variant=setting_runs(assets_dir, REPLICATION, VARIANT),
+                same_science_mlp=setting_runs(assets_dir, SAME_SCIENCE, REPLICATION, MLP_PROBE),
                 assets=assets_dir, rel=rel, verdicts=rel(os.path.join(root or base, 'docs', 'verdicts.md')))
 
 
@@ -243,6 +244,7 @@ def block_bench(state):
 SAME_SCIENCE = 'same_science'  # assets/bench/<this>/: float32 eager against the CPU pick, <float32|pick>_cf<celeb_frac>_seed<N>.jsonl
 REPLICATION = 'same_science_replication'  # assets/bench/<this>/: the same, fresh seeds fixed before their runs (docs/speed.md)
 VARIANT = 'same_science_attn32'  # assets/bench/<this>/: attention in float32, attn32_cf<celeb_frac>_seed<N>.jsonl (docs/speed.md)
+MLP_PROBE = 'same_science_mlp32'  # assets/bench/<this>/: the MLP in float32, mlp32_cf<celeb_frac>_seed<N>.jsonl (docs/speed.md)
 SAME_TOL = 0.02                # the rule (docs/speed.md): seed means of final ID and OOD accuracy within this of float32's
 
 
@@ -340,32 +342,52 @@ def block_same_science_replication(state):
     return '\n'.join(out + same_science_table(both, [], '', rule='Pooled seed means'))
 
 
+def variant_tables(runs, prov, setting, word, folder, rule='Seed means'):
+    """A bfloat16 variant's runs against float32's of the same seeds (whose line is `rule`), then against
+    the pick's (which never decides) -> lines."""
+    out = [f'The {word} against float32:', '']
+    out += same_science_table(paired(runs, 'float32', setting), prov, folder, rule=rule, names=('float32', word))
+    out += ['', f'The {word} against the pick on the same seeds:', '']
+    return out + same_science_table(paired(runs, 'pick', setting), [], '', rule='Means', names=('pick', word))
+
+
 def block_same_science_variant(state):
-    """The variant (attention in float32) against the replication's float32 runs of the same seeds: the
-    verdict; then against the pick on those seeds, which does not decide."""
+    """The variant (attention in float32) against the replication's float32 runs: the rule's verdict."""
     runs, prov = state['same_science_variant']
     if not paired(runs, 'float32', 'attn32'):
         return 'The variant has not run yet.'
-    names = ('float32', 'variant')
-    out = ['The variant against float32 (the verdict):', '']
-    out += same_science_table(paired(runs, 'float32', 'attn32'), prov, f'`assets/bench/{VARIANT}/`', names=names)
-    out += ['', 'The variant against the pick on the same seeds (it does not decide):', '']
-    return '\n'.join(out + same_science_table(paired(runs, 'pick', 'attn32'), [], '', rule='Means',
-                                                names=('pick', 'variant')))
+    return '\n'.join(variant_tables(runs, prov, 'attn32', 'variant', f'`assets/bench/{VARIANT}/`'))
 
 
-def block_same_science_variant_runs(state):
-    """Each seed's final ID and OOD: float32 / pick / the variant, and the commands."""
-    runs, prov = state['same_science_variant']
-    three = ('float32', 'pick', 'attn32')
+def block_same_science_mlp(state):
+    """The MLP probe against float32 and the pick, and its reading fixed before the runs (docs/speed.md):
+    the MLP carries the shift if the probe's mean OOD lies at least 0.01 below the pick's and within 0.02
+    of float32's."""
+    runs, prov = state['same_science_mlp']
+    f32, pick = paired(runs, 'float32', 'mlp32').get(0.0), paired(runs, 'pick', 'mlp32').get(0.0)
+    if not f32 or not pick:
+        return 'The probe has not run yet.'
+    out = variant_tables(runs, prov, 'mlp32', 'probe', f'`assets/bench/{MLP_PROBE}/`', rule='Seed means (not a verdict)')
+    mean_gap = lambda pairs: statistics.fmean(r['pick'][1] - r['float32'][1] for r in pairs.values())
+    below, near = mean_gap(pick), mean_gap(f32)
+    carries = below <= -0.01 and abs(near) <= SAME_TOL
+    return '\n'.join(out + ['', f"The MLP's bfloat16 carries the shift (the probe at least 0.01 below the pick and "
+                                 f"within {SAME_TOL} of float32, OOD at celeb_frac 0): {'yes' if carries else 'no'} "
+                                 f"({below:+.3f} against the pick, {near:+.3f} against float32)."])
+
+
+def variant_runs_block(state, key, setting, word):
+    """Each seed's final ID and OOD: float32 / pick / <setting>, and the commands of <setting>'s runs."""
+    runs, prov = state[key]
+    three = ('float32', 'pick', setting)
     rows = [[f'celeb_frac {cf:g}, seed {seed}', ' / '.join(num(r[m][0]) for m in three),
-             ' / '.join(num(r[m][1]) for m in three), f"{r['attn32'][1] - r['float32'][1]:+.3f}"]
+             ' / '.join(num(r[m][1]) for m in three), f"{r[setting][1] - r['float32'][1]:+.3f}"]
             for cf, seeds in sorted(runs.items()) for seed, r in sorted(seeds.items()) if all(m in r for m in three)]
     if not rows:
-        return 'The variant has not run yet.'
-    out = table(['run', 'ID float32 / pick / variant', 'OOD float32 / pick / variant', 'OOD variant − float32'], rows)
+        return f'The {word} has not run yet.'
+    out = table(['run', f'ID float32 / pick / {word}', f'OOD float32 / pick / {word}', f'OOD {word} − float32'], rows)
     for p in prov:
-        if p.get('what', '').startswith('variant'):
+        if p.get('what', '').startswith(word):
             out += ['', f"{p['what']}: {p.get('machine')}, torch {p.get('torch')}, commit {p.get('commit')}, data {p.get('data')}, "
                     f"{p.get('date')}, training {num(p.get('train_s'), ',.0f')} s:", '']
             out += [f'    {c}' for c in p.get('commands', [])]
@@ -474,7 +496,10 @@ RENDER = dict(findings=block_findings, figures=block_figures, experiments=block_
               same_science=block_same_science, same_science_runs=block_same_science_runs,
               same_science_replication=block_same_science_replication,
               same_science_replication_runs=lambda state: block_same_science_runs(state, 'same_science_replication'),
-              same_science_variant=block_same_science_variant, same_science_variant_runs=block_same_science_variant_runs)
+              same_science_variant=block_same_science_variant,
+              same_science_variant_runs=lambda state: variant_runs_block(state, 'same_science_variant', 'attn32', 'variant'),
+              same_science_mlp=block_same_science_mlp,
+              same_science_mlp_runs=lambda state: variant_runs_block(state, 'same_science_mlp', 'mlp32', 'probe'))
 MARK = re.compile(r'(<!-- report:([\w-]+) -->\n)(.*?)(<!-- /report:\2 -->)', re.S)
 
 

@@ -336,9 +336,28 @@ def test_the_variant_is_judged_against_the_replications_float32_runs(tmp_path):
     assert 'Seed means within 0.02: yes (largest gap 0.010)' in verdict
     assert '| celeb_frac 0, 2 seeds | 1.000 / 0.990 | 0.490 / 0.440 | -0.050 ± 0.000 |' in beside
     assert 'Means within 0.02: no (largest gap 0.050)' in beside and 'Seed means' not in beside
-    runs = report.block_same_science_variant_runs(state())
+    runs = report.RENDER['same_science_variant_runs'](state())
     assert '| celeb_frac 0, seed 13 | 1.000 / 1.000 / 0.990 | 0.500 / 0.520 / 0.470 | -0.030 |' in runs
     assert 'seed 14' not in runs
+
+
+def test_the_mlp_probe_reads_as_fixed_before_its_runs(tmp_path):
+    """The probe's reading: the MLP carries the shift only if the probe lies at least 0.01 below the pick
+    and within 0.02 of float32 (OOD at celeb_frac 0), over the seeds of both earlier sets."""
+    state = lambda: dict(same_science_mlp=report.setting_runs(str(tmp_path), report.SAME_SCIENCE, report.REPLICATION,
+                                                             report.MLP_PROBE))
+    assert report.block_same_science_mlp(state()) == 'The probe has not run yet.'
+    for folder, seed in ((report.SAME_SCIENCE, 0), (report.REPLICATION, 12)):
+        same_science_log(tmp_path, folder, f'float32_cf0_seed{seed}.jsonl', 1.0, 0.45)
+        same_science_log(tmp_path, folder, f'pick_cf0_seed{seed}.jsonl', 1.0, 0.47)
+        same_science_log(tmp_path, report.MLP_PROBE, f'mlp32_cf0_seed{seed}.jsonl', 1.0, 0.455)
+    block = report.block_same_science_mlp(state())
+    assert '| celeb_frac 0, 2 seeds | 1.000 / 1.000 | 0.450 / 0.455 | +0.005 ± 0.000 |' in block
+    assert 'carries the shift' in block and ': yes (-0.015 against the pick, +0.005 against float32).' in block
+    same_science_log(tmp_path, report.MLP_PROBE, 'mlp32_cf0_seed12.jsonl', 1.0, 0.475)   # as the pick reads
+    assert ': no (-0.005 against the pick, +0.015 against float32).' in report.block_same_science_mlp(state())
+    assert '| celeb_frac 0, seed 12 | 1.000 / 1.000 / 1.000 | 0.450 / 0.470 / 0.475 | +0.025 |' in \
+        report.RENDER['same_science_mlp_runs'](state())
 
 
 def test_help_prints_the_knobs_of_both_scripts():
