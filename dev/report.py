@@ -65,6 +65,7 @@ def load_state(assets_dir, readme_path, root=None):
                 same_science=same_science(assets_dir), same_science_replication=same_science(assets_dir, REPLICATION),
                 same_science_variant=setting_runs(assets_dir, REPLICATION, VARIANT),
                 same_science_mlp=setting_runs(assets_dir, SAME_SCIENCE, REPLICATION, MLP_PROBE),
+                same_science_compile=setting_runs(assets_dir, REPLICATION, COMPILE_PROBE),
                 assets=assets_dir, rel=rel, verdicts=rel(os.path.join(root or base, 'docs', 'verdicts.md')))
 
 
@@ -245,6 +246,7 @@ SAME_SCIENCE = 'same_science'  # assets/bench/<this>/: float32 eager against the
 REPLICATION = 'same_science_replication'  # assets/bench/<this>/: the same, fresh seeds fixed before their runs (docs/speed.md)
 VARIANT = 'same_science_attn32'  # assets/bench/<this>/: attention in float32, attn32_cf<celeb_frac>_seed<N>.jsonl (docs/speed.md)
 MLP_PROBE = 'same_science_mlp32'  # assets/bench/<this>/: the MLP in float32, mlp32_cf<celeb_frac>_seed<N>.jsonl (docs/speed.md)
+COMPILE_PROBE = 'same_science_f32c'  # assets/bench/<this>/: float32 with torch.compile, f32c_cf<celeb_frac>_seed<N>.jsonl
 SAME_TOL = 0.02                # the rule (docs/speed.md): seed means of final ID and OOD accuracy within this of float32's
 
 
@@ -359,21 +361,45 @@ def block_same_science_variant(state):
     return '\n'.join(variant_tables(runs, prov, 'attn32', 'variant', f'`assets/bench/{VARIANT}/`'))
 
 
+def probe_gaps(state_runs, setting, folder):
+    """A probe's tables against float32 and the pick, and its mean OOD gap at celeb_frac 0 to each ->
+    (lines, gap to the pick, gap to float32), or None before it has run."""
+    runs, prov = state_runs
+    f32, pick = paired(runs, 'float32', setting).get(0.0), paired(runs, 'pick', setting).get(0.0)
+    if not f32 or not pick:
+        return None
+    out = variant_tables(runs, prov, setting, 'probe', f'`assets/bench/{folder}/`', rule='Seed means (not a verdict)')
+    mean_gap = lambda pairs: statistics.fmean(r['pick'][1] - r['float32'][1] for r in pairs.values())
+    return out, mean_gap(pick), mean_gap(f32)
+
+
 def block_same_science_mlp(state):
     """The MLP probe against float32 and the pick, and its reading fixed before the runs (docs/speed.md):
     the MLP carries the shift if the probe's mean OOD lies at least 0.01 below the pick's and within 0.02
     of float32's."""
-    runs, prov = state['same_science_mlp']
-    f32, pick = paired(runs, 'float32', 'mlp32').get(0.0), paired(runs, 'pick', 'mlp32').get(0.0)
-    if not f32 or not pick:
+    probe = probe_gaps(state['same_science_mlp'], 'mlp32', MLP_PROBE)
+    if probe is None:
         return 'The probe has not run yet.'
-    out = variant_tables(runs, prov, 'mlp32', 'probe', f'`assets/bench/{MLP_PROBE}/`', rule='Seed means (not a verdict)')
-    mean_gap = lambda pairs: statistics.fmean(r['pick'][1] - r['float32'][1] for r in pairs.values())
-    below, near = mean_gap(pick), mean_gap(f32)
+    out, below, near = probe
     carries = below <= -0.01 and abs(near) <= SAME_TOL
     return '\n'.join(out + ['', f"The MLP's bfloat16 carries the shift (the probe at least 0.01 below the pick and "
                                  f"within {SAME_TOL} of float32, OOD at celeb_frac 0): {'yes' if carries else 'no'} "
                                  f"({below:+.3f} against the pick, {near:+.3f} against float32)."])
+
+
+def block_same_science_compile(state):
+    """The torch.compile probe against float32 eager and the pick, and its reading fixed before the runs
+    (docs/speed.md): compile carries the shift if the probe lies within 0.01 of the pick and at least 0.01
+    above float32 eager; bfloat16 does if within 0.01 of float32 eager and at least 0.01 below the pick."""
+    probe = probe_gaps(state['same_science_compile'], 'f32c', COMPILE_PROBE)
+    if probe is None:
+        return 'The probe has not run yet.'
+    out, to_pick, to_f32 = probe
+    reading = ('torch.compile carries the shift' if abs(to_pick) <= 0.01 and to_f32 >= 0.01 else
+               'bfloat16 carries the shift' if abs(to_f32) <= 0.01 and to_pick <= -0.01 else
+               'not told apart by these seeds')
+    return '\n'.join(out + ['', f"Reading (fixed before the runs): {reading} ({to_pick:+.3f} against the pick, "
+                                 f"{to_f32:+.3f} against float32 eager, OOD at celeb_frac 0)."])
 
 
 def variant_runs_block(state, key, setting, word):
@@ -499,7 +525,9 @@ RENDER = dict(findings=block_findings, figures=block_figures, experiments=block_
               same_science_variant=block_same_science_variant,
               same_science_variant_runs=lambda state: variant_runs_block(state, 'same_science_variant', 'attn32', 'variant'),
               same_science_mlp=block_same_science_mlp,
-              same_science_mlp_runs=lambda state: variant_runs_block(state, 'same_science_mlp', 'mlp32', 'probe'))
+              same_science_mlp_runs=lambda state: variant_runs_block(state, 'same_science_mlp', 'mlp32', 'probe'),
+              same_science_compile=block_same_science_compile,
+              same_science_compile_runs=lambda state: variant_runs_block(state, 'same_science_compile', 'f32c', 'probe'))
 MARK = re.compile(r'(<!-- report:([\w-]+) -->\n)(.*?)(<!-- /report:\2 -->)', re.S)
 
 

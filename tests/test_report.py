@@ -360,6 +360,20 @@ def test_the_mlp_probe_reads_as_fixed_before_its_runs(tmp_path):
         report.RENDER['same_science_mlp_runs'](state())
 
 
+def test_the_compile_probe_reads_three_ways(tmp_path):
+    """The compile probe's reading: compile carries the shift when the probe reads as the pick, bfloat16 when
+    it reads as float32 eager, and neither is named when it lies between."""
+    state = lambda: dict(same_science_compile=report.setting_runs(str(tmp_path), report.REPLICATION, report.COMPILE_PROBE))
+    assert report.block_same_science_compile(state()) == 'The probe has not run yet.'
+    same_science_log(tmp_path, report.REPLICATION, 'float32_cf0_seed12.jsonl', 1.0, 0.46)
+    same_science_log(tmp_path, report.REPLICATION, 'pick_cf0_seed12.jsonl', 1.0, 0.475)
+    for probe, reading in ((0.478, 'torch.compile carries the shift (+0.003 against the pick, +0.018'),
+                           (0.462, 'bfloat16 carries the shift (-0.013 against the pick, +0.002'),
+                           (0.468, 'not told apart by these seeds (-0.007 against the pick, +0.008')):
+        same_science_log(tmp_path, report.COMPILE_PROBE, 'f32c_cf0_seed12.jsonl', 1.0, probe)
+        assert f'Reading (fixed before the runs): {reading} against float32 eager' in report.block_same_science_compile(state())
+
+
 def test_help_prints_the_knobs_of_both_scripts():
     r = subprocess.run([sys.executable, '-m', 'dev.report', '--help'], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0 and '--check=False' in r.stdout and '--summarise=' in r.stdout and not r.stderr
