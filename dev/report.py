@@ -59,13 +59,16 @@ def load_state(assets_dir, readme_path, root=None):
             s = read_json(os.path.join(folder, 'summary.json'))
             s.update(_stale=results.stale_reasons(s), _dir=rel(folder), _scale=scale)
             found[(name, scale)] = s
+    # the CPU same-science runs: each folder read once, then combined as each table needs
+    sets = {n: folder_runs(assets_dir, n) for n in (SAME_SCIENCE, REPLICATION, VARIANT, MLP_PROBE, COMPILE_PROBE)}
     return dict(results=found, bench=opt('bench', 'summary.json'), toy=opt('toy', 'results.json'),
                 vocab=opt('llm_eval', 'vocab_overlap.json'), llm=opt('llm_eval', 'results.json'),
                 standin=opt(STANDIN, 'results.json'), standin_prov=opt(STANDIN, 'provenance.json'),
-                same_science=same_science(assets_dir), same_science_replication=same_science(assets_dir, REPLICATION),
-                same_science_variant=setting_runs(assets_dir, REPLICATION, VARIANT),
-                same_science_mlp=setting_runs(assets_dir, SAME_SCIENCE, REPLICATION, MLP_PROBE),
-                same_science_compile=setting_runs(assets_dir, REPLICATION, COMPILE_PROBE),
+                same_science=(paired(sets[SAME_SCIENCE][0]), sets[SAME_SCIENCE][1]),
+                same_science_replication=(paired(sets[REPLICATION][0]), sets[REPLICATION][1]),
+                same_science_variant=merge_runs(sets[REPLICATION], sets[VARIANT]),
+                same_science_mlp=merge_runs(sets[SAME_SCIENCE], sets[REPLICATION], sets[MLP_PROBE]),
+                same_science_compile=merge_runs(sets[REPLICATION], sets[COMPILE_PROBE]),
                 assets=assets_dir, rel=rel, verdicts=rel(os.path.join(root or base, 'docs', 'verdicts.md')))
 
 
@@ -250,20 +253,33 @@ COMPILE_PROBE = 'same_science_f32c'  # assets/bench/<this>/: float32 with torch.
 SAME_TOL = 0.02                # the rule (docs/speed.md): seed means of final ID and OOD accuracy within this of float32's
 
 
-def setting_runs(assets_dir, *names):
+def folder_runs(assets_dir, name):
     """{celeb_frac: {seed: {setting: (id, ood)}}} of every <setting>_cf<celeb_frac>_seed<N>.jsonl in
-    assets/bench/<name>/ for each name, and their provenance entries."""
-    runs, prov = {}, []
-    for name in names:
-        folder = os.path.join(assets_dir, 'bench', name)
-        for path in sorted(glob.glob(os.path.join(folder, '*.jsonl'))):
-            m = re.fullmatch(r'([a-z0-9]+)_cf([\d.]+)_seed(\d+)\.jsonl', os.path.basename(path))
-            if m:
-                run = dict(final=results.final_metrics(path)[1])
-                runs.setdefault(float(m[2]), {}).setdefault(int(m[3]), {})[m[1]] = (acc(run, 'id_test'), acc(run, 'ood_test'))
-        if os.path.isfile(os.path.join(folder, 'provenance.json')):
-            prov += read_json(os.path.join(folder, 'provenance.json'))
-    return runs, prov
+    assets/bench/<name>/, and its provenance entries."""
+    folder = os.path.join(assets_dir, 'bench', name)
+    runs = {}
+    for path in sorted(glob.glob(os.path.join(folder, '*.jsonl'))):
+        m = re.fullmatch(r'([a-z0-9]+)_cf([\d.]+)_seed(\d+)\.jsonl', os.path.basename(path))
+        if m:
+            run = dict(final=results.final_metrics(path)[1])
+            runs.setdefault(float(m[2]), {}).setdefault(int(m[3]), {})[m[1]] = (acc(run, 'id_test'), acc(run, 'ood_test'))
+    prov = os.path.join(folder, 'provenance.json')
+    return runs, (read_json(prov) if os.path.isfile(prov) else [])
+
+
+def merge_runs(*sets):
+    """Several (runs, provenance) sets as one: a seed's settings from every set, provenance concatenated."""
+    runs = {}
+    for r, _ in sets:
+        for cf, seeds in r.items():
+            for seed, settings in seeds.items():
+                runs.setdefault(cf, {}).setdefault(seed, {}).update(settings)
+    return ({cf: dict(sorted(s.items())) for cf, s in sorted(runs.items())}, [p for _, prov in sets for p in prov])
+
+
+def setting_runs(assets_dir, *names):
+    """folder_runs of several folders of assets/bench/, merged."""
+    return merge_runs(*(folder_runs(assets_dir, n) for n in names))
 
 
 def paired(runs, ref='float32', new='pick'):
@@ -277,17 +293,8 @@ def paired(runs, ref='float32', new='pick'):
 def same_science(assets_dir, name=SAME_SCIENCE):
     """{celeb_frac: {seed: {'float32': (id, ood), 'pick': (id, ood)}}} of the seeds run both ways, and the
     provenance entries, from assets/bench/<name>/."""
-    runs, prov = setting_runs(assets_dir, name)
+    runs, prov = folder_runs(assets_dir, name)
     return paired(runs), prov
-
-
-def pooled(*sets):
-    """The runs of several same_science() sets as one (their seeds must differ)."""
-    runs = {}
-    for r in sets:
-        for cf, seeds in r.items():
-            runs.setdefault(cf, {}).update(seeds)
-    return {cf: dict(sorted(s.items())) for cf, s in sorted(runs.items())}
 
 
 def sd(xs):
@@ -339,7 +346,7 @@ def block_same_science_replication(state):
     if not runs:
         return 'The replication has not run yet.'
     out = ['Replication (the verdict):', ''] + same_science_table(runs, prov, f'`assets/bench/{REPLICATION}/`')
-    both = pooled(state['same_science'][0], runs)
+    both, _ = merge_runs(state['same_science'], state['same_science_replication'])
     out += ['', 'Both sets pooled (an estimate of the gap; it does not decide):', '']
     return '\n'.join(out + same_science_table(both, [], '', rule='Pooled seed means'))
 
