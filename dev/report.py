@@ -1,8 +1,9 @@
 """
-The README's and docs/'s result tables and the verdict on each finding, written from assets/
+The result tables of README.md and docs/, and the verdict on each finding, written from assets/
 (dev/results.py puts results there, config/experiments.py says where). A generated table sits
 between `<!-- report:NAME -->` and `<!-- /report:NAME -->` in README.md or any docs/*.md (a block
-may stand in several); nothing else of those files is touched.
+may stand in several); nothing else of those files is touched. The README.md of each result folder
+(its per-run tables) is generated whole.
 
 Each finding is judged at each scale, laptop and paper, by dev/verdicts.py (the rules of
 docs/verdicts.md, written down before the runs).
@@ -15,8 +16,8 @@ It also takes results.py's knobs (--summarise=..., --resummarise=..., --force=Tr
 work first, then the tables.
 """
 import glob
-import itertools
 import json
+import itertools
 import os
 import re
 import statistics
@@ -38,13 +39,17 @@ check = False               # only compare: exit 1 when a table differs from wha
 DEFAULTS = dict(results.DEFAULTS, **config_keys(globals()))
 SCALES = ('laptop', 'paper')  # the two status columns, in this order
 STANDIN = 'llm_gemma3'        # assets/<this>/: llm_eval.py's CPU run of a small real LLM on the CLDR facts (docs/llm.md)
+# assets/bench/<these>/: the laptop sweep's end points trained twice, float32 eager and the CPU default (bf16 autocast
+# + compile), as <float32|pick>_cf<celeb_frac>_seed<N>.jsonl with provenance.json; docs/speed.md pools them
+SHIFT_SETS = ('same_science', 'same_science_replication')
 
 
 # ----------------------------------------------------------------------------- reading assets/
 def load_state(assets_dir, readme_path, root=None):
     """Everything the tables read: every experiment's result at each scale (with why it is stale),
-    the bench, the toy and llm_eval results, and paths relative to the file being written (root: the
-    folder of the README, whose docs/ holds verdicts.md; default the file's own folder)."""
+    the bench, the toy and llm_eval results, the float32-vs-default runs, and paths relative to the
+    file being written (root: the folder of the README, whose docs/ holds verdicts.md and findings.md;
+    default the file's own folder)."""
     base = os.path.dirname(os.path.abspath(readme_path))
     rel = lambda p: os.path.relpath(p, base).replace(os.sep, '/')
 
@@ -57,30 +62,19 @@ def load_state(assets_dir, readme_path, root=None):
         folder = experiments.assets_dir(name, scale, assets_dir)
         if os.path.isfile(os.path.join(folder, 'summary.json')):
             s = read_json(os.path.join(folder, 'summary.json'))
-            s.update(_stale=results.stale_reasons(s), _dir=rel(folder), _scale=scale)
+            s.update(_stale=results.stale_reasons(s), _dir=rel(folder), _path=folder, _scale=scale)
             found[(name, scale)] = s
-    # the CPU same-science runs: each folder read once, then combined as each table needs
-    sets = {n: folder_runs(assets_dir, n) for n in (SAME_SCIENCE, REPLICATION, VARIANT, MLP_PROBE, COMPILE_PROBE)}
+    docs = os.path.join(root or base, 'docs')
     return dict(results=found, bench=opt('bench', 'summary.json'), toy=opt('toy', 'results.json'),
                 vocab=opt('llm_eval', 'vocab_overlap.json'), llm=opt('llm_eval', 'results.json'),
                 standin=opt(STANDIN, 'results.json'), standin_prov=opt(STANDIN, 'provenance.json'),
-                same_science=(paired(sets[SAME_SCIENCE][0]), sets[SAME_SCIENCE][1]),
-                same_science_replication=(paired(sets[REPLICATION][0]), sets[REPLICATION][1]),
-                same_science_variant=merge_runs(sets[REPLICATION], sets[VARIANT]),
-                same_science_mlp=merge_runs(sets[SAME_SCIENCE], sets[REPLICATION], sets[MLP_PROBE]),
-                same_science_compile=merge_runs(sets[REPLICATION], sets[COMPILE_PROBE]),
-                assets=assets_dir, rel=rel, verdicts=rel(os.path.join(root or base, 'docs', 'verdicts.md')))
+                shift=shift_runs(assets_dir), assets=assets_dir, rel=rel,
+                verdicts=rel(os.path.join(docs, 'verdicts.md')), findings=rel(os.path.join(docs, 'findings.md')))
 
 
 def table(head, rows):
     """A markdown table as lines: the header, then one line per row of cells."""
     return ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)] + ['| ' + ' | '.join(map(str, r)) + ' |' for r in rows]
-
-
-def with_results(state):
-    """[(name, scale, summary)] of every result, the registry's order, laptop before paper."""
-    return [(n, sc, state['results'][(n, sc)]) for n in experiments.EXPERIMENTS for sc in SCALES
-            if (n, sc) in state['results']]
 
 
 def missing_text(s):
@@ -95,44 +89,29 @@ def missing_text(s):
     return f"{len(miss)} runs" + (f" ({', '.join(fixed)})" if fixed else '')
 
 
-# ----------------------------------------------------------------------------- README: result tables
+# ----------------------------------------------------------------------------- what ran, and each result's runs
 def result_cell(s):
-    """An experiment's result at one scale in a few words: runs, where and when, time, status."""
+    """An experiment's result at one scale in a few words: runs (a link to their tables), steps, wall
+    time, where and when; whether it is current."""
     if s is None:
         return 'not yet run'
     n, total = n_runs(s)
     prov = s.get('provenance', [])
-    made = '; '.join(dict.fromkeys(f"{p.get('device')}, {p.get('date')}" for p in prov))
-    seconds = f"{sum(p.get('train_s') or 0 for p in prov):.0f} + {sum(p.get('analyze_s') or 0 for p in prov):.0f} s"
-    status = f"**stale**: {'; '.join(s['_stale'])}" if s['_stale'] else 'current'
+    train_s = sum(p.get('train_wall_s') or p.get('train_s') or 0 for p in prov)
+    analyze_s = sum(p.get('analyze_s') or 0 for p in prov)
+    where = '; '.join(dict.fromkeys(f"{machine_of(p)}, {p.get('date')}" for p in prov))
+    out = (f"[{n} of {total} runs]({s['_dir']}/README.md), {dig(s, 'config', 'max_iters'):,} steps, "
+           f"{(train_s + analyze_s) / 60:.0f} min ({train_s / 60:.0f} + {analyze_s / 60:.0f}), {where}")
     if n < total:
-        status += f"; shards {', '.join(map(str, s['shards']['done']))} of {s['shards']['n']} done"
-    return f"{n} of {total} runs; {made}; data v{s.get('data_version')}; train + analysis {seconds}; {status}"
+        out += f"; shards {', '.join(map(str, s['shards']['done']))} of {s['shards']['n']} done"
+    return out + (f"; **{stale_word(s)}**" if s['_stale'] else '')
 
 
 def block_experiments(state):
     rows = [[f'`{name}`', e['findings'] or '–', e['what'], *(result_cell(state['results'].get((name, sc))) for sc in SCALES)]
             for name, e in experiments.EXPERIMENTS.items()]
-    return '\n'.join(table(['experiment', 'finding', 'what it tests', 'laptop scale', 'paper scale'], rows))
-
-
-def block_laptop(state):
-    """The laptop twins: what each ran, on what, how long it took, and whether it is current."""
-    rows = []
-    for name, e in experiments.EXPERIMENTS.items():
-        s = state['results'].get((name, 'laptop'))
-        if s is None:
-            rows.append([f'`{name}`', e['findings'] or '–', '–', '–', 'not yet run', '–'])
-            continue
-        n, total = n_runs(s)
-        prov = s.get('provenance', [])
-        train_s = sum(p.get('train_wall_s') or p.get('train_s') or 0 for p in prov)
-        analyze_s = sum(p.get('analyze_s') or 0 for p in prov)
-        where = '; '.join(dict.fromkeys(f"{machine_of(p)}, {p.get('date')}" for p in prov))
-        rows.append([f'`{name}`', e['findings'] or '–', f"{n} of {total}", f"{dig(s, 'config', 'max_iters'):,}",
-                     f"{(train_s + analyze_s) / 60:.0f} min ({train_s / 60:.0f} + {analyze_s / 60:.0f})",
-                     f"{where}; " + ('current' if not s['_stale'] else f"**stale** ({stale_word(s)})")])
-    return '\n'.join(table(['experiment', 'finding', 'runs', 'steps', 'wall time (training + analysis)', 'made on'], rows))
+    return '\n'.join(table(['experiment', 'finding', 'what it tests', 'laptop scale: runs, steps, wall time (training + '
+                            'analysis), machine', 'paper scale'], rows))
 
 
 def runs_table(s):
@@ -152,16 +131,6 @@ def runs_table(s):
         peak = f"{num(fp.get('peak'))} ({fp.get('peak_iter')})" if fp.get('peak') is not None else '–'
         rows.append([(r.get('knobs') or {}).get(k, '') for k in knobs] + [num(x) for x in values] + [peak, num(fp.get('final'))])
     return table(head, rows)
-
-
-def block_runs(state):
-    out = []
-    for _, _, s in with_results(state):
-        out += [f"#### {scale_line(s)}", '', *runs_table(s)]
-        if missing_text(s):
-            out += ['', f"Not yet run: {missing_text(s)}."]
-        out.append('')
-    return '\n'.join(out).strip() or 'No experiment has run yet.'
 
 
 SEL_NAMES = {'id_test': 'ID accuracy', 'unification': f'unification ({metrics.HEADLINE}, the headline)',
@@ -197,12 +166,21 @@ def selection_lines(s):
     return out
 
 
-def block_selection(state):
-    out = []
-    for _, _, s in with_results(state):
-        if s.get('selection'):
-            out += [f"#### {scale_line(s)}", '', *selection_lines(s), '']
-    return '\n'.join(out).strip() or 'No experiment with run selection has run yet.'
+def result_readme(s):
+    """The whole README.md of one result folder: what it is, every run's final numbers, and its selection."""
+    figures = dig(s, 'figures', 'files') or []
+    out = [f"# `{s['exp']}` at {s['_scale']} scale", '',
+           f"Generated by `python -m dev.report` from this folder's summary.json; do not edit. {scale_line(s)}.", '',
+           'Final accuracy (ID = held-out template, OOD = the other language, last evaluation on up to 2,000 sampled '
+           'test examples per split); unification and language footprint at the final checkpoint (`analyze.py`):', '',
+           *runs_table(s)]
+    if missing_text(s):
+        out += ['', f"Not yet run: {missing_text(s)}."]
+    if s.get('selection'):
+        out += ['', '## Unification and selection', '', *selection_lines(s)]
+    if figures:
+        out += ['', 'Figures: ' + ', '.join(f"[{f}](figures/{f})" for f in figures) + '.']
+    return '\n'.join(out) + '\n'
 
 
 # the columns of bench.py's sweep row (a real sweep, then its analysis): (field, header, format)
@@ -245,203 +223,43 @@ def block_bench(state):
     return '\n'.join(out)
 
 
-SAME_SCIENCE = 'same_science'  # assets/bench/<this>/: float32 eager against the CPU pick, <float32|pick>_cf<celeb_frac>_seed<N>.jsonl
-REPLICATION = 'same_science_replication'  # assets/bench/<this>/: the same, fresh seeds fixed before their runs (docs/speed.md)
-VARIANT = 'same_science_attn32'  # assets/bench/<this>/: attention in float32, attn32_cf<celeb_frac>_seed<N>.jsonl (docs/speed.md)
-MLP_PROBE = 'same_science_mlp32'  # assets/bench/<this>/: the MLP in float32, mlp32_cf<celeb_frac>_seed<N>.jsonl (docs/speed.md)
-COMPILE_PROBE = 'same_science_f32c'  # assets/bench/<this>/: float32 with torch.compile, f32c_cf<celeb_frac>_seed<N>.jsonl
-SAME_TOL = 0.02                # the rule (docs/speed.md): seed means of final ID and OOD accuracy within this of float32's
-
-
-def folder_runs(assets_dir, name):
-    """{celeb_frac: {seed: {setting: (id, ood)}}} of every <setting>_cf<celeb_frac>_seed<N>.jsonl in
-    assets/bench/<name>/, and its provenance entries."""
-    folder = os.path.join(assets_dir, 'bench', name)
-    runs = {}
-    for path in sorted(glob.glob(os.path.join(folder, '*.jsonl'))):
-        m = re.fullmatch(r'([a-z0-9]+)_cf([\d.]+)_seed(\d+)\.jsonl', os.path.basename(path))
-        if m:
-            run = dict(final=results.final_metrics(path)[1])
-            runs.setdefault(float(m[2]), {}).setdefault(int(m[3]), {})[m[1]] = (acc(run, 'id_test'), acc(run, 'ood_test'))
-    prov = os.path.join(folder, 'provenance.json')
-    return runs, (read_json(prov) if os.path.isfile(prov) else [])
-
-
-def merge_runs(*sets):
-    """Several (runs, provenance) sets as one: a seed's settings from every set, provenance concatenated."""
-    runs = {}
-    for r, _ in sets:
-        for cf, seeds in r.items():
-            for seed, settings in seeds.items():
-                runs.setdefault(cf, {}).setdefault(seed, {}).update(settings)
-    return ({cf: dict(sorted(s.items())) for cf, s in sorted(runs.items())}, [p for _, prov in sets for p in prov])
-
-
-def setting_runs(assets_dir, *names):
-    """folder_runs of several folders of assets/bench/, merged."""
-    return merge_runs(*(folder_runs(assets_dir, n) for n in names))
-
-
-def paired(runs, ref='float32', new='pick'):
-    """The seeds run both ways, as {celeb_frac: {seed: {'float32': ref's (id, ood), 'pick': new's}}}:
-    the tables below name the two sides float32 and pick unless told otherwise."""
-    both = {cf: {seed: {'float32': r[ref], 'pick': r[new]} for seed, r in sorted(seeds.items()) if ref in r and new in r}
-            for cf, seeds in sorted(runs.items())}
-    return {cf: s for cf, s in both.items() if s}
-
-
-def same_science(assets_dir, name=SAME_SCIENCE):
-    """{celeb_frac: {seed: {'float32': (id, ood), 'pick': (id, ood)}}} of the seeds run both ways, and the
-    provenance entries, from assets/bench/<name>/."""
-    runs, prov = folder_runs(assets_dir, name)
-    return paired(runs), prov
-
-
-def sd(xs):
-    """Sample standard deviation (0 for one value)."""
-    return statistics.stdev(xs) if len(xs) > 1 else 0.0
-
-
-def same_science_table(runs, prov, folder, rule='Seed means', names=('float32', 'pick')):
-    """Seed means of the pick against float32 at each celeb_frac, how far apart they lie, and the rule
-    (rule: how the rule's line begins; names: what the two sides are called)."""
-    a, b = names
-    rows, means = [], {}
-    for cf, seeds in runs.items():
-        col = lambda mode, k: [r[mode][k] for r in seeds.values()]
-        means[cf] = {mode: [statistics.fmean(col(mode, k)) for k in (0, 1)] for mode in ('float32', 'pick')}
-        diffs = [p - f for p, f in zip(col('pick', 1), col('float32', 1))]        # OOD, run by run
-        apart = [abs(x) for x in diffs]
-        rows.append([f'celeb_frac {cf:g}, {len(seeds)} seeds',
-                     ' / '.join(num(means[cf][m][0]) for m in ('float32', 'pick')),
-                     ' / '.join(num(means[cf][m][1]) for m in ('float32', 'pick')),
-                     f"{statistics.fmean(diffs):+.3f} ± {sd(diffs) / len(diffs) ** 0.5:.3f}",
-                     f"{sd(col('float32', 1)):.3f}", f'{min(apart):.3f}-{max(apart):.3f}'])
-    out = table(['runs', f'ID {a} / {b}', f'OOD {a} / {b}', f'OOD {b} − {a} (± s.e.)',
-                 f"{a}'s seed sd", 'single runs apart'], rows)
-    gaps = [abs(m['pick'][k] - m['float32'][k]) for m in means.values() for k in (0, 1)]
-    order = lambda mode: sorted(means, key=lambda cf: means[cf][mode][1])
-    same_order = ('not judged (one celeb_frac)' if len(means) < 2 else 'yes' if order('float32') == order('pick') else 'no')
-    out += ['', f"{rule} within {SAME_TOL}: {'yes' if max(gaps) <= SAME_TOL else 'no'} (largest gap {max(gaps):.3f}); "
-            f"OOD order of celeb_frac the same: {same_order}."]
-    if prov:
-        out += ['', f"{', '.join(dict.fromkeys(p.get('machine') for p in prov))}, torch "
-                f"{', '.join(dict.fromkeys(p.get('torch') for p in prov))}, commits "
-                f"{', '.join(dict.fromkeys(p.get('commit') for p in prov))} ({folder})."]
+# ----------------------------------------------------------------------------- the CPU default against float32
+def shift_runs(assets_dir):
+    """{celeb_frac: [(float32 (id, ood), default (id, ood))]}: every seed trained both ways, over SHIFT_SETS."""
+    out = {}
+    for name in SHIFT_SETS:
+        runs = {}
+        for path in sorted(glob.glob(os.path.join(assets_dir, 'bench', name, '*.jsonl'))):
+            m = re.fullmatch(r'(float32|pick)_cf([\d.]+)_seed(\d+)\.jsonl', os.path.basename(path))
+            if m:
+                run = dict(final=results.final_metrics(path)[1])
+                runs.setdefault((float(m[2]), int(m[3])), {})[m[1]] = (acc(run, 'id_test'), acc(run, 'ood_test'))
+        for (cf, _), r in sorted(runs.items()):
+            if len(r) == 2:
+                out.setdefault(cf, []).append((r['float32'], r['pick']))
     return out
 
 
-def block_same_science(state):
-    """The exploratory set: the pick against float32 at each celeb_frac, and the rule."""
-    runs, prov = state['same_science']
+def block_bf16_shift(state):
+    """One paragraph: the default's mean OOD gap to float32 eager at each celeb_frac (± its standard error),
+    float32's own seed-to-seed sd, the largest ID gap between seed means, and whether the OOD order agrees."""
+    runs = state['shift']
     if not runs:
-        return 'The same-science comparison has not run yet.'
-    return '\n'.join(same_science_table(runs, prov, f'`assets/bench/{SAME_SCIENCE}/`'))
-
-
-def block_same_science_replication(state):
-    """The replication (fresh seeds fixed before their runs): the verdict, then both sets pooled as the
-    best estimate of the gap, which does not decide."""
-    runs, prov = state['same_science_replication']
-    if not runs:
-        return 'The replication has not run yet.'
-    out = ['Replication (the verdict):', ''] + same_science_table(runs, prov, f'`assets/bench/{REPLICATION}/`')
-    both, _ = merge_runs(state['same_science'], state['same_science_replication'])
-    out += ['', 'Both sets pooled (an estimate of the gap; it does not decide):', '']
-    return '\n'.join(out + same_science_table(both, [], '', rule='Pooled seed means'))
-
-
-def variant_tables(runs, prov, setting, word, folder, rule='Seed means'):
-    """A bfloat16 variant's runs against float32's of the same seeds (whose line is `rule`), then against
-    the pick's (which never decides) -> lines."""
-    out = [f'The {word} against float32:', '']
-    out += same_science_table(paired(runs, 'float32', setting), prov, folder, rule=rule, names=('float32', word))
-    out += ['', f'The {word} against the pick on the same seeds:', '']
-    return out + same_science_table(paired(runs, 'pick', setting), [], '', rule='Means', names=('pick', word))
-
-
-def block_same_science_variant(state):
-    """The variant (attention in float32) against the replication's float32 runs: the rule's verdict."""
-    runs, prov = state['same_science_variant']
-    if not paired(runs, 'float32', 'attn32'):
-        return 'The variant has not run yet.'
-    return '\n'.join(variant_tables(runs, prov, 'attn32', 'variant', f'`assets/bench/{VARIANT}/`'))
-
-
-def probe_gaps(state_runs, setting, folder):
-    """A probe's tables against float32 and the pick, and its mean OOD gap at celeb_frac 0 to each ->
-    (lines, gap to the pick, gap to float32), or None before it has run."""
-    runs, prov = state_runs
-    f32, pick = paired(runs, 'float32', setting).get(0.0), paired(runs, 'pick', setting).get(0.0)
-    if not f32 or not pick:
-        return None
-    out = variant_tables(runs, prov, setting, 'probe', f'`assets/bench/{folder}/`', rule='Seed means (not a verdict)')
-    mean_gap = lambda pairs: statistics.fmean(r['pick'][1] - r['float32'][1] for r in pairs.values())
-    return out, mean_gap(pick), mean_gap(f32)
-
-
-def block_same_science_mlp(state):
-    """The MLP probe against float32 and the pick, and its reading fixed before the runs (docs/speed.md):
-    the MLP carries the shift if the probe's mean OOD lies at least 0.01 below the pick's and within 0.02
-    of float32's."""
-    probe = probe_gaps(state['same_science_mlp'], 'mlp32', MLP_PROBE)
-    if probe is None:
-        return 'The probe has not run yet.'
-    out, below, near = probe
-    carries = below <= -0.01 and abs(near) <= SAME_TOL
-    return '\n'.join(out + ['', f"The MLP's bfloat16 carries the shift (the probe at least 0.01 below the pick and "
-                                 f"within {SAME_TOL} of float32, OOD at celeb_frac 0): {'yes' if carries else 'no'} "
-                                 f"({below:+.3f} against the pick, {near:+.3f} against float32)."])
-
-
-def block_same_science_compile(state):
-    """The torch.compile probe against float32 eager and the pick, and its reading fixed before the runs
-    (docs/speed.md): compile carries the shift if the probe lies within 0.01 of the pick and at least 0.01
-    above float32 eager; bfloat16 does if within 0.01 of float32 eager and at least 0.01 below the pick."""
-    probe = probe_gaps(state['same_science_compile'], 'f32c', COMPILE_PROBE)
-    if probe is None:
-        return 'The probe has not run yet.'
-    out, to_pick, to_f32 = probe
-    reading = ('torch.compile carries the shift' if abs(to_pick) <= 0.01 and to_f32 >= 0.01 else
-               'bfloat16 carries the shift' if abs(to_f32) <= 0.01 and to_pick <= -0.01 else
-               'not told apart by these seeds')
-    return '\n'.join(out + ['', f"Reading (fixed before the runs): {reading} ({to_pick:+.3f} against the pick, "
-                                 f"{to_f32:+.3f} against float32 eager, OOD at celeb_frac 0)."])
-
-
-def variant_runs_block(state, key, setting, word):
-    """Each seed's final ID and OOD: float32 / pick / <setting>, and the commands of <setting>'s runs."""
-    runs, prov = state[key]
-    three = ('float32', 'pick', setting)
-    rows = [[f'celeb_frac {cf:g}, seed {seed}', ' / '.join(num(r[m][0]) for m in three),
-             ' / '.join(num(r[m][1]) for m in three), f"{r[setting][1] - r['float32'][1]:+.3f}"]
-            for cf, seeds in sorted(runs.items()) for seed, r in sorted(seeds.items()) if all(m in r for m in three)]
-    if not rows:
-        return f'The {word} has not run yet.'
-    out = table(['run', f'ID float32 / pick / {word}', f'OOD float32 / pick / {word}', f'OOD {word} − float32'], rows)
-    for p in prov:
-        if p.get('what', '').startswith(word):
-            out += ['', f"{p['what']}: {p.get('machine')}, torch {p.get('torch')}, commit {p.get('commit')}, data {p.get('data')}, "
-                    f"{p.get('date')}, training {num(p.get('train_s'), ',.0f')} s:", '']
-            out += [f'    {c}' for c in p.get('commands', [])]
-    return '\n'.join(out)
-
-
-def block_same_science_runs(state, key='same_science'):
-    """Each run's final ID and OOD accuracy, float32 / pick, and the commands that made them."""
-    runs, prov = state[key]
-    rows = [[f'celeb_frac {cf:g}, seed {seed}', f"{num(r['float32'][0])} / {num(r['pick'][0])}",
-             f"{num(r['float32'][1])} / {num(r['pick'][1])}", f"{r['pick'][1] - r['float32'][1]:+.3f}"]
-            for cf, seeds in runs.items() for seed, r in seeds.items()]
-    if not rows:
-        return 'The same-science comparison has not run yet.'
-    out = table(['run', 'ID float32 / pick', 'OOD float32 / pick', 'OOD pick − float32'], rows)
-    for p in prov:
-        out += ['', f"{p.get('what')}: {p.get('machine')}, torch {p.get('torch')}, commit {p.get('commit')}, data {p.get('data')}, {p.get('date')}, "
-                f"training {' / '.join(num(dig(p, 'train_s', m), ',.0f') for m in ('float32', 'pick'))} s (float32 / pick)"
-                + (f" ({p['note']})" if p.get('note') else '') + ':', '']
-        out += [f'    {c}' for c in p.get('commands', [])]
-    return '\n'.join(out)
+        return 'The float32 comparison has not run yet.'
+    mean = lambda xs: statistics.fmean(xs)
+    sd = lambda xs: statistics.stdev(xs) if len(xs) > 1 else 0.0
+    gaps = {cf: [d[1] - f[1] for f, d in pairs] for cf, pairs in runs.items()}
+    text = {cf: f"{mean(g):+.3f} ± {sd(g) / len(g) ** 0.5:.3f} over {len(g)} seeds" for cf, g in gaps.items()}
+    zero, rest = min(runs), sorted(runs)[1:]
+    f32_sd = sd([f[1] for f, _ in runs[zero]])
+    id_gap = max(abs(mean([d[0] for _, d in p]) - mean([f[0] for f, _ in p])) for p in runs.values())
+    order = lambda k: sorted(runs, key=lambda cf: mean([p[k][1] for p in runs[cf]]))
+    return (f"Mean final OOD accuracy, CPU default minus float32 eager (± standard error): at celeb_frac {zero:g} "
+            f"{text[zero]}, {'under' if abs(mean(gaps[zero])) < f32_sd / 2 else 'over'} half of float32's own "
+            f"seed-to-seed sd ({f32_sd:.3f}); " + ''.join(f"at celeb_frac {cf:g} {text[cf]}; " for cf in rest)
+            + f"ID seed means within {id_gap:.3f}; the OOD order of celeb_frac "
+            f"{'the same' if order(0) == order(1) else 'not the same'}. The laptop main sweep's end points, 3,000 steps, "
+            f"1,000 sampled test examples; runs and commands in " + ', '.join(f'`assets/bench/{n}/`' for n in SHIFT_SETS) + '.')
 
 
 def block_toy(state):
@@ -461,18 +279,33 @@ def block_toy(state):
     return '\n'.join(out)
 
 
+# ----------------------------------------------------------------------------- findings
 def block_findings(state):
+    """One short line per finding: the status at each scale and the number that carries it."""
     rows = []
+    for n, claim, judge_at, _ in FINDINGS:
+        cells = []
+        for sc in SCALES:
+            status, _, key = judge_at(state, sc)
+            cells.append(f"**{status}**" + (f": {key}" if key else ''))
+        rows.append([f"[{n}]({state['findings']}#finding-{n})", claim, *cells])
+    return '\n'.join(table(['#', 'finding', 'laptop scale (2 CPU cores)', 'paper scale (a GPU)'], rows))
+
+
+def block_evidence(state):
+    """Per finding: its status and every measured number at each scale, the rule's link and its figures."""
+    out = []
     for n, claim, judge_at, figs in FINDINGS:
-        (s_lap, t_lap), (s_pap, t_pap) = (judge_at(state, sc) for sc in SCALES)
-        text = '<br>'.join(f"**{sc}**: {t}" for sc, t in (('laptop', t_lap), ('paper', t_pap)) if t) or '–'
-        link = f"[{n}]({state.get('verdicts', 'docs/verdicts.md')}#finding-{n})"
-        rows.append([link, claim, f'**{s_lap}**', f'**{s_pap}**', text, figs])
-    return '\n'.join(table(['#', 'finding', 'laptop scale', 'paper scale', 'what the results show (rule in brackets)',
-                            'figures'], rows))
+        out += [f'<a id="finding-{n}"></a>', '', f'### {n}. {claim}', '']
+        for sc in SCALES:
+            status, text, _ = judge_at(state, sc)
+            out += [f"**{sc.capitalize()} scale: {status}.**" + ('' if text else ' Nothing to show yet.')]
+            out += [f"- {t}" for t in text.split('<br>') if t] + ['']
+        out += [f"Rule: [verdicts.md#finding-{n}]({state['verdicts']}#finding-{n}). Figures: {figs} (below).", '']
+    return '\n'.join(out).strip()
 
 
-# ----------------------------------------------------------------------------- README: figures
+# ----------------------------------------------------------------------------- figures
 def shown(state, name):
     """The result of an experiment the figures show: current before stale, paper before laptop."""
     found = [state['results'].get((name, sc)) for sc in ('paper', 'laptop')]
@@ -484,8 +317,8 @@ def fig_path(s, name):
 
 
 def where(s):
-    """' (`exp`, scale, stale)' for a figure's caption, '' when the experiment has not run."""
-    return f" (`{s['exp']}`, {s['_scale']} scale{', **stale**' if s['_stale'] else ''})" if s else ''
+    """' (`exp`, scale[, why it is stale])' for a figure's caption, '' when the experiment has not run."""
+    return f" (`{s['exp']}`, {s['_scale']} scale{', ' + stale_word(s) if s['_stale'] else ''})" if s else ''
 
 
 def figure_list(state):
@@ -523,18 +356,9 @@ def block_figures(state):
     return '\n'.join(out).strip()
 
 
-# the marked blocks of the README and what writes each
-RENDER = dict(findings=block_findings, figures=block_figures, experiments=block_experiments, laptop=block_laptop, runs=block_runs,
-              selection=block_selection, bench=block_bench, toy=block_toy,
-              same_science=block_same_science, same_science_runs=block_same_science_runs,
-              same_science_replication=block_same_science_replication,
-              same_science_replication_runs=lambda state: block_same_science_runs(state, 'same_science_replication'),
-              same_science_variant=block_same_science_variant,
-              same_science_variant_runs=lambda state: variant_runs_block(state, 'same_science_variant', 'attn32', 'variant'),
-              same_science_mlp=block_same_science_mlp,
-              same_science_mlp_runs=lambda state: variant_runs_block(state, 'same_science_mlp', 'mlp32', 'probe'),
-              same_science_compile=block_same_science_compile,
-              same_science_compile_runs=lambda state: variant_runs_block(state, 'same_science_compile', 'f32c', 'probe'))
+# the marked blocks of README.md and docs/*.md, and what writes each
+RENDER = dict(findings=block_findings, evidence=block_evidence, figures=block_figures, experiments=block_experiments,
+              bench=block_bench, toy=block_toy, bf16_shift=block_bf16_shift)
 MARK = re.compile(r'(<!-- report:([\w-]+) -->\n)(.*?)(<!-- /report:\2 -->)', re.S)
 
 
@@ -560,9 +384,9 @@ def rewrite(text, blocks, path='README.md', every=True):
 
 # ----------------------------------------------------------------------------- main
 def main(cfg):
-    """results.py's work (--summarise, --import, --resummarise) if asked, then the tables of the README
-    and of the docs/*.md beside it: rewritten, or with --check compared. Every block must stand in at
-    least one of them. -> exit code."""
+    """results.py's work (--summarise, --import, --resummarise) if asked, then the tables of the README,
+    of the docs/*.md beside it and each result folder's README.md: rewritten, or with --check compared.
+    Every block must stand in at least one of the marked files. -> exit code."""
     if cfg['summarise'] or cfg['imports'] or cfg['resummarise']:
         results.main(cfg)
     if not os.path.isfile(cfg['readme']):
@@ -580,6 +404,11 @@ def main(cfg):
         changed += [f"{os.path.relpath(path)}: {n}" for n in names]
         if new != text:
             new_texts[path] = new
+    for s in load_state(cfg['assets'], cfg['readme'])['results'].values():   # each result folder's README.md, whole
+        path, text = os.path.join(s['_path'], 'README.md'), result_readme(s)
+        if not os.path.isfile(path) or open(path).read() != text:
+            changed.append(os.path.relpath(path))
+            new_texts[path] = text
     missing = [b for b in RENDER if b not in seen]
     if missing:
         raise ValueError(f"report error: no <!-- report:{missing[0]} --> markers in {cfg['readme']} or docs/*.md")

@@ -1,11 +1,13 @@
 """
 The verdict on each finding at each scale, laptop and paper, by the rules of docs/verdicts.md,
 written down before the runs: RULES holds their numbers, the functions below their checks. A result
-that is stale, incomplete (runs missing) or from a regime the rule says cannot show the finding is
-never "reproduced". dev/report.py writes what they return into the README's findings table.
+that was made on an older dataset or config, is incomplete (runs missing) or comes from a setting the
+rule says cannot show the finding is never "reproduced". dev/report.py writes what they return into
+the README's findings table and docs/findings.md.
 
 Every finding function takes the state of dev/report.load_state (every result in assets/ at each
-scale, the toy and LLM results) and a scale, and returns (status, text).
+scale, the toy and LLM results) and a scale, and returns (status, text, key): key is the one number
+that carries the finding, shown beside the status once the checks are read.
 """
 import itertools
 import os
@@ -80,11 +82,10 @@ def machine_of(p):
 
 
 def scale_line(s):
-    """What a result is, where and on what it was made, and whether it is still current."""
+    """What a result is, on what it was made, and why it is no longer current, if so."""
     n, total = n_runs(s)
     devices = ', '.join(dict.fromkeys(machine_of(p) for p in s.get('provenance', [])))
-    line = f"`{s['exp']}` ({s['_scale']} scale), {n} of {total} runs, {devices}, data v{s.get('data_version')}"
-    return line + (f": **stale** ({'; '.join(s['_stale'])})" if s['_stale'] else '')
+    return f"`{s['exp']}` ({s['_scale']} scale), {n} of {total} runs, {devices}" + (f": **{stale_word(s)}**" if s['_stale'] else '')
 
 
 def design(s):
@@ -112,20 +113,25 @@ def scored_runs(s):
 
 
 # ----------------------------------------------------------------------------- the checks and verdicts
-# A check is (ok, text): ok True / False, or None where its measure is missing. A finding's status
-# at one scale: the evidence first (not run, stale, the regime, incomplete), then the checks.
+# A check is (ok, text) or (ok, text, key): ok True / False, or None where its measure is missing; key
+# the finding's one number, if this check carries it. A finding's status at one scale: the evidence
+# first (not run, older dataset or config, a setting that cannot show it, incomplete), then the checks.
 def mark(ok):
     return {True: 'holds', False: 'fails', None: 'not measured'}[ok]
 
 
 def check_text(checks):
-    return '; '.join(f"{text} [{mark(ok)}]" for ok, text in checks)
+    return '; '.join(f"{c[1]} [{mark(c[0])}]" for c in checks)
+
+
+def key_of(checks):
+    return next((c[2] for c in checks if len(c) > 2), '')
 
 
 def verdict(checks):
     """reproduced (every check holds), not reproduced (none does), mixed, or partly judged (those
     measured hold, some could not be measured)."""
-    oks = [ok for ok, _ in checks if ok is not None]
+    oks = [c[0] for c in checks if c[0] is not None]
     if not oks:
         return 'not judged: no check could be measured'
     if all(oks):
@@ -135,23 +141,26 @@ def verdict(checks):
 
 
 def stale_word(s):
-    return f"data v{s.get('data_version')}" if any(w.startswith('made on data') for w in s['_stale']) else '; '.join(s['_stale'])
+    """Why a result is no longer current, in plain words."""
+    return '; '.join('made on an older version of the dataset' if w.startswith('made on data') else
+                     w.replace('config changed:', 'made before its config changed:') for w in s['_stale'])
 
 
 def judge(s, regime, checks):
-    """The status of one experiment's checks: not judged when stale or in a regime the rule excludes,
-    provisional when runs are missing, else the verdict. -> (status, text)."""
+    """The status of one experiment's checks: not judged when made on an older dataset or config, or in
+    a setting the rule says cannot show the finding; provisional when runs are missing; else the
+    verdict. -> (status, text, key)."""
     if s is None:
-        return 'not run', ''
+        return 'not run', '', ''
     text = f"{scale_line(s)}: {check_text(checks)}"
     n, total = n_runs(s)
     if s['_stale']:
-        return f'not judged: stale ({stale_word(s)})', text
+        return f"not judged: {stale_word(s)}; to be re-run{' on a GPU' if s['_scale'] == 'paper' else ''}", text, ''
     if regime:
-        return f'not judged: regime ({regime})', text
+        return f'not judged: the setting cannot show it ({regime})', text, ''
     if n < total:
-        return f'provisional: {n} of {total} runs', text
-    return verdict(checks), text
+        return f'provisional: {n} of {total} runs', text, key_of(checks)
+    return verdict(checks), text, key_of(checks)
 
 
 def ceiling_regime(s):
@@ -188,7 +197,8 @@ def checks1(s):
     return [(share >= RULES['id_share'], f"ID >= {RULES['id_high']} in {share:.0%} of runs (rule >= {RULES['id_share']:.0%}; "
              f"ID {min(ids):.2f}-{max(ids):.2f})"),
             (max(oods) - min(oods) >= RULES['ood_range'], f"OOD {min(oods):.2f}-{max(oods):.2f}, range "
-             f"{max(oods) - min(oods):.2f} (rule >= {RULES['ood_range']})"),
+             f"{max(oods) - min(oods):.2f} (rule >= {RULES['ood_range']})",
+             f"OOD {min(oods):.2f}-{max(oods):.2f} across runs, ID >= {RULES['id_high']} in {share:.0%} of them"),
             (r is None or abs(r) < RULES['id_ood_r'], f"r(ID, OOD) = {num(r, '+.2f')} "
              f"(rule: -{RULES['id_ood_r']} < r < {RULES['id_ood_r']}"
              + (f"; picking runs by ID gives OOD {sel['id_test']:.3f}, a random pick {sel['random']:.3f})"
@@ -209,7 +219,8 @@ def checks2(s):
     rise = means[-1] - means[0] if len(cfs) >= 2 else None
     out = [(None if rho is None else rho >= RULES['rho'] and rise >= RULES['rise'],
             'mean OOD by celeb_frac ' + ', '.join(f"{c}: {m:.2f}" for c, m in zip(cfs, means))
-            + f"; Spearman {num(rho, '.2f')} (rule >= {RULES['rho']}), rise {num(rise, '+.2f')} (rule >= {RULES['rise']})")]
+            + f"; Spearman {num(rho, '.2f')} (rule >= {RULES['rho']}), rise {num(rise, '+.2f')} (rule >= {RULES['rise']})",
+            f"mean OOD {means[0]:.2f} without parallel data, {means[-1]:.2f} with the most" if means else '')]
     if not cfs or cfs[0] != 0:
         return out + [(None, 'no run at celeb_frac 0')] * 2
     by_ft = {ft: mean_ood(s, ft, celeb_frac=0.0) for ft in ['all', *FACT_TYPES]}
@@ -229,12 +240,12 @@ def with_gemma(state, scale, regime, checks):
     """Findings 1 and 2: judged on sweep_celeb; the Gemma-2 block's sweep judged beside it, and
     named in the status where its verdict differs."""
     s, g = (state['results'].get((n, scale)) for n in ('sweep_celeb', 'gemma2'))
-    status, text = judge(s, s and regime(s), s and checks(s))
+    status, text, key = judge(s, s and regime(s), s and checks(s))
     if g is not None:
-        g_status, g_text = judge(g, regime(g), checks(g))
+        g_status, g_text, _ = judge(g, regime(g), checks(g))
         text += ('<br>' if text else '') + g_text
-        status += f"; gemma2: {g_status}" if g_status != status else ''
-    return status, text
+        status += f"; Gemma-2 block: {g_status}" if g_status != status else ''
+    return status, text, key
 
 
 def finding1(state, scale):
@@ -262,13 +273,13 @@ def checks3(s):
     r_paper = pearson(*zip(*paper)) if len(paper) >= 3 else None
     its = sorted({early_point(r, 'unification', frac)[0] for r in s['runs']} - {None})
     if len(head) < 3:
-        return [(None, f"{len(head)} runs with an early {metrics.HEADLINE} score at {frac:.0%} of training (the paper's "
+        return [(None, f"{len(head)} runs with an early unification score at {frac:.0%} of training (the paper's "
                  f"ratio there: r = {num(r_paper, '.2f')} over {len(paper)} runs)"), (None, 'early spread: –')]
     r = pearson(*zip(*head))
     us = [u for u, _ in head]
     return [(r is not None and r >= RULES['early_r'], f"at iter {'/'.join(map(str, its))} ({frac:.0%} of training) "
              f"r(unification, final OOD) = {num(r, '.2f')} over {len(head)} runs (rule >= {RULES['early_r']}; the paper's "
-             f"ratio: {num(r_paper, '.2f')})"),
+             f"ratio: {num(r_paper, '.2f')})", f"r(early unification, final OOD) = {num(r, '.2f')}"),
             (max(us) - min(us) >= RULES['early_spread'], f"early unification {min(us):.2f} to {max(us):.2f} "
              f"(rule: spans >= {RULES['early_spread']})")]
 
@@ -284,7 +295,8 @@ def checks5(s):
     r, n = corr(metrics.HEADLINE), len(scored_runs(s))
     c1 = (None if r is None else r >= RULES['unif_r'], f"r(unification, final OOD) = {num(r, '.2f')} activations / "
           f"{num(corr(metrics.HEADLINE, 'grad'), '.2f')} gradients over {n} runs (rule >= {RULES['unif_r']}; the paper's "
-          f"ratio: {num(corr(metrics.PAPER_RATIO), '.2f')} / {num(corr(metrics.PAPER_RATIO, 'grad'), '.2f')})")
+          f"ratio: {num(corr(metrics.PAPER_RATIO), '.2f')} / {num(corr(metrics.PAPER_RATIO, 'grad'), '.2f')})",
+          f"r(unification, final OOD) = {num(r, '.2f')}")
     sel = s.get('selection') or {}
     u, small, rand, best = (sel.get(k) for k in ('unification', 'ood_1pct', 'random', 'oracle'))
     ok = None if None in (u, small, rand, best) else \
@@ -298,7 +310,7 @@ def checks5(s):
           f"checkpoint picks over {ck['n_runs']} runs: unification {ck['ood']:.3f}, last best ID {ck['last_best_id']:.3f}, "
           f"oracle {ck['oracle']:.3f} (rule: within {RULES['sel_gap']} of last best ID); beside it the paper's ratio "
           f"{num(ck_paper)}, the ID-filter variant {num(ck_var)}" if ck else
-          f"checkpoint picks: no {metrics.HEADLINE} score (the paper's ratio {num(ck_paper)})")
+          f"checkpoint picks: no unification score (the paper's ratio {num(ck_paper)})")
     return [c1, c2, c3]
 
 
@@ -309,10 +321,10 @@ def finding5(state, scale):
     if s is not None:
         return judge(s, spread_regime(s), checks5(s))
     s = state['results'].get(('sweep_celeb', scale))
-    status, text = judge(s, s and spread_regime(s), s and checks5(s))
+    status, text, key = judge(s, s and spread_regime(s), s and checks5(s))
     if s is not None and not status.startswith(('not judged', 'provisional')):
         status = f"provisional: `selection` not run (`sweep_celeb`: {status})"
-    return status, text
+    return status, text, key
 
 
 # finding 4: each check compares mean OOD at celeb_frac 0 (the claim: better OOD without parallel data)
@@ -358,36 +370,40 @@ def trend(names, what, pts):
             + f" (rule: Spearman {num(rho, '.2f')} >= {RULES['rho']}, rise >= {RULES['gap']})")
 
 
+WHY4 = {'not run': 'not run', 'stale': 'made on an older version of the dataset', 'provisional': 'runs missing',
+        'cannot': 'the setting cannot show it'}   # why a check of finding 4 is not judged, in words
+
+
 def finding4(state, scale):
-    """Each check gated by its experiments (not run, stale, incomplete, regime); the status from the
-    checks that could be judged, provisional while others wait for runs."""
+    """Each check gated by its experiments (not run, older dataset or config, incomplete, a setting that
+    cannot show it); the status from the checks that could be judged, provisional while others wait for runs."""
     checks, whys = [], []
     for names, room, ok, text in checks4(state, scale):
         found = [state['results'].get((n, scale)) for n in names]
         no_recall = [f"{n} ID {i:.2f}" for n, s in zip(names, found) if s is not None
                      for i in [mean_ood(s, split='id_test', celeb_frac=0.0)] if i is not None and i < RULES['id_high']]
         why = ('not run' if None in found else 'stale' if any(s['_stale'] for s in found)
-               else 'regime' if (room is not None and room >= RULES['regime_ood0']) or no_recall
+               else 'cannot' if (room is not None and room >= RULES['regime_ood0']) or no_recall
                else 'provisional' if any(n_runs(s)[0] < n_runs(s)[1] for s in found) else None)
-        detail = f"regime: {', '.join(no_recall)} at celeb_frac 0 < {RULES['id_high']}" if why == 'regime' and no_recall else why
+        detail = WHY4.get(why, '') + (f": {', '.join(no_recall)} at celeb_frac 0 < {RULES['id_high']}"
+                                      if why == 'cannot' and no_recall else '')
         checks.append((ok if why is None else None, text + (f" ({detail})" if why else '')))
         whys.append(why)
     ran = [n for n in experiments.EXPERIMENTS if '4' in findings_of(n) and (n, scale) in state['results']]
     text = '; '.join(f"{t} [{mark(ok) if w is None else 'not judged'}]" for (ok, t), w in zip(checks, whys))
     if not ran:
-        return 'not run', ''
+        return 'not run', '', ''
     text = f"{', '.join(f'`{n}`' for n in ran)}: {text}"
     judged = [c for c, w in zip(checks, whys) if w is None]
-    waiting = [w for w in whys if w not in (None, 'regime')]
     if not judged:
-        order = [w for w in ('stale', 'provisional', 'regime', 'not run') if w in whys]
-        words = {'stale': 'not judged: stale', 'provisional': 'provisional: no check complete',
-                 'regime': 'not judged: regime', 'not run': 'not run'}
-        return words[order[0]] + f" ({whys.count(order[0])} of {len(whys)} checks)", text
-    if waiting:
-        return f"provisional: {len(judged)} of {len(checks)} checks judged", text
-    status = verdict(judged)
-    return status + (f" ({whys.count('regime')} of {len(whys)} checks not judged: regime)" if 'regime' in whys else ''), text
+        first = next(w for w in ('stale', 'provisional', 'cannot', 'not run') if w in whys)
+        words = {'provisional': 'provisional: no check complete', 'not run': 'not run'}.get(first, f'not judged: {WHY4[first]}')
+        return words + f" ({whys.count(first)} of {len(whys)} checks)", text, ''
+    key = f"{sum(ok for ok, _ in judged)} of {len(judged)} judged checks hold"
+    if any(w not in (None, 'cannot') for w in whys):
+        return f"provisional: {len(judged)} of {len(checks)} checks judged", text, key
+    cannot = f" ({whys.count('cannot')} of {len(whys)} checks: {WHY4['cannot']})" if 'cannot' in whys else ''
+    return verdict(judged) + cannot, text, key
 
 
 def toy_checks(toy):
@@ -397,7 +413,9 @@ def toy_checks(toy):
     return [(tab[0]['cross_acc'] >= RULES['toy_cross'], f"toy: cross-language accuracy {tab[0]['cross_acc']:.3f} at lang_var "
              f"{tab[0]['lang_var']} (rule >= {RULES['toy_cross']})"),
             (tab[-1]['cross_acc'] <= tab[-1]['same_acc'] - RULES['toy_drop'], f"{tab[-1]['cross_acc']:.3f} at lang_var "
-             f"{tab[-1]['lang_var']} vs same-language {tab[-1]['same_acc']:.3f} (rule: >= {RULES['toy_drop']} below)"),
+             f"{tab[-1]['lang_var']} vs same-language {tab[-1]['same_acc']:.3f} (rule: >= {RULES['toy_drop']} below)",
+             f"toy: cross-language accuracy {tab[0]['cross_acc']:.2f} without a language feature, {tab[-1]['cross_acc']:.2f} "
+             "with one"),
             (None if faint is None else faint['cross_acc'] >= RULES['toy_cross'],
              f"with the faintest language feature (lang_scale {faint['lang_scale']}) {faint['cross_acc']:.3f} "
              f"(rule >= {RULES['toy_cross']})" if faint else 'no lang_scale table')]
@@ -411,19 +429,20 @@ def llm_checks(llm):
     r2o, r2c = ve.get('r2_overlap'), ve.get('r2_celebrity')
     return [(share >= RULES['llm_layers'], f"{len(hits)} of {len(layers)} layers ({share:.0%}"
              + (f"; layers {hits[0]}-{hits[-1]}" if hits and hits[-1] - hits[0] == len(hits) - 1 else '')
-             + f"): unification separates correct transfers (AUC > 0.5, Bonferroni p < alpha; rule >= {RULES['llm_layers']:.0%})"),
+             + f"): unification separates correct transfers (AUC > 0.5, Bonferroni p < alpha; rule >= {RULES['llm_layers']:.0%})",
+             f"unification separates correct transfers in {len(hits)} of {len(layers)} layers"),
             (None if None in (r2o, r2c) else r2o > r2c, f"over source languages, R^2 of vocabulary overlap {num(r2o)} vs "
              f"celebrity ratio {num(r2c)} (rule: overlap explains more)")]
 
 
 def standin_text(state):
-    """(status, text) of the CPU stand-in LLM under the LLM checks, or None where it has not run."""
+    """(status, text, key) of the CPU stand-in LLM under the LLM checks, or None where it has not run."""
     llm, prov = state['standin'], state['standin_prov'] or {}
     if not llm:
         return None
     checks, model = llm_checks(llm), dig(prov, 'model', 'package') or os.path.basename(str(llm.get('model')))
     return (verdict(checks), f"stand-in LLM, not the paper's model or data ({model}, 4-bit, on {llm.get('n_items')} "
-            f"CLDR facts x 12 languages, 2-core CPU): " + check_text(checks))
+            f"CLDR facts x 12 languages, 2-core CPU): " + check_text(checks), key_of(checks))
 
 
 def finding6(state, scale):
@@ -433,20 +452,21 @@ def finding6(state, scale):
     if scale == 'laptop':
         toy, extra = state['toy'], standin_text(state)
         if not toy or not toy.get('table'):
-            return ('not run', '') if extra is None else (f"toy not run; stand-in LLM: {extra[0]}", extra[1])
+            return ('not run', '', '') if extra is None else (f"toy not run; stand-in LLM: {extra[0]}", extra[1], extra[2])
         checks = toy_checks(toy)
         seeds = len(toy['table'][0].get('seeds', []))
         text = f"toy (linear model, {seeds} seeds, 2-core CPU): " + check_text(checks)
         if extra is None:
-            return verdict(checks), text
-        return f"{verdict(checks)} (toy); stand-in LLM: {extra[0]}", text + '<br>' + extra[1]
+            return verdict(checks), text, key_of(checks)
+        return (f"{verdict(checks)} (toy); stand-in LLM: {extra[0]}", text + '<br>' + extra[1],
+                f"{key_of(checks)}; stand-in LLM: {extra[2]}")
     llm, vocab = state['llm'], state['vocab']
     if llm:
         checks = llm_checks(llm)
-        return verdict(checks), f"{llm.get('model')} on ECLeKTic: " + check_text(checks)
+        return verdict(checks), f"{llm.get('model')} on ECLeKTic: " + check_text(checks), key_of(checks)
     pairs = {'-'.join(sorted(k.split('-'))): v for k, v in (vocab or {}).get('jaccard', {}).items()}
     top3 = sorted(pairs.items(), key=lambda kv: -kv[1])[:3]
-    return 'not run', ('only the vocabulary-overlap matrix (' + ', '.join(f"{k} {v:.3f}" for k, v in top3) + ')') if top3 else ''
+    return 'not run', ('only the vocabulary-overlap matrix (' + ', '.join(f"{k} {v:.3f}" for k, v in top3) + ')') if top3 else '', ''
 
 
 FINDINGS = (('1', 'ID recall near perfect, OOD varies widely; ID does not predict OOD', finding1, 'Fig. 1, 2'),

@@ -1,6 +1,6 @@
 """results.py: summaries of an analyzed experiment, merging shards, staleness, importing archives,
-summarising again; report.py: the README tables rewritten from assets/ (the real README must match
-the real assets/) and the verdict rules of docs/verdicts.md."""
+summarising again; report.py: the tables of README, docs and each result's README rewritten from assets/
+(the real ones must match the real assets/) and the verdict rules of docs/verdicts.md."""
 import glob
 import json
 import os
@@ -150,7 +150,9 @@ def test_stale_results_are_marked_and_never_merged(tiny, tmp_path, monkeypatch):
     why = results.stale_reasons(s)
     assert why == [f"made on data v{data_gen.VERSION - 1}, now v{data_gen.VERSION}"]
     st = report.load_state(assets, str(tmp_path / 'README.md'))
-    assert '**stale**' in report.block_experiments(st) and '**stale**' in report.block_runs(st)
+    older = 'made on an older version of the dataset'
+    assert older in report.block_experiments(st) and older in report.result_readme(st['results'][('sweep_celeb', 'paper')])
+    assert verdicts.finding1(st, 'paper')[0] == f'not judged: {older}; to be re-run on a GPU'
     # results of the new version replace the old ones instead of merging with them
     new = str(tmp_path / 'new')
     shutil.copytree(stages['shard1'], new)
@@ -203,20 +205,21 @@ def test_rewrite_and_check(tmp_path):
     assert report.rewrite(new, blocks)[:2] == (new, [])
     with pytest.raises(ValueError, match='report:b'):
         report.rewrite(text.replace('<!-- report:b -->', ''), blocks)
-    # the real README's and docs' tables against a copy of the real assets: matching, then one number changed
+    # the real README's, docs' and results' tables against a copy of the real assets: matching, then one number
+    # changed in a marked block and in a result's README (generated whole)
     readme = tmp_path / 'README.md'
     shutil.copyfile(os.path.join(ROOT, 'README.md'), readme)
     shutil.copytree(os.path.join(ROOT, 'docs'), tmp_path / 'docs')
-    os.symlink(os.path.join(ROOT, 'assets'), tmp_path / 'assets')   # figure paths are relative to the file
+    shutil.copytree(os.path.join(ROOT, 'assets'), tmp_path / 'assets')   # figure paths are relative to the file
     cfg = dict(report.DEFAULTS, readme=str(readme), assets=str(tmp_path / 'assets'), check=True)
     assert report.main(cfg) == 0
-    path = next(p for p in [readme, *sorted((tmp_path / 'docs').glob('*.md'))] if '<!-- report:runs -->' in p.read_text())
-    text = path.read_text()
-    i = text.index('<!-- report:runs -->')
-    j = text.index('0.9', i)
-    path.write_text(text[:j] + '0.1' + text[j + 3:])
-    assert report.main(cfg) == 1
-    assert report.main(dict(cfg, check=False)) == 0 and report.main(cfg) == 0 and path.read_text() == text
+    for path, mark in ((tmp_path / 'docs' / 'findings.md', '<!-- report:evidence -->'),
+                       (tmp_path / 'assets' / 'laptop' / 'sweep_celeb' / 'README.md', '| 0.0 |')):
+        text = path.read_text()
+        j = text.index('0.9', text.index(mark))
+        path.write_text(text[:j] + '0.1' + text[j + 3:])
+        assert report.main(cfg) == 1
+        assert report.main(dict(cfg, check=False)) == 0 and report.main(cfg) == 0 and path.read_text() == text
     (tmp_path / 'docs' / 'extra.md').write_text('no markers here\n')  # a file without markers is left alone
     assert report.main(cfg) == 0
 
@@ -274,104 +277,22 @@ def same_science_log(root, folder, name, id_acc, ood_acc):
                 f.write(json.dumps(dict(iter=it, split=split, fact_type='all', lang='all', acc=a * scale, n=100)) + '\n')
 
 
-def test_same_science_from_made_up_logs(tmp_path):
-    """The pick-vs-float32 block reads each run's last evaluation, averages over seeds and applies the
-    0.02 rule to the seed means: a single run far off passes when the means agree, and fails when they do not."""
-    log = lambda name, id_acc, ood_acc: same_science_log(tmp_path, report.SAME_SCIENCE, name, id_acc, ood_acc)
-    for seed, (f32, pick) in enumerate(((0.50, 0.44), (0.46, 0.51))):   # single runs 0.06 and 0.05 apart
-        log(f'float32_cf0_seed{seed}.jsonl', 1.0, f32)
-        log(f'pick_cf0_seed{seed}.jsonl', 1.0, pick)
-        log(f'float32_cf0.3_seed{seed}.jsonl', 0.97, 0.96)
-        log(f'pick_cf0.3_seed{seed}.jsonl', 0.98, 0.97)
-    log('pick_cf0.3_seed2.jsonl', 0.5, 0.5)                    # no float32 twin: left out
-    state = lambda: dict(same_science=report.same_science(str(tmp_path)))   # read again after each rewrite
-    block = report.block_same_science(state())
-    assert '| celeb_frac 0, 2 seeds | 1.000 / 1.000 | 0.480 / 0.475 | -0.005 ± 0.055 | 0.028 | 0.050-0.060 |' in block
-    assert '| celeb_frac 0.3, 2 seeds | 0.970 / 0.980 | 0.960 / 0.970 | +0.010 ± 0.000 |' in block
-    assert 'Seed means within 0.02: yes (largest gap 0.010); OOD order of celeb_frac the same: yes.' in block
-    assert '| celeb_frac 0, seed 0 | 1.000 / 1.000 | 0.500 / 0.440 | -0.060 |' in report.block_same_science_runs(state())
-    log('pick_cf0_seed1.jsonl', 1.0, 0.45)                     # now the pick's mean lies 0.035 below
-    assert 'Seed means within 0.02: no (largest gap 0.035)' in report.block_same_science(state())
-    log('pick_cf0.3_seed0.jsonl', 0.98, 0.30)
-    log('pick_cf0.3_seed1.jsonl', 0.98, 0.30)                  # parallel data no longer helps the pick
-    assert 'OOD order of celeb_frac the same: no.' in report.block_same_science(state())
-    assert report.block_same_science(dict(same_science=report.same_science(str(tmp_path / 'none')))) == 'The same-science comparison has not run yet.'
-
-
-def test_the_replication_decides_and_the_pooled_sets_only_estimate(tmp_path):
-    """The replication's block applies the rule to its own seeds (not to the exploratory set's), and pools
-    both sets into a second table whose line does not give the verdict."""
-    state = lambda: dict(same_science=report.same_science(str(tmp_path)),
-                         same_science_replication=report.same_science(str(tmp_path), report.REPLICATION))
-    for seed in (0, 1):                                        # exploratory: the pick 0.10 above float32
-        same_science_log(tmp_path, report.SAME_SCIENCE, f'float32_cf0_seed{seed}.jsonl', 1.0, 0.40)
-        same_science_log(tmp_path, report.SAME_SCIENCE, f'pick_cf0_seed{seed}.jsonl', 1.0, 0.50)
-    assert report.block_same_science_replication(state()) == 'The replication has not run yet.'
-    for seed in (12, 13):                                      # replication: 0.01 apart
-        same_science_log(tmp_path, report.REPLICATION, f'float32_cf0_seed{seed}.jsonl', 1.0, 0.45)
-        same_science_log(tmp_path, report.REPLICATION, f'pick_cf0_seed{seed}.jsonl', 1.0, 0.46)
-    block = report.block_same_science_replication(state())
-    verdict, pool = block.split('Both sets pooled')
-    assert '| celeb_frac 0, 2 seeds | 1.000 / 1.000 | 0.450 / 0.460 | +0.010 ± 0.000 |' in verdict
-    assert 'Seed means within 0.02: yes (largest gap 0.010)' in verdict
-    assert '| celeb_frac 0, 4 seeds | 1.000 / 1.000 | 0.425 / 0.480 | +0.055 ± 0.026 |' in pool
-    assert 'Pooled seed means within 0.02: no (largest gap 0.055)' in pool and 'Seed means within' not in pool
-    assert '| celeb_frac 0, seed 12 | 1.000 / 1.000 | 0.450 / 0.460 | +0.010 |' in report.RENDER['same_science_replication_runs'](state())
-
-
-def test_the_variant_is_judged_against_the_replications_float32_runs(tmp_path):
-    """The variant's block pairs its runs with the replication's float32 runs of the same seeds (the
-    verdict) and with the pick's (which does not decide); a seed float32 did not run is left out."""
-    state = lambda: dict(same_science_variant=report.setting_runs(str(tmp_path), report.REPLICATION, report.VARIANT))
-    assert report.block_same_science_variant(state()) == 'The variant has not run yet.'
-    for seed, (f32, pick, var) in ((12, (0.40, 0.46, 0.41)), (13, (0.50, 0.52, 0.47))):
-        same_science_log(tmp_path, report.REPLICATION, f'float32_cf0_seed{seed}.jsonl', 1.0, f32)
-        same_science_log(tmp_path, report.REPLICATION, f'pick_cf0_seed{seed}.jsonl', 1.0, pick)
-        same_science_log(tmp_path, report.VARIANT, f'attn32_cf0_seed{seed}.jsonl', 0.99, var)
-    same_science_log(tmp_path, report.VARIANT, 'attn32_cf0_seed14.jsonl', 1.0, 0.9)    # no float32 twin
-    block = report.block_same_science_variant(state())
-    verdict, beside = block.split('against the pick')
-    assert '| runs | ID float32 / variant | OOD float32 / variant | OOD variant − float32 (± s.e.) |' in verdict
-    assert '| celeb_frac 0, 2 seeds | 1.000 / 0.990 | 0.450 / 0.440 | -0.010 ± 0.020 | 0.071 | 0.010-0.030 |' in verdict
-    assert 'Seed means within 0.02: yes (largest gap 0.010)' in verdict
-    assert '| celeb_frac 0, 2 seeds | 1.000 / 0.990 | 0.490 / 0.440 | -0.050 ± 0.000 |' in beside
-    assert 'Means within 0.02: no (largest gap 0.050)' in beside and 'Seed means' not in beside
-    runs = report.RENDER['same_science_variant_runs'](state())
-    assert '| celeb_frac 0, seed 13 | 1.000 / 1.000 / 0.990 | 0.500 / 0.520 / 0.470 | -0.030 |' in runs
-    assert 'seed 14' not in runs
-
-
-def test_the_mlp_probe_reads_as_fixed_before_its_runs(tmp_path):
-    """The probe's reading: the MLP carries the shift only if the probe lies at least 0.01 below the pick
-    and within 0.02 of float32 (OOD at celeb_frac 0), over the seeds of both earlier sets."""
-    state = lambda: dict(same_science_mlp=report.setting_runs(str(tmp_path), report.SAME_SCIENCE, report.REPLICATION,
-                                                             report.MLP_PROBE))
-    assert report.block_same_science_mlp(state()) == 'The probe has not run yet.'
-    for folder, seed in ((report.SAME_SCIENCE, 0), (report.REPLICATION, 12)):
-        same_science_log(tmp_path, folder, f'float32_cf0_seed{seed}.jsonl', 1.0, 0.45)
-        same_science_log(tmp_path, folder, f'pick_cf0_seed{seed}.jsonl', 1.0, 0.47)
-        same_science_log(tmp_path, report.MLP_PROBE, f'mlp32_cf0_seed{seed}.jsonl', 1.0, 0.455)
-    block = report.block_same_science_mlp(state())
-    assert '| celeb_frac 0, 2 seeds | 1.000 / 1.000 | 0.450 / 0.455 | +0.005 ± 0.000 |' in block
-    assert 'carries the shift' in block and ': yes (-0.015 against the pick, +0.005 against float32).' in block
-    same_science_log(tmp_path, report.MLP_PROBE, 'mlp32_cf0_seed12.jsonl', 1.0, 0.475)   # as the pick reads
-    assert ': no (-0.005 against the pick, +0.015 against float32).' in report.block_same_science_mlp(state())
-    assert '| celeb_frac 0, seed 12 | 1.000 / 1.000 / 1.000 | 0.450 / 0.470 / 0.475 | +0.025 |' in \
-        report.RENDER['same_science_mlp_runs'](state())
-
-
-def test_the_compile_probe_reads_three_ways(tmp_path):
-    """The compile probe's reading: compile carries the shift when the probe reads as the pick, bfloat16 when
-    it reads as float32 eager, and neither is named when it lies between."""
-    state = lambda: dict(same_science_compile=report.setting_runs(str(tmp_path), report.REPLICATION, report.COMPILE_PROBE))
-    assert report.block_same_science_compile(state()) == 'The probe has not run yet.'
-    same_science_log(tmp_path, report.REPLICATION, 'float32_cf0_seed12.jsonl', 1.0, 0.46)
-    same_science_log(tmp_path, report.REPLICATION, 'pick_cf0_seed12.jsonl', 1.0, 0.475)
-    for probe, reading in ((0.478, 'torch.compile carries the shift (+0.003 against the pick, +0.018'),
-                           (0.462, 'bfloat16 carries the shift (-0.013 against the pick, +0.002'),
-                           (0.468, 'not told apart by these seeds (-0.007 against the pick, +0.008')):
-        same_science_log(tmp_path, report.COMPILE_PROBE, 'f32c_cf0_seed12.jsonl', 1.0, probe)
-        assert f'Reading (fixed before the runs): {reading} against float32 eager' in report.block_same_science_compile(state())
+def test_bf16_shift_pools_both_sets_seed_by_seed(tmp_path):
+    """docs/speed.md's paragraph: the default's mean OOD gap to float32 over the seeds of both folders that ran
+    both ways (a seed run one way only is left out), its standard error, and float32's own seed sd."""
+    for folder, seed, f32, pick in ((report.SHIFT_SETS[0], 0, 0.40, 0.46), (report.SHIFT_SETS[1], 12, 0.50, 0.52)):
+        same_science_log(tmp_path, folder, f'float32_cf0_seed{seed}.jsonl', 1.0, f32)
+        same_science_log(tmp_path, folder, f'pick_cf0_seed{seed}.jsonl', 1.0, pick)
+        same_science_log(tmp_path, folder, f'float32_cf0.3_seed{seed}.jsonl', 0.98, 0.96)
+        same_science_log(tmp_path, folder, f'pick_cf0.3_seed{seed}.jsonl', 0.97, 0.97)
+    same_science_log(tmp_path, report.SHIFT_SETS[1], 'pick_cf0_seed13.jsonl', 1.0, 0.9)      # no float32 twin
+    text = report.block_bf16_shift(dict(shift=report.shift_runs(str(tmp_path))))
+    assert 'at celeb_frac 0 +0.040 ± 0.020 over 2 seeds, over half of float32\'s own seed-to-seed sd (0.071)' in text
+    assert 'at celeb_frac 0.3 +0.010 ± 0.000 over 2 seeds; ID seed means within 0.010; the OOD order of celeb_frac the same' in text
+    for folder, seed in ((report.SHIFT_SETS[0], 0), (report.SHIFT_SETS[1], 12)):   # parallel data no longer helps
+        same_science_log(tmp_path, folder, f'pick_cf0.3_seed{seed}.jsonl', 0.97, 0.30)
+    assert 'the OOD order of celeb_frac not the same' in report.block_bf16_shift(dict(shift=report.shift_runs(str(tmp_path))))
+    assert report.block_bf16_shift(dict(shift={})) == 'The float32 comparison has not run yet.'
 
 
 def test_help_prints_the_knobs_of_both_scripts():
@@ -407,7 +328,7 @@ def sweep_summary(ood0=0.4, **kw):
 
 def state_of(*summaries):
     return dict(results={(s['exp'], s['_scale']): s for s in summaries}, toy=None, llm=None, vocab=None, bench=None,
-                standin=None, standin_prov=None)
+                standin=None, standin_prov=None, findings='docs/findings.md')
 
 
 def test_verdicts_need_current_complete_results_in_the_right_regime():
@@ -416,15 +337,18 @@ def test_verdicts_need_current_complete_results_in_the_right_regime():
     good = state_of(sweep_summary())
     assert verdicts.finding1(good, 'paper')[0] == verdicts.finding2(good, 'paper')[0] == 'reproduced'
     assert verdicts.finding1(good, 'laptop')[0] == 'not run'            # each scale judged on its own results
+    assert verdicts.finding2(good, 'paper')[2] == 'mean OOD 0.40 without parallel data, 0.95 with the most'
     stale = state_of(sweep_summary(stale=['made on data v1, now v2']))
-    assert verdicts.finding1(stale, 'paper')[0] == verdicts.finding2(stale, 'paper')[0] == 'not judged: stale (data v1)'
+    assert verdicts.finding1(stale, 'paper')[0] == verdicts.finding2(stale, 'paper')[0] == \
+        'not judged: made on an older version of the dataset; to be re-run on a GPU'
+    assert verdicts.finding2(stale, 'paper')[2] == ''                   # no number beside a result not judged
     part = sweep_summary()
     part['runs_missing'] = [r['name'] for r in part['runs'][8:]]
     part['runs'] = part['runs'][:8]
     assert verdicts.finding1(state_of(part), 'paper')[0] == 'provisional: 8 of 16 runs'
     ceiling = state_of(sweep_summary(ood0=0.9))
-    status, text = verdicts.finding1(ceiling, 'paper')
-    assert status.startswith('not judged: regime (OOD at celeb_frac 0 is 0.90 >= 0.85') and '[holds]' in text
+    status, text, _ = verdicts.finding1(ceiling, 'paper')
+    assert status.startswith('not judged: the setting cannot show it (OOD at celeb_frac 0 is 0.90 >= 0.85') and '[holds]' in text
     for st in (stale, state_of(part), ceiling):
         assert 'reproduced' not in report.block_findings(st).split('\n')[2].split('|')[4]
     # ID that predicts OOD fails finding 1; a flat OOD fails finding 2
@@ -442,12 +366,12 @@ def test_finding5_is_judged_on_the_selection_experiment():
     unif = {f'run{i}': dict(unification={'normalized': {'act': 0.5}}) for i in range(22) if i % 11}
     s = fake_summary('selection', runs, correlations=corr, selection=sel, ckpt_selection_summary=ckpt, **unif)
     s['analysis_settings'] = dict(unif_layer='concat')
-    status, text = verdicts.finding5(state_of(s), 'paper')
-    assert status == 'reproduced' and "the paper's ratio: 0.95" in text
+    status, text, key = verdicts.finding5(state_of(s), 'paper')
+    assert status == 'reproduced' and "the paper's ratio: 0.95" in text and key == 'r(unification, final OOD) = 0.90'
     sweep = dict(s, exp='sweep_celeb')
     assert verdicts.finding5(state_of(sweep), 'paper')[0] == 'provisional: `selection` not run (`sweep_celeb`: reproduced)'
     flat = dict(s, runs=[dict(r, final={**r['final'], 'ood_test': {'all': {'all': [0.95, 0.95, 100]}}}) for r in s['runs']])
-    assert verdicts.finding5(state_of(flat), 'paper')[0].startswith('not judged: regime (OOD of the runs with parallel data')
+    assert verdicts.finding5(state_of(flat), 'paper')[0].startswith('not judged: the setting cannot show it (OOD of the runs with parallel data')
     assert verdicts.finding5(state_of(dict(s, selection=dict(sel, unification=0.75))), 'paper')[0] == 'mixed'
 
 
@@ -465,20 +389,21 @@ def test_finding4_from_made_up_results():
                  ('steps_10x', 0.62)):
         S.append(fake_summary(n, [({'celeb_frac': c}, o) for c in cfs]))
     by = {s['exp']: s for s in S}
-    status, text = verdicts.finding4(state_of(*S), 'paper')
-    assert status == 'reproduced' and 'mean OOD 2: 0.45, 5: 0.60, 10: 0.70, 20: 0.75' in text
+    status, text, key = verdicts.finding4(state_of(*S), 'paper')
+    assert status == 'reproduced' and 'mean OOD 2: 0.45, 5: 0.60, 10: 0.70, 20: 0.75' in text and key == '6 of 6 judged checks hold'
     assert verdicts.finding4(state_of(*S), 'laptop')[0] == 'not run'
     no_recall = dict(by, people_10x=fake_summary('people_10x', [({'celeb_frac': c}, 0.03, {}, 0.04) for c in cfs]))
-    status, text = verdicts.finding4(state_of(*no_recall.values()), 'paper')   # no in-language recall: no verdict from it
-    assert status == 'reproduced (1 of 6 checks not judged: regime)'
-    assert 'control: OOD people_10x 0.03 vs 0.60 (rule: <= +0.05) (regime: people_10x ID 0.04 at celeb_frac 0 < 0.95)' in text
+    status, text, _ = verdicts.finding4(state_of(*no_recall.values()), 'paper')   # no in-language recall: no verdict from it
+    assert status == 'reproduced (1 of 6 checks: the setting cannot show it)'
+    assert ('control: OOD people_10x 0.03 vs 0.60 (rule: <= +0.05) (the setting cannot show it: people_10x ID 0.04 at '
+            'celeb_frac 0 < 0.95)') in text
     by['people_10x'] = fake_summary('people_10x', [({'celeb_frac': c}, 0.8) for c in cfs])   # 10x events did help
     assert verdicts.finding4(state_of(*by.values()), 'paper')[0] == 'mixed'
     del by['char_low']
     assert verdicts.finding4(state_of(*by.values()), 'paper')[0] == 'provisional: 5 of 6 checks judged'
     stale = [fake_summary(s['exp'], [(r['knobs'], r['final']['ood_test']['all']['all'][0]) for r in s['runs']],
                           stale=['made on data v1, now v2']) for s in S]
-    assert verdicts.finding4(state_of(*stale), 'paper')[0] == 'not judged: stale (6 of 6 checks)'
+    assert verdicts.finding4(state_of(*stale), 'paper')[0] == 'not judged: made on an older version of the dataset (6 of 6 checks)'
 
 
 def test_finding6_shows_the_standin_llm_beside_the_toy_never_in_the_paper_column():
@@ -492,8 +417,8 @@ def test_finding6_shows_the_standin_llm_beside_the_toy_never_in_the_paper_column
     llm = dict(per_layer=[layer(0.45, False), layer(0.6, True), layer(0.7, True), layer(0.65, True)], n_items=300,
                model='x.gguf', overlap=dict(variance_explained_sources=dict(r2_overlap=0.1, r2_celebrity=0.3)))
     state = dict(state_of(), toy=toy, standin=llm, standin_prov=dict(model=dict(package='tiny-llm')))
-    status, text = verdicts.finding6(state, 'laptop')
-    assert status == 'reproduced (toy); stand-in LLM: mixed'
+    status, text, key = verdicts.finding6(state, 'laptop')
+    assert status == 'reproduced (toy); stand-in LLM: mixed' and key.endswith('separates correct transfers in 3 of 4 layers')
     assert '3 of 4 layers (75%; layers 1-3)' in text and '[holds]' in text.split('<br>')[1] and 'tiny-llm' in text
     assert verdicts.finding6(state, 'paper')[0] == 'not run'
     llm['overlap']['variance_explained_sources'].update(r2_overlap=0.5)
