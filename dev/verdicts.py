@@ -66,11 +66,6 @@ def acc(run, split, ft='all', lang='all', what=0):
     return (dig(run, 'final', split, ft, lang) or [None] * 3)[what]
 
 
-def findings_of(name):
-    """The findings an experiment tests, from the registry: {'1', '2', ...}."""
-    return {f.strip() for f in str(experiments.EXPERIMENTS[name]['findings']).split(',') if f.strip()}
-
-
 def n_runs(s):
     """(runs present, runs the experiment's config makes)."""
     return len(s['runs']), len(s['runs']) + len(s.get('runs_missing', []))
@@ -94,10 +89,6 @@ def design(s):
     if not sweep:
         return [r.get('knobs') or {} for r in s['runs']]
     return [dict(zip(sweep, c)) for c in itertools.product(*sweep.values())]
-
-
-def celeb_frac(s, knobs):
-    return knobs.get('celeb_frac', dig(s, 'config', 'celeb_frac') or 0.0)
 
 
 def mean_ood(s, ft='all', split='ood_test', **knobs):
@@ -175,7 +166,7 @@ def ceiling_regime(s):
 
 def spread_regime(s):
     """Why findings 3 and 5 cannot show: too few runs with parallel data, or their OOD hardly varies."""
-    n = sum(celeb_frac(s, k) > 0 for k in design(s))
+    n = sum(k.get('celeb_frac', dig(s, 'config', 'celeb_frac') or 0.0) > 0 for k in design(s))
     if n < RULES['min_runs']:
         return f"{n} runs with parallel data < {RULES['min_runs']}"
     oods = [acc(r, 'ood_test') for r in scored_runs(s) if acc(r, 'ood_test') is not None]
@@ -279,9 +270,11 @@ def checks3(s):
     us = [u for u, _ in head]
     return [(r is not None and r >= RULES['early_r'], f"at iter {'/'.join(map(str, its))} ({frac:.0%} of training) "
              f"r(unification, final OOD) = {num(r, '.2f')} over {len(head)} runs (rule >= {RULES['early_r']}; the paper's "
-             f"ratio: {num(r_paper, '.2f')})", f"r(early unification, final OOD) = {num(r, '.2f')}"),
+             f"ratio: {num(r_paper, '.2f')})"),
             (max(us) - min(us) >= RULES['early_spread'], f"early unification {min(us):.2f} to {max(us):.2f} "
-             f"(rule: spans >= {RULES['early_spread']})")]
+             f"(rule: spans >= {RULES['early_spread']})",
+             f"r(early unification, final OOD) = {num(r, '.2f')}; early unification spans {min(us):.2f}-{max(us):.2f} "
+             f"(rule: >= {RULES['early_spread']})")]
 
 
 def finding3(state, scale):
@@ -295,8 +288,7 @@ def checks5(s):
     r, n = corr(metrics.HEADLINE), len(scored_runs(s))
     c1 = (None if r is None else r >= RULES['unif_r'], f"r(unification, final OOD) = {num(r, '.2f')} activations / "
           f"{num(corr(metrics.HEADLINE, 'grad'), '.2f')} gradients over {n} runs (rule >= {RULES['unif_r']}; the paper's "
-          f"ratio: {num(corr(metrics.PAPER_RATIO), '.2f')} / {num(corr(metrics.PAPER_RATIO, 'grad'), '.2f')})",
-          f"r(unification, final OOD) = {num(r, '.2f')}")
+          f"ratio: {num(corr(metrics.PAPER_RATIO), '.2f')} / {num(corr(metrics.PAPER_RATIO, 'grad'), '.2f')})")
     sel = s.get('selection') or {}
     u, small, rand, best = (sel.get(k) for k in ('unification', 'ood_1pct', 'random', 'oracle'))
     ok = None if None in (u, small, rand, best) else \
@@ -311,7 +303,9 @@ def checks5(s):
           f"oracle {ck['oracle']:.3f} (rule: within {RULES['sel_gap']} of last best ID); beside it the paper's ratio "
           f"{num(ck_paper)}, the ID-filter variant {num(ck_var)}" if ck else
           f"checkpoint picks: no unification score (the paper's ratio {num(ck_paper)})")
-    return [c1, c2, c3]
+    key = f"r(unification, final OOD) = {num(r, '.2f')}" + (
+        f"; checkpoints it picks reach OOD {ck['ood']:.2f}, those picked by ID {ck['last_best_id']:.2f}" if ck else '')
+    return [c1, c2, c3 + (key,)]
 
 
 def finding5(state, scale):
@@ -389,7 +383,8 @@ def finding4(state, scale):
                                       if why == 'cannot' and no_recall else '')
         checks.append((ok if why is None else None, text + (f" ({detail})" if why else '')))
         whys.append(why)
-    ran = [n for n in experiments.EXPERIMENTS if '4' in findings_of(n) and (n, scale) in state['results']]
+    ran = [n for n, e in experiments.EXPERIMENTS.items()                # the experiments the registry lists for finding 4
+           if '4' in str(e['findings']).replace(' ', '').split(',') and (n, scale) in state['results']]
     text = '; '.join(f"{t} [{mark(ok) if w is None else 'not judged'}]" for (ok, t), w in zip(checks, whys))
     if not ran:
         return 'not run', '', ''
@@ -399,7 +394,8 @@ def finding4(state, scale):
         first = next(w for w in ('stale', 'provisional', 'cannot', 'not run') if w in whys)
         words = {'provisional': 'provisional: no check complete', 'not run': 'not run'}.get(first, f'not judged: {WHY4[first]}')
         return words + f" ({whys.count(first)} of {len(whys)} checks)", text, ''
-    key = f"{sum(ok for ok, _ in judged)} of {len(judged)} judged checks hold"
+    fails = [t.split(':')[0] for ok, t in judged if ok is False]
+    key = f"{sum(ok for ok, _ in judged)} of {len(judged)} judged checks hold" + (f" (not: {', '.join(fails)})" if fails else '')
     if any(w not in (None, 'cannot') for w in whys):
         return f"provisional: {len(judged)} of {len(checks)} checks judged", text, key
     cannot = f" ({whys.count('cannot')} of {len(whys)} checks: {WHY4['cannot']})" if 'cannot' in whys else ''
