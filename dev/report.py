@@ -356,9 +356,7 @@ def figure_list(state):
              [fig_path(bal, 'acc_vs_knobs.png'), fig_path(bal, 'mi_vs_footprint.png')]),
             (7, 'the toy model (cross-language accuracy vs language variance and scale); '
              'vocabulary overlap of 12 languages; the stand-in LLM: ROC AUC of unification for correct transfer per layer '
-             f'(`{STANDIN}`, gemma-3-270m on the CLDR facts)', extra),
-            (8, 'training throughput (bench)', [f"{state['rel'](os.path.join(assets, 'bench'))}/figures/bench.png"]
-             if 'bench.png' in (dig(state['bench'], 'figures', 'files') or []) else [])]
+             f'(`{STANDIN}`, gemma-3-270m on the CLDR facts)', extra)]
 
 
 def block_figures(state):
