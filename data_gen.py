@@ -72,6 +72,9 @@ import numpy as np
 from configurator import cli, config_keys, configure, file_settings
 
 # -----------------------------------------------------------------------------
+# advanced: n_first_names, n_last_names, n_cities, n_birth_years, first_birth_year, n_lifespans,
+# advanced: min_lifespan, kg_seed, template_len_min, template_len_max, shared_token_frac,
+# advanced: subject_pos, lang_seed, fixed_train_size, n_extra_events, split_seed
 dataset = ''               # folder name under data_dir; '' = derived from the knobs that differ from the defaults
 data_dir = 'data'          # where datasets live
 # knowledge graph (kg_seed)

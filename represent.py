@@ -99,6 +99,8 @@ def per_example_grads(model, idx, plen, tlen, dtype=torch.float32, how='vmap'):
 
 
 _PROJ = {'bytes': 0}
+PROJ_CHUNK = 32768          # parameter entries per generated block of Gaussian projection rows (bounds the draw's memory)
+PROJ_CACHE_GB = dict(cuda=16.0, other=1.0)   # the Gaussian projection stays on the device up to this size, else is redrawn
 
 
 def projection_blocks(name, numel, k, seed, chunk, dev, cache_bytes, dtype=torch.float32):
@@ -149,8 +151,8 @@ def project(name, g, cfg, scale=None):
         or getattr(torch, cfg['proj_dtype'])
     g = (g if scale is None else g * scale).to(dtype).reshape(-1, numel)
     out = torch.zeros(g.shape[0], k, device=dev)
-    for start, R in projection_blocks(name, numel, k, cfg['proj_seed'], cfg['proj_chunk'], dev,
-                                      cfg['proj_cache_gb'] * 1e9, dtype):
+    cache_gb = PROJ_CACHE_GB['cuda' if dev.type == 'cuda' else 'other']
+    for start, R in projection_blocks(name, numel, k, cfg['proj_seed'], PROJ_CHUNK, dev, cache_gb * 1e9, dtype):
         out += (g[:, start:start + len(R)] @ R).float()
     return out.view(*lead, k)
 

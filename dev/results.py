@@ -38,13 +38,14 @@ import tarfile
 import tempfile
 
 import analyze
+import checkpoints
 import data_gen
 import metrics
 import plots
 import train
 from config import experiments
 from configurator import cli, config_keys, configure
-from plots import dig
+from records import dig
 
 # -----------------------------------------------------------------------------
 assets = 'assets'           # one folder per experiment
@@ -165,7 +166,7 @@ def code_version(files=('model.py', 'train.py', 'bench.py', 'tests/test_gpu.py')
 
 def workload(cfg, n_runs):
     """What one lockstep group of n_runs costs, in the units of the queue's estimates."""
-    its = train.ckpt_iters(cfg['max_iters'], cfg['n_ckpts'])
+    its = checkpoints.ckpt_iters(cfg['max_iters'], cfg['n_ckpts'])
     evals = set(range(0, cfg['max_iters'] + 1, cfg['eval_interval'])) | set(its) | {cfg['max_iters']}
     return dict(E=n_runs, run_steps=n_runs * cfg['max_iters'], n_evals=len(evals), n_ckpts=n_runs * len(its))
 

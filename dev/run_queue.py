@@ -50,12 +50,13 @@ import tarfile
 import time
 import types
 
-import bench
+import checkpoints
 import data_gen
 from dev import results
 import train
 from config.experiments import EXPERIMENTS, SCALES, config_path
 from configurator import cli, config_keys, configure
+from machine import cpu_name
 
 # -----------------------------------------------------------------------------
 budget = 540.0             # seconds this call may spend on items (the allocation minus the machine's start and copy-back)
@@ -312,7 +313,7 @@ def machine(q):
         r = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, cwd=ROOT)
         dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], capture_output=True, text=True, cwd=ROOT)
         sha = r.stdout.strip() + ('-dirty' if dirty.stdout.strip() else '') if r.returncode == 0 else 'unknown'
-    return dict(device=name, cpu=bench.cpu_name(), cores=os.cpu_count(), torch=torch.__version__, commit=sha,
+    return dict(device=name, cpu=cpu_name(), cores=os.cpu_count(), torch=torch.__version__, commit=sha,
                 code=results.code_version(), date=time.strftime('%Y-%m-%d'))
 
 
@@ -327,7 +328,7 @@ def run_experiment(q, it, left, stage):
     wd = os.path.join(q.work_dir, name)
     # at laptop scale an item takes up to an hour: one that a stopped queue left behind resumes from its
     # resume point (train.py checks that the config is the same); elsewhere every item starts clean
-    resume = on_cpu(q) and not q.tiny and os.path.isfile(os.path.join(wd, train.resume_file(f'{i}/{n}' if n > 1 else '')))
+    resume = on_cpu(q) and not q.tiny and os.path.isfile(os.path.join(wd, checkpoints.resume_file(f'{i}/{n}' if n > 1 else '')))
     if not resume:
         shutil.rmtree(wd, ignore_errors=True)
     machine_args = [f'--out_dir={wd}'] + (['--cuda_graph=True'] if it['terms']['mode'] == 'graph' and not q.tiny else [])

@@ -16,8 +16,10 @@ import metrics
 import plots
 import represent
 import train
+import checkpoints
 from checkpoints import load_checkpoint
-from model import GPT, GPTConfig, autocast
+from machine import autocast
+from model import GPT, GPTConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -53,8 +55,7 @@ def test_projection_preserves_cosines_within_jl(kind):
     n, P, k = 20, 3000, 1024
     x = torch.randn(n, P, generator=torch.Generator().manual_seed(0))
     x[1:5] += 2 * x[0]                                               # a few strongly related vectors
-    cfg = dict(analyze.DEFAULTS, proj_kind=kind, proj_dim=k, proj_seed=7, proj_chunk=1000, proj_cache_gb=0.0,
-               proj_dtype='float32')
+    cfg = dict(analyze.DEFAULTS, proj_kind=kind, proj_dim=k, proj_seed=7, proj_dtype='float32')
     y = represent.project('w', x, cfg)
     cos = metrics.unit(x) @ metrics.unit(x).T
     cos_p = metrics.unit(y) @ metrics.unit(y).T
@@ -187,7 +188,7 @@ def test_teacher_forced_accuracy_equals_greedy_decoding(tiny_exp):
     model, _ = load_checkpoint(os.path.join(run, 'ckpt_60.pt'), vocab=meta['vocab'])
     for split in data_gen.SPLITS:
         exs = data_gen.load_split(cfg['dataset_path'], split)
-        data = train.stack_runs([train.encode_split(exs, meta, meta['block_size'])], 'cpu')
+        data = train.stack_splits([exs], [meta], 'cpu')
         forced = train.evaluate(model, data, autocast('cpu', 'float32'))[0][0].numpy()
         max_attr = max(len(data_gen.attribute_tokens(e)) for e in exs)
         greedy = represent.decoded_correct(represent.predict(model, [exs], max_attr)[0], exs)
@@ -225,6 +226,37 @@ def test_missing_or_partial_experiment(tiny_exp, tmp_path):
     os.remove(os.path.join(part, 'celeb_frac0.0', 'log.jsonl'))
     with pytest.raises(ValueError, match=r'missing .*celeb_frac0\.0.log\.jsonl'):
         analyze.analyze(tiny_cfg(part))
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """-> make(path): the folder turns read-only (a read-only bind mount as root, whom file modes do
+    not stop; chmod otherwise), undone at teardown; skipped where neither works."""
+    undo = []
+
+    def make(path):
+        if os.geteuid() == 0:
+            if subprocess.run(['mount', '--bind', path, path], capture_output=True).returncode:
+                pytest.skip('cannot bind-mount here')
+            undo.append(['umount', path])
+            subprocess.run(['mount', '-o', 'remount,bind,ro', path], check=True)
+        else:
+            os.chmod(path, 0o555)
+            undo.append(lambda: os.chmod(path, 0o755))
+    yield make
+    for u in reversed(undo):
+        subprocess.run(u) if isinstance(u, list) else u()
+
+
+def test_read_only_output_fails_at_the_start(tiny_exp, tmp_path, read_only, monkeypatch):
+    """analyze.py into a folder it cannot write: a one-line error naming analysis.json, before any work."""
+    exp = str(tmp_path / 'exp')
+    shutil.copytree(tiny_exp, exp, ignore=shutil.ignore_patterns('figures', 'analysis.json', 'similarity.npz'))
+    read_only(exp)
+    monkeypatch.setattr(analyze, 'prepare_run', lambda *a: pytest.fail('the analysis started'))
+    with pytest.raises(OSError, match=r'^write error: cannot write .*exp/analysis\.json: \S') as e:
+        analyze.analyze(tiny_cfg(exp))
+    assert '\n' not in str(e.value)
 
 
 def test_laptop_settings_are_picked_by_device():
@@ -320,7 +352,7 @@ def test_similarity_storage_is_bounded_for_a_32_run_sweep(one_run_exp):
     what analyze.py writes per matrix (measured in its similarity.npz: one byte per cosine of the upper
     triangle) keeps a sweep at the defaults (400 examples, 2 kinds x 4 layer groups) under 12.8 MB before
     compression."""
-    runs = [dict(name=f'r{i}', ckpts={it: '' for it in train.ckpt_iters(12000, 20)}, cfg={'model_args': {}},
+    runs = [dict(name=f'r{i}', ckpts={it: '' for it in checkpoints.ckpt_iters(12000, 20)}, cfg={'model_args': {}},
                  log={12000: {'ood_test': {'all': i / 32}}}) for i in range(32)]
     rds = {r['name']: {'meta': {'vocab': []}} for r in runs}
     keep, batches = analyze.plan(runs, rds, dict(analyze.DEFAULTS, run_batch=16))

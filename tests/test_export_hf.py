@@ -199,7 +199,7 @@ def test_trained_run_greedy_answers_are_the_ones_evaluation_counts(tmp_path, mon
     ours, _ = checkpoints.load_checkpoint(os.path.join(run, 'ckpt_150.pt'))
     for s in data_gen.SPLITS:
         exs = data_gen.load_split(rc['dataset_path'], s)
-        split = train.stack_runs([train.encode_split(exs, meta, meta['block_size'])], 'cpu')
+        split = train.stack_splits([exs], [meta], 'cpu')
         correct = train.evaluate(ours, split, torch.autocast('cpu', enabled=False))[0][0].tolist()
         prompts = [x['text'][:len(x['text']) - len(x['attribute'])] for x in exs]
         gen = hf_greedy(hf, [ids[:-1] for ids in tok(prompts).input_ids], 1)   # word attributes are one token
