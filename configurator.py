@@ -21,6 +21,7 @@ file. Library code raises ValueError; `cli` turns it into one line on stderr and
 import ast
 import copy
 import difflib
+import itertools
 import os
 import re
 import sys
@@ -215,6 +216,25 @@ def file_settings(path):
             except ValueError:
                 pass                   # not a literal: not a knob
     return config_keys(out)
+
+
+def sweep_runs(cfg, defaults, choices=None, sweepable=None, why=''):
+    """Every combination of cfg['sweep'] ({knob: [values]}) -> [(run name, run config)], each value
+    checked as --knob=value would be; one run 'main' without a sweep. A knob outside `sweepable` is a
+    one-line error saying `why`."""
+    grid = cfg.get('sweep') or {}
+    if not grid:
+        return [('main', dict(cfg))]
+    for k, values in grid.items():
+        if k not in defaults:
+            raise ValueError(f"config error: sweep over unknown key '{k}'")
+        if sweepable is not None and k not in sweepable:
+            raise ValueError(f"config error: sweep over '{k}': {why}")
+        if not isinstance(values, (list, tuple)) or not values:
+            raise ValueError(f"config error: sweep['{k}'] must be a non-empty list")
+    return [('-'.join(f'{k}{v}' for k, v in zip(grid, combo)),
+             dict(cfg, sweep={}, **{k: coerce(k, v, defaults[k], (choices or {}).get(k)) for k, v in zip(grid, combo)}))
+            for combo in itertools.product(*grid.values())]
 
 
 def cli(main, interrupted=None):

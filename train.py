@@ -9,21 +9,13 @@ Train one run, or a sweep of runs in lockstep, on synthetic bilingual knowledge 
     python train.py config/laptop/sweep_celeb.py        # the main sweep at laptop scale (docs/experiments.md)
     python train.py --help                              # the knobs a user sets, then the advanced ones
 
-A sweep stacks its runs on a leading run axis E of every weight (model.py): on a GPU a step of
-16 runs costs 1.5-5x a step of one (H200, docs/speed.md), far less than 16 separate runs. Each run
-reads its own dataset, has its own init and its own data order, and gets its own gradient clipping,
-so run r of a sweep follows the path it would follow trained alone (same seed): AdamW is elementwise
-and the loss is a sum of per-run means, so the runs never touch. Batches are drawn by a counter-based
-hash of (seed, iter), which is what makes an interrupted sweep resume bit-for-bit. learning_rate and
-weight_decay may differ between the runs of a sweep: AdamW then steps with the schedule alone and
-each run's update is scaled by its own learning rate, with its own decoupled decay (train_step).
-
-Never loses work: every file is written whole or not at all (checkpoints.py), and a full disk is
-named as such. The whole sweep's state (weights, optimizer, the losses not yet logged) goes to a
-resume file at every checkpoint, every `resume_every` seconds, and on Ctrl-C or SIGTERM (after the
-step in flight); after a crash or a kill -9 at any moment, `--resume=True` continues from it and ends
-as an uninterrupted run would (on CPU, bit for bit, at the same thread count). One process writes a
-run at a time; a second run into an out_dir that holds a run is refused.
+A sweep stacks its runs on a leading run axis E of every weight (model.py): on a GPU a step of 16 runs
+costs 1.5-5x a step of one (H200, docs/speed.md). Each run has its own dataset, init, data order (a hash
+of (seed, iter): what makes a resume bit-for-bit) and gradient clipping, and AdamW is elementwise, so run
+r follows the path it follows trained alone; learning_rate and weight_decay may differ between runs
+(train_step). Never loses work (checkpoints.py): the sweep's whole state goes to a resume file at every
+checkpoint, every `resume_every` seconds and on Ctrl-C/SIGTERM; after a crash or kill -9, `--resume=True`
+ends as an uninterrupted run would (on CPU bit for bit, at the same thread count).
 
 Writes out/<exp>/<run>/{config.json, log.jsonl, ckpt_<iter>.pt}, out/<exp>/resume[_<i>of<n>].pt while
 training and out/<exp>/timing[_<i>of<n>].json at the end.
@@ -38,7 +30,6 @@ training and out/<exp>/timing[_<i>of<n>].json at the end.
 #   shape_args, make_optimizer, make_step   the model's shape, the optimizer and the step of E runs, as
 #                               train() builds them (bench.py times the step)
 import contextlib
-import itertools
 import json
 import math
 import os
@@ -54,7 +45,7 @@ from tqdm import tqdm
 import checkpoints
 import data_gen
 import records
-from configurator import cli, coerce, config_keys, configure, overrides
+from configurator import cli, config_keys, configure, overrides, sweep_runs
 from machine import autocast, capture_step, cpu_reuse_memory, pick_device, select_shard, set_threads, system_settings
 from model import BLOCKS, GPT, GPTConfig, param_groups
 
@@ -130,27 +121,15 @@ def check_cfg(cfg):
 
 
 def expand_sweep(cfg):
-    """Every combination of cfg['sweep'] -> list of (run_name, run_cfg)."""
-    grid = cfg['sweep']
-    if not grid:
-        return [('main', dict(cfg))]
-    for k, values in grid.items():
-        if k not in DEFAULTS:
-            raise ValueError(f"config error: sweep over unknown key '{k}'")
-        if k not in data_gen.DATA_DEFAULTS and k not in ('seed',) + PER_RUN_OPT:
-            raise ValueError(f"config error: sweep over '{k}': runs in lockstep share everything but their "
-                             f"data knobs, seed, {' and '.join(PER_RUN_OPT)}")
-        if not isinstance(values, (list, tuple)) or not values:
-            raise ValueError(f"config error: sweep['{k}'] must be a non-empty list")
-    if cfg['dataset'] and any(k in data_gen.DATA_DEFAULTS for k in grid):
+    """Every combination of cfg['sweep'] -> [(run name, run config)], each checked. Runs in lockstep share
+    everything but their data knobs, seed, learning_rate and weight_decay."""
+    runs = sweep_runs(cfg, DEFAULTS, CHOICES, [*data_gen.DATA_DEFAULTS, 'seed', *PER_RUN_OPT], "runs in lockstep "
+                      f"share everything but their data knobs, seed, {' and '.join(PER_RUN_OPT)}")
+    if cfg['dataset'] and any(k in data_gen.DATA_DEFAULTS for k in cfg['sweep']):
         raise ValueError("config error: dataset must be '' in a sweep over data knobs "
                          "(each run's dataset is named after its knobs)")
-    runs = []
-    for combo in itertools.product(*grid.values()):
-        rc = dict(cfg, sweep={})
-        rc.update({k: coerce(k, v, DEFAULTS[k], CHOICES.get(k)) for k, v in zip(grid, combo)})
-        check_cfg(rc)                             # a swept learning_rate or weight_decay is checked too
-        runs.append(('-'.join(f'{k}{v}' for k, v in zip(grid, combo)), rc))
+    for _, rc in runs:
+        check_cfg(rc)                                  # a swept learning_rate or weight_decay is checked too
     return runs
 
 
@@ -430,6 +409,32 @@ def resume_point(submit, gpt, opt, pending, it, cfg, threads, path, timing):
     return it
 
 
+def start_files(cfg, runs, run_dirs, log_paths, resume_path, model_args, gpt, opt, lr_buf, dev):
+    """Resume (weights, optimizer, the losses not yet logged, logs cut back to the resume point) or start
+    fresh; write every run's config.json. -> (first iteration, pending per-step losses (E,) not yet logged)"""
+    start, pending = 0, []
+    if cfg['resume']:
+        state = checkpoints.load_resume(resume_path, cfg, run_dirs, dev, FREE_ON_RESUME)
+        gpt.load_state_dict(state['model'])
+        opt.load_state_dict(state['optimizer'])
+        for g in opt.param_groups:
+            g['lr'] = lr_buf                           # loading replaced it with a copy
+        start = state['iter']
+        pending = list(state['losses'].to(dev)) if 'losses' in state else []
+        for path in log_paths:
+            checkpoints.truncate_log(path, start)
+    else:
+        checkpoints.check_fresh(run_dirs, resume_path, cfg['out_dir'], cfg['overwrite'])
+    for d, (name, rc) in zip(run_dirs, runs):
+        try:
+            os.makedirs(d, exist_ok=True)
+        except OSError as e:
+            raise checkpoints.write_error(d, e) from None
+        checkpoints.atomic_write(os.path.join(d, 'config.json'), json.dumps(
+            dict(rc, run=name, model_args=dict(model_args, n_runs=1)), indent=1, default=str))
+    return start, pending
+
+
 def train(cfg, stop_after=None):
     """Train every run of cfg in lockstep -> the experiment directory. stop_after: stop after this many
     steps as if killed (no timing, whatever the writer has queued), for the tests of resume."""
@@ -456,28 +461,7 @@ def train(cfg, stop_after=None):
         gpt = GPT(GPTConfig(**model_args, n_runs=E), seeds=[rc['seed'] for _, rc in runs]).to(dev)
         model = torch.compile(gpt) if use_compile else gpt
         opt, lr_buf, per_run = make_optimizer(gpt, runs, cfg, dev, capturable=graphed)
-        ctx = autocast(dev, dtype, graphed)
-        # --- resume (weights, optimizer, losses not yet logged, logs cut back to the resume point) or start fresh
-        start, pending = 0, []                         # pending: per-step losses (E,) not yet in a log record
-        if cfg['resume']:
-            state = checkpoints.load_resume(resume_path, cfg, run_dirs, dev, FREE_ON_RESUME)
-            gpt.load_state_dict(state['model'])
-            opt.load_state_dict(state['optimizer'])
-            for g in opt.param_groups:
-                g['lr'] = lr_buf                       # loading replaced it with a copy
-            start = state['iter']
-            pending = list(state['losses'].to(dev)) if 'losses' in state else []
-            for path in log_paths:
-                checkpoints.truncate_log(path, start)
-        else:
-            checkpoints.check_fresh(run_dirs, resume_path, exp, cfg['overwrite'])
-        for d, (name, rc) in zip(run_dirs, runs):
-            try:
-                os.makedirs(d, exist_ok=True)
-            except OSError as e:
-                raise checkpoints.write_error(d, e) from None
-            checkpoints.atomic_write(os.path.join(d, 'config.json'), json.dumps(
-                dict(rc, run=name, model_args=dict(model_args, n_runs=1)), indent=1, default=str))
+        start, pending = start_files(cfg, runs, run_dirs, log_paths, resume_path, model_args, gpt, opt, lr_buf, dev)
         system = ', '.join([dtype] + ['compiled'] * use_compile + ['CUDA graph'] * graphed
                            + [f"{threads} thread{'s' * (threads > 1)}"] * (threads > 0))
         print(f"{E} run(s) on {dev} ({system}): {sum(p[0].numel() for p in gpt.parameters()) / 1e6:.2f}M params "
@@ -493,7 +477,6 @@ def train(cfg, stop_after=None):
         if cfg['wandb_log']:
             import wandb
             wandb.init(project=cfg['wandb_project'], name=os.path.basename(exp), config=cfg)
-
         with contextlib.ExitStack() as running:
             submit, close = checkpoints.background_writer()
             running.callback(close)                    # every file on disk before we return or raise
@@ -508,80 +491,11 @@ def train(cfg, stop_after=None):
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     running.callback(signal.signal, sig, signal.signal(sig, on_signal))
             t0 = time.time()
-            # seconds in steps, evaluation, checkpoints, resume points, the first step (it compiles), the capture
-            timing = dict(first_step_s=0.0, step_s=0.0, eval_s=0.0, ckpt_s=0.0, resume_s=0.0, n_steps=0)
-            t = time.perf_counter()
-            step, it_buf = make_step(model, gpt, opt, runs, cfg, train_set, ctx, per_run, lr_buf, graphed)
-            timing['capture_s'] = time.perf_counter() - t
-            save_at = set(checkpoints.ckpt_iters(cfg['max_iters'], cfg['n_ckpts'], cfg['ckpt_first']))
-            last_acc, last_resume, t_block, stopped_at = {}, time.time(), None, None
-            written_at = start if cfg['resume'] else None   # the iteration of the resume file on disk (or queued)
-            bar = tqdm(range(start, cfg['max_iters'] + 1), initial=start, total=cfg['max_iters'] + 1,
-                       dynamic_ncols=True)
-            for it in bar:
-                if 'signal' in stop and it < cfg['max_iters']:   # the step in flight is done: stop here
-                    t_block = end_block(t_block, dev, timing)
-                    stopped_at = it
-                    break
-                # --- evaluate, checkpoint (the state *before* step `it`'s update: iter = steps taken)
-                if it in save_at or it % cfg['eval_interval'] == 0 or it == cfg['max_iters']:
-                    t_block = end_block(t_block, dev, timing)
-                    t = time.perf_counter()
-                    model.eval()
-                    last_acc, lines = evaluate_all(model, eval_sets, ctx, it, metas)
-                    model.train()
-                    for path, ls in zip(log_paths, lines):
-                        checkpoints.append_lines(path, ls)
-                    tqdm.write(eval_line(it, last_acc, E))
-                    if wandb:
-                        wandb.log({f'{s}/acc_run{r}': last_acc[(r, s)] for r in range(E) for s in SPLITS}, step=it)
-                    timing['eval_s'] += time.perf_counter() - t
-                if it in save_at:
-                    finite = torch.stack([p.detach().isfinite().flatten(1).all(1) for p in gpt.parameters()]).all(0)
-                    if not finite.all():
-                        diverged(runs[int((~finite).nonzero()[0])][0], it, 'its weights are not finite')
-                    if it < cfg['max_iters'] and written_at != it:   # the resume point first: never older than a checkpoint
-                        written_at, last_resume = resume_point(submit, gpt, opt, pending, it, cfg, threads,
-                                                               resume_path, timing), time.time()
-                    t = time.perf_counter()
-                    submit(checkpoints.snapshot_ckpts(gpt, opt, it, run_dirs, dict(model_args, n_runs=1), metas))
-                    timing['ckpt_s'] += time.perf_counter() - t
-                if it == cfg['max_iters']:
-                    break
-                due = it % cfg['eval_interval'] == 0 and time.time() - last_resume >= cfg['resume_every']
-                if due and it > start and written_at != it:   # on a timer too: checkpoints thin out late in a run
-                    written_at, last_resume = resume_point(submit, gpt, opt, pending, it, cfg, threads,
-                                                           resume_path, timing), time.time()
-                if stop_after is not None and it - start >= stop_after:
-                    return exp                         # as if killed: no timing, whatever the writer has queued
-                if 'signal' in stop:                   # it came during the evaluation or checkpoint above
-                    stopped_at = it
-                    break
-                # --- one step of every run
-                lr = get_lr(it, cfg) / cfg['learning_rate']   # the schedule, for a peak of 1
-                lr_buf.fill_(lr if per_run else lr * cfg['learning_rate'])
-                it_buf.fill_(it)
-                if it == start:                        # the first step compiles: timed apart
-                    t = time.perf_counter()
-                    pending.append(step())
-                    sync(dev)
-                    timing['first_step_s'] = time.perf_counter() - t
-                else:
-                    t_block = t_block or time.perf_counter()
-                    pending.append(step())
-                timing['n_steps'] += 1
-                if len(pending) == cfg['log_interval'] or it + 1 == cfg['max_iters']:
-                    t_block = end_block(t_block, dev, timing)
-                    hist = torch.stack(pending).cpu()    # one host sync per log record
-                    pending = []
-                    for path, line in zip(log_paths, loss_lines(hist, it + 1 - len(hist), lr, runs)):
-                        checkpoints.append_lines(path, [line])
-                    show_progress(bar, hist, last_acc, E)
-            if stopped_at is not None:
-                if written_at != stopped_at:
-                    resume_point(submit, gpt, opt, pending, stopped_at, cfg, threads, resume_path, timing)
-            elif os.path.exists(resume_path):
-                submit(lambda: os.remove(resume_path))   # finished: nothing left to resume
+            stopped_at, timing = loop(cfg, stop_after, runs, dev, gpt, model, opt, lr_buf, per_run,
+                                      autocast(dev, dtype, graphed), graphed, train_set, eval_sets, metas, model_args,
+                                      threads, run_dirs, log_paths, resume_path, start, pending, submit, stop, wandb)
+        if stopped_at == 'killed':
+            return exp
         if stopped_at is not None:
             raise KeyboardInterrupt(f"stopped at iter {stopped_at}; resume point written to {resume_path}: "
                                     "continue with --resume=True")
@@ -593,6 +507,88 @@ def train(cfg, stop_after=None):
         print(f"done in {timing['train_s']:.1f}s -> {exp} (steps {timing['step_s']:.1f}s, evaluation "
               f"{timing['eval_s']:.1f}s, checkpoints {timing['ckpt_s']:.1f}s, first step {timing['first_step_s']:.1f}s)")
         return exp
+
+
+def loop(cfg, stop_after, runs, dev, gpt, model, opt, lr_buf, per_run, ctx, graphed, train_set, eval_sets, metas,
+         model_args, threads, run_dirs, log_paths, resume_path, start, pending, submit, stop, wandb):
+    """train()'s loop, from step `start`. At every checkpoint the whole state goes to the resume file
+    before the checkpoints, so a kill at any moment leaves a resume point as new as the newest checkpoint
+    of every run. -> (None when finished, 'killed' after stop_after steps, or the iteration it stopped at
+    on a signal, its resume point queued; seconds in steps, evaluation, checkpoints, resume points, the
+    first step (it compiles) and the step's capture)"""
+    E = len(runs)
+    timing = dict(first_step_s=0.0, step_s=0.0, eval_s=0.0, ckpt_s=0.0, resume_s=0.0, n_steps=0)
+    t = time.perf_counter()
+    step, it_buf = make_step(model, gpt, opt, runs, cfg, train_set, ctx, per_run, lr_buf, graphed)
+    timing['capture_s'] = time.perf_counter() - t
+    save_at = set(checkpoints.ckpt_iters(cfg['max_iters'], cfg['n_ckpts'], cfg['ckpt_first']))
+    last_acc, last_resume, t_block, stopped_at = {}, time.time(), None, None
+    written_at = start if cfg['resume'] else None       # the iteration of the resume file on disk (or queued)
+    bar = tqdm(range(start, cfg['max_iters'] + 1), initial=start, total=cfg['max_iters'] + 1, dynamic_ncols=True)
+    for it in bar:
+        if 'signal' in stop and it < cfg['max_iters']:   # the step in flight is done: stop here
+            t_block = end_block(t_block, dev, timing)
+            stopped_at = it
+            break
+        # --- evaluate, checkpoint (the state *before* step `it`'s update: iter = steps taken)
+        if it in save_at or it % cfg['eval_interval'] == 0 or it == cfg['max_iters']:
+            t_block = end_block(t_block, dev, timing)
+            t = time.perf_counter()
+            model.eval()
+            last_acc, lines = evaluate_all(model, eval_sets, ctx, it, metas)
+            model.train()
+            for path, ls in zip(log_paths, lines):
+                checkpoints.append_lines(path, ls)
+            tqdm.write(eval_line(it, last_acc, E))
+            if wandb:
+                wandb.log({f'{s}/acc_run{r}': last_acc[(r, s)] for r in range(E) for s in SPLITS}, step=it)
+            timing['eval_s'] += time.perf_counter() - t
+        if it in save_at:
+            finite = torch.stack([p.detach().isfinite().flatten(1).all(1) for p in gpt.parameters()]).all(0)
+            if not finite.all():
+                diverged(runs[int((~finite).nonzero()[0])][0], it, 'its weights are not finite')
+            if it < cfg['max_iters'] and written_at != it:   # the resume point first: never older than a checkpoint
+                written_at = resume_point(submit, gpt, opt, pending, it, cfg, threads, resume_path, timing)
+                last_resume = time.time()
+            t = time.perf_counter()
+            submit(checkpoints.snapshot_ckpts(gpt, opt, it, run_dirs, dict(model_args, n_runs=1), metas))
+            timing['ckpt_s'] += time.perf_counter() - t
+        if it == cfg['max_iters']:
+            break
+        due = it % cfg['eval_interval'] == 0 and time.time() - last_resume >= cfg['resume_every']
+        if due and it > start and written_at != it:     # on a timer too: checkpoints thin out late in a run
+            written_at = resume_point(submit, gpt, opt, pending, it, cfg, threads, resume_path, timing)
+            last_resume = time.time()
+        if stop_after is not None and it - start >= stop_after:
+            return 'killed', timing                      # as if killed: no timing, whatever the writer has queued
+        if 'signal' in stop:                             # it came during the evaluation or checkpoint above
+            stopped_at = it
+            break
+        # --- one step of every run
+        lr = get_lr(it, cfg) / cfg['learning_rate']     # the schedule, for a peak of 1
+        lr_buf.fill_(lr if per_run else lr * cfg['learning_rate'])
+        it_buf.fill_(it)
+        if it == start:                                  # the first step compiles: timed apart
+            t = time.perf_counter()
+            pending.append(step())
+            sync(dev)
+            timing['first_step_s'] = time.perf_counter() - t
+        else:
+            t_block = t_block or time.perf_counter()
+            pending.append(step())
+        timing['n_steps'] += 1
+        if len(pending) == cfg['log_interval'] or it + 1 == cfg['max_iters']:
+            t_block = end_block(t_block, dev, timing)
+            hist = torch.stack(pending).cpu()            # one host sync per log record
+            pending = []
+            for path, line in zip(log_paths, loss_lines(hist, it + 1 - len(hist), lr, runs)):
+                checkpoints.append_lines(path, [line])
+            show_progress(bar, hist, last_acc, E)
+    if stopped_at is not None and written_at != stopped_at:
+        resume_point(submit, gpt, opt, pending, stopped_at, cfg, threads, resume_path, timing)
+    elif stopped_at is None and os.path.exists(resume_path):
+        submit(lambda: os.remove(resume_path))           # finished: nothing left to resume
+    return stopped_at, timing
 
 
 if __name__ == '__main__':

@@ -106,6 +106,7 @@ def tiny_cfg(exp, **kw):
 RUNS = ['celeb_frac0.0', 'celeb_frac0.1', 'celeb_frac0.2']
 
 
+@pytest.mark.slow                                        # end to end
 def test_end_to_end_tiny_run(tiny_exp):
     out = analyze.analyze(tiny_cfg(tiny_exp))
     with open(os.path.join(tiny_exp, 'analysis.json')) as f:
@@ -166,6 +167,7 @@ def flat(x, key=''):
     return {key: x} if isinstance(x, (int, float)) and not isinstance(x, bool) else {}
 
 
+@pytest.mark.slow                                        # end to end
 def test_batched_pass_equals_per_run(tiny_exp, tmp_path):
     """Runs analysed together in one batched pass give the numbers of each run analysed alone."""
     together = analyze.analyze(tiny_cfg(tiny_exp, run_batch=3, figures=False))['records']
@@ -195,6 +197,7 @@ def test_teacher_forced_accuracy_equals_greedy_decoding(tiny_exp):
         assert forced.tolist() == greedy.tolist() and 0 < greedy.mean() < 1
 
 
+@pytest.mark.slow                                        # end to end
 def test_trackstar_option(tiny_exp):
     out = analyze.analyze(tiny_cfg(tiny_exp, grad_precond='trackstar', figures=False, max_ckpts=2))
     final = [r for r in out['records'] if r['final'] and r['unification']]
@@ -202,6 +205,7 @@ def test_trackstar_option(tiny_exp):
     assert out['settings']['grad_precond'] == 'trackstar'
 
 
+@pytest.mark.slow                                        # end to end
 def test_unreadable_checkpoint_is_skipped_up_front(tiny_exp, tmp_path, capsys):
     exp = str(tmp_path / 'exp')
     shutil.copytree(tiny_exp, exp, ignore=shutil.ignore_patterns('figures'))
@@ -269,6 +273,7 @@ def test_laptop_settings_are_picked_by_device():
     assert mine['proj_dim'] == 64 and mine['max_ckpts'] == 0               # what the user set stays
 
 
+@pytest.mark.slow                                        # end to end
 def test_command_line():
     cfg = analyze.parse_args(['out/some_exp', '--proj_dim=64'])
     assert cfg['exp_dir'] == 'out/some_exp' and cfg['proj_dim'] == 64
@@ -335,6 +340,7 @@ def one_run_exp(tiny_exp, tmp_path_factory):
     return exp, json.load(open(os.path.join(exp, 'analysis.json'))), run.stdout
 
 
+@pytest.mark.slow                                        # end to end
 def test_one_run_says_cross_run_measures_need_three(one_run_exp):
     """One run: no selection table or correlations (one number each, noise), but a line that says why;
     no figure across runs; the per-run figures are drawn."""
@@ -347,6 +353,7 @@ def test_one_run_says_cross_run_measures_need_three(one_run_exp):
     assert not figs & {'unif_vs_ood.png', 'mi_vs_footprint.png', 'extract_vs_footprint.png', 'acc_vs_knobs.png'}
 
 
+@pytest.mark.slow                                        # end to end
 def test_similarity_storage_is_bounded_for_a_32_run_sweep(one_run_exp):
     """Only sim_runs x sim_ckpts (run, checkpoint) pairs keep matrices, whatever the sweep's size; and
     what analyze.py writes per matrix (measured in its similarity.npz: one byte per cosine of the upper

@@ -147,6 +147,7 @@ def test_tokenizer_ids_equal_data_gen(tmp_path, datasets):
             assert tok(' a  b').input_ids[1:-1] == [meta['vocab'].index(c) for c in ' a  b']
 
 
+@pytest.mark.slow                                        # end to end
 def test_greedy_generation_matches_our_greedy_decoding(tmp_path, datasets):
     """Random weights, char_cased data (multi-token attributes): HF's generate(), on one
     left-padded batch, continues every prompt of a split with exactly the tokens of our own greedy

@@ -138,6 +138,7 @@ def sweep(tmp_path_factory):
     return exp, a, plots.plot(exp)
 
 
+@pytest.mark.slow                                        # end to end
 def test_sweep_figures_exist_and_are_light(sweep):
     exp, a, written = sweep
     with np.load(os.path.join(exp, 'similarity.npz')) as z:
@@ -199,6 +200,7 @@ def test_accuracy_curves_tell_id_from_ood(sweep, tmp_path):
     plots.pyplot().close('all')
 
 
+@pytest.mark.slow                                        # end to end
 def test_older_and_partial_schema(tmp_path):
     """Two variants, no last_best_ood, no per-template accuracy, no similarity.npz: draws what is there."""
     exp = str(tmp_path / 'small')
