@@ -39,7 +39,7 @@ import machine
 import model as model_lib
 import represent
 from configurator import cli, config_keys, configure
-from records import acc_of, dig, final_ood, pearson, read_records, sim_layers, spread
+from records import acc_of, attribute_tokens, dig, final_ood, pearson, read_records, sim_layers, spread
 
 # -----------------------------------------------------------------------------
 # advanced: run_batch, proj_kind, proj_seed, proj_dtype, trackstar_damping, grad_batch, grad_impl,
@@ -213,7 +213,7 @@ def prepare_run(run, cfg):
     n_train = {}                                                       # (person, fact type) -> training templates
     for e in train:
         n_train[(e['person'], e['fact_type'])] = n_train.get((e['person'], e['fact_type']), 0) + 1
-    attr_map = {(e['fact_type'], tuple(data_gen.attribute_tokens(e))): str(e['attribute']) for e in train + ood}
+    attr_map = {(e['fact_type'], tuple(attribute_tokens(e))): str(e['attribute']) for e in train + ood}
     people = {p['id']: p for p in meta['people']}
     by_name = {}
     for p in meta['people']:
@@ -226,14 +226,14 @@ def prepare_run(run, cfg):
                 sim=index(sim_idx), sim_values=sim_values, sim_bounds=sim_bounds, tests=tests, n_ood=len(ood),
                 n_train=n_train, attr_map=attr_map, namesake=namesake, eos=meta['vocab'].index('<eos>'),
                 n_values={ft: len(v) for ft, v in meta['attributes'].items()},
-                max_attr=max(len(data_gen.attribute_tokens(e)) for e in train + ood))
+                max_attr=max(len(attribute_tokens(e)) for e in train + ood))
 
 
 def name_confusion(pred, examples, inputs):
     """Per OOD example: correct or not; share of errors naming a namesake's attribute; chance share."""
     correct, n_err, n_conf, chance = [], 0, 0, 0.0
     for row, e in zip(pred.tolist(), examples):
-        attr = data_gen.attribute_tokens(e)
+        attr = attribute_tokens(e)
         ok = row[:len(attr)] == attr
         correct.append(ok)
         if ok:

@@ -1,8 +1,12 @@
 """
-The records an experiment leaves on disk, read back: log.jsonl (one JSON record per line, appended
-by train.py) and the run records of analysis.json (analyze.py), with the few numbers read off them.
-No torch: plots.py redraws figures from these files anywhere.
+The records the stages exchange through files: the examples of a dataset (data/<dataset>/*.jsonl,
+written by data_gen.py), log.jsonl (one JSON record per line, appended by train.py) and the run records
+of analysis.json (analyze.py), with the few numbers read off them. No torch: plots.py redraws figures
+from these files anywhere.
 
+    encode_examples    examples -> padded arrays (the one place where examples become tensors)
+    attribute_targets  the attribute's span of an example, as a mask over next-token targets
+    attribute_tokens   the attribute's token ids of one example
     eval_records  one run's evaluation -> its log.jsonl records
     read_records  log.jsonl -> records; a torn last line is dropped, a bad line elsewhere is an error
     dig, acc_of   a value of an analysis.json record, None where the schema lacks it
@@ -14,6 +18,34 @@ No torch: plots.py redraws figures from these files anywhere.
 import json
 
 import numpy as np
+
+
+def encode_examples(examples, meta=None, T=None):
+    """Examples as right-padded numpy arrays, the one place where examples become tensors:
+    tokens (N, T) (0 = <pad>; T = the longest example unless given), prompt_len (N,), length (N,),
+    template (N,), person (N,), and with a dataset's meta group (N,) = fact type * n_langs + lang."""
+    meta = meta or {'fact_types': [], 'languages': []}
+    ft_index = {ft: i for i, ft in enumerate(meta['fact_types'])}
+    T = T or max(len(e['tokens']) for e in examples)
+    tok = np.zeros((len(examples), T), np.int64)
+    for i, e in enumerate(examples):
+        tok[i, :len(e['tokens'])] = e['tokens']
+    col = lambda f: np.array([f(e) for e in examples], np.int64).reshape(-1)
+    return dict(tokens=tok, prompt_len=col(lambda e: e['prompt_len']), length=col(lambda e: len(e['tokens'])),
+                group=col(lambda e: ft_index.get(e['fact_type'], -1) * len(meta['languages']) + e['lang']),
+                template=col(lambda e: e['template']), person=col(lambda e: e['person']))
+
+
+def attribute_targets(pos, prompt_len, length):
+    """True where the next-token target at position `pos` (an index into tokens) is a token of the
+    attribute: prompt_len <= pos < length - 1 (the EOS after it is not part of it). The one
+    definition of the attribute span; broadcasts over numpy arrays and torch tensors alike."""
+    return (pos >= prompt_len) & (pos < length - 1)
+
+
+def attribute_tokens(example):
+    """The attribute's token ids of one example: tokens[prompt_len : -1]."""
+    return example['tokens'][example['prompt_len']:-1]
 
 
 def read_records(path):

@@ -166,7 +166,7 @@ def stack_splits(per_run, metas, device, multiple=1):
     n (E,), the real sizes. N is rounded up to a multiple of `multiple` when larger, so evaluating in
     chunks of that size sees one shape (no recompilation)."""
     T = metas[0]['block_size']
-    enc = [data_gen.encode_examples(exs, meta, T) for exs, meta in zip(per_run, metas)]
+    enc = [records.encode_examples(exs, meta, T) for exs, meta in zip(per_run, metas)]
     n = torch.tensor([len(e['tokens']) for e in enc])
     N = int(n.max()) if n.max() <= multiple else -(-int(n.max()) // multiple) * multiple
     out = {}
@@ -241,7 +241,7 @@ def evaluate(model, split, ctx, chunk=EVAL_CHUNK):
             logits = model(tok[:, :, :-1]).float()
         lp = torch.log_softmax(logits, -1)
         tgt = tok[:, :, 1:]
-        attr = data_gen.attribute_targets(pos, split['prompt_len'][:, s:s + chunk, None],
+        attr = records.attribute_targets(pos, split['prompt_len'][:, s:s + chunk, None],
                                           split['length'][:, s:s + chunk, None])
         correct.append(((lp.argmax(-1) == tgt) | ~attr).all(-1))
         prob.append((lp.gather(-1, tgt[..., None]).squeeze(-1) * attr).sum(-1).exp())

@@ -14,6 +14,7 @@ import analyze
 import data_gen
 import metrics
 import plots
+import records
 import represent
 import train
 import checkpoints
@@ -192,7 +193,7 @@ def test_teacher_forced_accuracy_equals_greedy_decoding(tiny_exp):
         exs = data_gen.load_split(cfg['dataset_path'], split)
         data = train.stack_splits([exs], [meta], 'cpu')
         forced = train.evaluate(model, data, autocast('cpu', 'float32'))[0][0].numpy()
-        max_attr = max(len(data_gen.attribute_tokens(e)) for e in exs)
+        max_attr = max(len(records.attribute_tokens(e)) for e in exs)
         greedy = represent.decoded_correct(represent.predict(model, [exs], max_attr)[0], exs)
         assert forced.tolist() == greedy.tolist() and 0 < greedy.mean() < 1
 
