@@ -155,6 +155,7 @@ def test_sweep_figures_exist_and_are_light(sweep):
         assert im.width >= 900 and im.height >= 800                    # 5 x 4 panels of ~170 px: still readable
 
 
+@pytest.mark.slow                                        # end to end
 def test_sweep_rows_follow_the_analysis(sweep):
     exp, a, _ = sweep
     with np.load(os.path.join(exp, 'similarity.npz')) as z:
@@ -180,6 +181,7 @@ def test_sweep_rows_follow_the_analysis(sweep):
     plots.pyplot().close('all')
 
 
+@pytest.mark.slow                                        # end to end
 def test_accuracy_curves_tell_id_from_ood(sweep, tmp_path):
     """One legend for every panel: OOD and ID in two line styles (and, for one run, two colours); the
     many runs of a sweep are coloured by final OOD accuracy (a colour bar)."""
