@@ -35,12 +35,16 @@ from tqdm import tqdm
 import checkpoints
 import data_gen
 import metrics
+import machine
 import model as model_lib
 import represent
 from configurator import cli, config_keys, configure
-from plots import acc_of, dig, final_ood, pearson, sim_layers, spread
+from records import acc_of, attribute_tokens, dig, final_ood, pearson, read_records, sim_layers, spread
 
 # -----------------------------------------------------------------------------
+# advanced: run_batch, proj_kind, proj_seed, proj_dtype, trackstar_damping, grad_batch, grad_impl,
+# advanced: dtype, act_batch, reuse_memory, probe_l2, sim_values_per_type, sim_per_value,
+# advanced: unif_min_z, select_repeats, select_frac, select_ks, ckpt_min_id, ckpt_tie, seed
 exp_dir = ''                # out/<exp> to analyze (or give it as the first argument)
 device = 'auto'             # 'auto' = cuda, then mps, then cpu
 max_examples = 0            # training examples per run for footprints (whole facts); 0 = auto: 1000 cuda, 400 else
@@ -50,8 +54,6 @@ run_batch = 0               # runs analyzed together in one batched pass; 0 = au
 proj_dim = 0                # dims of a gradient representation after projection; 0 = auto: 4096 cuda, 512 else
 proj_kind = 'auto'          # gaussian (dense N(0, 1/k)) or sketch (CountSketch); auto = gaussian on cuda, sketch else
 proj_seed = 0               # seed of the fixed projection (same seed + device type -> same projection)
-proj_chunk = 32768          # parameter entries per generated block of Gaussian projection rows
-proj_cache_gb = -1.0        # keep the Gaussian projection on the device up to this size; -1 = auto: 16 cuda, 1 else
 proj_dtype = 'auto'         # matmul dtype of the Gaussian projection: auto = bfloat16 on cuda, float32 elsewhere
 grad_precond = 'adam'       # adam: g / (sqrt(v) + eps); trackstar: that, projected, then whitened by R^-1/2
 trackstar_damping = 1e-3    # ridge added to R, relative to its mean eigenvalue
@@ -85,7 +87,7 @@ CHOICES = {'unif_rep': ('act', 'grad'), 'footprint_at': ('peak', 'final'),
            'grad_impl': ('auto', 'vmap', 'runs')}
 AUTO = {  # setting: (value on cuda, value elsewhere), for settings left at their default (0 / -1 / 'auto')
     'max_examples': (1000, 400), 'max_celeb_facts': (100, 50), 'max_ckpts': (0, 8), 'run_batch': (16, 2),
-    'proj_dim': (4096, 512), 'proj_kind': ('gaussian', 'sketch'), 'proj_cache_gb': (16.0, 1.0),
+    'proj_dim': (4096, 512), 'proj_kind': ('gaussian', 'sketch'),
     'grad_batch': (2048, 128), 'ood_sample': (2000, 500),
     'grad_impl': ('vmap', 'runs')}
 SUMMARY_KEYS = ('unif_rep', 'unif_layer', 'footprint_at', 'select_repeats', 'select_frac', 'select_ks', 'ckpt_min_id',
@@ -104,7 +106,7 @@ def pick_settings(cfg, dev):
             picked.append(f'{k}={cfg[k]}')
     if cfg.get('dtype', 'auto') == 'auto':           # bf16 on a CPU that multiplies it natively: faster there
         # (bench.py's grad reps rows and analysis pair), the same measures within the pair's differences (docs/speed.md)
-        cfg['dtype'] = 'bfloat16' if dev == 'cpu' and model_lib.cpu_has_bf16() else 'float32'
+        cfg['dtype'] = 'bfloat16' if dev == 'cpu' and machine.cpu_has_bf16() else 'float32'
         picked.append(f"dtype={cfg['dtype']}")
     return cfg, f"settings picked for {dev}: {', '.join(picked)}" if picked else ''
 
@@ -140,18 +142,14 @@ def find_runs(exp):
 
 def read_log(path):
     """-> {iter: {split: {fact_type: acc}}} from the evaluation records (lang 'all' aggregates,
-    else the n-weighted mean over languages); per-template records and a torn line are skipped."""
+    else the n-weighted mean over languages); per-template records are skipped, and a torn last line
+    (a run still training), while a bad line elsewhere is an error (records.read_records)."""
     agg = {}
-    with open(path) as f:
-        for line in f:
-            try:
-                r = json.loads(line)
-            except ValueError:
-                continue
-            if r.get('split') not in data_gen.SPLITS or 'template' in r:
-                continue
-            d = agg.setdefault(r['iter'], {}).setdefault(r['split'], {}).setdefault(r['fact_type'], {})
-            d[r['lang']] = (r['acc'], r['n'])
+    for r in read_records(path):
+        if r.get('split') not in data_gen.SPLITS or 'template' in r:
+            continue
+        d = agg.setdefault(r['iter'], {}).setdefault(r['split'], {}).setdefault(r['fact_type'], {})
+        d[r['lang']] = (r['acc'], r['n'])
     out = {}
     for it, splits in agg.items():
         for s, fts in splits.items():
@@ -215,7 +213,7 @@ def prepare_run(run, cfg):
     n_train = {}                                                       # (person, fact type) -> training templates
     for e in train:
         n_train[(e['person'], e['fact_type'])] = n_train.get((e['person'], e['fact_type']), 0) + 1
-    attr_map = {(e['fact_type'], tuple(data_gen.attribute_tokens(e))): str(e['attribute']) for e in train + ood}
+    attr_map = {(e['fact_type'], tuple(attribute_tokens(e))): str(e['attribute']) for e in train + ood}
     people = {p['id']: p for p in meta['people']}
     by_name = {}
     for p in meta['people']:
@@ -228,14 +226,14 @@ def prepare_run(run, cfg):
                 sim=index(sim_idx), sim_values=sim_values, sim_bounds=sim_bounds, tests=tests, n_ood=len(ood),
                 n_train=n_train, attr_map=attr_map, namesake=namesake, eos=meta['vocab'].index('<eos>'),
                 n_values={ft: len(v) for ft, v in meta['attributes'].items()},
-                max_attr=max(len(data_gen.attribute_tokens(e)) for e in train + ood))
+                max_attr=max(len(attribute_tokens(e)) for e in train + ood))
 
 
 def name_confusion(pred, examples, inputs):
     """Per OOD example: correct or not; share of errors naming a namesake's attribute; chance share."""
     correct, n_err, n_conf, chance = [], 0, 0, 0.0
     for row, e in zip(pred.tolist(), examples):
-        attr = data_gen.attribute_tokens(e)
+        attr = attribute_tokens(e)
         ok = row[:len(attr)] == attr
         correct.append(ok)
         if ok:
@@ -338,7 +336,7 @@ def analyze_group(items, inputs_by_run, cfg, dev, keep):
     union = [inputs_by_run[run['name']]['union'] for run in runs]
     grads = represent.gradient_reps(model, ckpts, union, cfg, [run['cfg'].get('beta2') for run in runs])
     max_attr = max(inputs_by_run[run['name']]['max_attr'] for run in runs)
-    with model_lib.autocast(dev, cfg['dtype']):          # bf16: matmuls in bf16, norms and softmax in float32
+    with machine.autocast(dev, cfg['dtype']):          # bf16: matmuls in bf16, norms and softmax in float32
         acts = represent.activation_reps(model, union, cfg['act_batch'])
         preds = {s: represent.predict(model, [inputs_by_run[run['name']]['tests'][s] for run in runs], max_attr,
                                       cfg['act_batch']) for s in ('ood_test', 'id_test')}
@@ -399,11 +397,13 @@ def analyze(cfg):
     """Analyze cfg['exp_dir']; writes analysis.json, similarity.npz and figures; returns the analysis."""
     t0 = time.time()
     exp = cfg['exp_dir']
-    dev = model_lib.pick_device(cfg['device'])
+    dev = machine.pick_device(cfg['device'])
     cfg, picked = pick_settings(cfg, dev)
     if dev == 'cpu' and cfg['reuse_memory']:
-        model_lib.cpu_reuse_memory()                   # per-example gradients reallocated per batch stay in the process
+        machine.cpu_reuse_memory()                   # per-example gradients reallocated per batch stay in the process
     runs, bad = find_runs(exp)
+    checkpoints.check_writable([os.path.join(exp, f) for f in ('analysis.json', 'similarity.npz')]
+                               + [os.path.join(exp, 'figures')] * bool(cfg['figures']))
     notes = [f"skipped unreadable checkpoint {p}" for p in bad]
     if cfg['max_ckpts']:
         for run in runs:

@@ -41,14 +41,10 @@ Rows:
 Ratios are run-steps/s against the plain loop (grid rows: against float32 eager). Writes the table as JSON (out_file).
 """
 import contextlib
-import datetime
 import json
 import os
-import platform
 import shutil
 import statistics
-import subprocess
-import sys
 import time
 
 import torch
@@ -60,11 +56,13 @@ import metrics
 import represent
 import train
 from configurator import cli, config_keys, configure, run_config_file
-from model import (GPT, GPTConfig, autocast, cpu_has_bf16, cpu_reuse_memory, layer_shapes, param_groups, pick_device,
-                   system_settings)
-from plots import dig
+from machine import autocast, cpu_name, cpu_reuse_memory, pick_device, provenance, system_settings
+from model import GPT, GPTConfig, layer_shapes, param_groups
+from records import dig
 
 # -----------------------------------------------------------------------------
+# advanced: warmup, cuda_graph, compile_mode, candidates, profile, n_people, data_dir, n_reps,
+# advanced: proj_dim, grid_settings, laptop_config, laptop_runs, pair_ckpts, sweep_runs, sweep_iters
 device = 'auto'            # 'auto' = cuda, then mps, then cpu
 run_counts = []            # run counts of the lockstep rows; [] = [1, 16, 64] on cuda, [1, 4] elsewhere
 steps = 0                  # timed steps per row; 0 = 200 on cuda, 10 elsewhere
@@ -164,25 +162,18 @@ def lockstep(cfg, data, model_args, E, dev, use_compile, ctx, variant=''):
     trainer's optimizer; `variant` names a candidate change (see the module docstring)."""
     raw = GPT(GPTConfig(**model_args, n_runs=E), seeds=list(range(E))).to(dev)
     raw.use_sdpa = variant != 'attention_math'
-    ocfg = dict(learning_rate=3e-3, weight_decay=0.1, beta1=0.9, beta2=0.95)
-    opt, _, _ = train.make_optimizer(raw, [('', ocfg)] * E, ocfg, dev, capturable=cfg['cuda_graph'])
+    ocfg = dict(learning_rate=3e-3, weight_decay=0.1, beta1=0.9, beta2=0.95, batch_size=cfg['batch_size'], grad_clip=1.0)
+    runs = [(str(e), dict(ocfg, seed=e)) for e in range(E)]
+    opt, lr, per_run = train.make_optimizer(raw, runs, ocfg, dev, capturable=cfg['cuda_graph'])
     model = torch.compile(raw, mode=cfg['compile_mode'] or None) if use_compile else raw
     stacked = {k: v.expand(E, *v.shape[1:]).contiguous() for k, v in data.items()}
-    seeds = torch.arange(E, device=dev)
-    it = torch.zeros((), dtype=torch.long, device=dev)
-    swap = {'ce_loss': ('train_loss', ce_loss), 'index_select': ('gather_batch', index_select_batch)}.get(variant)
+    swap = {'ce_loss': dict(loss_fn=ce_loss), 'index_select': dict(batch_fn=index_select_batch)}.get(variant, {})
+    step, it = train.make_step(model, raw, opt, runs, ocfg, stacked, ctx, per_run, lr, cfg['cuda_graph'], **swap)
 
-    def step():
+    def next_step():
         it.add_(1)
-        if swap:                                  # the candidate replaces one function of train.py's step
-            kept = getattr(train, swap[0])
-            setattr(train, swap[0], swap[1])
-        try:
-            return train.train_step(model, raw, opt, stacked, seeds, it, cfg['batch_size'], 1.0, ctx)
-        finally:
-            if swap:
-                setattr(train, swap[0], kept)
-    return train.capture_step(step, raw, opt) if cfg['cuda_graph'] else step
+        return step()
+    return next_step
 
 
 def profile_step(step, dev, n=20, top=15):
@@ -208,7 +199,7 @@ def laptop_knobs(cfg):
 def parse_setting(name, dev):
     """'bfloat16+compile+threads1' -> {dtype, compile, threads (0 = as set), reuse, variant}; 'auto' =
     what train.py picks on dev (its parts may follow: 'auto+threads1'); 'reuse': freed memory kept in
-    the process (model.cpu_reuse_memory, which train.py does on a CPU)."""
+    the process (machine.cpu_reuse_memory, which train.py does on a CPU)."""
     s = dict(dtype='float32', compile=False, threads=0, reuse=False, variant='')
     for part in name.split('+'):
         if part == 'auto':
@@ -486,7 +477,7 @@ def bench(cfg):
     path = data_gen.prepare(dict(data_gen.DATA_DEFAULTS, n_people=cfg['n_people'], data_dir=cfg['data_dir']))
     meta = data_gen.load_meta(path)
     examples = data_gen.load_split(path, 'train', meta)
-    data = train.stack_runs([train.encode_split(examples, meta, meta['block_size'])], dev)
+    data = train.stack_splits([examples], [meta], dev)
     model_args = train.shape_args(cfg, meta)
     tokens_per_step = cfg['batch_size'] * meta['block_size']
     rows = []
@@ -554,35 +545,6 @@ def save(cfg, dev, name, rows):
     with open(cfg['out_file'], 'w') as f:
         json.dump(dict(device=dev, device_name=name, torch=torch.__version__, config=cfg, rows=rows,
                        provenance=provenance(dev)), f, indent=1)
-
-
-def cpu_name():
-    """The CPU's model name (Linux: /proc/cpuinfo; else what platform knows)."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            return next(l.split(':', 1)[1].strip() for l in f if l.startswith('model name'))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine() or 'cpu'
-
-
-def provenance(dev):
-    """Where and when the table was measured: machine, cores, torch, commit, date."""
-    def git(*args):
-        try:
-            return subprocess.run(['git', *args], capture_output=True, text=True, timeout=10,
-                                  cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ''
-    commit = git('rev-parse', '--short', 'HEAD')
-    dirty = bool(git('status', '--porcelain', '--untracked-files=no'))
-    out = dict(device=dev, cpu=cpu_name(), cores=os.cpu_count(), threads=torch.get_num_threads(), torch=torch.__version__,
-               python=platform.python_version(), commit=commit + (' (uncommitted changes)' if commit and dirty else ''),
-               date=datetime.datetime.now().strftime('%Y-%m-%d %H:%M'), command=' '.join(['python', *sys.argv]))
-    if not dev.startswith('cuda'):
-        out['cpu_bf16'] = cpu_has_bf16()                      # what the CPU offers that the picks depend on
-    else:
-        out['gpu'] = torch.cuda.get_device_name()
-    return out
 
 
 def print_profile(prof):

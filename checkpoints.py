@@ -19,13 +19,16 @@ import json
 import os
 import queue
 import socket
+import tempfile
 import threading
 import time
 from dataclasses import fields
 
+import numpy as np
 import torch
 
 from model import GPT, GPTConfig, load_run
+from records import read_records
 
 try:
     import fcntl                                  # POSIX advisory locks
@@ -51,6 +54,24 @@ def write_error(path, err):
             pass
     why = 'no space left on device' if full else str(err).splitlines()[0][:120] if str(err) else type(err).__name__
     return OSError(f"write error: cannot write {path}: {why}")
+
+
+def check_writable(paths):
+    """Before a long job: can each of these files or folders be written (a folder, or the nearest
+    existing one above a path still to be made, takes a new file; an existing file is writable)? Else
+    the write_error of the first that cannot, so the job fails at its start, not after its work."""
+    for path in paths:
+        d = os.path.abspath(path) if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+        while not os.path.isdir(d) and os.path.dirname(d) != d:
+            d = os.path.dirname(d)
+        try:
+            fd, probe = tempfile.mkstemp(dir=d, prefix='.writable-')
+            os.close(fd)
+            os.remove(probe)
+            if os.path.exists(path) and not os.access(path, os.W_OK):
+                raise PermissionError(errno.EACCES, 'Permission denied')
+        except OSError as e:
+            raise write_error(path, OSError(e.strerror or str(e))) from None
 
 
 def atomic_save(obj, path):
@@ -227,18 +248,59 @@ def check_fresh(run_dirs, resume_path, exp, overwrite):
 def truncate_log(path, upto):
     """On resume, drop the records that will be written again: evaluations from `upto` on (the
     resumed loop re-evaluates its first step), losses after it; and a torn last line. The log is
-    rewritten through a temporary file: a full disk here loses nothing."""
+    rewritten through a temporary file: a full disk here loses nothing. A bad line elsewhere than
+    last is an error naming it (records.read_records)."""
     if os.path.exists(path):
-        keep = []
-        with open(path) as f:
-            for line in f:
-                try:
-                    r = json.loads(line)
-                except ValueError:
-                    continue                     # a line cut by a crash
-                if r['iter'] < upto or (r['iter'] == upto and r['split'] == 'loss'):
-                    keep.append(json.dumps(r) + '\n')
+        keep = [json.dumps(r) + '\n' for r in read_records(path)
+                if r['iter'] < upto or (r['iter'] == upto and r['split'] == 'loss')]
         atomic_write(path, ''.join(keep))
+
+
+# ----------------------------------------------------------------------------- resume points
+def resume_file(shard=''):
+    """The resume file's name in out_dir: resume.pt, or resume_<i>of<n>.pt for shard 'i/n'."""
+    return f"resume_{shard.replace('/', 'of')}.pt" if shard else 'resume.pt'
+
+
+def ckpt_iters(max_iters, n, first=50):
+    """The initialisation and n snapshots log-spaced from `first` to max_iters (the last step is
+    one of the n): the early, separation phase is sampled the same way however long the run."""
+    first = min(first, max_iters)
+    its = np.geomspace(first, max_iters, n) if n > 1 else [max_iters]
+    return sorted(set(np.round(its).astype(int).tolist()) | {0, max_iters})
+
+
+def load_resume(path, cfg, run_dirs, dev, free=()):
+    """The resume file's state, checked: there, readable, and made by the same config (but for the
+    knobs in `free`, which may change on resume)."""
+    if not os.path.exists(path):
+        ckpts = [glob.glob(os.path.join(d, 'ckpt_*.pt')) for d in run_dirs]
+        if all(os.path.exists(os.path.join(d, f"ckpt_{cfg['max_iters']}.pt")) for d in run_dirs):
+            raise ValueError("resume error: nothing to resume: every run has its final checkpoint")
+        if any(ckpts):                           # an out_dir written before resume points came with checkpoints
+            raise ValueError(f"resume error: no resume point at {path}, and the checkpoints hold no optimizer state "
+                             "(made by an older version?): start over with --overwrite=True")
+        raise ValueError(f"resume error: nothing to resume in {os.path.dirname(path) or '.'} (no resume point, no "
+                         "checkpoint): start without --resume=True")
+    try:
+        state = torch.load(path, map_location=dev, weights_only=True)
+        mine = {k: v for k, v in cfg.items() if k not in free}
+        theirs = {k: v for k, v in state['cfg'].items() if k not in free}
+    except Exception as e:
+        raise ValueError(f"resume error: {path} is unreadable ({type(e).__name__}: {str(e)[:80]}); "
+                         "delete it to start over") from None
+    if mine != theirs:
+        diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        raise ValueError(f"resume error: config differs from the interrupted run in {', '.join(diff)}")
+    return state
+
+
+def saved_threads(path):
+    """The CPU thread count recorded in a resume file (None if there is none to read)."""
+    try:
+        return int(torch.load(path, map_location='cpu', weights_only=True).get('threads') or 0) or None
+    except Exception:
+        return None                              # load_resume names the problem
 
 
 # ----------------------------------------------------------------------------- reading

@@ -32,6 +32,7 @@ import re
 import time
 
 from configurator import cli, configure, config_keys, overrides
+from metrics import judge_match
 
 # -----------------------------------------------------------------------------
 out_dir = 'data/cldr_facts'          # facts.jsonl (ECLeKTic format), paraphrases.jsonl, meta.json
@@ -240,7 +241,6 @@ def select(cands, langs, pop_langs, names, cfg):
 def problems_of(fact, langs, names=None):
     """Why a fact fails the checks (empty = it passes). names: {lang: set of CLDR display names} to
     check the answers against (None skips that check)."""
-    from llm_eval import judge_match
     out = []
     for l in langs:
         qs, a = fact['questions'][l], fact['ans'][l]

@@ -21,6 +21,7 @@ file. Library code raises ValueError; `cli` turns it into one line on stderr and
 import ast
 import copy
 import difflib
+import itertools
 import os
 import re
 import sys
@@ -147,28 +148,56 @@ def settings_block(path):
 SETTING = re.compile(r'^([a-z_][a-z0-9_]*)\s*=\s*(.*?)\s*(?:#\s*(.*))?$')
 
 
+ADVANCED = '# advanced'       # in a settings block: '# advanced' alone, the knobs below it are shown after the
+                             # others; '# advanced: a, b' (where the order of the knobs means something), those named
+
+
+def _prune(lines):
+    """Help lines without the headings (file '\\n[...]' above group ' ...') that have no knob ('  --') under them."""
+    level = lambda line: 2 if line.startswith('  --') else 0 if line.startswith('\n[') else 1
+    out = []
+    for i, line in enumerate(lines):
+        for q in lines[i:]:
+            if level(q) == 2:
+                out.append(line)
+                break
+            if q is not line and level(q) <= level(line):
+                break
+    return out
+
+
 def help_text(defaults, choices, sources):
     """Every knob with its default and comment, grouped as in the settings blocks of `sources`
-    (the lines between the first two '# ----' rulers of each file)."""
+    (the lines between the first two '# ----' rulers of each file): first the knobs a user sets,
+    then, under their own heading, those below each block's ADVANCED line."""
     usage = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else 'script.py'
     main = sys.modules.get('__main__')
     if getattr(main, '__spec__', None) and main.__spec__.name != '__main__':    # python -m dev.report
         usage = f"-m {main.__spec__.name}"
     lines = [f"usage: python {usage} [config.py ...] [--key=value ...]",
              "config files and --key=value apply left to right; knobs (default, then what it does):"]
-    seen = set()
+    parts, seen = ([], []), set()                 # (the knobs a user sets, the advanced ones), by file
     for path in sources:
-        lines.append(f"\n[{os.path.basename(path)}]")
+        part, named = parts[0], set()
+        for out in parts:
+            out.append(f"\n[{os.path.basename(path)}]")
         for line in settings_block(path).splitlines():
             m = SETTING.match(line)
-            if m and m.group(1) in defaults and m.group(1) not in seen:
+            if line.startswith(ADVANCED + ':'):
+                named |= {k.strip() for k in line[len(ADVANCED) + 1:].split(",")}
+            elif line.strip() == ADVANCED:
+                part = parts[1]
+            elif m and m.group(1) in defaults and m.group(1) not in seen:
                 key, comment = m.group(1), m.group(3) or ''
                 seen.add(key)
                 if key in choices:
                     comment += f" (one of {', '.join(map(repr, choices[key]))})"
-                lines.append(f"  --{key}={defaults[key]!r}".ljust(34) + f" {comment}")
+                (parts[1] if key in named else part).append(f"  --{key}={defaults[key]!r}".ljust(34) + f" {comment}")
             elif line.startswith('# ') and not m:
-                lines.append(f" {line[2:]}")
+                for out in parts:
+                    out.append(f" {line[2:]}")
+    basic, advanced = (_prune(p) for p in parts)
+    lines += basic + (['', 'advanced (tuning most runs leave alone):'] + advanced if advanced else [])
     rest = [k for k in defaults if k not in seen]
     if rest:
         lines += ['', 'also accepted (knobs of the other scripts that share config files):',
@@ -187,6 +216,25 @@ def file_settings(path):
             except ValueError:
                 pass                   # not a literal: not a knob
     return config_keys(out)
+
+
+def sweep_runs(cfg, defaults, choices=None, sweepable=None, why=''):
+    """Every combination of cfg['sweep'] ({knob: [values]}) -> [(run name, run config)], each value
+    checked as --knob=value would be; one run 'main' without a sweep. A knob outside `sweepable` is a
+    one-line error saying `why`."""
+    grid = cfg.get('sweep') or {}
+    if not grid:
+        return [('main', dict(cfg))]
+    for k, values in grid.items():
+        if k not in defaults:
+            raise ValueError(f"config error: sweep over unknown key '{k}'")
+        if sweepable is not None and k not in sweepable:
+            raise ValueError(f"config error: sweep over '{k}': {why}")
+        if not isinstance(values, (list, tuple)) or not values:
+            raise ValueError(f"config error: sweep['{k}'] must be a non-empty list")
+    return [('-'.join(f'{k}{v}' for k, v in zip(grid, combo)),
+             dict(cfg, sweep={}, **{k: coerce(k, v, defaults[k], (choices or {}).get(k)) for k, v in zip(grid, combo)}))
+            for combo in itertools.product(*grid.values())]
 
 
 def cli(main, interrupted=None):

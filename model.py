@@ -16,10 +16,7 @@ Linear weights are stored as (E, in, out) so that y = x @ W is torch.baddbmm(b, 
 x of shape (E, B*T, in). Run r is initialised from its own torch.Generator(seeds[r]), so its
 init does not depend on how many runs share the module.
 """
-import ctypes
 import math
-import os
-import time
 from dataclasses import dataclass, asdict
 
 import torch
@@ -277,128 +274,6 @@ class GPT(nn.Module):
         if return_hidden:
             return logits, torch.stack(hidden).view(cfg.n_layer + 1, E, B, T, cfg.n_embd)
         return logits
-
-
-# ----------------------------------------------------------------------------------------------
-# the machine (device, dtype, compile, threads, memory) and helpers for the trainer and the analysis
-
-def autocast(dev, dtype, graphed=False):
-    """Mixed precision for dtype != 'float32' (its cache off under a CUDA graph); a no-op otherwise.
-    Training (train.py) and the analysis' forward passes (analyze.py) both run under it."""
-    if dtype == 'float32':
-        return torch.autocast('cpu', enabled=False)
-    return torch.autocast(dev.split(':')[0], dtype=getattr(torch, dtype), cache_enabled=not graphed)
-
-
-def pick_device(name='auto'):
-    """'auto' = cuda (under torchrun: cuda:LOCAL_RANK), then mps, then cpu; else the name given,
-    checked: a device this torch build or machine does not have is a one-line error."""
-    if name == 'auto':
-        if torch.cuda.is_available():
-            return f"cuda:{os.environ['LOCAL_RANK']}" if 'LOCAL_RANK' in os.environ else 'cuda'
-        return 'mps' if torch.backends.mps.is_available() else 'cpu'
-    kind, _, index = name.partition(':')
-    if kind == 'cuda' and not torch.cuda.is_available():
-        raise ValueError(f"config error: device={name!r}, but torch {torch.__version__} sees no CUDA GPU here")
-    if kind == 'cuda' and index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
-        raise ValueError(f"config error: device={name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    if kind == 'mps' and not torch.backends.mps.is_available():
-        raise ValueError(f"config error: device={name!r}, but MPS is not available here")
-    if kind not in ('cuda', 'mps', 'cpu'):
-        raise ValueError(f"config error: device={name!r} is not one of auto, cpu, cuda, cuda:N, mps")
-    return name
-
-
-def cpu_has_bf16():
-    """Does this CPU multiply bfloat16 natively (x86: AVX512-BF16 or AMX)? Elsewhere oneDNN emulates
-    bfloat16 and float32 is faster, so 'auto' settings train in float32 there."""
-    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-
-
-def cpu_can_compile():
-    """Is there a C++ compiler for torch.compile's CPU backend (inductor writes C++, then builds it)?"""
-    try:
-        from torch._inductor.cpp_builder import get_cpp_compiler
-        get_cpp_compiler()
-        return True
-    except Exception:                              # none found, or a torch without inductor
-        return False
-
-
-def system_settings(cfg, dev):
-    """-> (dtype, compile?, CUDA graph?) of the device. 'auto' = what measures faster there with the
-    same results: on CUDA bf16 autocast, torch.compile and the step as a CUDA graph; on a CPU bf16
-    autocast where it multiplies bfloat16 natively (AVX512-BF16, AMX; else float32, said in one line)
-    and torch.compile where a C++ compiler is found (its CPU backend writes C++). bench.py's CPU table
-    measures the picks, docs/speed.md has them and their accuracy against float32."""
-    cuda, cpu = dev.startswith('cuda'), dev == 'cpu'
-    bf16_cpu = cpu and cpu_has_bf16()
-    if cfg['dtype'] == 'auto' and cpu and not bf16_cpu:
-        print("dtype='auto': this CPU has no native bfloat16 (AVX512-BF16 or AMX): training in float32")
-    dtype = cfg['dtype'] if cfg['dtype'] != 'auto' else ('bfloat16' if cuda or bf16_cpu else 'float32')
-    use_compile = cfg['compile'] if cfg['compile'] != 'auto' else cuda or (cpu and cpu_can_compile())
-    graphed = cfg['cuda_graph'] if cfg['cuda_graph'] != 'auto' else (cuda and use_compile)
-    if graphed and not cuda:
-        raise ValueError(f"config error: cuda_graph=True needs a cuda device, not {dev}")
-    return dtype, use_compile, graphed
-
-
-def cpu_reuse_memory(on=True):
-    """Keep freed memory in this process (glibc's malloc; elsewhere a no-op) -> whether it applied.
-    glibc serves a block above its mmap threshold (at most 32 MB) with a fresh mapping and unmaps it
-    when freed, so each new one is zero-filled page by page again; activations and per-example
-    gradients are such blocks, freed and reallocated at every step. Keeping them (no mmap, no trim, one arena)
-    makes CPU training and analysis markedly faster (bench.py's 'reuse' rows, docs/speed.md); the
-    cost: the process keeps its peak memory until it exits. on=False restores glibc's defaults."""
-    try:
-        libc = ctypes.CDLL(None)
-        mallopt, trim = libc.mallopt, libc.malloc_trim
-    except (OSError, AttributeError):              # not glibc (macOS, musl, Windows)
-        return False
-    M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8
-    ok = mallopt(M_MMAP_MAX, 0 if on else 65536)   # glibc's defaults: 65536 mappings, 128 KiB, 8 arenas per core
-    ok &= mallopt(M_TRIM_THRESHOLD, 2 ** 31 - 1 if on else 128 * 1024)
-    # one arena: a block freed in another thread's arena lives in a mapped heap that glibc unmaps once it
-    # is empty, so those blocks were zero-filled page by page again too (bmm outputs, embedding backward)
-    ok &= mallopt(M_ARENA_MAX, 1 if on else 8 * (os.cpu_count() or 1))
-    if not on:
-        trim(0)                                    # and hand back what was kept
-    return bool(ok)
-
-
-def busy_cores():
-    """Cores that other processes keep busy now: runnable tasks other than this one, sampled a few
-    times over 0.2 s (the lowest count: a task that ran for an instant is not load). Linux reads
-    /proc/loadavg's instantaneous count; elsewhere the 1-minute load average stands in."""
-    try:
-        counts = []
-        for _ in range(5):
-            with open('/proc/loadavg') as f:
-                counts.append(int(f.read().split()[3].split('/')[0]) - 1)   # 'running/total'; minus this reader
-            time.sleep(0.05)
-        return max(0, min(counts))
-    except (OSError, ValueError, IndexError):
-        try:
-            return int(os.getloadavg()[0])
-        except (OSError, AttributeError):
-            return 0
-
-
-def set_threads(threads, dev, saved=None):
-    """torch's CPU threads for a run on `dev` -> the count (0 off CPU, where torch's default stays).
-    threads=0 (auto): the cores this process may use less those other processes keep busy at start,
-    at least 1; on resume, the count the interrupted run used (`saved`), since the thread count
-    changes the last bits of a float sum. torch's default (every core) collapses when another
-    process shares them: the threads wait for each other at every operation."""
-    if not dev.startswith('cpu'):
-        return 0
-    if not threads and (os.environ.get('OMP_NUM_THREADS') or os.environ.get('MKL_NUM_THREADS')):
-        return torch.get_num_threads()           # the user set torch's count already
-    if not threads:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
-        threads = saved or max(1, cores - busy_cores())
-    torch.set_num_threads(threads)
-    return threads
 
 
 def _unwrap(model):

@@ -7,8 +7,8 @@ Figures of an analysed experiment, redrawn from out/<exp>/analysis.json and out/
 Reads analysis.json (required) and similarity.npz (optional: without it there are no similarity
 figures); writes one PNG per figure (at most 400 KB each) to out/<exp>/figures/, replacing
 figures of the same name and removing those this analysis has no data for (e.g. correlations
-across runs: they need MIN_RUNS runs). Needs only numpy and matplotlib, so analyze.py can import
-its helpers.
+across runs: they need MIN_RUNS runs). Needs only numpy and matplotlib (no torch): figures redraw
+anywhere analysis.json is.
 """
 import io
 import json
@@ -16,6 +16,8 @@ import os
 import sys
 
 import numpy as np
+
+from records import acc_of, dig, final_ood, pearson, sim_layers, spread
 
 MAX_BYTES = 400_000          # per PNG: a sweep's figures stay light enough to commit and to browse
 DPI = 100                    # first try; a figure over MAX_BYTES is redrawn at a lower dpi
@@ -27,46 +29,8 @@ SPLITS = (('ood_test', 'OOD', '-'), ('id_test', 'ID', '--'))   # (split, short n
 SPLIT_LABELS = [(*SPLITS[0], 'other language (cross-lingual)'), (*SPLITS[1], 'held-out template, same language')]
 
 
-# ----------------------------------------------------------------------------- helpers (analyze.py uses them too)
-def acc_of(rec, split, ft='all'):
-    return (rec.get('acc') or {}).get(split, {}).get(ft)
-
-
-def pearson(x, y):
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < 3 or x[ok].std() == 0 or y[ok].std() == 0:
-        return None
-    return float(np.corrcoef(x[ok], y[ok])[0, 1])
-
-
-def spread(items, n):
-    """n items evenly spaced over a list (first and last included)."""
-    return [items[i] for i in sorted(set(np.linspace(0, len(items) - 1, min(n, len(items))).round().astype(int)))]
-
-
-def sim_layers(n_layer):
-    """Layer groups shown in the similarity figures: first, middle and last block, all layers."""
-    return list(dict.fromkeys(['L1', f'L{(n_layer + 1) // 2}', f'L{n_layer}', 'concat']))
-
-
-def dig(d, *keys):
-    """d[k1][k2]... or None where a level is missing or None (the schema of analysis.json grows)."""
-    for k in keys:
-        if not isinstance(d, dict) or d.get(k) is None:
-            return None
-        d = d[k]
-    return d
-
-
 def nan_for_none(xs):
     return [np.nan if x is None else x for x in xs]
-
-
-def final_ood(rec):
-    """Final OOD accuracy of a run: the logged full-test accuracy, else analyze.py's prediction sample."""
-    acc = acc_of(rec, 'ood_test')
-    return acc if acc is not None else rec.get('ood_acc_sample')
 
 
 # ----------------------------------------------------------------------------- loading and saving

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch.func import functional_call, grad, vmap
 
-import data_gen
 import metrics
 import model as model_lib
+import records
 
 
 def encode_runs(per_run, dev):
@@ -35,7 +35,7 @@ def encode_runs(per_run, dev):
     tlen = torch.zeros(len(per_run), N, dtype=torch.long)
     for r, x in enumerate(per_run):
         if x:
-            enc = data_gen.encode_examples(x, T=T)
+            enc = records.encode_examples(x, T=T)
             idx[r, :len(x)] = torch.from_numpy(enc['tokens'])
             plen[r, :len(x)], tlen[r, :len(x)] = torch.from_numpy(enc['prompt_len']), torch.from_numpy(enc['length'])
     return idx.to(dev), plen.to(dev), tlen.to(dev)
@@ -81,14 +81,14 @@ def per_example_grads(model, idx, plen, tlen, dtype=torch.float32, how='vmap'):
         offset = model_lib.run_offsets(E * B, model.config.vocab_size, idx.device)
         ids = idx.reshape(E * B, 1, T)
         logits = functional_call(model, {**params, 'run_offset': offset}, (ids[:, :, :-1],))[:, 0]  # (E*B, T-1, V)
-        loss = (nll(logits, ids[:, 0]) * data_gen.attribute_targets(pos, plen.reshape(-1, 1), tlen.reshape(-1, 1))).sum()
+        loss = (nll(logits, ids[:, 0]) * records.attribute_targets(pos, plen.reshape(-1, 1), tlen.reshape(-1, 1))).sum()
         grads = torch.autograd.grad(loss, list(params.values()))
         return {k: g.view(E, B, *g.shape[1:]) for k, g in zip(params, grads)}
 
     def loss(p, ids, pl, tl):                                             # ids (E, T): example b of every run
         logits = functional_call(model, p, (ids[:, None, :-1],))[:, 0]    # (E, T-1, V)
         # the runs' losses are summed: run r's parameters only see run r's example
-        return (nll(logits, ids) * data_gen.attribute_targets(pos, pl[:, None], tl[:, None])).sum()
+        return (nll(logits, ids) * records.attribute_targets(pos, pl[:, None], tl[:, None])).sum()
 
     params = {k: v.detach().to(dtype) for k, v in model.named_parameters()}
     sdpa, model.use_sdpa = model.use_sdpa, False                          # SDPA has no vmap batching rule
@@ -99,6 +99,8 @@ def per_example_grads(model, idx, plen, tlen, dtype=torch.float32, how='vmap'):
 
 
 _PROJ = {'bytes': 0}
+PROJ_CHUNK = 32768          # parameter entries per generated block of Gaussian projection rows (bounds the draw's memory)
+PROJ_CACHE_GB = dict(cuda=16.0, other=1.0)   # the Gaussian projection stays on the device up to this size, else is redrawn
 
 
 def projection_blocks(name, numel, k, seed, chunk, dev, cache_bytes, dtype=torch.float32):
@@ -149,8 +151,8 @@ def project(name, g, cfg, scale=None):
         or getattr(torch, cfg['proj_dtype'])
     g = (g if scale is None else g * scale).to(dtype).reshape(-1, numel)
     out = torch.zeros(g.shape[0], k, device=dev)
-    for start, R in projection_blocks(name, numel, k, cfg['proj_seed'], cfg['proj_chunk'], dev,
-                                      cfg['proj_cache_gb'] * 1e9, dtype):
+    cache_gb = PROJ_CACHE_GB['cuda' if dev.type == 'cuda' else 'other']
+    for start, R in projection_blocks(name, numel, k, cfg['proj_seed'], PROJ_CHUNK, dev, cache_gb * 1e9, dtype):
         out += (g[:, start:start + len(R)] @ R).float()
     return out.view(*lead, k)
 
@@ -246,4 +248,4 @@ def predict(model, per_run, max_len, batch_size=1024):
 def decoded_correct(pred, examples):
     """Per example: do the greedily decoded tokens start with the attribute? (bool array)"""
     return np.array([row[:len(a)] == a for row, a in
-                     zip(pred.tolist(), (data_gen.attribute_tokens(e) for e in examples))], bool)
+                     zip(pred.tolist(), (records.attribute_tokens(e) for e in examples))], bool)

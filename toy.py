@@ -55,6 +55,7 @@ import numpy as np
 from configurator import cli, configure, config_keys, overrides
 
 # -----------------------------------------------------------------------------
+# advanced: max_copies, ent_scale, lang_scales, l2, steps, lr, n_seeds
 n_entities = 400                     # entities (people); each has one label
 n_labels = 4                         # label values (attributes); language explains at most 1/(n_labels-1)
 celeb_frac = 0.1                     # share of entities seen in both languages in training (parallel data)

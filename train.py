@@ -7,37 +7,35 @@ Train one run, or a sweep of runs in lockstep, on synthetic bilingual knowledge 
     torchrun --nproc_per_node=4 train.py config/selection.py   # its 4 shards on the 4 GPUs of a node
     python train.py config/quick.py                     # the 4-minute smoke run on a CPU
     python train.py config/laptop/sweep_celeb.py        # the main sweep at laptop scale (docs/experiments.md)
-    python train.py --help                              # every knob, with its default
+    python train.py --help                              # the knobs a user sets, then the advanced ones
 
-A sweep stacks its runs on a leading run axis E of every weight (model.py): on a GPU a step of
-16 runs costs 1.5-5x a step of one (H200, docs/speed.md), far less than 16 separate runs. Each run reads its own dataset, has its own init and its own
-data order, and gets its own gradient clipping, so run r of a sweep follows the path it would
-follow trained alone (same seed): AdamW is elementwise and the loss is a sum of per-run means,
-so the runs never touch. Batches are drawn by a counter-based hash of (seed, iter), which is
-what makes an interrupted sweep resume bit-for-bit. learning_rate and weight_decay may differ
-between the runs of a sweep: AdamW then steps with the schedule alone and each run's update is
-scaled by its own learning rate, with its own decoupled decay (train_step).
-
-Never loses work: every file is written whole or not at all (checkpoints by a background thread
-through a temporary file and a rename; log lines appended whole), and a full disk is named as such.
-The whole sweep's state (weights, optimizer, the losses not yet logged) goes to a resume file at every
-checkpoint, every `resume_every` seconds, and on Ctrl-C or SIGTERM (after the step in flight); after
-a crash or a kill -9 at any moment, `--resume=True` continues from it and ends as an uninterrupted run
-would (on CPU, bit for bit, at the same thread count). One process writes a run at a time (locks in
-out/<exp>/.locks/); a second run into an out_dir that holds a run is refused.
+A sweep stacks its runs on a leading run axis E of every weight (model.py): on a GPU a step of 16 runs
+costs 1.5-5x a step of one (H200, docs/speed.md). Each run has its own dataset, init, data order (a hash
+of (seed, iter): what makes a resume bit-for-bit) and gradient clipping, and AdamW is elementwise, so run
+r follows the path it follows trained alone; learning_rate and weight_decay may differ between runs
+(train_step). Never loses work (checkpoints.py): the sweep's whole state goes to a resume file at every
+checkpoint, every `resume_every` seconds and on Ctrl-C/SIGTERM; after a crash or kill -9, `--resume=True`
+ends as an uninterrupted run would (on CPU bit for bit, at the same thread count).
 
 Writes out/<exp>/<run>/{config.json, log.jsonl, ckpt_<iter>.pt}, out/<exp>/resume[_<i>of<n>].pt while
 training and out/<exp>/timing[_<i>of<n>].json at the end.
 """
-import glob
-import itertools
+# The interface: the names other files use (covered by tests/test_train.py, test_bench.py for the step);
+# the rest is this file's own.
+#   DEFAULTS, CHOICES           the knobs and the values they take
+#   train(cfg)                  train every run of cfg in lockstep -> the experiment directory
+#   expand_sweep(cfg)           the runs a config makes: [(run name, run config)]
+#   stack_splits(exs, metas, device)   every run's examples as the padded tensors steps and evaluations read
+#   evaluate(model, split, ctx) attribute recall of every run on a stacked split
+#   shape_args, make_optimizer, make_step   the model's shape, the optimizer and the step of E runs, as
+#                               train() builds them (bench.py times the step)
+import contextlib
 import json
 import math
 import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -46,23 +44,16 @@ from tqdm import tqdm
 
 import checkpoints
 import data_gen
-from configurator import cli, coerce, config_keys, configure, overrides
-from model import (BLOCKS, GPT, GPTConfig, autocast, cpu_reuse_memory, param_groups, pick_device, set_threads,
-                   system_settings)
+import records
+from configurator import cli, config_keys, configure, overrides, sweep_runs
+from machine import autocast, capture_step, cpu_reuse_memory, pick_device, select_shard, set_threads, system_settings
+from model import BLOCKS, GPT, GPTConfig, param_groups
 
 # -----------------------------------------------------------------------------
-# I/O
+# where
 out_dir = 'out/default'   # experiment directory; one subdirectory per run
-eval_interval = 500       # evaluate every this many steps (and at every checkpoint and the end)
-eval_max = 2000           # examples per split and run per evaluation (0 = the whole split)
-log_interval = 50         # steps between loss records (and NaN checks)
-n_ckpts = 20              # weight snapshots per run, log-spaced from ckpt_first to max_iters (the last included), plus init
-ckpt_first = 50           # step of the first log-spaced snapshot: separation happens in the first few hundred steps
 resume = False            # continue an interrupted experiment from its resume file in out_dir
-resume_every = 300.0      # seconds between resume points (0 = every evaluation); also at checkpoints, on Ctrl-C/SIGTERM
 overwrite = False         # start over in an out_dir that holds a run of this experiment (deletes its checkpoints and logs)
-wandb_log = False         # log to Weights & Biases (imported only when on)
-wandb_project = 'rosetta' # its project name
 # sweep
 sweep = {}                # {knob: [values]}: every combination is a run; data knobs, seed, learning_rate, weight_decay
 shard = ''                # 'i/n': the i-th of n interleaved shards of the runs; '' = all (under torchrun: its rank)
@@ -76,14 +67,26 @@ seed = 0                  # init and data-order seed of a run (sweepable)
 max_iters = 12000         # optimisation steps
 batch_size = 256          # sequences per step and run
 learning_rate = 3e-3      # peak lr after warmup (sweepable)
+weight_decay = 0.1        # AdamW decoupled weight decay on matrices and embeddings (sweepable)
+# system
+device = 'auto'           # 'auto' = cuda (cuda:LOCAL_RANK under torchrun), then mps, then cpu
+# advanced
+# evaluation, checkpoints, logs
+eval_interval = 500       # evaluate every this many steps (and at every checkpoint and the end)
+eval_max = 2000           # examples per split and run per evaluation (0 = the whole split)
+log_interval = 50         # steps between loss records (and NaN checks)
+n_ckpts = 20              # weight snapshots per run, log-spaced from ckpt_first to max_iters (the last included), plus init
+ckpt_first = 50           # step of the first log-spaced snapshot: separation happens in the first few hundred steps
+resume_every = 300.0      # seconds between resume points (0 = every evaluation); also at checkpoints, on Ctrl-C/SIGTERM
+wandb_log = False         # log to Weights & Biases (imported only when on)
+wandb_project = 'rosetta' # its project name
+# optimisation
 min_lr_frac = 0.1         # cosine decays to learning_rate * min_lr_frac at max_iters
 warmup_iters = 200        # linear warmup steps
-weight_decay = 0.1        # AdamW decoupled weight decay on matrices and embeddings (sweepable)
 beta1 = 0.9               # AdamW first-moment decay
 beta2 = 0.95              # AdamW second-moment decay
 grad_clip = 1.0           # per-run gradient norm clip (0 = off)
 # system
-device = 'auto'           # 'auto' = cuda (cuda:LOCAL_RANK under torchrun), then mps, then cpu
 dtype = 'auto'            # 'auto' = bfloat16 autocast on cuda and on CPUs with native bfloat16 (AVX512-BF16, AMX), else float32
 compile = 'auto'          # torch.compile; 'auto' = on for cuda, and on a CPU where a C++ compiler is found
 cuda_graph = 'auto'       # capture the whole step as one CUDA graph; 'auto' = on for cuda with compile
@@ -96,6 +99,7 @@ CHOICES = {**data_gen.CHOICES, 'block': BLOCKS, 'dtype': ('auto', 'float32', 'bf
 MODEL_KEYS = ('block', 'n_layer', 'n_head', 'n_embd')
 PER_RUN_OPT = ('learning_rate', 'weight_decay')       # optimiser knobs a lockstep sweep may vary
 SPLITS = data_gen.SPLITS
+EVAL_SHOWN = 8            # runs whose accuracies the evaluation line shows
 EVAL_CHUNK = 1024         # examples per evaluation forward pass (every split is padded to a multiple: static shapes)
 FREE_ON_RESUME = {'resume', 'device', 'compile', 'cuda_graph', 'wandb_log', 'wandb_project', 'resume_every',
                   'overwrite', 'threads', 'reuse_memory'}                        # may change on resume
@@ -117,53 +121,16 @@ def check_cfg(cfg):
 
 
 def expand_sweep(cfg):
-    """Every combination of cfg['sweep'] -> list of (run_name, run_cfg)."""
-    grid = cfg['sweep']
-    if not grid:
-        return [('main', dict(cfg))]
-    for k, values in grid.items():
-        if k not in DEFAULTS:
-            raise ValueError(f"config error: sweep over unknown key '{k}'")
-        if k not in data_gen.DATA_DEFAULTS and k not in ('seed',) + PER_RUN_OPT:
-            raise ValueError(f"config error: sweep over '{k}': runs in lockstep share everything but their "
-                             f"data knobs, seed, {' and '.join(PER_RUN_OPT)}")
-        if not isinstance(values, (list, tuple)) or not values:
-            raise ValueError(f"config error: sweep['{k}'] must be a non-empty list")
-    if cfg['dataset'] and any(k in data_gen.DATA_DEFAULTS for k in grid):
+    """Every combination of cfg['sweep'] -> [(run name, run config)], each checked. Runs in lockstep share
+    everything but their data knobs, seed, learning_rate and weight_decay."""
+    runs = sweep_runs(cfg, DEFAULTS, CHOICES, [*data_gen.DATA_DEFAULTS, 'seed', *PER_RUN_OPT], "runs in lockstep "
+                      f"share everything but their data knobs, seed, {' and '.join(PER_RUN_OPT)}")
+    if cfg['dataset'] and any(k in data_gen.DATA_DEFAULTS for k in cfg['sweep']):
         raise ValueError("config error: dataset must be '' in a sweep over data knobs "
                          "(each run's dataset is named after its knobs)")
-    runs = []
-    for combo in itertools.product(*grid.values()):
-        rc = dict(cfg, sweep={})
-        rc.update({k: coerce(k, v, DEFAULTS[k], CHOICES.get(k)) for k, v in zip(grid, combo)})
-        check_cfg(rc)                             # a swept learning_rate or weight_decay is checked too
-        runs.append(('-'.join(f'{k}{v}' for k, v in zip(grid, combo)), rc))
+    for _, rc in runs:
+        check_cfg(rc)                                  # a swept learning_rate or weight_decay is checked too
     return runs
-
-
-def select_shard(runs, shard):
-    """Runs i::n of 'i/n'; under torchrun with shard='' the shard is the process's rank."""
-    if not shard and int(os.environ.get('WORLD_SIZE', 1)) > 1:
-        shard = f"{os.environ['RANK']}/{os.environ['WORLD_SIZE']}"
-    if not shard:
-        return runs, ''
-    try:
-        i, n = (int(s) for s in shard.split('/'))
-    except ValueError:
-        i, n = -1, 0
-    if not 0 <= i < n:
-        raise ValueError(f"config error: shard={shard!r} is not 'i/n' with 0 <= i < n")
-    if i >= len(runs):
-        raise ValueError(f"config error: shard={shard!r} has no runs: the sweep has only {len(runs)}")
-    return runs[i::n], shard
-
-
-def ckpt_iters(max_iters, n, first=50):
-    """The initialisation and n snapshots log-spaced from `first` to max_iters (the last step is
-    one of the n): the early, separation phase is sampled the same way however long the run."""
-    first = min(first, max_iters)
-    its = np.geomspace(first, max_iters, n) if n > 1 else [max_iters]
-    return sorted(set(np.round(its).astype(int).tolist()) | {0, max_iters})
 
 
 def get_lr(it, cfg):
@@ -193,29 +160,27 @@ def batch_indices(run_seeds, it, batch_size, n_train):
 # -----------------------------------------------------------------------------
 # data: every split of every run as padded tensors on the device
 
-def encode_split(examples, meta, T):
-    """One run's split as tensors: tokens (N, T), prompt_len, length, group, template (N,)."""
-    enc = data_gen.encode_examples(examples, meta, T)
-    return {k: torch.from_numpy(enc[k]) for k in ('tokens', 'prompt_len', 'length', 'group', 'template')}
-
-
-def stack_runs(per_run, device, multiple=1):
-    """Pad each run's split to the longest and stack: tensors (E, N, ...) plus n (E,), the real
-    sizes. N is rounded up to a multiple of `multiple` when larger, so evaluating in chunks of
-    that size sees one shape (no recompilation). Padding rows have length 0."""
-    n = torch.tensor([d['tokens'].shape[0] for d in per_run])
+def stack_splits(per_run, metas, device, multiple=1):
+    """Each run's examples, encoded with its own meta and padded to the longest run's count (padding
+    rows have length 0), stacked: tokens (E, N, T), prompt_len, length, group, template (E, N), and
+    n (E,), the real sizes. N is rounded up to a multiple of `multiple` when larger, so evaluating in
+    chunks of that size sees one shape (no recompilation)."""
+    T = metas[0]['block_size']
+    enc = [records.encode_examples(exs, meta, T) for exs, meta in zip(per_run, metas)]
+    n = torch.tensor([len(e['tokens']) for e in enc])
     N = int(n.max()) if n.max() <= multiple else -(-int(n.max()) // multiple) * multiple
     out = {}
-    for k in per_run[0]:
-        parts = [F.pad(d[k], (0, 0) * (d[k].dim() - 1) + (0, N - d[k].shape[0])) for d in per_run]
-        out[k] = torch.stack(parts).to(device)
+    for k in ('tokens', 'prompt_len', 'length', 'group', 'template'):
+        parts = [torch.from_numpy(e[k]) for e in enc]
+        out[k] = torch.stack([F.pad(x, (0, 0) * (x.dim() - 1) + (0, N - x.shape[0])) for x in parts]).to(device)
     out['n'] = n.to(device)
     return out
 
 
-def load_runs_data(runs, cfg):
+def load_runs_data(runs, cfg, dev):
     """Build (if missing) and load every run's dataset; check that the runs can share shapes.
-    -> metas, the full train splits (for batches) and the evaluation samples of every split."""
+    -> metas, the whole train splits stacked (batches are drawn from them), and per split the evaluation
+    samples stacked, with numpy copies of what the records need ('host')."""
     metas = []
     for _, rc in runs:
         rc['dataset_path'] = data_gen.prepare(rc)
@@ -227,7 +192,6 @@ def load_runs_data(runs, cfg):
                 diff = [k for k in data_gen.DATA_DEFAULTS if k != 'dataset' and rc[k] != runs[0][1][k]]
                 raise ValueError(f"config error: runs of a sweep must share {what} ({a} vs {b}); "
                                  f"it differs with {', '.join(diff) or 'the dataset'}")
-    T = metas[0]['block_size']
     train_full, evals = [], {s: [] for s in SPLITS}
     for (_, rc), m in zip(runs, metas):
         for i, s in enumerate(SPLITS):
@@ -235,12 +199,15 @@ def load_runs_data(runs, cfg):
             if not exs:
                 raise ValueError(f"data error: split '{s}' of {rc['dataset_path']} is empty")
             if s == 'train':
-                train_full.append(encode_split(exs, m, T))
+                train_full.append(exs)
             if cfg['eval_max'] and len(exs) > cfg['eval_max']:
                 rng = np.random.default_rng([rc['seed'], i])   # the run's own sample, whatever else runs
                 exs = [exs[j] for j in sorted(rng.choice(len(exs), cfg['eval_max'], replace=False))]
-            evals[s].append(encode_split(exs, m, T))
-    return metas, train_full, evals
+            evals[s].append(exs)
+    eval_sets = {s: stack_splits(evals[s], metas, dev, EVAL_CHUNK) for s in SPLITS}
+    for d in eval_sets.values():                       # what the records need, read once
+        d['host'] = {k: d[k].cpu().numpy() for k in ('group', 'template', 'n')}
+    return metas, stack_splits(train_full, metas, dev), eval_sets
 
 
 # -----------------------------------------------------------------------------
@@ -274,36 +241,11 @@ def evaluate(model, split, ctx, chunk=EVAL_CHUNK):
             logits = model(tok[:, :, :-1]).float()
         lp = torch.log_softmax(logits, -1)
         tgt = tok[:, :, 1:]
-        attr = data_gen.attribute_targets(pos, split['prompt_len'][:, s:s + chunk, None],
+        attr = records.attribute_targets(pos, split['prompt_len'][:, s:s + chunk, None],
                                           split['length'][:, s:s + chunk, None])
         correct.append(((lp.argmax(-1) == tgt) | ~attr).all(-1))
         prob.append((lp.gather(-1, tgt[..., None]).squeeze(-1) * attr).sum(-1).exp())
     return torch.cat(correct, 1), torch.cat(prob, 1)
-
-
-def eval_records(it, split_name, correct, prob, group, template, meta):
-    """One run's results (numpy (n,) arrays) -> log.jsonl records: aggregates by fact type x
-    language ('all' = every value), and one record per (fact type, language, template) cell."""
-    langs, fts = meta['languages'], meta['fact_types']
-    F_, L, T = len(fts), len(langs), meta['config']['n_templates']
-    cell = group * T + template
-    n, c, p = (np.bincount(cell, weights=w, minlength=F_ * L * T).reshape(F_, L, T)
-               for w in (None, correct.astype(float), prob))
-    recs = []
-
-    def add(sel, **key):
-        k = int(n[sel].sum())
-        if k:
-            recs.append(dict(iter=it, split=split_name, **key, acc=round(float(c[sel].sum()) / k, 6),
-                             prob=round(float(p[sel].sum()) / k, 6), n=k))
-    for fi, ft in [(slice(None), 'all')] + list(enumerate(fts)):
-        for li, lang in [(slice(None), 'all')] + list(enumerate(langs)):
-            add((fi, li), fact_type=ft, lang=lang)
-    for fi, ft in enumerate(fts):
-        for li, lang in enumerate(langs):
-            for t in range(T):
-                add((fi, li, t), fact_type=ft, lang=lang, template=t)
-    return recs
 
 
 def evaluate_all(model, eval_sets, ctx, it, metas):
@@ -313,42 +255,10 @@ def evaluate_all(model, eval_sets, ctx, it, metas):
         correct, prob = (x.cpu().numpy() for x in evaluate(model, eval_sets[s], ctx))  # one host sync per split
         g, t, n = (eval_sets[s]['host'][k] for k in ('group', 'template', 'n'))
         for r, meta in enumerate(metas):
-            recs = eval_records(it, s, correct[r, :n[r]], prob[r, :n[r]], g[r, :n[r]], t[r, :n[r]], meta)
+            recs = records.eval_records(it, s, correct[r, :n[r]], prob[r, :n[r]], g[r, :n[r]], t[r, :n[r]], meta)
             lines[r] += [json.dumps(x) + '\n' for x in recs]
             acc[(r, s)] = recs[0]['acc']
     return acc, lines
-
-
-def load_resume(path, cfg, dev):
-    """The resume file's state, checked: there, readable, and made by the same config."""
-    if not os.path.exists(path):
-        ckpts = [glob.glob(os.path.join(d, 'ckpt_*.pt')) for d in cfg['_run_dirs']]
-        if all(os.path.exists(os.path.join(d, f"ckpt_{cfg['max_iters']}.pt")) for d in cfg['_run_dirs']):
-            raise ValueError("resume error: nothing to resume: every run has its final checkpoint")
-        if any(ckpts):                           # an out_dir written before resume points came with checkpoints
-            raise ValueError(f"resume error: no resume point at {path}, and the checkpoints hold no optimizer state "
-                             "(made by an older version?): start over with --overwrite=True")
-        raise ValueError(f"resume error: nothing to resume in {os.path.dirname(path) or '.'} (no resume point, no "
-                         "checkpoint): start without --resume=True")
-    try:
-        state = torch.load(path, map_location=dev, weights_only=True)
-        mine = {k: v for k, v in cfg.items() if k not in FREE_ON_RESUME and not k.startswith('_')}
-        theirs = {k: v for k, v in state['cfg'].items() if k not in FREE_ON_RESUME}
-    except Exception as e:
-        raise ValueError(f"resume error: {path} is unreadable ({type(e).__name__}: {str(e)[:80]}); "
-                         "delete it to start over") from None
-    if mine != theirs:
-        diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-        raise ValueError(f"resume error: config differs from the interrupted run in {', '.join(diff)}")
-    return state
-
-
-def saved_threads(path):
-    """The CPU thread count recorded in a resume file (None if there is none to read)."""
-    try:
-        return int(torch.load(path, map_location='cpu', weights_only=True).get('threads') or 0) or None
-    except Exception:
-        return None                              # load_resume names the problem
 
 
 # -----------------------------------------------------------------------------
@@ -385,11 +295,13 @@ def gather_batch(data, idx):
     return tokens, torch.gather(data['length'], 1, idx)
 
 
-def train_step(model, raw, opt, data, run_seeds, it, batch_size, grad_clip, ctx, per_run=None, lr=None):
+def train_step(model, raw, opt, data, run_seeds, it, batch_size, grad_clip, ctx, per_run=None, lr=None,
+               loss_fn=train_loss, batch_fn=gather_batch):
     """One optimisation step of every run -> per-run losses (E,). `it` and `lr` may be device
-    tensors (under a CUDA graph): nothing here reads a value back to the host."""
-    tokens, length = gather_batch(data, batch_indices(run_seeds, it, batch_size, data['n']))
-    loss, per_run_loss = train_loss(model, tokens, length, ctx)
+    tensors (under a CUDA graph): nothing here reads a value back to the host. loss_fn and batch_fn
+    stand in for train_loss and gather_batch (bench.py's speed candidates)."""
+    tokens, length = batch_fn(data, batch_indices(run_seeds, it, batch_size, data['n']))
+    loss, per_run_loss = loss_fn(model, tokens, length, ctx)
     loss.backward()
     if grad_clip > 0:
         clip_per_run(raw.parameters(), grad_clip)
@@ -411,45 +323,16 @@ def train_step(model, raw, opt, data, run_seeds, it, batch_size, grad_clip, ctx,
     return per_run_loss.detach()
 
 
-def capture_step(step, raw, opt):
-    """Record step() as one CUDA graph, so a step costs one launch instead of hundreds. The
-    warm-up steps that capture needs are undone (weights and optimizer state restored), so the
-    run is the same as without the graph. Needs capturable AdamW with a tensor lr. If capture
-    fails, the state is restored and the plain step is returned, with a one-line message."""
-    params = list(raw.parameters())
-    saved = [p.detach().clone() for p in params]
+def make_step(model, raw, opt, runs, cfg, data, ctx, per_run, lr, graphed, **swap):
+    """The training step of every run as a function of no arguments (a CUDA graph where on: one
+    launch), and the step counter tensor it reads, set in place before each step. -> (step, it)"""
+    run_seeds = torch.tensor([rc['seed'] for _, rc in runs], device=data['n'].device)
+    it = torch.zeros((), dtype=torch.long, device=data['n'].device)
 
-    def restore(saved_state):
-        with torch.no_grad():
-            for p, q in zip(params, saved):
-                p.copy_(q)
-            for p, st in opt.state.items():
-                for k, v in st.items():
-                    v.copy_(saved_state[p][k]) if p in saved_state else v.zero_()
-    saved_state = {p: {k: v.clone() for k, v in st.items()} for p, st in opt.state.items()}
-    try:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                step()
-        torch.cuda.current_stream().wait_stream(side)
-        restore(saved_state)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, stream=side):   # the warmed-up stream: its library handles already exist
-            out = step()
-    except Exception as e:                          # e.g. an op that cannot be captured
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        restore(saved_state)
-        print(f"cuda_graph: capture failed ({type(e).__name__}: {str(e).splitlines()[0][:100]}); "
-              "training without the graph")
-        return step
-
-    def replay():
-        graph.replay()
-        return out.clone()
-    return replay
+    def step():
+        return train_step(model, raw, opt, data, run_seeds, it, cfg['batch_size'], cfg['grad_clip'], ctx, per_run,
+                          lr, **swap)
+    return (capture_step(step, raw, opt) if graphed else step), it
 
 
 def along_runs(v, x):
@@ -493,293 +376,219 @@ def show_progress(bar, hist, last_acc, E):
     bar.set_postfix_str(post)
 
 
+def eval_line(it, acc, E):
+    """One line per evaluation: each split's accuracy of every run, in the order printed at the start."""
+    return f"iter {it}: " + ' | '.join(f"{s.split('_')[0]} " + ' '.join(f"{acc[(r, s)]:.2f}" for r in range(min(E, EVAL_SHOWN)))
+                                       + (' ...' if E > EVAL_SHOWN else '') for s in SPLITS)
+
+
 # -----------------------------------------------------------------------------
-
-@dataclass
-class Sweep:
-    """What the training loop works on: this process's runs in lockstep, made by setup()."""
-    runs: list              # [(run name, run config)]
-    run_dirs: list          # out/<exp>/<run> of each run
-    exp: str                # the experiment directory (out_dir)
-    resume_path: str        # this process's resume file: out/<exp>/resume.pt, or resume_<i>of<n>.pt for a shard
-    release: object         # drops the write locks (setup takes them; train drops them on any exit)
-    dev: str                # the torch device
-    dtype: str              # 'float32' or the autocast dtype
-    use_compile: bool       # torch.compile on
-    graphed: bool           # the step is one CUDA graph
-    threads: int            # torch's CPU threads (0: left as torch set them, off CPU)
-    metas: list             # each run's dataset meta.json
-    model_args: dict        # GPTConfig fields of one run
-    gpt: object             # the stacked GPT, run axis first: what is saved (no '_orig_mod.' prefix)
-    model: object           # what steps and evaluations call: gpt, compiled where on
-    opt: object             # AdamW over every run
-    lr_buf: object          # the learning rate tensor the step reads, set in place every step
-    per_run: object         # per-run learning rates and decays when they differ, else None
-    ctx: object             # the autocast context
-    train_set: dict         # every run's whole training split, stacked (batches are drawn from it)
-    eval_sets: dict         # {split: every run's evaluation sample, stacked; 'host': numpy copies for the records}
-    log_paths: list = field(default_factory=list)   # out/<exp>/<run>/log.jsonl of each run
-    pending_losses: list = field(default_factory=list)  # per-step losses (E,) not yet in a log record
-    timing: dict = field(default_factory=dict)      # wall seconds by phase, see loop()
-    it_buf: object = None   # the step counter tensor the step reads
-
-
-def resume_file(shard=''):
-    """The resume file's name in out_dir: resume.pt, or resume_<i>of<n>.pt for shard 'i/n'."""
-    return f"resume_{shard.replace('/', 'of')}.pt" if shard else 'resume.pt'
-
-
-def setup(cfg):
-    """Everything the runs need before their first step: runs, write locks, device, data, model,
-    optimiser. -> Sweep; its `release` drops the locks (called here on error, by train when done)."""
-    check_cfg(cfg)
-    runs, shard = select_shard(expand_sweep(cfg), cfg['shard'])
-    for _, rc in runs:                                 # bad data knobs: an error before anything is written
-        data_gen.check(data_gen.data_cfg(rc))
-    dev = pick_device(cfg['device'])
-    dtype, use_compile, graphed = system_settings(cfg, dev)
-    exp = cfg['out_dir']
-    resume_name = resume_file(shard)
-    # one writer per run (and per resume file) from here on, before anything is read or deleted
-    release = checkpoints.lock(exp, [name for name, _ in runs] + [resume_name])
-    try:
-        saved = saved_threads(os.path.join(exp, resume_name)) if cfg['resume'] and not cfg['threads'] else None
-        threads = set_threads(cfg['threads'], dev, saved)
-        if dev == 'cpu' and cfg['reuse_memory']:
-            cpu_reuse_memory()                         # freed activations stay in the process: faster steps
-        metas, train_full, evals = load_runs_data(runs, cfg)
-        model_args = shape_args(cfg, metas[0])
-        gpt = GPT(GPTConfig(**model_args, n_runs=len(runs)), seeds=[rc['seed'] for _, rc in runs]).to(dev)
-        opt, lr_buf, per_run = make_optimizer(gpt, runs, cfg, dev, capturable=graphed)
-        eval_sets = {s: stack_runs(evals[s], dev, EVAL_CHUNK) for s in SPLITS}
-        for d in eval_sets.values():                   # what the records need, read once
-            d['host'] = {k: d[k].cpu().numpy() for k in ('group', 'template', 'n')}
-    except BaseException:
-        release()
-        raise
-    return Sweep(runs=runs, run_dirs=[os.path.join(exp, name) for name, _ in runs], exp=exp,
-                 resume_path=os.path.join(exp, resume_name), release=release, dev=dev, dtype=dtype,
-                 use_compile=use_compile, graphed=graphed, threads=threads, metas=metas, model_args=model_args,
-                 gpt=gpt, model=torch.compile(gpt) if use_compile else gpt, opt=opt, lr_buf=lr_buf, per_run=per_run,
-                 ctx=autocast(dev, dtype, graphed), train_set=stack_runs(train_full, dev), eval_sets=eval_sets)
-
-
-def start_files(sweep, cfg):
-    """Resume (weights, optimizer, pending losses, logs cut back to the resume point) or start
-    fresh; write config.json. -> the first iteration."""
-    start = 0
-    if cfg['resume']:
-        state = load_resume(sweep.resume_path, dict(cfg, _run_dirs=sweep.run_dirs), sweep.dev)
-        sweep.gpt.load_state_dict(state['model'])
-        sweep.opt.load_state_dict(state['optimizer'])
-        for g in sweep.opt.param_groups:
-            g['lr'] = sweep.lr_buf                  # loading replaced it with a copy
-        start = state['iter']
-        sweep.pending_losses = list(state['losses'].to(sweep.dev)) if 'losses' in state else []
-        for d in sweep.run_dirs:
-            checkpoints.truncate_log(os.path.join(d, 'log.jsonl'), start)
-    else:
-        checkpoints.check_fresh(sweep.run_dirs, sweep.resume_path, sweep.exp, cfg['overwrite'])
-    for d, (name, rc) in zip(sweep.run_dirs, sweep.runs):
-        try:
-            os.makedirs(d, exist_ok=True)
-        except OSError as e:
-            raise checkpoints.write_error(d, e) from None
-        checkpoints.atomic_write(os.path.join(d, 'config.json'), json.dumps(
-            dict(rc, run=name, model_args=dict(sweep.model_args, n_runs=1)), indent=1, default=str))
-    sweep.log_paths = [os.path.join(d, 'log.jsonl') for d in sweep.run_dirs]
-    return start
-
-
-def make_step(sweep, cfg):
-    """The training step of every run as a function of no arguments (a CUDA graph where on)."""
-    run_seeds = torch.tensor([rc['seed'] for _, rc in sweep.runs], device=sweep.dev)
-    sweep.it_buf = torch.zeros((), dtype=torch.long, device=sweep.dev)
-
-    def step():
-        return train_step(sweep.model, sweep.gpt, sweep.opt, sweep.train_set, run_seeds, sweep.it_buf,
-                          cfg['batch_size'], cfg['grad_clip'], sweep.ctx, sweep.per_run, sweep.lr_buf)
-    return capture_step(step, sweep.gpt, sweep.opt) if sweep.graphed else step
-
-
-def resume_point(sweep, cfg, it):
-    """The whole sweep's state before step `it`, copied to the host now -> the job that writes it
-    (atomically: the resume file always holds one whole state)."""
-    losses = torch.stack(sweep.pending_losses) if sweep.pending_losses else torch.zeros(0, len(sweep.runs))
-    state = checkpoints.host_copy(dict(model=sweep.gpt.state_dict(), optimizer=sweep.opt.state_dict(), iter=it, cfg=cfg,
-                                       losses=losses, threads=sweep.threads))
-    return lambda: checkpoints.atomic_save(state, sweep.resume_path)
-
-
-def train(cfg, stop_after=None):
-    """Train every run of cfg in lockstep; returns the experiment directory.
-    stop_after: stop (as if killed) after this many steps, for tests of resume."""
-    sweep = setup(cfg)
-    try:
-        return run_sweep(sweep, cfg, stop_after)
-    finally:
-        sweep.release()                              # after the last file is written
-
-
-def run_sweep(sweep, cfg, stop_after):
-    """train()'s work, with the runs locked."""
-    start = start_files(sweep, cfg)
-    E, T = len(sweep.runs), sweep.model_args['block_size']
-    system = ', '.join([sweep.dtype] + ['compiled'] * sweep.use_compile + ['CUDA graph'] * sweep.graphed
-                       + [f"{sweep.threads} thread{'s' * (sweep.threads > 1)}"] * (sweep.threads > 0))
-    print(f"{E} run(s) on {sweep.dev} ({system}): {sum(p[0].numel() for p in sweep.gpt.parameters()) / 1e6:.2f}M "
-          f"params per run, vocab {sweep.model_args['vocab_size']}, {cfg['batch_size']} x {T} tokens per step and run")
-    print('config:', overrides(cfg, DEFAULTS))
-    if start:
-        print(f"resuming at iter {start} from {sweep.resume_path}")
-    wandb = None
-    if cfg['wandb_log']:
-        import wandb
-        wandb.init(project=cfg['wandb_project'], name=os.path.basename(sweep.exp), config=cfg)
-    submit, close = checkpoints.background_writer()
-    stop = {}
-
-    def on_signal(signum, frame):               # first: finish the step in flight, write a resume point; second: now
-        if 'signal' in stop:
-            raise KeyboardInterrupt
-        stop['signal'] = signum
-        tqdm.write('stopping: writing a resume point after the step in flight (Ctrl-C again to stop at once)')
-    handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)} \
-        if threading.current_thread() is threading.main_thread() else {}
-    try:
-        t0 = time.time()
-        done = loop(sweep, cfg, start, stop_after, submit, stop, wandb)
-    finally:
-        for sig, h in handlers.items():
-            signal.signal(sig, h)
-        close()                                   # every file on disk before we return or raise
-    if done == 'killed':
-        return sweep.exp
-    if done is not True:
-        raise KeyboardInterrupt(f"stopped at iter {done}; resume point written to {sweep.resume_path}: "
-                                "continue with --resume=True")
-    timing = dict(sweep.timing, train_s=time.time() - t0, n_runs=len(sweep.runs), device=sweep.dev,
-                  graphed=sweep.graphed, compiled=sweep.use_compile, threads=sweep.threads)
-    timing['run_steps_per_s'] = (timing['n_runs'] * max(timing['n_steps'] - 1, 0) / timing['step_s']
-                                 if timing['step_s'] else None)
-    name = os.path.basename(sweep.resume_path).replace('resume', 'timing').replace('.pt', '.json')
-    checkpoints.atomic_write(os.path.join(sweep.exp, name), json.dumps(timing, indent=1))
-    print(f"done in {timing['train_s']:.1f}s -> {sweep.exp} (steps {timing['step_s']:.1f}s, evaluation "
-          f"{timing['eval_s']:.1f}s, checkpoints {timing['ckpt_s']:.1f}s, first step {timing['first_step_s']:.1f}s)")
-    return sweep.exp
-
+# the loop
 
 def sync(dev):
     if dev.startswith('cuda'):
         torch.cuda.synchronize(dev)
 
 
-def evaluate_and_log(sweep, it, wandb):
-    """Evaluate every run on its eval sets, append the records to the logs, print one line. -> {(run, split): acc}"""
-    runs = sweep.runs
-    sweep.model.eval()
-    last_acc, lines = evaluate_all(sweep.model, sweep.eval_sets, sweep.ctx, it, sweep.metas)
-    sweep.model.train()
-    for path, ls in zip(sweep.log_paths, lines):
-        checkpoints.append_lines(path, ls)
-    tqdm.write(f"iter {it}: " + ' | '.join(
-        f"{s.split('_')[0]} " + ' '.join(f"{last_acc[(r, s)]:.2f}" for r in range(min(len(runs), 8)))
-        + (' ...' if len(runs) > 8 else '') for s in SPLITS))
-    if wandb:
-        wandb.log({f'{s}/acc_run{r}': last_acc[(r, s)] for r in range(len(runs)) for s in SPLITS}, step=it)
-    return last_acc
+def end_block(t_block, dev, timing):
+    """The steps queued since t_block end here, not in what follows: their time -> timing. -> None"""
+    if t_block is not None:
+        sync(dev)
+        timing['step_s'] += time.perf_counter() - t_block
 
 
-def log_losses(sweep, it, lr, bar, last_acc):
-    """The losses of the steps since the last log (one host sync) -> the logs and the progress bar."""
-    hist = torch.stack(sweep.pending_losses).cpu()
-    sweep.pending_losses = []
-    lines = loss_lines(hist, it + 1 - len(hist), lr, sweep.runs)
-    for path, line in zip(sweep.log_paths, lines):
-        checkpoints.append_lines(path, [line])
-    show_progress(bar, hist, last_acc, len(sweep.runs))
-
-
-def loop(sweep, cfg, start, stop_after, submit, stop, wandb):
-    """The training loop. -> True when finished, 'killed' (stop_after, for tests), else the iteration it
-    stopped at on a signal (with its resume point queued). At every checkpoint the whole state goes to the
-    resume file before the checkpoints, so a kill at any moment leaves a resume point as new as the newest
-    checkpoint of every run. sweep.timing: seconds in steps, evaluation, checkpoints, resume points, first step."""
-    gpt, runs, dev = sweep.gpt, sweep.runs, sweep.dev
-    timing = sweep.timing = dict(first_step_s=0.0, step_s=0.0, eval_s=0.0, ckpt_s=0.0, resume_s=0.0, n_steps=0)
+def resume_point(submit, gpt, opt, pending, it, cfg, threads, path, timing):
+    """Queue the whole state before step `it` (weights, optimizer, the losses not yet logged), copied
+    to the host now, for the resume file (written atomically: it always holds one whole state). -> it"""
     t = time.perf_counter()
-    step = make_step(sweep, cfg)
+    losses = torch.stack(pending) if pending else torch.zeros(0, gpt.config.n_runs)
+    state = checkpoints.host_copy(dict(model=gpt.state_dict(), optimizer=opt.state_dict(), iter=it, cfg=cfg,
+                                       losses=losses, threads=threads))
+    submit(lambda: checkpoints.atomic_save(state, path))
+    timing['resume_s'] += time.perf_counter() - t
+    return it
+
+
+def start_files(cfg, runs, run_dirs, log_paths, resume_path, model_args, gpt, opt, lr_buf, dev):
+    """Resume (weights, optimizer, the losses not yet logged, logs cut back to the resume point) or start
+    fresh; write every run's config.json. -> (first iteration, pending per-step losses (E,) not yet logged)"""
+    start, pending = 0, []
+    if cfg['resume']:
+        state = checkpoints.load_resume(resume_path, cfg, run_dirs, dev, FREE_ON_RESUME)
+        gpt.load_state_dict(state['model'])
+        opt.load_state_dict(state['optimizer'])
+        for g in opt.param_groups:
+            g['lr'] = lr_buf                           # loading replaced it with a copy
+        start = state['iter']
+        pending = list(state['losses'].to(dev)) if 'losses' in state else []
+        for path in log_paths:
+            checkpoints.truncate_log(path, start)
+    else:
+        checkpoints.check_fresh(run_dirs, resume_path, cfg['out_dir'], cfg['overwrite'])
+    for d, (name, rc) in zip(run_dirs, runs):
+        try:
+            os.makedirs(d, exist_ok=True)
+        except OSError as e:
+            raise checkpoints.write_error(d, e) from None
+        checkpoints.atomic_write(os.path.join(d, 'config.json'), json.dumps(
+            dict(rc, run=name, model_args=dict(model_args, n_runs=1)), indent=1, default=str))
+    return start, pending
+
+
+def train(cfg, stop_after=None):
+    """Train every run of cfg in lockstep -> the experiment directory. stop_after: stop after this many
+    steps as if killed (no timing, whatever the writer has queued), for the tests of resume."""
+    # --- the runs, the machine, and one writer per run (and resume file) before anything is read or deleted
+    check_cfg(cfg)
+    runs, shard = select_shard(expand_sweep(cfg), cfg['shard'])
+    for _, rc in runs:                                 # bad data knobs: an error before anything is written
+        data_gen.check(data_gen.data_cfg(rc))
+    dev = pick_device(cfg['device'])
+    dtype, use_compile, graphed = system_settings(cfg, dev)
+    exp, E = cfg['out_dir'], len(runs)
+    run_dirs = [os.path.join(exp, name) for name, _ in runs]
+    log_paths = [os.path.join(d, 'log.jsonl') for d in run_dirs]
+    resume_path = os.path.join(exp, checkpoints.resume_file(shard))
+    with contextlib.ExitStack() as locked:
+        locked.callback(checkpoints.lock(exp, [name for name, _ in runs] + [os.path.basename(resume_path)]))
+        saved = checkpoints.saved_threads(resume_path) if cfg['resume'] and not cfg['threads'] else None
+        threads = set_threads(cfg['threads'], dev, saved)
+        if dev == 'cpu' and cfg['reuse_memory']:
+            cpu_reuse_memory()                         # freed activations stay in the process: faster steps
+        # --- data, model (gpt is what is saved; model, compiled where on, what steps and evaluations call)
+        metas, train_set, eval_sets = load_runs_data(runs, cfg, dev)
+        model_args = shape_args(cfg, metas[0])
+        gpt = GPT(GPTConfig(**model_args, n_runs=E), seeds=[rc['seed'] for _, rc in runs]).to(dev)
+        model = torch.compile(gpt) if use_compile else gpt
+        opt, lr_buf, per_run = make_optimizer(gpt, runs, cfg, dev, capturable=graphed)
+        start, pending = start_files(cfg, runs, run_dirs, log_paths, resume_path, model_args, gpt, opt, lr_buf, dev)
+        system = ', '.join([dtype] + ['compiled'] * use_compile + ['CUDA graph'] * graphed
+                           + [f"{threads} thread{'s' * (threads > 1)}"] * (threads > 0))
+        print(f"{E} run(s) on {dev} ({system}): {sum(p[0].numel() for p in gpt.parameters()) / 1e6:.2f}M params "
+              f"per run, vocab {model_args['vocab_size']}, {cfg['batch_size']} x {model_args['block_size']} tokens "
+              "per step and run")
+        print('config:', overrides(cfg, DEFAULTS))
+        if E > 1:                                      # the evaluation lines list the runs in this order
+            print('runs:', ' '.join(f"{r}={name}" for r, (name, _) in enumerate(runs[:EVAL_SHOWN]))
+                  + (f" (+{E - EVAL_SHOWN} more, not shown)" if E > EVAL_SHOWN else ''))
+        if start:
+            print(f"resuming at iter {start} from {resume_path}")
+        wandb = None
+        if cfg['wandb_log']:
+            import wandb
+            wandb.init(project=cfg['wandb_project'], name=os.path.basename(exp), config=cfg)
+        with contextlib.ExitStack() as running:
+            submit, close = checkpoints.background_writer()
+            running.callback(close)                    # every file on disk before we return or raise
+            stop = {}
+
+            def on_signal(signum, frame):              # first: finish the step in flight, write a resume point; second: now
+                if 'signal' in stop:
+                    raise KeyboardInterrupt
+                stop['signal'] = signum
+                tqdm.write('stopping: writing a resume point after the step in flight (Ctrl-C again to stop at once)')
+            if threading.current_thread() is threading.main_thread():
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    running.callback(signal.signal, sig, signal.signal(sig, on_signal))
+            t0 = time.time()
+            stopped_at, timing = loop(cfg, stop_after, runs, dev, gpt, model, opt, lr_buf, per_run,
+                                      autocast(dev, dtype, graphed), graphed, train_set, eval_sets, metas, model_args,
+                                      threads, run_dirs, log_paths, resume_path, start, pending, submit, stop, wandb)
+        if stopped_at == 'killed':
+            return exp
+        if stopped_at is not None:
+            raise KeyboardInterrupt(f"stopped at iter {stopped_at}; resume point written to {resume_path}: "
+                                    "continue with --resume=True")
+        timing.update(train_s=time.time() - t0, n_runs=E, device=dev, graphed=graphed, compiled=use_compile,
+                      threads=threads)
+        timing['run_steps_per_s'] = E * max(timing['n_steps'] - 1, 0) / timing['step_s'] if timing['step_s'] else None
+        name = os.path.basename(resume_path).replace('resume', 'timing').replace('.pt', '.json')
+        checkpoints.atomic_write(os.path.join(exp, name), json.dumps(timing, indent=1))
+        print(f"done in {timing['train_s']:.1f}s -> {exp} (steps {timing['step_s']:.1f}s, evaluation "
+              f"{timing['eval_s']:.1f}s, checkpoints {timing['ckpt_s']:.1f}s, first step {timing['first_step_s']:.1f}s)")
+        return exp
+
+
+def loop(cfg, stop_after, runs, dev, gpt, model, opt, lr_buf, per_run, ctx, graphed, train_set, eval_sets, metas,
+         model_args, threads, run_dirs, log_paths, resume_path, start, pending, submit, stop, wandb):
+    """train()'s loop, from step `start`. At every checkpoint the whole state goes to the resume file
+    before the checkpoints, so a kill at any moment leaves a resume point as new as the newest checkpoint
+    of every run. -> (None when finished, 'killed' after stop_after steps, or the iteration it stopped at
+    on a signal, its resume point queued; seconds in steps, evaluation, checkpoints, resume points, the
+    first step (it compiles) and the step's capture)"""
+    E = len(runs)
+    timing = dict(first_step_s=0.0, step_s=0.0, eval_s=0.0, ckpt_s=0.0, resume_s=0.0, n_steps=0)
+    t = time.perf_counter()
+    step, it_buf = make_step(model, gpt, opt, runs, cfg, train_set, ctx, per_run, lr_buf, graphed)
     timing['capture_s'] = time.perf_counter() - t
-    save_at = set(ckpt_iters(cfg['max_iters'], cfg['n_ckpts'], cfg['ckpt_first']))
-    last_acc, last_resume, t_block = {}, time.time(), None
-    written_at = start if cfg['resume'] else None   # the iteration of the resume file on disk (or queued)
-
-    def end_block():                             # the queued steps end here, not in what follows
-        nonlocal t_block
-        if t_block is not None:
-            sync(dev)
-            timing['step_s'] += time.perf_counter() - t_block
-            t_block = None
-
-    def write_resume_point(it):
-        nonlocal last_resume, written_at
-        if written_at == it:
-            return
-        t = time.perf_counter()
-        submit(resume_point(sweep, cfg, it))
-        last_resume, written_at = time.time(), it
-        timing['resume_s'] += time.perf_counter() - t
+    save_at = set(checkpoints.ckpt_iters(cfg['max_iters'], cfg['n_ckpts'], cfg['ckpt_first']))
+    last_acc, last_resume, t_block, stopped_at = {}, time.time(), None, None
+    written_at = start if cfg['resume'] else None       # the iteration of the resume file on disk (or queued)
     bar = tqdm(range(start, cfg['max_iters'] + 1), initial=start, total=cfg['max_iters'] + 1, dynamic_ncols=True)
     for it in bar:
         if 'signal' in stop and it < cfg['max_iters']:   # the step in flight is done: stop here
-            end_block()
-            write_resume_point(it)
-            return it
+            t_block = end_block(t_block, dev, timing)
+            stopped_at = it
+            break
         # --- evaluate, checkpoint (the state *before* step `it`'s update: iter = steps taken)
         if it in save_at or it % cfg['eval_interval'] == 0 or it == cfg['max_iters']:
-            end_block()
+            t_block = end_block(t_block, dev, timing)
             t = time.perf_counter()
-            last_acc = evaluate_and_log(sweep, it, wandb)
+            model.eval()
+            last_acc, lines = evaluate_all(model, eval_sets, ctx, it, metas)
+            model.train()
+            for path, ls in zip(log_paths, lines):
+                checkpoints.append_lines(path, ls)
+            tqdm.write(eval_line(it, last_acc, E))
+            if wandb:
+                wandb.log({f'{s}/acc_run{r}': last_acc[(r, s)] for r in range(E) for s in SPLITS}, step=it)
             timing['eval_s'] += time.perf_counter() - t
         if it in save_at:
             finite = torch.stack([p.detach().isfinite().flatten(1).all(1) for p in gpt.parameters()]).all(0)
             if not finite.all():
                 diverged(runs[int((~finite).nonzero()[0])][0], it, 'its weights are not finite')
-            if it < cfg['max_iters']:
-                write_resume_point(it)
+            if it < cfg['max_iters'] and written_at != it:   # the resume point first: never older than a checkpoint
+                written_at = resume_point(submit, gpt, opt, pending, it, cfg, threads, resume_path, timing)
+                last_resume = time.time()
             t = time.perf_counter()
-            submit(checkpoints.snapshot_ckpts(gpt, sweep.opt, it, sweep.run_dirs, dict(sweep.model_args, n_runs=1),
-                                              sweep.metas))
+            submit(checkpoints.snapshot_ckpts(gpt, opt, it, run_dirs, dict(model_args, n_runs=1), metas))
             timing['ckpt_s'] += time.perf_counter() - t
         if it == cfg['max_iters']:
             break
         due = it % cfg['eval_interval'] == 0 and time.time() - last_resume >= cfg['resume_every']
-        if due and it > start:                   # on a timer too: checkpoints thin out late in a run
-            write_resume_point(it)
+        if due and it > start and written_at != it:     # on a timer too: checkpoints thin out late in a run
+            written_at = resume_point(submit, gpt, opt, pending, it, cfg, threads, resume_path, timing)
+            last_resume = time.time()
         if stop_after is not None and it - start >= stop_after:
-            return 'killed'                      # as if killed: no timing, whatever the writer has queued
-        if 'signal' in stop:                     # it came during the evaluation or checkpoint above
-            write_resume_point(it)
-            return it
+            return 'killed', timing                      # as if killed: no timing, whatever the writer has queued
+        if 'signal' in stop:                             # it came during the evaluation or checkpoint above
+            stopped_at = it
+            break
         # --- one step of every run
-        lr = get_lr(it, cfg) / cfg['learning_rate']   # the schedule, for a peak of 1
-        sweep.lr_buf.fill_(lr if sweep.per_run else lr * cfg['learning_rate'])
-        sweep.it_buf.fill_(it)
-        if it == start:                          # the first step compiles: timed apart
+        lr = get_lr(it, cfg) / cfg['learning_rate']     # the schedule, for a peak of 1
+        lr_buf.fill_(lr if per_run else lr * cfg['learning_rate'])
+        it_buf.fill_(it)
+        if it == start:                                  # the first step compiles: timed apart
             t = time.perf_counter()
-            sweep.pending_losses.append(step())
+            pending.append(step())
             sync(dev)
             timing['first_step_s'] = time.perf_counter() - t
         else:
             t_block = t_block or time.perf_counter()
-            sweep.pending_losses.append(step())
+            pending.append(step())
         timing['n_steps'] += 1
-        if len(sweep.pending_losses) == cfg['log_interval'] or it + 1 == cfg['max_iters']:
-            end_block()
-            log_losses(sweep, it, lr, bar, last_acc)
-    if os.path.exists(sweep.resume_path):
-        submit(lambda: os.remove(sweep.resume_path))   # finished: nothing left to resume
-    return True
+        if len(pending) == cfg['log_interval'] or it + 1 == cfg['max_iters']:
+            t_block = end_block(t_block, dev, timing)
+            hist = torch.stack(pending).cpu()            # one host sync per log record
+            pending = []
+            for path, line in zip(log_paths, loss_lines(hist, it + 1 - len(hist), lr, runs)):
+                checkpoints.append_lines(path, [line])
+            show_progress(bar, hist, last_acc, E)
+    if stopped_at is not None and written_at != stopped_at:
+        resume_point(submit, gpt, opt, pending, stopped_at, cfg, threads, resume_path, timing)
+    elif stopped_at is None and os.path.exists(resume_path):
+        submit(lambda: os.remove(resume_path))           # finished: nothing left to resume
+    return stopped_at, timing
 
 
 if __name__ == '__main__':

@@ -30,7 +30,7 @@ from data_gen import FACT_TYPES
 from dev import results
 from dev.results import read_json
 from dev.verdicts import FINDINGS, acc, design, machine_of, n_runs, num, scale_line, scored_runs, stale_word
-from plots import dig
+from records import dig
 
 # -----------------------------------------------------------------------------
 readme = 'README.md'        # the README whose marked tables are rewritten, and those of the docs/*.md beside it

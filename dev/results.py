@@ -1,13 +1,10 @@
 """
 Experiment outputs -> assets/: summarise an analyzed experiment, stage it on the machine that ran it,
-merge shards, import archives, summarise results again under the current rules. An experiment's
-results live where config/experiments.py says (assets/<exp>/ at paper scale, assets/laptop/<exp>/
-at laptop scale):
-  summary.json       provenance (device, torch, commit, date, commands, timings, data version),
-                     every run's knobs and final accuracy/probability by split, fact type and
+merge shards, import archives, summarise results again under the current rules. An experiment's results
+live where config/experiments.py says (assets/<exp>/, or assets/laptop/<exp>/ at laptop scale):
+  summary.json       provenance, every run's knobs and final accuracy/probability by split, fact type and
                      language, the correlations, selection tables, MI and footprints (<= 300 KB)
-  analysis.json.gz   analyze.py's records and runs, rounded: what merging shards and redrawing
-                     the cross-run figures need
+  analysis.json.gz   analyze.py's records and runs, rounded: what merging shards and redrawing need
   figures/*.png      the figures the README shows (each within plots.MAX_BYTES)
 assets/bench/ holds bench.py's JSONs, tests_gpu.txt and their summary instead.
 
@@ -15,15 +12,11 @@ assets/bench/ holds bench.py's JSONs, tests_gpu.txt and their summary instead.
     python -m dev.results --summarise=out/sweep_celeb --exp=sweep_celeb --shard=0/2 --provenance=prov.json
     python -m dev.results --summarise=out/laptop/sweep_celeb --exp=sweep_celeb --scale=laptop
     python -m dev.results --resummarise=assets/sweep_celeb   # analyze.summarise and this file's rules, again
-    python -m dev.report --import=out/gpu/sweep_celeb-1of2.tgz      # the same, then the README's tables
 
-Results are *stale* when they were made on another data version (data_gen.VERSION, read at run
-time) or from a config whose values changed since (a knob added later does not count: by convention
-a new knob's default keeps the old behaviour). Stale results stay visible, marked as such, and are
-never merged with current ones. Shards of one experiment (train.py --shard=i/n) merge by
-concatenating their analysis records and summarising again (analyze.summarise): the same numbers as
-analyzing all runs together. --resummarise does the same for one result in assets/ when the summary
-rules change (the records stay as they were measured; what they lack stays missing).
+Results are *stale* when made on another data version (data_gen.VERSION) or from a config whose values
+changed since (a knob added later does not count); stale results stay visible, marked, and never merge
+with current ones. Shards (train.py --shard=i/n) merge by concatenating their analysis records and
+summarising again (analyze.summarise): the same numbers as analyzing all runs together.
 """
 import glob
 import gzip
@@ -38,13 +31,14 @@ import tarfile
 import tempfile
 
 import analyze
+import checkpoints
 import data_gen
 import metrics
 import plots
 import train
 from config import experiments
 from configurator import cli, config_keys, configure
-from plots import dig
+from records import dig, read_records
 
 # -----------------------------------------------------------------------------
 assets = 'assets'           # one folder per experiment
@@ -165,7 +159,7 @@ def code_version(files=('model.py', 'train.py', 'bench.py', 'tests/test_gpu.py')
 
 def workload(cfg, n_runs):
     """What one lockstep group of n_runs costs, in the units of the queue's estimates."""
-    its = train.ckpt_iters(cfg['max_iters'], cfg['n_ckpts'])
+    its = checkpoints.ckpt_iters(cfg['max_iters'], cfg['n_ckpts'])
     evals = set(range(0, cfg['max_iters'] + 1, cfg['eval_interval'])) | set(its) | {cfg['max_iters']}
     return dict(E=n_runs, run_steps=n_runs * cfg['max_iters'], n_evals=len(evals), n_ckpts=n_runs * len(its))
 
@@ -173,8 +167,7 @@ def workload(cfg, n_runs):
 # ----------------------------------------------------------------------------- the summary of an experiment
 def final_metrics(log_path):
     """The last evaluation in a run's log.jsonl -> (iter, {split: {fact_type: {lang: [acc, prob, n]}}})."""
-    with open(log_path) as f:
-        evals = [r for r in map(json.loads, f) if r.get('split') in data_gen.SPLITS]
+    evals = [r for r in read_records(log_path) if r.get('split') in data_gen.SPLITS]
     if not evals:
         raise ValueError(f"results error: no evaluation in {log_path}")
     last = max(r['iter'] for r in evals)

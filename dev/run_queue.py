@@ -1,41 +1,28 @@
 """
-The experiment queue for short GPU sittings: in one call on a machine that starts empty, run what
-the repo's results still lack, as far as a time budget goes, and pack each finished item as one
-archive that `python -m dev.report --import=...` (or dev/results.py) turns into assets/<exp>/.
+The experiment queue for short GPU sittings: on a machine that starts empty, run what the repo's
+results still lack, as far as a time budget goes, and pack each finished item as one archive that
+`python -m dev.report --import=...` (or dev/results.py) turns into assets/<exp>/.
 
     bash .ci/gpu 540                                   # = python -m dev.run_queue --budget=540 --out=$OUT
     bash .ci/gpu 540 sweep_celeb balance               # only these items (still in the queue's order)
     python -m dev.run_queue --budget=540 --dry_run=True    # the plan and its estimates, on any machine
     python -m dev.run_queue --budget=600 --tiny=True --out=/tmp/q --assets=/tmp/a   # the whole loop in miniature, CPU
 
-Items in priority order (ORDER): `bench` when the files that decide speed (model.py, train.py,
-bench.py, tests/test_gpu.py) differ from those of the bench in assets/bench/; then the experiments of
-config/experiments.py, in its order. The bench item runs, in this order: the GPU tests (pytest tests/test_gpu.py -k
-gpu_tests_k), `bench.py --candidates=True` (compiled, plus each speed candidate at the largest run
-count) and `bench.py --cuda_graph=True --sweep=True` (CUDA graphs, plus a 16-run sweep through
-train.train and its analysis). An experiment is skipped when assets/<exp>/ holds all its shards for
-the current data version and config (results.stale_reasons); otherwise each missing shard is an
-item. The shard count is that of the experiment's current partial results, else the smallest whose
-largest shard fits `budget`. Before each item the queue takes the first one (in order) whose
-estimate fits the time left.
-
-Estimate of a shard of E runs (the dry run prints every term):
+Items in priority order (ORDER): `bench` when the files that decide speed (results.code_version) differ
+from those of assets/bench/ (the GPU tests, then bench.py for each of BENCH_RUNS); then the experiments
+of config/experiments.py, each missing shard an item (skipped when assets/<exp>/ holds all its shards,
+current: results.stale_reasons). The shard count is that of the current partial results, else the
+smallest whose largest shard fits `budget`. Before each item the queue takes the first one whose
+estimate fits the time left. The estimate of a shard of E runs (the dry run prints every term):
     train    = startup_s + data_s x datasets x n_people / 1000 + E x max_iters / throughput(E) x slow
                + evaluations x eval_s
-    analysis = checkpoints / ckpt_rate x slow
-    cost     = safety x (train + analysis) + pack_s
-throughput(E) is the lockstep run-steps/s of the GPU bench, read from assets/bench/bench*.json (or
-from this sitting's bench, once run), interpolated linearly in E: below the concave curve, so on the
-safe side. A shard trains with torch.compile, or with the step as a CUDA graph (--cuda_graph=True)
-where the bench says that is faster (at every E on the H200: 476 vs 84 run-steps/s for one run). eval_s and ckpt_rate are
-measured by the GPU runs already in assets/ (their provenance), else the settings below; `slow` is
-an experiment's own measured cost against that model once one of its shards has run, else
-the experiment's `cost` in config/experiments.py (~5 for character tokenizers).
-
-Every item runs train.py and analyze.py as child processes (killed when the budget runs out), is
-staged by results.py (summary.json, analysis.json.gz, figures) and packed as $OUT/<item>.tgz; queue.txt
-beside the archives records the plan, the estimates and the measured times. At most `max_files`
-files come back, each at most `max_file_mb`, with names of letters, digits and ._- only.
+    analysis = checkpoints / ckpt_rate x slow;   cost = safety x (train + analysis) + pack_s
+throughput(E): the lockstep run-steps/s of the GPU bench in assets/bench (or this sitting's), linear in E
+between measured points; torch.compile or, where the bench says it is faster, a CUDA graph. eval_s and
+ckpt_rate: measured by the GPU runs in assets/ (their provenance), else the settings below; `slow`: an
+experiment's own measured cost against that model, else its `cost` in config/experiments.py.
+Each item runs train.py and analyze.py as child processes (killed when the budget runs out), is staged
+by results.py and packed as $OUT/<item>.tgz, with queue.txt (plan, estimates, times) beside it.
 """
 import glob
 import json
@@ -50,12 +37,13 @@ import tarfile
 import time
 import types
 
-import bench
+import checkpoints
 import data_gen
 from dev import results
 import train
 from config.experiments import EXPERIMENTS, SCALES, config_path
 from configurator import cli, config_keys, configure
+from machine import cpu_name
 
 # -----------------------------------------------------------------------------
 budget = 540.0             # seconds this call may spend on items (the allocation minus the machine's start and copy-back)
@@ -312,7 +300,7 @@ def machine(q):
         r = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, cwd=ROOT)
         dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], capture_output=True, text=True, cwd=ROOT)
         sha = r.stdout.strip() + ('-dirty' if dirty.stdout.strip() else '') if r.returncode == 0 else 'unknown'
-    return dict(device=name, cpu=bench.cpu_name(), cores=os.cpu_count(), torch=torch.__version__, commit=sha,
+    return dict(device=name, cpu=cpu_name(), cores=os.cpu_count(), torch=torch.__version__, commit=sha,
                 code=results.code_version(), date=time.strftime('%Y-%m-%d'))
 
 
@@ -327,7 +315,7 @@ def run_experiment(q, it, left, stage):
     wd = os.path.join(q.work_dir, name)
     # at laptop scale an item takes up to an hour: one that a stopped queue left behind resumes from its
     # resume point (train.py checks that the config is the same); elsewhere every item starts clean
-    resume = on_cpu(q) and not q.tiny and os.path.isfile(os.path.join(wd, train.resume_file(f'{i}/{n}' if n > 1 else '')))
+    resume = on_cpu(q) and not q.tiny and os.path.isfile(os.path.join(wd, checkpoints.resume_file(f'{i}/{n}' if n > 1 else '')))
     if not resume:
         shutil.rmtree(wd, ignore_errors=True)
     machine_args = [f'--out_dir={wd}'] + (['--cuda_graph=True'] if it['terms']['mode'] == 'graph' and not q.tiny else [])

@@ -15,7 +15,7 @@ import os
 import metrics
 from config import experiments
 from data_gen import FACT_TYPES
-from plots import dig, pearson
+from records import dig, pearson
 
 # The numbers of the verdict rules (docs/verdicts.md states each rule and why; a test keeps the two
 # in step). Fixed before the laptop and paper runs of data version 2; not knobs, so that no run can

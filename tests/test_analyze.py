@@ -14,10 +14,13 @@ import analyze
 import data_gen
 import metrics
 import plots
+import records
 import represent
 import train
+import checkpoints
 from checkpoints import load_checkpoint
-from model import GPT, GPTConfig, autocast
+from machine import autocast
+from model import GPT, GPTConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -53,8 +56,7 @@ def test_projection_preserves_cosines_within_jl(kind):
     n, P, k = 20, 3000, 1024
     x = torch.randn(n, P, generator=torch.Generator().manual_seed(0))
     x[1:5] += 2 * x[0]                                               # a few strongly related vectors
-    cfg = dict(analyze.DEFAULTS, proj_kind=kind, proj_dim=k, proj_seed=7, proj_chunk=1000, proj_cache_gb=0.0,
-               proj_dtype='float32')
+    cfg = dict(analyze.DEFAULTS, proj_kind=kind, proj_dim=k, proj_seed=7, proj_dtype='float32')
     y = represent.project('w', x, cfg)
     cos = metrics.unit(x) @ metrics.unit(x).T
     cos_p = metrics.unit(y) @ metrics.unit(y).T
@@ -105,6 +107,7 @@ def tiny_cfg(exp, **kw):
 RUNS = ['celeb_frac0.0', 'celeb_frac0.1', 'celeb_frac0.2']
 
 
+@pytest.mark.slow                                        # end to end
 def test_end_to_end_tiny_run(tiny_exp):
     out = analyze.analyze(tiny_cfg(tiny_exp))
     with open(os.path.join(tiny_exp, 'analysis.json')) as f:
@@ -165,6 +168,7 @@ def flat(x, key=''):
     return {key: x} if isinstance(x, (int, float)) and not isinstance(x, bool) else {}
 
 
+@pytest.mark.slow                                        # end to end
 def test_batched_pass_equals_per_run(tiny_exp, tmp_path):
     """Runs analysed together in one batched pass give the numbers of each run analysed alone."""
     together = analyze.analyze(tiny_cfg(tiny_exp, run_batch=3, figures=False))['records']
@@ -187,13 +191,14 @@ def test_teacher_forced_accuracy_equals_greedy_decoding(tiny_exp):
     model, _ = load_checkpoint(os.path.join(run, 'ckpt_60.pt'), vocab=meta['vocab'])
     for split in data_gen.SPLITS:
         exs = data_gen.load_split(cfg['dataset_path'], split)
-        data = train.stack_runs([train.encode_split(exs, meta, meta['block_size'])], 'cpu')
+        data = train.stack_splits([exs], [meta], 'cpu')
         forced = train.evaluate(model, data, autocast('cpu', 'float32'))[0][0].numpy()
-        max_attr = max(len(data_gen.attribute_tokens(e)) for e in exs)
+        max_attr = max(len(records.attribute_tokens(e)) for e in exs)
         greedy = represent.decoded_correct(represent.predict(model, [exs], max_attr)[0], exs)
         assert forced.tolist() == greedy.tolist() and 0 < greedy.mean() < 1
 
 
+@pytest.mark.slow                                        # end to end
 def test_trackstar_option(tiny_exp):
     out = analyze.analyze(tiny_cfg(tiny_exp, grad_precond='trackstar', figures=False, max_ckpts=2))
     final = [r for r in out['records'] if r['final'] and r['unification']]
@@ -201,6 +206,7 @@ def test_trackstar_option(tiny_exp):
     assert out['settings']['grad_precond'] == 'trackstar'
 
 
+@pytest.mark.slow                                        # end to end
 def test_unreadable_checkpoint_is_skipped_up_front(tiny_exp, tmp_path, capsys):
     exp = str(tmp_path / 'exp')
     shutil.copytree(tiny_exp, exp, ignore=shutil.ignore_patterns('figures'))
@@ -227,6 +233,37 @@ def test_missing_or_partial_experiment(tiny_exp, tmp_path):
         analyze.analyze(tiny_cfg(part))
 
 
+@pytest.fixture
+def read_only(tmp_path):
+    """-> make(path): the folder turns read-only (a read-only bind mount as root, whom file modes do
+    not stop; chmod otherwise), undone at teardown; skipped where neither works."""
+    undo = []
+
+    def make(path):
+        if os.geteuid() == 0:
+            if subprocess.run(['mount', '--bind', path, path], capture_output=True).returncode:
+                pytest.skip('cannot bind-mount here')
+            undo.append(['umount', path])
+            subprocess.run(['mount', '-o', 'remount,bind,ro', path], check=True)
+        else:
+            os.chmod(path, 0o555)
+            undo.append(lambda: os.chmod(path, 0o755))
+    yield make
+    for u in reversed(undo):
+        subprocess.run(u) if isinstance(u, list) else u()
+
+
+def test_read_only_output_fails_at_the_start(tiny_exp, tmp_path, read_only, monkeypatch):
+    """analyze.py into a folder it cannot write: a one-line error naming analysis.json, before any work."""
+    exp = str(tmp_path / 'exp')
+    shutil.copytree(tiny_exp, exp, ignore=shutil.ignore_patterns('figures', 'analysis.json', 'similarity.npz'))
+    read_only(exp)
+    monkeypatch.setattr(analyze, 'prepare_run', lambda *a: pytest.fail('the analysis started'))
+    with pytest.raises(OSError, match=r'^write error: cannot write .*exp/analysis\.json: \S') as e:
+        analyze.analyze(tiny_cfg(exp))
+    assert '\n' not in str(e.value)
+
+
 def test_laptop_settings_are_picked_by_device():
     cfg, line = analyze.pick_settings(analyze.DEFAULTS, 'cpu')
     assert cfg['proj_kind'] == 'sketch' and cfg['proj_dim'] == 512 and cfg['max_ckpts'] == 8
@@ -237,6 +274,7 @@ def test_laptop_settings_are_picked_by_device():
     assert mine['proj_dim'] == 64 and mine['max_ckpts'] == 0               # what the user set stays
 
 
+@pytest.mark.slow                                        # end to end
 def test_command_line():
     cfg = analyze.parse_args(['out/some_exp', '--proj_dim=64'])
     assert cfg['exp_dir'] == 'out/some_exp' and cfg['proj_dim'] == 64
@@ -303,6 +341,7 @@ def one_run_exp(tiny_exp, tmp_path_factory):
     return exp, json.load(open(os.path.join(exp, 'analysis.json'))), run.stdout
 
 
+@pytest.mark.slow                                        # end to end
 def test_one_run_says_cross_run_measures_need_three(one_run_exp):
     """One run: no selection table or correlations (one number each, noise), but a line that says why;
     no figure across runs; the per-run figures are drawn."""
@@ -315,12 +354,13 @@ def test_one_run_says_cross_run_measures_need_three(one_run_exp):
     assert not figs & {'unif_vs_ood.png', 'mi_vs_footprint.png', 'extract_vs_footprint.png', 'acc_vs_knobs.png'}
 
 
+@pytest.mark.slow                                        # end to end
 def test_similarity_storage_is_bounded_for_a_32_run_sweep(one_run_exp):
     """Only sim_runs x sim_ckpts (run, checkpoint) pairs keep matrices, whatever the sweep's size; and
     what analyze.py writes per matrix (measured in its similarity.npz: one byte per cosine of the upper
     triangle) keeps a sweep at the defaults (400 examples, 2 kinds x 4 layer groups) under 12.8 MB before
     compression."""
-    runs = [dict(name=f'r{i}', ckpts={it: '' for it in train.ckpt_iters(12000, 20)}, cfg={'model_args': {}},
+    runs = [dict(name=f'r{i}', ckpts={it: '' for it in checkpoints.ckpt_iters(12000, 20)}, cfg={'model_args': {}},
                  log={12000: {'ood_test': {'all': i / 32}}}) for i in range(32)]
     rds = {r['name']: {'meta': {'vocab': []}} for r in runs}
     keep, batches = analyze.plan(runs, rds, dict(analyze.DEFAULTS, run_batch=16))

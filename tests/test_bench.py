@@ -6,7 +6,7 @@ import torch
 
 import bench
 import data_gen
-import model
+import machine
 import train
 
 
@@ -52,7 +52,7 @@ def test_a_failing_analysis_pair_keeps_the_rows_before_it(tmp_path):
 def test_cpu_grid(tmp_path, monkeypatch):
     """The CPU table in miniature: per shape the GEMM limit, then every setting at each run count with
     its ratio to the first (float32 eager) and its share of the limit; 'auto' is the trainer's pick."""
-    monkeypatch.setattr(model, 'cpu_can_compile', lambda: False)    # compiling takes a minute: not here
+    monkeypatch.setattr(machine, 'cpu_can_compile', lambda: False)    # compiling takes a minute: not here
     (tmp_path / 'laptop.py').write_text('n_layer = 1\nn_head = 2\nn_embd = 32\nbatch_size = 8\nmax_iters = 6\n'
                                         'eval_interval = 3\neval_max = 50\nn_ckpts = 2\n')
     cfg = dict(bench.DEFAULTS, device='cpu', grid=True, run_counts=[2], steps=1, warmup=1, batch_size=16, n_layer=1,
@@ -72,7 +72,7 @@ def test_cpu_grid(tmp_path, monkeypatch):
     for r in steps:
         assert r['run_steps_per_s'] > 0 and r['gflops'] > 0 and r['gemm_share'] > 0
         assert r['ratio'] == 1.0 or r['setting'] != 'float32'
-    picked = model.system_settings(train.DEFAULTS, 'cpu')
+    picked = machine.system_settings(train.DEFAULTS, 'cpu')
     assert all(r['resolved']['dtype'] == picked[0] and r['resolved']['compile'] == picked[1]
                for r in steps if r['setting'] == 'auto')
     assert bench.step_flops(dict(n_layer=1, n_embd=32, n_head=2, block='pythia', vocab_size=10, block_size=5), 2) == \
@@ -84,9 +84,9 @@ def test_cpu_grid(tmp_path, monkeypatch):
 
 
 def test_freed_memory_stays_in_the_process():
-    """model.cpu_reuse_memory: a 64 MB block freed and allocated again is not faulted in anew (glibc's
+    """machine.cpu_reuse_memory: a 64 MB block freed and allocated again is not faulted in anew (glibc's
     defaults map it fresh and unmap it at every allocation); off restores that."""
-    if not model.cpu_reuse_memory(False):
+    if not machine.cpu_reuse_memory(False):
         pytest.skip('not glibc: nothing to set')
 
     def faults():
@@ -95,10 +95,10 @@ def test_freed_memory_stays_in_the_process():
             torch.ones(16 * 2 ** 20)                               # 64 MB float32, freed at once
         return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
     default = faults()
-    assert model.cpu_reuse_memory(True)
+    assert machine.cpu_reuse_memory(True)
     faults()                                                       # the heap grows once
     kept = faults()
-    assert model.cpu_reuse_memory(False)
+    assert machine.cpu_reuse_memory(False)
     again = faults()
     assert default > 0 and 4 * kept < default and 4 * kept < again
     assert bench.parse_setting('auto', 'cpu')['reuse'] and not bench.parse_setting('bfloat16+compile', 'cpu')['reuse']
@@ -109,7 +109,7 @@ def test_candidate_steps_compute_the_same_loss(tmp_path):
     """Each speed candidate is the same computation: the first step's per-run losses agree."""
     data, args = tiny_data(tmp_path)
     cfg = dict(bench.DEFAULTS, batch_size=8, n_layer=1, n_embd=32, n_head=2)
-    ctx = model.autocast('cpu', 'float32')
+    ctx = machine.autocast('cpu', 'float32')
     losses = {v: bench.lockstep(cfg, data, args, 3, 'cpu', False, ctx, v)() for v in
               ('', 'attention_math', 'ce_loss', 'index_select')}
     for v, l in losses.items():
@@ -119,7 +119,7 @@ def test_candidate_steps_compute_the_same_loss(tmp_path):
 def tiny_data(tmp_path):
     path = data_gen.prepare(dict(data_gen.DATA_DEFAULTS, n_people=300, data_dir=str(tmp_path)))
     meta = data_gen.load_meta(path)
-    data = train.stack_runs([train.encode_split(data_gen.load_split(path, 'train'), meta, meta['block_size'])], 'cpu')
+    data = train.stack_splits([data_gen.load_split(path, 'train')], [meta], 'cpu')
     return data, train.shape_args(dict(bench.DEFAULTS, n_layer=2, n_embd=32, n_head=2), meta)
 
 
@@ -128,8 +128,8 @@ def test_bfloat16_steps_follow_float32(tmp_path):
     same two runs from the same init on the same batches keep their losses within bf16 rounding."""
     data, args = tiny_data(tmp_path)
     cfg = dict(bench.DEFAULTS, batch_size=16)
-    f32 = bench.lockstep(cfg, data, args, 2, 'cpu', False, model.autocast('cpu', 'float32'))
-    b16 = bench.lockstep(cfg, data, args, 2, 'cpu', False, model.autocast('cpu', 'bfloat16'))
+    f32 = bench.lockstep(cfg, data, args, 2, 'cpu', False, machine.autocast('cpu', 'float32'))
+    b16 = bench.lockstep(cfg, data, args, 2, 'cpu', False, machine.autocast('cpu', 'bfloat16'))
     first = None
     for _ in range(10):
         a, b = f32(), b16()

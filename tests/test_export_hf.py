@@ -147,6 +147,7 @@ def test_tokenizer_ids_equal_data_gen(tmp_path, datasets):
             assert tok(' a  b').input_ids[1:-1] == [meta['vocab'].index(c) for c in ' a  b']
 
 
+@pytest.mark.slow                                        # end to end
 def test_greedy_generation_matches_our_greedy_decoding(tmp_path, datasets):
     """Random weights, char_cased data (multi-token attributes): HF's generate(), on one
     left-padded batch, continues every prompt of a split with exactly the tokens of our own greedy
@@ -199,7 +200,7 @@ def test_trained_run_greedy_answers_are_the_ones_evaluation_counts(tmp_path, mon
     ours, _ = checkpoints.load_checkpoint(os.path.join(run, 'ckpt_150.pt'))
     for s in data_gen.SPLITS:
         exs = data_gen.load_split(rc['dataset_path'], s)
-        split = train.stack_runs([train.encode_split(exs, meta, meta['block_size'])], 'cpu')
+        split = train.stack_splits([exs], [meta], 'cpu')
         correct = train.evaluate(ours, split, torch.autocast('cpu', enabled=False))[0][0].tolist()
         prompts = [x['text'][:len(x['text']) - len(x['attribute'])] for x in exs]
         gen = hf_greedy(hf, [ids[:-1] for ids in tok(prompts).input_ids], 1)   # word attributes are one token

@@ -361,6 +361,7 @@ def test_pipeline(tmp_path, tiny_models, arch):
     assert transfers[0]['unification'][2] == pytest.approx(want.item(), rel=1e-4)
 
 
+@pytest.mark.slow                                        # end to end
 def test_batching_and_judges(tmp_path, tiny_models):
     """Left padding must not change the last-token representation; the default judges run."""
     pytest.importorskip('scipy')
@@ -391,6 +392,7 @@ def test_vocab_overlap():
         llm_eval.vocab_overlap(['en', 'xx'])
 
 
+@pytest.mark.slow                                        # end to end
 def test_command_line(tmp_path):
     """--help lists every knob and its choices; a bad value or a missing file is one line, exit 1."""
     run = subprocess.run([sys.executable, 'llm_eval.py', '--help'], cwd=ROOT, capture_output=True, text=True,

@@ -1,5 +1,4 @@
 """model.py: equivalence with Hugging Face GPT-NeoX / Gemma-2, the run axis, checkpoints, torch.func."""
-import os
 
 import pytest
 import torch
@@ -279,53 +278,3 @@ def test_default_shape_is_about_two_million_params(block):
         total = L * per_layer + V * d + d
     assert M.n_params(m) == total and 1e6 < total < 2e6
     assert m.wte.shape == (2, 700, 128)
-
-
-# ------------------------------------------------------------------------------------------------
-# the machine: dtype, compile and thread picks
-
-def test_system_settings_follow_the_device(monkeypatch, capsys):
-    """'auto' trains in bf16 on a CPU that multiplies bf16 natively, and compiled where a C++ compiler
-    is found; without bf16, float32 and one line that says so (nothing when float32 was asked for).
-    CUDA: bf16, compile and the CUDA graph; MPS: float32, no compile; a graph off CUDA is an error."""
-    import train
-    d = train.DEFAULTS
-    for bf16, cc, want in [(True, True, ('bfloat16', True, False)), (False, False, ('float32', False, False))]:
-        monkeypatch.setattr(M, 'cpu_has_bf16', lambda bf16=bf16: bf16)       # stand in another CPU
-        monkeypatch.setattr(M, 'cpu_can_compile', lambda cc=cc: cc)
-        assert M.system_settings(d, 'cpu') == want
-    out = capsys.readouterr().out
-    assert out.count('\n') == 1 and 'no native bfloat16' in out and 'float32' in out
-    assert M.system_settings(dict(d, dtype='float32'), 'cpu')[0] == 'float32' and capsys.readouterr().out == ''
-    assert M.system_settings(dict(d, dtype='float32', compile=False), 'cpu') == ('float32', False, False)
-    monkeypatch.setattr(M, 'cpu_has_bf16', lambda: True)
-    assert M.system_settings(dict(d, compile=False), 'cpu') == ('bfloat16', False, False)
-    assert M.system_settings(d, 'cuda:0') == ('bfloat16', True, True)
-    assert M.system_settings(d, 'cuda') == ('bfloat16', True, True)
-    assert M.system_settings(dict(d, compile=False), 'cuda') == ('bfloat16', False, False)
-    assert M.system_settings(d, 'mps')[:2] == ('float32', False) and capsys.readouterr().out == ''
-    with pytest.raises(ValueError, match='cuda_graph=True needs a cuda device'):
-        M.system_settings(dict(d, cuda_graph=True), 'cpu')
-    monkeypatch.undo()
-    assert isinstance(M.cpu_can_compile(), bool) and isinstance(M.cpu_has_bf16(), bool)
-
-
-def test_threads_auto(monkeypatch):
-    """threads=0: the cores this process may use less those other processes keep busy (at least 1);
-    on resume, the count of the interrupted run; a count the user set (knob or OMP_NUM_THREADS) stays."""
-    before = torch.get_num_threads()
-    monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
-    monkeypatch.delenv('MKL_NUM_THREADS', raising=False)
-    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: {0, 1, 2, 3}, raising=False)
-    try:
-        for busy, want in ((0, 4), (1, 3), (3, 1), (9, 1)):
-            monkeypatch.setattr(M, 'busy_cores', lambda busy=busy: busy)
-            assert M.set_threads(0, 'cpu') == want == torch.get_num_threads()
-        assert M.set_threads(0, 'cpu', saved=2) == 2 and M.set_threads(3, 'cpu') == 3
-        assert M.set_threads(0, 'cuda:0') == 0 and torch.get_num_threads() == 3      # left alone off CPU
-        monkeypatch.setenv('OMP_NUM_THREADS', '2')
-        assert M.set_threads(0, 'cpu') == 3
-    finally:
-        torch.set_num_threads(before)
-    monkeypatch.undo()
-    assert 0 <= M.busy_cores() < 1000

@@ -122,17 +122,6 @@ COMMON = {'acc_vs_knobs.png', 'unif_vs_ood.png', 'mi_vs_footprint.png', 'extract
           'footprint_early.png', 'acc_curves.png', 'name_confusion.png', 'selection.png'}
 
 
-def test_helpers_known_answers():
-    assert plots.spread(list(range(21)), 5) == [0, 5, 10, 15, 20] and plots.spread([3, 4], 5) == [3, 4]
-    assert plots.sim_layers(4) == ['L1', 'L2', 'L4', 'concat'] and plots.sim_layers(1) == ['L1', 'concat']
-    assert plots.pearson([1, 2, 3, 4], [2, 4, 6, 8.5]) == pytest.approx(np.corrcoef([1, 2, 3, 4], [2, 4, 6, 8.5])[0, 1])
-    assert plots.pearson([1, 2, np.nan, 4], [1, 2, 3, 4]) == pytest.approx(1.0)
-    assert plots.pearson([1, 2], [1, 2]) is None and plots.pearson([1, 1, 1], [1, 2, 3]) is None
-    rec = {'acc': {'ood_test': {'all': 0.5, 'birth_city': 0.25}}}
-    assert plots.acc_of(rec, 'ood_test') == 0.5 and plots.acc_of(rec, 'ood_test', 'birth_city') == 0.25
-    assert plots.acc_of(rec, 'id_test') is None and plots.acc_of({'acc': None}, 'ood_test') is None
-
-
 def test_imports_no_project_module():
     # analyze.py imports plots: plots must not import analyze (a cycle) nor torch
     code = "import sys, plots; bad = {'analyze', 'torch', 'model', 'train'} & set(sys.modules); assert not bad, bad"
@@ -149,6 +138,7 @@ def sweep(tmp_path_factory):
     return exp, a, plots.plot(exp)
 
 
+@pytest.mark.slow                                        # end to end
 def test_sweep_figures_exist_and_are_light(sweep):
     exp, a, written = sweep
     with np.load(os.path.join(exp, 'similarity.npz')) as z:
@@ -165,6 +155,7 @@ def test_sweep_figures_exist_and_are_light(sweep):
         assert im.width >= 900 and im.height >= 800                    # 5 x 4 panels of ~170 px: still readable
 
 
+@pytest.mark.slow                                        # end to end
 def test_sweep_rows_follow_the_analysis(sweep):
     exp, a, _ = sweep
     with np.load(os.path.join(exp, 'similarity.npz')) as z:
@@ -190,6 +181,7 @@ def test_sweep_rows_follow_the_analysis(sweep):
     plots.pyplot().close('all')
 
 
+@pytest.mark.slow                                        # end to end
 def test_accuracy_curves_tell_id_from_ood(sweep, tmp_path):
     """One legend for every panel: OOD and ID in two line styles (and, for one run, two colours); the
     many runs of a sweep are coloured by final OOD accuracy (a colour bar)."""
@@ -210,6 +202,7 @@ def test_accuracy_curves_tell_id_from_ood(sweep, tmp_path):
     plots.pyplot().close('all')
 
 
+@pytest.mark.slow                                        # end to end
 def test_older_and_partial_schema(tmp_path):
     """Two variants, no last_best_ood, no per-template accuracy, no similarity.npz: draws what is there."""
     exp = str(tmp_path / 'small')

@@ -4,7 +4,6 @@ results.py)."""
 import glob
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys

@@ -1,5 +1,6 @@
 import glob
 import json
+import math
 import os
 import pickle
 import signal
@@ -15,7 +16,6 @@ import data_gen
 import train
 from configurator import configure
 from checkpoints import load_checkpoint
-from model import GPT, GPTConfig
 from test_checkpoints import full_disk, hold_lock  # noqa: F401 (a fixture)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,7 +71,7 @@ def test_tiny_run_learns(tmp_path):
     # records per (split, fact type, language), aggregates 'all', and per template cells that add up
     keys = {(r['split'], r['fact_type'], r['lang']) for r in records(run) if r['split'] != 'loss'}
     assert ('ood_test', 'birth_year', 'lang0') in keys and ('id_test', 'all', 'all') in keys
-    for split in train.SPLITS:
+    for split in data_gen.SPLITS:
         recs = [r for r in records(run, split) if r['iter'] == 300]
         cells = [r for r in recs if 'template' in r]
         assert {r['template'] for r in cells} <= {0, 1, 2} and all(isinstance(r['template'], int) for r in cells)
@@ -94,7 +94,9 @@ def test_tiny_run_learns(tmp_path):
 
 
 def test_lockstep_equals_separate(tmp_path):
-    short = dict(max_iters=20, n_ckpts=2, eval_interval=20, dtype='float32')   # bf16 rounding would hide a mix-up
+    """Each run of a sweep follows the path it follows alone: its own data order, and its own gradient
+    clipping (a clip this low acts at every step; one norm across the runs would couple them)."""
+    short = dict(max_iters=20, n_ckpts=2, eval_interval=20, dtype='float32', grad_clip=0.05)   # bf16 rounding would hide a mix-up
     exp = train.train(tiny(tmp_path / 'sweep', sweep={'celeb_frac': [0.0, 0.2], 'seed': [1]}, **short))
     for frac in (0.0, 0.2):
         alone = train.train(tiny(tmp_path / f'alone{frac}', celeb_frac=frac, seed=1, **short))
@@ -210,6 +212,13 @@ def test_resume_needs_checkpoint_and_same_config(tmp_path):
 def test_resume_file_errors(tmp_path):
     cfg = tiny(tmp_path, max_iters=40)
     train.train(cfg, stop_after=25)
+    log = os.path.join(cfg['out_dir'], 'main', 'log.jsonl')
+    lines = open(log).readlines()
+    open(log, 'w').writelines(lines[:2] + ['{"iter": 10, "spl\n'] + lines[2:])   # damage, not a torn last line
+    with pytest.raises(ValueError, match=r'main.log\.jsonl line 3 is not a JSON record') as e:
+        train.train(dict(cfg, resume=True))
+    assert '\n' not in str(e.value) and len(open(log).readlines()) == len(lines) + 1   # left as it was
+    open(log, 'w').writelines(lines)
     path = os.path.join(cfg['out_dir'], 'resume.pt')
     data = open(path, 'rb').read()
     open(path, 'wb').write(data[:len(data) // 2])                     # truncated
@@ -331,31 +340,24 @@ def test_sweep_errors(tmp_path):
 
 
 def test_ckpt_iters():
-    its = train.ckpt_iters(12000, 20, first=50)
+    its = checkpoints.ckpt_iters(12000, 20, first=50)
     assert its[0] == 0 and its[1] == 50 and its[-1] == 12000 and len(its) == 21   # init + 20, the last included
     gaps = [b / a for a, b in zip(its[1:], its[2:])]
     assert max(gaps) / min(gaps) < 1.1                   # geometric spacing
-    assert train.ckpt_iters(120000, 20, first=50)[1] == 50    # long runs sample the early phase as densely
-    assert train.ckpt_iters(6, 2, first=50) == [0, 6] and train.ckpt_iters(10, 1) == [0, 10]
+    assert checkpoints.ckpt_iters(120000, 20, first=50)[1] == 50    # long runs sample the early phase as densely
+    assert checkpoints.ckpt_iters(6, 2, first=50) == [0, 6] and checkpoints.ckpt_iters(10, 1) == [0, 10]
 
 
-def test_get_lr():
-    cfg = dict(learning_rate=1e-2, warmup_iters=10, max_iters=110, min_lr_frac=0.1)
-    lrs = [train.get_lr(it, cfg) for it in range(111)]
+def test_learning_rate_schedule_in_the_log(tmp_path):
+    """The loss records carry the learning rate of their last step: linear warmup to the peak, then a
+    cosine down to learning_rate * min_lr_frac at max_iters."""
+    cfg = tiny(tmp_path, learning_rate=1e-2, warmup_iters=10, max_iters=40, min_lr_frac=0.1, log_interval=1,
+               eval_interval=40, n_ckpts=1)
+    lrs = {r['iter'] - 1: r['lr'] for r in records(os.path.join(train.train(cfg), 'main'), 'loss')}
+    assert sorted(lrs) == list(range(40))
     assert lrs[0] == pytest.approx(1e-2 / 11) and lrs[9] < lrs[10] == pytest.approx(1e-2)
-    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))            # cosine decays monotonically
-    assert lrs[60] == pytest.approx(1e-3 + 0.5 * 9e-3) and lrs[110] == pytest.approx(1e-3)
-
-
-def test_clip_per_run():
-    g = torch.zeros(3, 4, 5)
-    g[0, 0, 0], g[1, :2, 0], g[2] = 0.5, 3.0, 1.0                       # norms 0.5, sqrt(18), sqrt(20)
-    p = torch.nn.Parameter(torch.zeros(3, 4, 5))
-    p.grad = g.clone()
-    train.clip_per_run([p], max_norm=1.0)
-    norms = p.grad.flatten(1).norm(dim=1)
-    assert norms[0] == pytest.approx(0.5) and norms[1:] == pytest.approx(torch.ones(2), abs=1e-5)
-    assert torch.allclose(p.grad[2] / p.grad[2, 0, 0], torch.ones(4, 5))   # direction kept
+    assert all(lrs[i] >= lrs[i + 1] for i in range(10, 39))               # cosine decays monotonically
+    assert lrs[25] == pytest.approx(1e-3 + 0.5 * 9e-3) and lrs[39] == pytest.approx(1e-3 + 4.5e-3 * (1 + math.cos(math.pi * 29 / 30)))
 
 
 def test_background_writer_drains_and_reports(tmp_path):
@@ -368,14 +370,6 @@ def test_background_writer_drains_and_reports(tmp_path):
     submit(lambda: checkpoints.atomic_save({'x': 1}, str(tmp_path / 'missing' / 'x.pt')))
     with pytest.raises(OSError):
         close()
-
-
-def test_batch_indices_independent_of_other_runs():
-    n = torch.tensor([50, 70, 90])
-    both = train.batch_indices(torch.tensor([3, 4, 5]), 17, 64, n)
-    alone = train.batch_indices(torch.tensor([4]), 17, 64, n[1:2])
-    assert torch.equal(both[1], alone[0]) and (both < n[:, None]).all()
-    assert not torch.equal(both[0], train.batch_indices(torch.tensor([3]), 18, 64, n[:1])[0])
 
 
 def tiny_config_file(tmp_path, **kw):
@@ -431,26 +425,6 @@ def test_help_prints_every_knob():
     assert '[data_gen.py]' in run.stdout and '[train.py]' in run.stdout
 
 
-def test_failed_capture_falls_back_to_the_plain_step(capsys):
-    """Where a step cannot be captured (here: no CUDA at all), capture_step says so in one line and
-    returns the plain step, with the weights and optimizer state as they were."""
-    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, vocab_size=20, block_size=8, n_runs=2))
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    before = [p.detach().clone() for p in model.parameters()]
-
-    def step():
-        loss = model(torch.randint(0, 20, (2, 3, 8))).float().pow(2).mean()
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-        return loss.detach()
-    if torch.cuda.is_available():
-        pytest.skip('this machine can capture')
-    out = train.capture_step(step, model, opt)
-    assert out is step and 'cuda_graph: capture failed' in capsys.readouterr().out
-    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before))
-
-
 def run_script(*args, timeout=120):
     return subprocess.run([sys.executable, 'train.py', *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout)
@@ -473,7 +447,7 @@ def test_kill_9_anywhere_then_resume_equals_uninterrupted(tmp_path):
     full = run_script(path, f"--out_dir={tmp_path / 'full'}")
     assert full.returncode == 0, full.stderr
     run = os.path.join(cfg['out_dir'], 'main')
-    assert train.ckpt_iters(300, 4, 20) == [0, 20, 49, 122, 300]
+    assert checkpoints.ckpt_iters(300, 4, 20) == [0, 20, 49, 122, 300]
     for i, ckpt in enumerate(('ckpt_49.pt', 'ckpt_122.pt')):     # killed after one, then during the resumed run
         proc = subprocess.Popen([sys.executable, 'train.py', path] + ['--resume=True'] * i, cwd=ROOT,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
