@@ -84,6 +84,18 @@ def system_settings(cfg, dev):
     return dtype, use_compile, graphed
 
 
+def cpu_deterministic(dev, use_compile):
+    """Make a compiled CPU step reproducible run to run. inductor fuses the token embedding's backward
+    with the first norm's and adds the rows of wte.grad with atomic adds across OpenMP threads, so with
+    2+ threads the order of those float sums (and the last bits of every later step) changes from run to
+    run; deterministic mode lowers that op to aten's index_put_ instead (no cost measurable at 1 thread,
+    within noise at 2: docs/training.md). The setting is global and read when a graph is lowered: call it
+    before the first compiled step. CUDA is left alone (deterministic cuBLAS needs a workspace setting)."""
+    if dev == 'cpu' and use_compile:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.utils.deterministic.fill_uninitialized_memory = False   # no NaN fill of every torch.empty
+
+
 def cpu_reuse_memory(on=True):
     """Keep freed memory in this process (glibc's malloc; elsewhere a no-op) -> whether it applied.
     glibc serves a block above its mmap threshold (at most 32 MB) with a fresh mapping and unmaps it

@@ -46,7 +46,7 @@ import checkpoints
 import data_gen
 import records
 from configurator import cli, config_keys, configure, overrides, sweep_runs
-from machine import autocast, capture_step, cpu_reuse_memory, pick_device, select_shard, set_threads, system_settings
+from machine import autocast, capture_step, cpu_deterministic, cpu_reuse_memory, pick_device, select_shard, set_threads, system_settings
 from model import BLOCKS, GPT, GPTConfig, param_groups
 
 # -----------------------------------------------------------------------------
@@ -445,6 +445,7 @@ def train(cfg, stop_after=None):
         data_gen.check(data_gen.data_cfg(rc))
     dev = pick_device(cfg['device'])
     dtype, use_compile, graphed = system_settings(cfg, dev)
+    cpu_deterministic(dev, use_compile)           # a compiled CPU step: the same bits run to run
     exp, E = cfg['out_dir'], len(runs)
     run_dirs = [os.path.join(exp, name) for name, _ in runs]
     log_paths = [os.path.join(d, 'log.jsonl') for d in run_dirs]

@@ -13,6 +13,7 @@ import torch
 
 import checkpoints
 import data_gen
+import machine
 import train
 from configurator import configure
 from checkpoints import load_checkpoint
@@ -190,6 +191,18 @@ def test_sigterm_stops_after_the_step_in_flight(tmp_path, monkeypatch):
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL           # the handlers are put back
     train.train(dict(cfg, resume=True))
     a, b = os.path.join(full, 'main'), os.path.join(cfg['out_dir'], 'main')
+    wa, wb = final_weights(a), final_weights(b)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa) and same_logs(a, b)
+
+
+@pytest.mark.slow
+def test_a_compiled_cpu_run_is_the_same_run_to_run(tmp_path):
+    """Two threads, torch.compile: the same config gives the same bits twice (inductor's embedding backward
+    would otherwise add wte.grad's rows in a thread order that changes from run to run)."""
+    if not machine.cpu_can_compile():
+        pytest.skip('torch.compile on a CPU needs a C++ compiler')
+    kw = dict(compile=True, threads=2, dtype='float32', max_iters=30, n_ckpts=2, eval_interval=30)
+    a, b = (os.path.join(train.train(tiny(tmp_path / name, **kw)), 'main') for name in 'ab')
     wa, wb = final_weights(a), final_weights(b)
     assert all(torch.equal(wa[k], wb[k]) for k in wa) and same_logs(a, b)
 
