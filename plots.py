@@ -528,6 +528,9 @@ def fig_acc_curves(view):
     colours = {'ood_test': 'C0', 'id_test': 'C1'} if one else None
     fig, axes = plt.subplots(1, len(fts), figsize=(3.4 * len(fts), 3.6), squeeze=False, sharey=True,
                              gridspec_kw=dict(top=0.8))
+    # log iterations from the first evaluation after 0 (linear below it): the axis spends no room on the
+    # decades no evaluation falls in (a demo evaluating every few hundred steps)
+    first = min((int(i) for run in view['runs'] for i in run['log'] if int(i) > 0), default=1)
     for ax, ft in zip(axes[0], fts):
         for run in view['runs']:
             log = run['log']
@@ -535,8 +538,8 @@ def fig_acc_curves(view):
             for split, _, ls in SPLITS:
                 ax.plot(its, [log[i].get(split, {}).get(ft, np.nan) for i in its], ls, lw=1.3,
                         color=colours[split] if one else view['col'][run['name']])
-        ax.set_xscale('symlog', linthresh=1), ax.set_title(ft.replace('_', ' '), fontsize=9)
-        ax.set_xlabel('iteration (log)'), ax.set_ylim(-0.02, 1.02)
+        ax.set_xscale('symlog', linthresh=first), ax.set_title(ft.replace('_', ' '), fontsize=9)
+        ax.set_xlabel(f'iteration (log from {first})'), ax.set_ylim(-0.02, 1.02)
     axes[0, 0].set_ylabel('accuracy (whole attribute, greedy)')
     fig.suptitle('Recall over training per fact type' + (f" ({view['runs'][0]['name']})" if one else ''),
                  fontsize=9, y=1.0, va='top')
