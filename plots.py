@@ -337,11 +337,27 @@ def contrast_runs(view):
     return runs[0], runs[-1]
 
 
+def language_gap(m, groups):
+    """How much brighter a similarity matrix's same-language sub-blocks are than its cross-language ones: the
+    mean over value blocks and languages of within - cross (block_unification's terms, in cosine units, with
+    no division: stable where a run's value signal is still small). 0: no checkerboard. None: nothing to score."""
+    gaps = []
+    for ft, langs in groups:
+        for a, x in enumerate(langs):
+            others = [y for l, y in enumerate(langs) if l != a and len(y)]
+            if len(x) >= 2 and others:
+                sub = m[np.ix_(x, x)]
+                gaps.append((sub.sum() - np.trace(sub)) / (len(x) * (len(x) - 1))
+                            - np.mean([m[np.ix_(x, y)].mean() for y in others]))
+    return float(np.mean(gaps)) if gaps else None
+
+
 def contrast_point(view, low, high, kind):
     """Where the two runs' similarity matrices differ most: the layer and checkpoint, among those stored
-    for both, with the largest block_unification of `high` minus that of `low`.
-    -> (layer, iter, score of low, score of high); scores None (and the last checkpoint at the headline
-    layer, or the last stored) where no pair can be scored."""
+    for both, where the language checkerboard of `low` exceeds that of `high` the most (language_gap; the
+    normalized block_unification would divide by a value signal that is near 0 early in training).
+    -> (layer, iter, language_gap of low, of high); the last checkpoint at the headline layer (or the last
+    stored) and None, None where no pair can be scored."""
     per_value = view['cfg'].get('sim_per_value', 50)
     common = sorted({it for name, it in view['sims'] if name == low['name']}
                     & {it for name, it in view['sims'] if name == high['name']})
@@ -351,12 +367,12 @@ def contrast_point(view, low, high, kind):
         for layer in [g for g in a if g in b]:
             if fallback is None or it > fallback[1] or layer == view['cfg']['unif_layer']:
                 fallback = (layer, it, None, None)
-            ma, mb = load_sim(a[layer]), load_sim(b[layer])
-            sa = block_unification(ma, lang_groups(low, len(ma), per_value))
-            sb = block_unification(mb, lang_groups(high, len(mb), per_value))
-            if sa is not None and sb is not None and (best is None or sb - sa > best[3] - best[2]):
-                best = (layer, it, sa, sb)
-    return best or fallback
+            (ma, ga), (mb, gb) = [(m, lang_groups(r, len(m), per_value)) for m, r in
+                                  ((load_sim(a[layer]), low), (load_sim(b[layer]), high))]
+            gap_a, gap_b = language_gap(ma, ga), language_gap(mb, gb)
+            if gap_a is not None and gap_b is not None and (best is None or gap_a - gap_b > best[0]):
+                best = (gap_a - gap_b, (layer, it, gap_a, gap_b))
+    return best[1] if best else fallback
 
 
 def fig_contrast(view):
@@ -382,16 +398,16 @@ def fig_contrast(view):
         if final is not None and rec and not rec.get('final'):
             ood_txt += f" (final {final:.2f})"
         ax.set_title(f"{run['name']}\nceleb_frac {(run.get('cfg') or {}).get('celeb_frac')}, {ood_txt}\n"
-                     f"{layer_name(layer)}, iter {it}: unification of these examples "
-                     f"{'n/a' if score is None else f'{score:.2f}'}", fontsize=8)
+                     f"{layer_name(layer)}, iter {it}: language gap {'n/a' if score is None else f'{score:.2f}'}",
+                     fontsize=8)
     axes[0].set_xlabel('training examples by fact type > attribute value > language', fontsize=7)
     fig.colorbar(img, cax=fig.add_axes([0.9, 0.25, 0.015, 0.45]), label='cosine similarity')
     fig.suptitle(f"Cosine similarity of the {'activations' if kind == 'act' else 'gradients'} of training examples "
                  "with the same attribute values, in language 0 then 1 inside each block\n"
                  "left: little parallel data, each value splits into two language sub-blocks (a checkerboard); "
-                 "right: much, one uniform block per value (unified)\nshown where the two differ most "
-                 "(unification 1: the other language's examples as close as the same language's; 0: no closer "
-                 "than other values)", fontsize=8)
+                 "right: much, one uniform block per value (unified)\nshown where the two differ most in language "
+                 "gap: mean similarity to the same language's examples of a value minus to the other language's",
+                 fontsize=8)
     return fig
 
 
