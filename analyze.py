@@ -463,11 +463,20 @@ def write_analysis(exp, cfg, runs, inputs_by_run, records, sims, varying, notes,
         for (run, it), kinds in sims.items() for kind, layers in kinds.items() for layer, m in layers.items()})
     print(f"analysis of {len(runs)} run(s), {len(records)} checkpoint(s) in {timing['seconds']:.1f}s "
           f"({timing['ckpts_per_s']:.2f} checkpoints/s) -> {os.path.join(exp, 'analysis.json')}")
-    for line in summary['selection_table']:
+    import plots
+    by_value = {}                                      # the score of figures/contrast.png, defined without parallel facts
+    for r in fig_runs:
+        m = dig(sims.get((r['name'], max(r['ckpts'], default=0))), cfg['unif_rep'], cfg['unif_layer'])
+        if m is not None:
+            by_value[r['name']] = plots.block_unification(m.astype(np.float32),
+                                                          plots.lang_groups(r, len(m), cfg['sim_per_value']))
+    for line in summary['selection_table'] + run_table([r for r in records if r['final']], cfg, by_value):
         print(line)
     if cfg['figures']:
-        import plots
-        plots.plot(exp)
+        names = sorted(os.path.basename(p) for p in plots.plot(exp))
+        print(f"{len(names)} figures -> {os.path.join(exp, 'figures')}/"
+              + (" (contrast.png: the runs with the least and the most parallel data side by side)"
+                 if 'contrast.png' in names else ''))
     return out
 
 
@@ -514,6 +523,24 @@ def summarise(records, cfg, notes):
 
 def fmt(x, spec='.4f'):
     return 'n/a' if x is None else format(x, spec)
+
+
+def run_table(final, cfg, by_value):
+    """The contrast an experiment is about, one line per run at its final checkpoint: ID and OOD accuracy
+    (the logged evaluation) and the headline unification score, of the parallel facts (or why there is
+    none) and of the similarity figures' examples that share an attribute value (by_value: {run: score},
+    plots.block_unification). -> lines."""
+    rep = 'activations at the last prompt token' if cfg['unif_rep'] == 'act' else 'gradients'
+    layer = {'concat': 'all layers concatenated', 'emb': 'embeddings'}.get(cfg['unif_layer'], f"layer {cfg['unif_layer'][1:]}")
+    lines = [f"last checkpoint of each run: ID / OOD accuracy; unification ({metrics.HEADLINE} score, {rep}, {layer};",
+             "1 = the two languages unified, 0 = separate) of the parallel facts and of same-value examples (figures)"]
+    width = max((len(r['run']) for r in final), default=0)
+    for r in final:
+        u, v = headline(r, cfg), by_value.get(r['run'])
+        why = f"  ({r.get('unification_null_reason') or 'no score'})" if u is None else ''
+        lines.append(f"  {r['run']:<{width}s}  ID {fmt(acc_of(r, 'id_test'), '.2f')}  OOD {fmt(final_ood(r), '.2f')}  "
+                     f"unification: facts {fmt(u, '.2f'):>4s}, values {fmt(v, '.2f'):>4s}{why}")
+    return lines
 
 
 def run_scores(final, cfg, notes):

@@ -174,6 +174,24 @@ def value_blocks(run, n):
     return blocks, [((lo + hi) / 2 - 0.5, ft) for ft, (lo, hi) in types.items() if ft], run.get('sim_lang_bounds', [])
 
 
+def sim_panel(ax, m, run, cmap, values=True, types=True):
+    """One similarity matrix m (n, n) on ax, with lines between attribute values (dotted between languages
+    where the analysis stores them); attribute values label the rows if `values`, fact types the columns if
+    `types`. -> the image (for a colour bar)."""
+    ax.set_xticks([]), ax.set_yticks([])
+    # resampling the data (not the colours) keeps the panel to the map's colours: a small palette PNG
+    img = ax.imshow(m, vmin=-1, vmax=1, cmap=cmap, interpolation='antialiased', interpolation_stage='data')
+    blocks, fact_types, lang_bounds = value_blocks(run, len(m))
+    for b, ls in ((np.asarray(run.get('sim_bounds', []), float) - 0.5, '-'), (np.asarray(lang_bounds, float) - 0.5, ':')):
+        ax.hlines(b, -0.5, len(m) - 0.5, color='k', lw=0.3, ls=ls), ax.vlines(b, -0.5, len(m) - 0.5, color='k', lw=0.3,
+                                                                             ls=ls)
+    if values:
+        ax.set_yticks([c for c, _ in blocks], [v for _, v in blocks], fontsize=6)
+    if types:
+        ax.set_xticks([c for c, _ in fact_types], [t.replace('_', '\n') for _, t in fact_types], fontsize=6)
+    return img
+
+
 def fig_similarity(view, run, its, kind):
     """Cosine similarity of the similarity examples: checkpoints as columns, layer groups as rows; each
     panel's axes are the examples, labelled by fact type (x) and attribute value (y), with lines between
@@ -201,19 +219,7 @@ def fig_similarity(view, run, its, kind):
             if g not in sim:
                 ax.set_title(head + 'not stored', fontsize=7)
                 continue
-            m = np.asarray(sim[g]() if callable(sim[g]) else sim[g], np.float32)   # (n, n), stored as float16
-            # resampling the data (not the colours) keeps the panel to the map's colours: a small palette PNG
-            img = ax.imshow(m, vmin=-1, vmax=1, cmap=cmap, interpolation='antialiased', interpolation_stage='data')
-            blocks, types, lang_bounds = value_blocks(run, len(m))
-            b = np.asarray(run.get('sim_bounds', []), float) - 0.5
-            ax.hlines(b, -0.5, len(m) - 0.5, color='k', lw=0.3), ax.vlines(b, -0.5, len(m) - 0.5, color='k', lw=0.3)
-            lb = np.asarray(lang_bounds, float) - 0.5
-            ax.hlines(lb, -0.5, len(m) - 0.5, color='k', lw=0.3, ls=':'), ax.vlines(lb, -0.5, len(m) - 0.5, color='k',
-                                                                                lw=0.3, ls=':')
-            if j == 0:                                                 # rows: attribute values
-                ax.set_yticks([c for c, _ in blocks], [v for _, v in blocks], fontsize=6)
-            if i == len(groups) - 1:                                   # columns: fact types
-                ax.set_xticks([c for c, _ in types], [t.replace('_', '\n') for _, t in types], fontsize=6)
+            img = sim_panel(ax, load_sim(sim[g]), run, cmap, values=j == 0, types=i == len(groups) - 1)
             u = dig(rec, 'unification', cfg['unif_variant'], kind, g)
             ax.set_title(head + (f"unif {u:.2f}" if u is not None else ''), fontsize=7)
     axes[-1, len(its) // 2].set_xlabel('training examples by fact type > attribute value > language '
@@ -223,6 +229,149 @@ def fig_similarity(view, run, its, kind):
     fig.suptitle(f"{name}: cosine similarity of the {'activations' if kind == 'act' else 'gradients'} of training "
                  f"examples (unif: {cfg['unif_variant']} unification score)\ntwo bright sub-blocks per value = "
                  "separated by language; one uniform block = unified", y=1 - 0.1 / H, va='top', fontsize=8)
+    return fig
+
+
+def load_sim(entry):
+    """A stored similarity matrix (an array, or sim_index's loader of one) as float32 (n, n)."""
+    return np.asarray(entry() if callable(entry) else entry, np.float32)
+
+
+def lang_groups(run, n, per_value):
+    """The examples of an n x n similarity matrix by value block and language: [(fact type, [indices of
+    language 0, of language 1, ...])]. Inside a value block analyze.py puts language 0 first, then 1, ...,
+    per_value // n_langs examples each; where the analysis stores no language bounds, a block of another
+    size (a language with fewer examples) cannot be split and is left out."""
+    edges = [0] + list(run.get('sim_bounds', [])) + [n]
+    values = run.get('sim_values') or [''] * (len(edges) - 1)
+    n_langs = (run.get('cfg') or {}).get('n_langs', 2)
+    lang_bounds = run.get('sim_lang_bounds')
+    out = []
+    for lo, hi, v in zip(edges, edges[1:], values):
+        if lang_bounds:                                                # stored: split where they say
+            cuts = [lo] + [b for b in lang_bounds if lo < b < hi] + [hi]
+        elif hi - lo == n_langs * (per_value // n_langs):
+            cuts = [lo + k * (per_value // n_langs) for k in range(n_langs + 1)]
+        else:
+            continue
+        if len(cuts) == n_langs + 1:
+            out.append((v.split('=')[0], [np.arange(a, b) for a, b in zip(cuts, cuts[1:])]))
+    return out
+
+
+def block_unification(m, groups):
+    """The unification of a similarity matrix's examples, as metrics.unification's headline score but over
+    attribute values instead of facts: sum (cross - base) / sum (within - base) over value blocks and
+    languages, where within = mean cosine between examples of the value in one language (pairs i != j),
+    cross = to its examples in the other languages, base = to the other values of its fact type in the same
+    language. 1: the other language's examples are as close as the same language's; 0: no closer than
+    other values (a language checkerboard). None where nothing can be scored or the value signal is <= 0.
+    m (n, n); groups from lang_groups. Defined for every run, also one without parallel facts (whose
+    unification score is None: it has no fact in two languages)."""
+    num = den = 0.0
+    for b, (ft, langs) in enumerate(groups):
+        for a, x in enumerate(langs):
+            others = [g[1][a] for c, g in enumerate(groups) if c != b and g[0] == ft and len(g[1]) > a]
+            other_langs = [y for l, y in enumerate(langs) if l != a and len(y)]
+            if len(x) < 2 or not others or not other_langs:
+                continue
+            sub = m[np.ix_(x, x)]
+            within = (sub.sum() - np.trace(sub)) / (len(x) * (len(x) - 1))
+            base = m[np.ix_(x, np.concatenate(others))].mean()
+            num += np.mean([m[np.ix_(x, y)].mean() for y in other_langs]) - base
+            den += within - base
+    return float(num / den) if den > 0 else None
+
+
+def contrast_runs(view):
+    """The two runs of the contrast figure, among those with stored similarity matrices: the lowest and
+    the highest celeb_frac (of equal ones, the lower / higher final OOD accuracy), or, where celeb_frac
+    does not vary, the lowest and the highest final OOD accuracy. -> (low, high) run dicts, or None."""
+    stored = {name for name, _ in view['sims']}
+    runs = [r for r in view['runs'] if r['name'] in stored]
+    if len(runs) < 2:
+        return None
+    ood = lambda r: view['ood'].get(r['name']) or 0.0
+    frac = lambda r: (r.get('cfg') or {}).get('celeb_frac')
+    if len({frac(r) for r in runs}) > 1 and all(isinstance(frac(r), (int, float)) for r in runs):
+        key = lambda r: (frac(r), ood(r))
+    else:
+        key = ood
+    runs = sorted(runs, key=key)
+    return runs[0], runs[-1]
+
+
+def language_gap(m, groups):
+    """How much brighter a similarity matrix's same-language sub-blocks are than its cross-language ones: the
+    mean over value blocks and languages of within - cross (block_unification's terms, in cosine units, with
+    no division: stable where a run's value signal is still small). 0: no checkerboard. None: nothing to score."""
+    gaps = []
+    for ft, langs in groups:
+        for a, x in enumerate(langs):
+            others = [y for l, y in enumerate(langs) if l != a and len(y)]
+            if len(x) >= 2 and others:
+                sub = m[np.ix_(x, x)]
+                gaps.append((sub.sum() - np.trace(sub)) / (len(x) * (len(x) - 1))
+                            - np.mean([m[np.ix_(x, y)].mean() for y in others]))
+    return float(np.mean(gaps)) if gaps else None
+
+
+def contrast_point(view, low, high, kind):
+    """Where the two runs' similarity matrices differ most: the layer and checkpoint, among those stored
+    for both, where the language checkerboard of `low` exceeds that of `high` the most (language_gap; the
+    normalized block_unification would divide by a value signal that is near 0 early in training).
+    -> (layer, iter, language_gap of low, of high); the last checkpoint at the headline layer (or the last
+    stored) and None, None where no pair can be scored."""
+    per_value = view['cfg'].get('sim_per_value', 50)
+    common = sorted({it for name, it in view['sims'] if name == low['name']}
+                    & {it for name, it in view['sims'] if name == high['name']})
+    best, fallback = None, None
+    for it in common:
+        a, b = view['sims'][(low['name'], it)].get(kind, {}), view['sims'][(high['name'], it)].get(kind, {})
+        for layer in [g for g in a if g in b]:
+            if fallback is None or it > fallback[1] or layer == view['cfg']['unif_layer']:
+                fallback = (layer, it, None, None)
+            (ma, ga), (mb, gb) = [(m, lang_groups(r, len(m), per_value)) for m, r in
+                                  ((load_sim(a[layer]), low), (load_sim(b[layer]), high))]
+            gap_a, gap_b = language_gap(ma, ga), language_gap(mb, gb)
+            if gap_a is not None and gap_b is not None and (best is None or gap_a - gap_b > best[0]):
+                best = (gap_a - gap_b, (layer, it, gap_a, gap_b))
+    return best[1] if best else fallback
+
+
+def fig_contrast(view):
+    """The phenomenon at a glance: the similarity matrices of the run with the least parallel data and of
+    the one with the most, side by side, at the layer and checkpoint where they differ most (contrast_point):
+    a language checkerboard (two sub-blocks per attribute value) against unified blocks."""
+    plt = pyplot()
+    pair = contrast_runs(view)
+    kind = view['cfg']['unif_rep']
+    point = pair and contrast_point(view, *pair, kind)
+    if not point:
+        return None
+    layer, it, *scores = point
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5.6), gridspec_kw=dict(left=0.1, right=0.88, bottom=0.12, top=0.76,
+                                                                         wspace=0.08))
+    cmap, img = plt.get_cmap('RdBu_r', SIM_LEVELS), None
+    for j, (ax, run, score) in enumerate(zip(axes, pair, scores)):
+        rec = next((r for r in view['by_run'].get(run['name'], []) if r['iter'] == it), {})
+        img = sim_panel(ax, load_sim(view['sims'][(run['name'], it)][kind][layer]), run, cmap, values=j == 0)
+        ood = acc_of(rec, 'ood_test')
+        final = view['ood'].get(run['name'])
+        ood_txt = f"OOD {ood:.2f}" if ood is not None else 'OOD n/a'
+        if final is not None and rec and not rec.get('final'):
+            ood_txt += f" (final {final:.2f})"
+        ax.set_title(f"{run['name']}\nceleb_frac {(run.get('cfg') or {}).get('celeb_frac')}, {ood_txt}\n"
+                     f"{layer_name(layer)}, iter {it}: language gap {'n/a' if score is None else f'{score:.2f}'}",
+                     fontsize=8)
+    axes[0].set_xlabel('training examples by fact type > attribute value > language', fontsize=7)
+    fig.colorbar(img, cax=fig.add_axes([0.9, 0.25, 0.015, 0.45]), label='cosine similarity')
+    fig.suptitle(f"Cosine similarity of the {'activations' if kind == 'act' else 'gradients'} of training examples "
+                 "with the same attribute values, in language 0 then 1 inside each block\n"
+                 "left: little parallel data, each value splits into two language sub-blocks (a checkerboard); "
+                 "right: much, one uniform block per value (unified)\nshown where the two differ most in language "
+                 "gap: mean similarity to the same language's examples of a value minus to the other language's",
+                 fontsize=8)
     return fig
 
 
@@ -359,6 +508,9 @@ def fig_acc_curves(view):
     colours = {'ood_test': 'C0', 'id_test': 'C1'} if one else None
     fig, axes = plt.subplots(1, len(fts), figsize=(3.4 * len(fts), 3.6), squeeze=False, sharey=True,
                              gridspec_kw=dict(top=0.8))
+    # log iterations from the first evaluation after 0 (linear below it): the axis spends no room on the
+    # decades no evaluation falls in (a demo evaluating every few hundred steps)
+    first = min((int(i) for run in view['runs'] for i in run['log'] if int(i) > 0), default=1)
     for ax, ft in zip(axes[0], fts):
         for run in view['runs']:
             log = run['log']
@@ -366,8 +518,8 @@ def fig_acc_curves(view):
             for split, _, ls in SPLITS:
                 ax.plot(its, [log[i].get(split, {}).get(ft, np.nan) for i in its], ls, lw=1.3,
                         color=colours[split] if one else view['col'][run['name']])
-        ax.set_xscale('symlog', linthresh=1), ax.set_title(ft.replace('_', ' '), fontsize=9)
-        ax.set_xlabel('iteration (log)'), ax.set_ylim(-0.02, 1.02)
+        ax.set_xscale('symlog', linthresh=first), ax.set_title(ft.replace('_', ' '), fontsize=9)
+        ax.set_xlabel(f'iteration (log from {first})'), ax.set_ylim(-0.02, 1.02)
     axes[0, 0].set_ylabel('accuracy (whole attribute, greedy)')
     fig.suptitle('Recall over training per fact type' + (f" ({view['runs'][0]['name']})" if one else ''),
                  fontsize=9, y=1.0, va='top')
@@ -465,6 +617,7 @@ def make_figures(analysis, sims, exp):
              ('extract_vs_footprint.png', fig_vs_footprint, 'I(token; language) (bits): extractability of language',
               lambda r: r.get('mi_token_lang')),
              ('footprint_early.png', fig_footprint_early), ('acc_curves.png', fig_acc_curves),
+             ('contrast.png', fig_contrast),
              ('name_confusion.png', fig_name_confusion), ('selection.png', fig_selection),
              ('acc_by_n_templates.png', fig_acc_by_n_templates)]
     cross_run = {'acc_vs_knobs.png': 2, 'unif_vs_ood.png': MIN_RUNS, 'mi_vs_footprint.png': MIN_RUNS,

@@ -146,7 +146,7 @@ def test_sweep_figures_exist_and_are_light(sweep):
     ood = {r['run']: r['acc']['ood_test']['all'] for r in a['records'] if r['final']}
     drawn = min(stored, key=ood.get)                                   # spread over OOD accuracy: the lowest first
     assert len(stored) == 4
-    expected = COMMON | {'acc_by_n_templates.png', f'sim_act_{drawn}.png', f'sim_grad_{drawn}.png'}
+    expected = COMMON | {'acc_by_n_templates.png', f'sim_act_{drawn}.png', f'sim_grad_{drawn}.png', 'contrast.png'}
     sizes = pngs(exp)
     assert set(sizes) == expected and sorted(map(os.path.basename, written)) == sorted(expected)
     assert all(s <= MAX_PNG for s in sizes.values()), {f: s for f, s in sizes.items() if s > MAX_PNG}
@@ -218,7 +218,8 @@ def test_older_and_partial_schema(tmp_path):
             del d['last_best_ood']
     edit_analysis(exp, older)
     plots.plot(exp)
-    assert set(pngs(exp)) == COMMON | {f'sim_{k}_celeb_frac0.0-learning_rate0.001-seed0.png' for k in ('act', 'grad')}
+    assert set(pngs(exp)) == COMMON | {f'sim_{k}_celeb_frac0.0-learning_rate0.001-seed0.png' for k in ('act', 'grad')} | {
+        'contrast.png'}                                                # two runs with matrices: a pair to contrast
     a, _ = plots.load(exp)
     e = plots.experiment(a, {}, exp)
     assert len(plots.fig_unif_vs_ood(e).axes) == 6
@@ -227,6 +228,90 @@ def test_older_and_partial_schema(tmp_path):
     os.remove(os.path.join(exp, 'similarity.npz'))
     edit_analysis(exp, lambda a: a['settings'].pop('sim_runs'))        # a setting it reads is missing: its default
     assert {os.path.basename(p) for p in plots.plot(exp)} == COMMON
+
+
+SIM_LAYERS = ('L1', 'L2', 'L4', 'concat')
+
+
+def block_score(unif):
+    """block_unification of fake_sim(..., unif, noise=0): within 0.7, cross 0.7 unif, base 0.2 (other value)."""
+    return (0.7 * unif - 0.2) / (0.7 - 0.2)
+
+
+def test_block_unification_known_answers():
+    rng = np.random.default_rng(0)
+    run = dict(sim_bounds=[50 * k for k in range(1, 8)], sim_values=[f'{ft}={v}' for ft in FACT_TYPES for v in 'ab'],
+               cfg={'n_langs': 2})
+    for u in (0.0, 0.4, 1.0):
+        m = fake_sim(rng, 400, u, noise=0).astype(np.float32)
+        assert plots.block_unification(m, plots.lang_groups(run, 400, 50)) == pytest.approx(block_score(u), abs=0.01)
+    groups = plots.lang_groups(run, 400, 40)                           # blocks of 50 are not 2 x 40 // 2: unsplittable
+    assert groups == [] and plots.block_unification(m, groups) is None
+    stored = dict(run, sim_lang_bounds=[25 + 50 * k for k in range(8)])   # stored language bounds win over sizes
+    ft, (lang0, lang1) = plots.lang_groups(stored, 400, 40)[0]
+    assert ft == 'birth_year' and list(lang0) == list(range(25)) and list(lang1) == list(range(25, 50))
+
+
+def contrast_experiment(exp, unif, celeb_fracs, oods):
+    """A 3-run analysis whose act similarity matrices have known unification: unif(run index, checkpoint
+    index, layer)."""
+    fake_experiment(exp, n_runs=3, n_ckpts=4, n_sim=192, sim_runs=3, sim_ckpts=4, draw_runs=1, templates=False)
+    rng = np.random.default_rng(1)
+
+    def known(a):
+        a['settings']['sim_per_value'] = 24                            # value blocks of 192 / 8: 12 per language
+        for i, (run, frac, ood) in enumerate(zip(a['runs'], celeb_fracs, oods)):
+            run['cfg']['celeb_frac'] = frac
+            for r in a['records']:
+                if r['run'] == run['name']:
+                    r['acc']['ood_test']['all'] = r['ood_acc_sample'] = ood
+    edit_analysis(exp, known)
+    a, _ = plots.load(exp)
+    iters = a['runs'][0]['ckpts']
+    np.savez(os.path.join(exp, 'similarity.npz'), **{
+        f"{run['name']}|{it}|act|{l}": fake_sim(rng, 192, unif(i, k, l), noise=0.05)
+        for i, run in enumerate(a['runs']) for k, it in enumerate(iters) for l in SIM_LAYERS})
+    return a, iters
+
+
+def test_contrast_shows_least_and_most_parallel_where_they_differ_most(tmp_path):
+    """The no-parallel run against the most-parallel one (not the best OOD), at the layer and checkpoint of
+    the largest gap in unification (language_gap: within - cross language similarity, 0.7 (1 - unif) here): layer 2
+    at the third checkpoint, neither the last nor the headline
+    layer; a middle run that unifies more does not enter."""
+    exp = str(tmp_path / 'contrast')
+    peak = lambda k, l: 0.9 if (k, l) == (2, 'L2') else 0.5 if k == 3 else 0.3
+    unif = lambda i, k, l: [0.1, 1.0, peak(k, l)][i]
+    a, iters = contrast_experiment(exp, unif, celeb_fracs=[0.0, 0.1, 0.3], oods=[0.4, 0.95, 0.9])
+    written = {os.path.basename(p) for p in plots.plot(exp)}
+    assert 'contrast.png' in written and 'acc_curves.png' in written
+    with np.load(os.path.join(exp, 'similarity.npz')) as z:
+        view = plots.experiment(a, plots.sim_index(z), exp)
+        low, high = plots.contrast_runs(view)
+        layer, it, s_low, s_high = plots.contrast_point(view, low, high, 'act')
+        fig = plots.fig_contrast(view)
+    assert (low['name'], high['name']) == (a['runs'][0]['name'], a['runs'][2]['name'])
+    assert (layer, it) == ('L2', iters[2])
+    assert s_low == pytest.approx(0.7 * (1 - 0.1), abs=0.01) and s_high == pytest.approx(0.7 * (1 - 0.9), abs=0.01)
+    titles = [ax.get_title() for ax in fig.axes[:2]]
+    assert titles[0].startswith(low['name']) and 'celeb_frac 0.0, OOD 0.40' in titles[0]
+    assert titles[1].startswith(high['name']) and 'celeb_frac 0.3, OOD 0.90' in titles[1]
+    assert all(f'layer 2, iter {iters[2]}: language gap' in t for t in titles)
+    plots.pyplot().close('all')
+
+
+def test_contrast_by_ood_when_celeb_frac_is_one_value(tmp_path):
+    """One celeb_frac for all runs (e.g. a sweep of seeds): the runs of the lowest and highest final OOD."""
+    exp = str(tmp_path / 'seeds')
+    unif = lambda i, k, l: [0.5, 0.2, 0.8][i] if l == 'concat' and k == 3 else 0.4
+    a, iters = contrast_experiment(exp, unif, celeb_fracs=[0.1, 0.1, 0.1], oods=[0.6, 0.3, 0.9])
+    with np.load(os.path.join(exp, 'similarity.npz')) as z:
+        view = plots.experiment(a, plots.sim_index(z), exp)
+        low, high = plots.contrast_runs(view)
+        assert (low['name'], high['name']) == (a['runs'][1]['name'], a['runs'][2]['name'])
+        assert plots.contrast_point(view, low, high, 'act')[:2] == ('concat', iters[-1])
+        one = dict(view, sims={k: v for k, v in view['sims'].items() if k[0] == low['name']})
+        assert plots.contrast_runs(one) is None and plots.fig_contrast(one) is None   # one run: no pair
 
 
 def test_size_cap_lowers_the_resolution(tmp_path):
