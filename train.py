@@ -5,7 +5,7 @@ Train one run, or a sweep of runs in lockstep, on synthetic bilingual knowledge 
     python train.py config/sweep_celeb.py               # every combination of `sweep` in one process
     python train.py config/sweep_celeb.py --shard=0/4   # a quarter of the sweep's runs, e.g. one GPU
     torchrun --nproc_per_node=4 train.py config/selection.py   # its 4 shards on the 4 GPUs of a node
-    python train.py config/quick.py                     # the 4-minute smoke run on a CPU
+    python train.py config/demo.py                      # the demo: 3 runs, no / some / much parallel data
     python train.py config/laptop/sweep_celeb.py        # the main sweep at laptop scale (docs/experiments.md)
     python train.py --help                              # the knobs a user sets, then the advanced ones
 

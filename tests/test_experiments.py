@@ -23,11 +23,11 @@ TINY = dict(n_people=60, n_first_names=20, n_last_names=20, n_cities=10, n_layer
 
 def test_registry_lists_every_experiment_config():
     """Every config of an experiment is in the registry (celeb_XX.py are single points of sweep_celeb,
-    quick.py the smoke run), and every laptop twin stacks on its paper config."""
+    demo.py the quick start, quick.py the tests' tiny run), and every laptop twin stacks on its paper config."""
     on_disk = {os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, 'config', '**', '*.py'), recursive=True)}
     listed = {os.path.relpath(config_path(n, s), ROOT) for n, s in CONFIGS}
     others = {p for p in on_disk if os.path.basename(p).startswith('celeb_')} | {
-        'config/quick.py', 'config/experiments.py', 'config/__init__.py', 'config/laptop/base.py'}
+        'config/demo.py', 'config/quick.py', 'config/experiments.py', 'config/__init__.py', 'config/laptop/base.py'}
     assert on_disk - others == listed
     for name in EXPERIMENTS:
         assert f"include('../{name}.py')" in open(config_path(name, 'laptop')).read()
