@@ -396,8 +396,7 @@ def restage(analysis, summaries, fig_dirs, out_dir):
     """An analysis summarised again (merged shards, or new rules) -> out_dir, as write_stage does:
     the cross-run figures redrawn from it, the similarity figures of fig_dirs kept. summaries: the
     staged summaries it comes from (the last is the newest), for the logged finals and provenance."""
-    work = tempfile.mkdtemp(prefix='results_restage_')
-    try:
+    with tempfile.TemporaryDirectory(prefix='results_restage_', ignore_cleanup_errors=True) as work:
         with open(os.path.join(work, 'analysis.json'), 'w') as f:
             json.dump(analysis, f)
         try:
@@ -420,8 +419,6 @@ def restage(analysis, summaries, fig_dirs, out_dir):
                     runs_expected=sorted(set(logged) | set(new_s.get('runs_missing', [])) & set(old_s.get('runs_missing', []))))
         os.makedirs(out_dir, exist_ok=True)
         return write_stage(analysis, logged, base, os.path.join(work, 'figures'), out_dir)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def merge_stages(old_dir, new_dir, out_dir):
@@ -447,12 +444,9 @@ def resummarise_dir(result_dir):
     retired = dict(a['settings'].get('retired', {}), **{k: v for k, v in a['settings'].items()
                                                          if k not in analyze.DEFAULTS and k != 'retired'})
     a = dict(a, **new, settings=dict(settings, **({'retired': retired} if retired else {})), notes=list(dict.fromkeys(notes)))
-    work = tempfile.mkdtemp(prefix='results_resummarise_')
-    try:
+    with tempfile.TemporaryDirectory(prefix='results_resummarise_', ignore_cleanup_errors=True) as work:
         new = restage(a, [s], [os.path.join(result_dir, 'figures')], os.path.join(work, 'out'))
         replace_dir(os.path.join(work, 'out'), result_dir)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return f"{s['exp']}: summarised again -> {result_dir}" + (f" (stale: {'; '.join(stale_reasons(new))})"
                                                                 if stale_reasons(new) else '')
 
@@ -493,12 +487,9 @@ def import_stage(stage, assets_dir, force=False):
         replace_dir(stage, dest)
         return f"{name}: {done(new)} -> {dest}" + (f" (stale: {'; '.join(new_stale)})" if new_stale else '')
     if compatible(old, new):
-        work = tempfile.mkdtemp(prefix='results_import_')
-        try:
+        with tempfile.TemporaryDirectory(prefix='results_import_', ignore_cleanup_errors=True) as work:
             s = merge_stages(dest, stage, os.path.join(work, name))
             replace_dir(os.path.join(work, name), dest)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
         return f"{name}: merged, {done(s)} -> {dest}"
     if new_stale:
         raise ValueError(f"results error: {name} results to import are stale ({'; '.join(new_stale)}) and "
@@ -511,34 +502,29 @@ def import_archive(path, assets_dir, force=False):
     """An archive of dev/run_queue.py (.tgz holding summary.json, ...) -> assets/<exp>/."""
     if not os.path.isfile(path):
         raise ValueError(f"results error: no archive {path}")
-    work = tempfile.mkdtemp(prefix='results_unpack_')
-    try:
-        with tarfile.open(path) as tar:
-            bad = [m.name for m in tar.getmembers() if m.name.startswith(('/', '..')) or '/../' in m.name]
-            if bad:
-                raise ValueError(f"results error: {path} holds an unsafe path {bad[0]}")
-            tar.extractall(work, **({'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}))
+    with tempfile.TemporaryDirectory(prefix='results_unpack_', ignore_cleanup_errors=True) as work:
+        try:
+            with tarfile.open(path) as tar:
+                bad = [m.name for m in tar.getmembers() if m.name.startswith(('/', '..')) or '/../' in m.name]
+                if bad:
+                    raise ValueError(f"results error: {path} holds an unsafe path {bad[0]}")
+                tar.extractall(work, **({'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}))
+        except tarfile.TarError as e:
+            raise ValueError(f"results error: {path} is not a readable archive: {e}") from None
         if not os.path.isfile(os.path.join(work, 'summary.json')):
             raise ValueError(f"results error: {path} holds no summary.json")
         return import_stage(work, assets_dir, force)
-    except tarfile.TarError as e:
-        raise ValueError(f"results error: {path} is not a readable archive: {e}") from None
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def summarise_dir(src, name, shard_str, prov_path, assets_dir, force=False, scale='paper'):
     """--summarise: an experiment directory (or a folder of bench JSONs) -> assets/."""
     prov = read_json(prov_path) if prov_path else {}
-    work = tempfile.mkdtemp(prefix='results_stage_')
-    try:
+    with tempfile.TemporaryDirectory(prefix='results_stage_', ignore_cleanup_errors=True) as work:
         if name == 'bench':
             stage_bench(src, prov, work)
         else:
             stage_experiment(src, name, shard_str, prov, [], work, scale)
         return import_stage(work, assets_dir, force)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------- main

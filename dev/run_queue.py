@@ -180,10 +180,8 @@ def best_estimate(q, name, full, runs, speeds):
 
 def fit_shards(q, name, full, runs, speeds):
     """The smallest shard count whose largest shard fits the budget (None if none does)."""
-    for n in range(1, min(len(runs), q.max_shards) + 1):
-        if best_estimate(q, name, full, runs[0::n], speeds)[0] <= q.budget:
-            return n
-    return None
+    return next((n for n in range(1, min(len(runs), q.max_shards) + 1)
+                 if best_estimate(q, name, full, runs[0::n], speeds)[0] <= q.budget), None)
 
 
 def experiment_items(q, name, summaries, speeds, done_now):
@@ -399,13 +397,6 @@ def simulate(items, left):
     return lines
 
 
-def header(q, speeds, title):
-    pts = ', '.join(f"{m} " + ' '.join(f"E={e}:{r:.0f}" for e, r in p) for m, p in speeds['pts'].items())
-    return [title, f"speeds: bench run-steps/s {pts or 'none'}; eval {speeds['eval_s']:.2f} s; "
-            f"analysis {speeds['ckpt_rate']:.2f} checkpoints/s; safety x{q.safety}",
-            f"{'item':<20}{'est s':>8}{'E':>5} {'mode':>8} {'run-st/s':>9} {'train':>7} {'analysis':>8}  decision"]
-
-
 def settings(cfg):
     """The queue's knobs as named fields (q.budget, q.tiny, ...), passed to every function that reads them."""
     return types.SimpleNamespace(**cfg)
@@ -422,8 +413,12 @@ def run_queue(cfg):
     t0, done_now, log, extra, n_packed = time.time(), set(), [], [], 0
     items, speeds = plan(q, done_now)
     kind = 'dry run' if q.dry_run else 'tiny (CPU)' if q.tiny else 'laptop scale (CPU)' if q.scale == 'laptop' else 'GPU'
-    title = f"queue: budget {q.budget:.0f} s, {kind}, data v{data_gen.VERSION}"
-    log += header(q, speeds, title) + simulate(items, q.budget)
+    pts = ', '.join(f"{m} " + ' '.join(f"E={e}:{r:.0f}" for e, r in p) for m, p in speeds['pts'].items())
+    log += [f"queue: budget {q.budget:.0f} s, {kind}, data v{data_gen.VERSION}",
+            f"speeds: bench run-steps/s {pts or 'none'}; eval {speeds['eval_s']:.2f} s; "
+            f"analysis {speeds['ckpt_rate']:.2f} checkpoints/s; safety x{q.safety}",
+            f"{'item':<20}{'est s':>8}{'E':>5} {'mode':>8} {'run-st/s':>9} {'train':>7} {'analysis':>8}  decision",
+            *simulate(items, q.budget)]
     print('\n'.join(log), flush=True)
     if q.dry_run:
         return 0
