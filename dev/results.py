@@ -174,10 +174,9 @@ def final_metrics(log_path):
 
 
 def run_entry(name, recs, settings, logged):
-    """What summary.json keeps of one run: the logged final accuracies and probabilities (ID and
-    OOD by fact type and language, train overall), and from the analysis records: final MI, name
-    confusion, unification of every variant (concat layer), the language footprint's course
-    (init = the baseline at iteration 0, peak after it, final), a trajectory over checkpoints."""
+    """What summary.json keeps of one run: the logged final accuracies and probabilities, and from the
+    analysis records the final MI, name confusion, unification of every variant (concat layer), the
+    language footprint's course (init, peak after it, final) and a trajectory over checkpoints."""
     fin = next((r for r in recs if r.get('final')), recs[-1] if recs else {})
     rep, layer = settings.get('unif_rep', 'act'), settings.get('unif_layer', 'concat')
     unif = {v: {kind: dig(fin, 'unification', v, kind, layer) for kind in kinds}
@@ -232,10 +231,8 @@ def logged_finals(exp_dir, analysis):
 
 
 def experiment_base(exp_dir, name, shard_str, prov, args, scale='paper'):
-    """The versioned header of an experiment summary: config, data version, shards, expected runs.
-    The config is the experiment's as it was when the runs were made: each run's config.json holds
-    every knob the code had then; the swept knobs and `sweep` come from the experiment's config file
-    at that scale."""
+    """The versioned header of an experiment summary: config (each knob as the runs' config.json had it,
+    the swept ones from the experiment's config file), data version, shards, expected runs."""
     m = re.fullmatch(r'(\d+)/(\d+)', shard_str or '0/1')
     if not m or int(m[1]) >= int(m[2]):
         raise ValueError(f"results error: shard={shard_str!r} is not 'i/n' with 0 <= i < n")
@@ -468,8 +465,7 @@ def replace_dir(src, dest, keep=()):
 
 def import_stage(stage, assets_dir, force=False):
     """Staged results (a folder with summary.json) -> the experiment's folder in assets/ at its scale:
-    replaces stale or absent results, merges another shard into current ones. -> one line saying
-    what happened."""
+    replaces stale or absent results, merges another shard into current ones. -> one line."""
     new = read_json(os.path.join(stage, 'summary.json'))
     name = new.get('exp')
     if not name or not re.fullmatch(r'[A-Za-z0-9_.-]+', name):

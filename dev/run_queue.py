@@ -314,10 +314,9 @@ def run_experiment(q, it, left, stage):
 
 
 def run_bench(q, left, stage):
-    """The GPU tests (at most a quarter of the time left), then bench.py for each of BENCH_RUNS ->
-    staged bench results; the raw JSONs stay in work_dir/bench_raw so that the rest of this sitting
-    estimates with them. A bench run that fails or runs out of time is recorded (provenance 'failed')
-    and the others are staged; the item fails only when none succeeds. tiny: one small CPU run."""
+    """The GPU tests (at most a quarter of the time left), then bench.py for each of BENCH_RUNS -> staged
+    bench results (the raw JSONs stay in work_dir/bench_raw for this sitting's estimates). A run that fails
+    is recorded (provenance 'failed'); the item fails only when none succeeds. tiny: one small CPU run."""
     raw = os.path.join(q.work_dir, 'bench_raw')
     shutil.rmtree(raw, ignore_errors=True)
     os.makedirs(raw)
