@@ -1,19 +1,14 @@
 """
-The result tables of README.md and docs/, and the verdict on each finding, written from assets/
-(dev/results.py puts results there, config/experiments.py says where). A generated table sits
-between `<!-- report:NAME -->` and `<!-- /report:NAME -->` in README.md or any docs/*.md (a block
-may stand in several); nothing else of those files is touched. The README.md of each result folder
-(its per-run tables) is generated whole.
-
-Each finding is judged at each scale, laptop and paper, by dev/verdicts.py (the rules of
-docs/verdicts.md, written down before the runs).
+The result tables of README.md and docs/*.md, each result folder's README.md and the verdict on each
+finding (by dev/verdicts.py, the rules of docs/verdicts.md), written from assets/. A generated table sits
+between `<!-- report:NAME -->` and `<!-- /report:NAME -->` (a block may stand in several files); nothing
+else of those files is touched.
 
     python -m dev.report                                        # rewrite the tables from assets/
     python -m dev.report --check                                # exit 1 if a table and assets/ disagree (tests run it)
     python -m dev.report --import=out/gpu/sweep_celeb-1of2.tgz  # archives of dev/run_queue.py -> assets/, then rewrite
 
-It also takes results.py's knobs (--summarise=..., --resummarise=..., --force=True, ...): their
-work first, then the tables.
+It takes results.py's knobs too (--force=True, ...): their work first, then the tables.
 """
 import glob
 import json
@@ -45,14 +40,9 @@ SHIFT_SETS = ('same_science', 'same_science_replication')
 
 
 # ----------------------------------------------------------------------------- reading assets/
-def load_state(assets_dir, readme_path, root=None):
-    """Everything the tables read: every experiment's result at each scale (with why it is stale),
-    the bench, the toy and llm_eval results, the float32-vs-default runs, and paths relative to the
-    file being written (root: the folder of the README, whose docs/ holds verdicts.md and findings.md;
-    default the file's own folder)."""
-    base = os.path.dirname(os.path.abspath(readme_path))
-    rel = lambda p: os.path.relpath(p, base).replace(os.sep, '/')
-
+def read_assets(assets_dir):
+    """Everything the tables read: every experiment's result at each scale (with why it is stale), the
+    bench, the toy and llm_eval results, the float32-vs-default runs."""
     def opt(*p):
         path = os.path.join(assets_dir, *p)
         return read_json(path) if os.path.isfile(path) else None
@@ -62,13 +52,20 @@ def load_state(assets_dir, readme_path, root=None):
         folder = experiments.assets_dir(name, scale, assets_dir)
         if os.path.isfile(os.path.join(folder, 'summary.json')):
             s = read_json(os.path.join(folder, 'summary.json'))
-            s.update(_stale=results.stale_reasons(s), _dir=rel(folder), _path=folder, _scale=scale)
-            found[(name, scale)] = s
-    docs = os.path.join(root or base, 'docs')
+            found[(name, scale)] = dict(s, _stale=results.stale_reasons(s), _path=folder, _scale=scale)
     return dict(results=found, bench=opt('bench', 'summary.json'), toy=opt('toy', 'results.json'),
                 vocab=opt('llm_eval', 'vocab_overlap.json'), llm=opt('llm_eval', 'results.json'),
                 standin=opt(STANDIN, 'results.json'), standin_prov=opt(STANDIN, 'provenance.json'),
-                shift=shift_runs(assets_dir), assets=assets_dir, rel=rel,
+                shift=shift_runs(assets_dir), assets=assets_dir)
+
+
+def load_state(assets_dir, path, root=None, read=None):
+    """read_assets (or `read`, what it gave) with paths relative to the file being written (root: the
+    folder of the README, whose docs/ holds verdicts.md and findings.md; default the file's own folder)."""
+    base = os.path.dirname(os.path.abspath(path))
+    rel = lambda p: os.path.relpath(p, base).replace(os.sep, '/')
+    read, docs = read or read_assets(assets_dir), os.path.join(root or base, 'docs')
+    return dict(read, results={k: dict(s, _dir=rel(s['_path'])) for k, s in read['results'].items()}, rel=rel,
                 verdicts=rel(os.path.join(docs, 'verdicts.md')), findings=rel(os.path.join(docs, 'findings.md')))
 
 
@@ -195,8 +192,7 @@ def block_bench(state):
     bench = state['bench']
     if not bench:
         return 'The GPU bench has not run yet.'
-    modes = [m for m in ('eager', 'compile', 'graph', 'cpu') if m in bench.get('modes', {})]
-    label = {'eager': 'eager', 'compile': 'torch.compile', 'graph': 'torch.compile + CUDA graph', 'cpu': 'CPU'}
+    modes, label = [m for m in results.MODES if m in bench.get('modes', {})], results.MODES
     row = lambda m, r: dig(bench, 'modes', m, 'rows', r)
     fullest = sorted(modes, key=lambda m: -len(bench['modes'][m]['rows']))     # row order of the mode with every row
     names = list(dict.fromkeys(r for m in fullest for r in bench['modes'][m]['rows']))
@@ -224,21 +220,6 @@ def block_bench(state):
 
 
 # ----------------------------------------------------------------------------- the CPU default against float32
-def final_id_ood(path):
-    """(ID, OOD) accuracy of the last evaluation in a training log, read from its end: its records are in
-    step order, and the last evaluation is a small part of a log of thousands of lines."""
-    last, out = None, {}
-    for line in reversed(open(path).read().splitlines()):
-        r = json.loads(line)
-        if r.get('split') in ('id_test', 'ood_test'):
-            if last is not None and r['iter'] != last:
-                break
-            last = r['iter']
-            if r['fact_type'] == r['lang'] == 'all':
-                out[r['split']] = r['acc']
-    return out.get('id_test'), out.get('ood_test')
-
-
 def shift_runs(assets_dir):
     """{celeb_frac: [(float32 (id, ood), default (id, ood))]}: every seed trained both ways, over SHIFT_SETS."""
     out = {}
@@ -247,7 +228,9 @@ def shift_runs(assets_dir):
         for path in sorted(glob.glob(os.path.join(assets_dir, 'bench', name, '*.jsonl'))):
             m = re.fullmatch(r'(float32|pick)_cf([\d.]+)_seed(\d+)\.jsonl', os.path.basename(path))
             if m:
-                runs.setdefault((float(m[2]), int(m[3])), {})[m[1]] = final_id_ood(path)
+                fin = results.final_metrics(path)[1]                  # (ID, OOD) accuracy of the last evaluation
+                runs.setdefault((float(m[2]), int(m[3])), {})[m[1]] = tuple((dig(fin, sp, 'all', 'all') or [None])[0]
+                                                                            for sp in ('id_test', 'ood_test'))
         for (cf, _), r in sorted(runs.items()):
             if len(r) == 2:
                 out.setdefault(cf, []).append((r['float32'], r['pick']))
@@ -374,9 +357,8 @@ RENDER = dict(findings=block_findings, evidence=block_evidence, figures=block_fi
 MARK = re.compile(r'(<!-- report:([\w-]+) -->\n)(.*?)(<!-- /report:\2 -->)', re.S)
 
 
-def rewrite(text, blocks, path='README.md', every=True):
-    """text with the content between each pair of markers replaced -> (new text, names that changed,
-    names seen); every: each block must have its markers in this text."""
+def rewrite(text, blocks):
+    """text with the content between each pair of markers replaced -> (new text, names that changed, names seen)."""
     seen, changed = set(), []
 
     def sub(m):
@@ -387,11 +369,7 @@ def rewrite(text, blocks, path='README.md', every=True):
         if m.group(3) != new:
             changed.append(m.group(2))
         return m.group(1) + new + m.group(4)
-    out = MARK.sub(sub, text)
-    missing = [b for b in blocks if b not in seen]
-    if missing and every:
-        raise ValueError(f"report error: {path} lacks the markers <!-- report:{missing[0]} --> and <!-- /report:{missing[0]} -->")
-    return out, changed, seen
+    return MARK.sub(sub, text), changed, seen
 
 
 # ----------------------------------------------------------------------------- main
@@ -403,20 +381,19 @@ def main(cfg):
         results.main(cfg)
     if not os.path.isfile(cfg['readme']):
         raise ValueError(f"report error: no {cfg['readme']}")
-    paths = [cfg['readme'], *sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(cfg['readme'])), 'docs', '*.md')))]
+    root = os.path.dirname(os.path.abspath(cfg['readme']))
+    paths, read = [cfg['readme'], *sorted(glob.glob(os.path.join(root, 'docs', '*.md')))], read_assets(cfg['assets'])
     seen, changed, new_texts = set(), [], {}
     for path in paths:
         with open(path) as f:
             text = f.read()
-        if not MARK.search(text):
-            continue
-        state = load_state(cfg['assets'], path, os.path.dirname(os.path.abspath(cfg['readme'])))   # paths relative to this file
-        new, names, found = rewrite(text, {name: render(state) for name, render in RENDER.items()}, path, every=False)
+        state = load_state(cfg['assets'], path, root, read)           # paths relative to this file
+        new, names, found = rewrite(text, {name: render(state) for name, render in RENDER.items()})
         seen |= found
         changed += [f"{os.path.relpath(path)}: {n}" for n in names]
         if new != text:
             new_texts[path] = new
-    for s in load_state(cfg['assets'], cfg['readme'])['results'].values():   # each result folder's README.md, whole
+    for s in read['results'].values():                                # each result folder's README.md, whole
         path, text = os.path.join(s['_path'], 'README.md'), result_readme(s)
         if not os.path.isfile(path) or open(path).read() != text:
             changed.append(os.path.relpath(path))

@@ -1,22 +1,16 @@
 """
-Experiment outputs -> assets/: summarise an analyzed experiment, stage it on the machine that ran it,
-merge shards, import archives, summarise results again under the current rules. An experiment's results
-live where config/experiments.py says (assets/<exp>/, or assets/laptop/<exp>/ at laptop scale):
-  summary.json       provenance, every run's knobs and final accuracy/probability by split, fact type and
-                     language, the correlations, selection tables, MI and footprints (<= 300 KB)
-  analysis.json.gz   analyze.py's records and runs, rounded: what merging shards and redrawing need
-  figures/*.png      the figures the README shows (each within plots.MAX_BYTES)
-assets/bench/ holds bench.py's JSONs, tests_gpu.txt and their summary instead.
+Experiment outputs -> assets/ (where config/experiments.py says: assets/<exp>/, assets/laptop/<exp>/ at
+laptop scale): summary.json (provenance, every run's knobs and final numbers, correlations, selection;
+<= max_summary_kb), analysis.json.gz (analyze.py's records, rounded: what merging shards and summarising
+again need) and figures/. assets/bench/ holds bench.py's JSONs, tests_gpu.txt and their summary.
 
     python -m dev.results --import=out/gpu/sweep_celeb-1of2.tgz     # archives of dev/run_queue.py -> assets/
     python -m dev.results --summarise=out/sweep_celeb --exp=sweep_celeb --shard=0/2 --provenance=prov.json
-    python -m dev.results --summarise=out/laptop/sweep_celeb --exp=sweep_celeb --scale=laptop
     python -m dev.results --resummarise=assets/sweep_celeb   # analyze.summarise and this file's rules, again
 
 Results are *stale* when made on another data version (data_gen.VERSION) or from a config whose values
-changed since (a knob added later does not count); stale results stay visible, marked, and never merge
-with current ones. Shards (train.py --shard=i/n) merge by concatenating their analysis records and
-summarising again (analyze.summarise): the same numbers as analyzing all runs together.
+changed since (a knob added later does not count); they stay visible, marked, and never merge with current
+ones. Shards merge by concatenating their analysis records and summarising again (analyze.summarise).
 """
 import glob
 import gzip
@@ -60,6 +54,7 @@ MACHINE_KEYS = {'device', 'dtype', 'compile', 'cuda_graph', 'reuse_memory', 'out
                 'wandb_log', 'wandb_project'}
 FIGURE_NAMES = ('acc_vs_knobs', 'acc_curves', 'unif_vs_ood', 'selection', 'footprint_early', 'mi_vs_footprint',
                 'extract_vs_footprint', 'name_confusion', 'acc_by_n_templates')
+MODES = {'eager': 'eager', 'compile': 'torch.compile', 'graph': 'torch.compile + CUDA graph', 'cpu': 'CPU'}  # bench modes, shown in this order
 LOCKSTEP_ROW = re.compile(r'lockstep E=\d+')  # bench.py's rows of the training step (not its speed candidates)
 SWEEP_FIELDS = ('iters', 'train_wall_s', 'train_s', 'step_s', 'first_step_s', 'eval_s', 'ckpt_s', 'outside_steps_frac',
                 'analyze_s', 'n_ckpts', 'ckpts_per_s')   # what the bench summary keeps of bench.py's sweep row
@@ -179,10 +174,9 @@ def final_metrics(log_path):
 
 
 def run_entry(name, recs, settings, logged):
-    """What summary.json keeps of one run: the logged final accuracies and probabilities (ID and
-    OOD by fact type and language, train overall), and from the analysis records: final MI, name
-    confusion, unification of every variant (concat layer), the language footprint's course
-    (init = the baseline at iteration 0, peak after it, final), a trajectory over checkpoints."""
+    """What summary.json keeps of one run: the logged final accuracies and probabilities, and from the
+    analysis records the final MI, name confusion, unification of every variant (concat layer), the
+    language footprint's course (init, peak after it, final) and a trajectory over checkpoints."""
     fin = next((r for r in recs if r.get('final')), recs[-1] if recs else {})
     rep, layer = settings.get('unif_rep', 'act'), settings.get('unif_layer', 'concat')
     unif = {v: {kind: dig(fin, 'unification', v, kind, layer) for kind in kinds}
@@ -237,10 +231,8 @@ def logged_finals(exp_dir, analysis):
 
 
 def experiment_base(exp_dir, name, shard_str, prov, args, scale='paper'):
-    """The versioned header of an experiment summary: config, data version, shards, expected runs.
-    The config is the experiment's as it was when the runs were made: each run's config.json holds
-    every knob the code had then; the swept knobs and `sweep` come from the experiment's config file
-    at that scale."""
+    """The versioned header of an experiment summary: config (each knob as the runs' config.json had it,
+    the swept ones from the experiment's config file), data version, shards, expected runs."""
     m = re.fullmatch(r'(\d+)/(\d+)', shard_str or '0/1')
     if not m or int(m[1]) >= int(m[2]):
         raise ValueError(f"results error: shard={shard_str!r} is not 'i/n' with 0 <= i < n")
@@ -289,13 +281,13 @@ def pick_figures(fig_dir, runs, out_dir):
 def bench_figure(modes, path):
     """Run-steps/s of the plain loop and the lockstep rows, one bar per mode."""
     plt = plots.pyplot()
-    order = [m for m in ('eager', 'compile', 'graph', 'cpu') if m in modes]
+    order = [m for m in MODES if m in modes]
     rows = [r for r in dict.fromkeys(r for m in order for r in modes[m]['rows'])
             if r == 'plain loop' or LOCKSTEP_ROW.fullmatch(r)]
     fig, ax = plt.subplots(figsize=(6.5, 3.2))
     for j, m in enumerate(order):
         ax.bar([i + 0.27 * j for i in range(len(rows))], [dig(modes[m], 'rows', r, 'value') or 0 for r in rows], 0.27,
-               label={'eager': 'eager', 'compile': 'torch.compile', 'graph': 'compile + CUDA graph', 'cpu': 'CPU'}[m])
+               label=MODES[m])
     ax.set_xticks([i + 0.27 * (len(order) - 1) / 2 for i in range(len(rows))], rows, fontsize=8)
     ax.set_ylabel('run-steps / s'), ax.legend(fontsize=7)
     name = next((modes[m]['device_name'] for m in order if modes[m].get('device_name')), '')
@@ -324,15 +316,20 @@ def write_stage(analysis, logged, base, fig_dir, out_dir):
     return s
 
 
+def bench_mode(b):
+    """The mode a bench JSON measured: eager / compile / graph on cuda, 'cpu' elsewhere."""
+    c = b.get('config', {})
+    return ('cpu' if not str(b.get('device', '')).startswith('cuda') else 'graph' if c.get('cuda_graph')
+            else 'eager' if c.get('compile') is False else 'compile')
+
+
 def bench_modes(files):
     """Bench JSONs -> {mode: {'rows': {row: {value, E, unit, peak_mem_gb, + the sweep row's fields}},
-    'file', 'device_name', 'torch'}}; mode = eager / compile / graph on cuda, 'cpu' elsewhere."""
+    'file', 'device_name', 'torch'}}."""
     out = {}
     for path in files:
         b = read_json(path)
-        c = b.get('config', {})
-        mode = ('cpu' if not str(b.get('device', '')).startswith('cuda') else 'graph' if c.get('cuda_graph')
-                else 'eager' if c.get('compile') is False else 'compile')
+        mode = bench_mode(b)
         rows = {r['row']: dict(value=r.get('run_steps_per_s', r.get('items_per_s')), E=r.get('E'),
                                unit='run-steps/s' if 'run_steps_per_s' in r else 'examples/s',
                                peak_mem_gb=r.get('peak_mem_gb'), **{k: r[k] for k in SWEEP_FIELDS if k in r})
@@ -396,8 +393,7 @@ def restage(analysis, summaries, fig_dirs, out_dir):
     """An analysis summarised again (merged shards, or new rules) -> out_dir, as write_stage does:
     the cross-run figures redrawn from it, the similarity figures of fig_dirs kept. summaries: the
     staged summaries it comes from (the last is the newest), for the logged finals and provenance."""
-    work = tempfile.mkdtemp(prefix='results_restage_')
-    try:
+    with tempfile.TemporaryDirectory(prefix='results_restage_', ignore_cleanup_errors=True) as work:
         with open(os.path.join(work, 'analysis.json'), 'w') as f:
             json.dump(analysis, f)
         try:
@@ -420,8 +416,6 @@ def restage(analysis, summaries, fig_dirs, out_dir):
                     runs_expected=sorted(set(logged) | set(new_s.get('runs_missing', [])) & set(old_s.get('runs_missing', []))))
         os.makedirs(out_dir, exist_ok=True)
         return write_stage(analysis, logged, base, os.path.join(work, 'figures'), out_dir)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def merge_stages(old_dir, new_dir, out_dir):
@@ -435,31 +429,21 @@ def merge_stages(old_dir, new_dir, out_dir):
 
 def resummarise_dir(result_dir):
     """A result in assets/ summarised again in place under the current rules (analyze.summarise and
-    this file's summary): its records are what was measured then; a measure they lack (e.g. a
-    unification variant added since) stays missing. Stale results stay stale. -> one line."""
+    this file's summary): a measure its records lack (e.g. a unification variant added since) stays
+    missing. Stale results stay stale. -> one line."""
     s = read_json(os.path.join(result_dir, 'summary.json'))
     a = read_json(os.path.join(result_dir, 'analysis.json.gz'))
     notes = list(a.get('notes', []))
     settings = current_settings(a['settings'])
     new = analyze.summarise(a['records'], settings, notes)
-    if not any('ood_correct' in r for r in a['records']):               # analyzed before predictions were kept:
-        kept = {k: v for k, v in (a.get('selection') or {}).items()    # the small-OOD-test picks (same subsets,
-                if k.startswith('ood_') and v is not None and (new['selection'] or {}).get(k) is None}   # same rule) stay
-        if kept:
-            new['selection'].update(kept)
-            notes.append(f"{', '.join(kept)}: kept from the original analysis (its records hold no per-example predictions)")
     # the settings it is summarised with; those of the analysis that are no knobs any more (renamed or
     # dropped since) are kept apart under 'retired': they still say how the analysis was made
     retired = dict(a['settings'].get('retired', {}), **{k: v for k, v in a['settings'].items()
                                                          if k not in analyze.DEFAULTS and k != 'retired'})
     a = dict(a, **new, settings=dict(settings, **({'retired': retired} if retired else {})), notes=list(dict.fromkeys(notes)))
-    a.pop('better_variant', None)                                      # chosen by correlation with OOD: no longer made
-    work = tempfile.mkdtemp(prefix='results_resummarise_')
-    try:
+    with tempfile.TemporaryDirectory(prefix='results_resummarise_', ignore_cleanup_errors=True) as work:
         new = restage(a, [s], [os.path.join(result_dir, 'figures')], os.path.join(work, 'out'))
         replace_dir(os.path.join(work, 'out'), result_dir)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return f"{s['exp']}: summarised again -> {result_dir}" + (f" (stale: {'; '.join(stale_reasons(new))})"
                                                                 if stale_reasons(new) else '')
 
@@ -481,8 +465,7 @@ def replace_dir(src, dest, keep=()):
 
 def import_stage(stage, assets_dir, force=False):
     """Staged results (a folder with summary.json) -> the experiment's folder in assets/ at its scale:
-    replaces stale or absent results, merges another shard into current ones. -> one line saying
-    what happened."""
+    replaces stale or absent results, merges another shard into current ones. -> one line."""
     new = read_json(os.path.join(stage, 'summary.json'))
     name = new.get('exp')
     if not name or not re.fullmatch(r'[A-Za-z0-9_.-]+', name):
@@ -500,12 +483,9 @@ def import_stage(stage, assets_dir, force=False):
         replace_dir(stage, dest)
         return f"{name}: {done(new)} -> {dest}" + (f" (stale: {'; '.join(new_stale)})" if new_stale else '')
     if compatible(old, new):
-        work = tempfile.mkdtemp(prefix='results_import_')
-        try:
+        with tempfile.TemporaryDirectory(prefix='results_import_', ignore_cleanup_errors=True) as work:
             s = merge_stages(dest, stage, os.path.join(work, name))
             replace_dir(os.path.join(work, name), dest)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
         return f"{name}: merged, {done(s)} -> {dest}"
     if new_stale:
         raise ValueError(f"results error: {name} results to import are stale ({'; '.join(new_stale)}) and "
@@ -518,34 +498,29 @@ def import_archive(path, assets_dir, force=False):
     """An archive of dev/run_queue.py (.tgz holding summary.json, ...) -> assets/<exp>/."""
     if not os.path.isfile(path):
         raise ValueError(f"results error: no archive {path}")
-    work = tempfile.mkdtemp(prefix='results_unpack_')
-    try:
-        with tarfile.open(path) as tar:
-            bad = [m.name for m in tar.getmembers() if m.name.startswith(('/', '..')) or '/../' in m.name]
-            if bad:
-                raise ValueError(f"results error: {path} holds an unsafe path {bad[0]}")
-            tar.extractall(work, **({'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}))
+    with tempfile.TemporaryDirectory(prefix='results_unpack_', ignore_cleanup_errors=True) as work:
+        try:
+            with tarfile.open(path) as tar:
+                bad = [m.name for m in tar.getmembers() if m.name.startswith(('/', '..')) or '/../' in m.name]
+                if bad:
+                    raise ValueError(f"results error: {path} holds an unsafe path {bad[0]}")
+                tar.extractall(work, **({'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}))
+        except tarfile.TarError as e:
+            raise ValueError(f"results error: {path} is not a readable archive: {e}") from None
         if not os.path.isfile(os.path.join(work, 'summary.json')):
             raise ValueError(f"results error: {path} holds no summary.json")
         return import_stage(work, assets_dir, force)
-    except tarfile.TarError as e:
-        raise ValueError(f"results error: {path} is not a readable archive: {e}") from None
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def summarise_dir(src, name, shard_str, prov_path, assets_dir, force=False, scale='paper'):
     """--summarise: an experiment directory (or a folder of bench JSONs) -> assets/."""
     prov = read_json(prov_path) if prov_path else {}
-    work = tempfile.mkdtemp(prefix='results_stage_')
-    try:
+    with tempfile.TemporaryDirectory(prefix='results_stage_', ignore_cleanup_errors=True) as work:
         if name == 'bench':
             stage_bench(src, prov, work)
         else:
             stage_experiment(src, name, shard_str, prov, [], work, scale)
         return import_stage(work, assets_dir, force)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------- main

@@ -1,28 +1,19 @@
 """
-The experiment queue for short GPU sittings: on a machine that starts empty, run what the repo's
-results still lack, as far as a time budget goes, and pack each finished item as one archive that
-`python -m dev.report --import=...` (or dev/results.py) turns into assets/<exp>/.
+The experiment queue for short GPU sittings: on a machine that starts empty, run what assets/ still
+lacks as far as a time budget goes, and pack each finished item as one archive for
+`python -m dev.report --import=...` (docs/experiments.md; .ci/gpu calls it).
 
-    bash .ci/gpu 540                                   # = python -m dev.run_queue --budget=540 --out=$OUT
-    bash .ci/gpu 540 sweep_celeb balance               # only these items (still in the queue's order)
     python -m dev.run_queue --budget=540 --dry_run=True    # the plan and its estimates, on any machine
     python -m dev.run_queue --budget=600 --tiny=True --out=/tmp/q --assets=/tmp/a   # the whole loop in miniature, CPU
 
-Items in priority order (ORDER): `bench` when the files that decide speed (results.code_version) differ
-from those of assets/bench/ (the GPU tests, then bench.py for each of BENCH_RUNS); then the experiments
-of config/experiments.py, each missing shard an item (skipped when assets/<exp>/ holds all its shards,
-current: results.stale_reasons). The shard count is that of the current partial results, else the
-smallest whose largest shard fits `budget`. Before each item the queue takes the first one whose
-estimate fits the time left. The estimate of a shard of E runs (the dry run prints every term):
-    train    = startup_s + data_s x datasets x n_people / 1000 + E x max_iters / throughput(E) x slow
-               + evaluations x eval_s
-    analysis = checkpoints / ckpt_rate x slow;   cost = safety x (train + analysis) + pack_s
-throughput(E): the lockstep run-steps/s of the GPU bench in assets/bench (or this sitting's), linear in E
-between measured points; torch.compile or, where the bench says it is faster, a CUDA graph. eval_s and
-ckpt_rate: measured by the GPU runs in assets/ (their provenance), else the settings below; `slow`: an
-experiment's own measured cost against that model, else its `cost` in config/experiments.py.
-Each item runs train.py and analyze.py as child processes (killed when the budget runs out), is staged
-by results.py and packed as $OUT/<item>.tgz, with queue.txt (plan, estimates, times) beside it.
+Items in priority order (ORDER): `bench` when results.code_version differs from assets/bench's, then
+each missing shard of each experiment of config/experiments.py. The shard count is that of the current
+partial results, else the smallest whose largest shard fits `budget`; before each item the queue takes
+the first whose estimate fits the time left. A shard of E runs costs (the dry run prints each term)
+    safety x (startup_s + data_s x datasets x n_people / 1000 + E x max_iters / throughput(E) x slow
+              + evaluations x eval_s + checkpoints / ckpt_rate x slow) + pack_s
+throughput(E): the bench's lockstep run-steps/s, interpolated in E; eval_s and ckpt_rate as measured by
+the GPU runs in assets/, `slow` an experiment's own measured cost against this model (else its `cost`).
 """
 import glob
 import json
@@ -43,7 +34,7 @@ from dev import results
 import train
 from config.experiments import EXPERIMENTS, SCALES, config_path
 from configurator import cli, config_keys, configure
-from machine import cpu_name
+from machine import provenance
 
 # -----------------------------------------------------------------------------
 budget = 540.0             # seconds this call may spend on items (the allocation minus the machine's start and copy-back)
@@ -93,21 +84,18 @@ class ItemFailed(Exception):
 
 # ----------------------------------------------------------------------------- speeds
 def bench_points(dirs, cpu):
-    """{mode: [(E, run-steps/s), ...]} of the lockstep rows of the newest bench JSONs in dirs
-    (GPU benches only, or with cpu=True CPU benches only: then a CPU bench's laptop-shape rows stand for
-    every mode; a CPU bench without them, e.g. one of the analysis only, is no estimate of a laptop twin).
-    Within a folder the benches count in the order of their provenance date (undated ones first, by name),
-    so an older bench kept beside the current one, whatever its name, never stands for it."""
+    """{mode: [(E, run-steps/s), ...]} of the lockstep rows of the newest GPU (or with cpu=True: CPU)
+    bench JSONs in dirs, newest by provenance date whatever the file's name; on a CPU only laptop-shape
+    rows count, and they stand for every mode."""
     pts = {}
     for d in dirs:
         benches = [(path, results.read_json(path)) for path in glob.glob(os.path.join(d, 'bench*.json'))]
         benches.sort(key=lambda pb: ((pb[1].get('provenance') or {}).get('date', ''), pb[0]))
         for path, b in benches:
-            cuda = str(b.get('device', '')).startswith('cuda')
-            c = b.get('config', {})
+            mode = results.bench_mode(b)
+            cuda = mode != 'cpu'
             if cuda == cpu:                                      # GPU benches for a GPU, CPU ones for a CPU
                 continue
-            mode = 'graph' if c.get('cuda_graph') else 'eager' if c.get('compile') is False and cuda else 'compile'
             rows = sorted((r['E'], r['run_steps_per_s']) for r in b.get('rows', [])      # not the speed candidates
                           if results.LOCKSTEP_ROW.fullmatch(r.get('row', '')) and r.get('run_steps_per_s')
                           and (cuda or r.get('shape') == 'laptop'))
@@ -160,18 +148,12 @@ def load_summaries(q):
     return out
 
 
-def tiny_args(q, name):
-    """The config-changing arguments of an experiment's CPU miniature."""
-    if not q.tiny:
-        return []
-    cfg = configure(train.DEFAULTS, [config_path(name, q.scale)])
-    sweep = {k: v[:2] for k, v in cfg['sweep'].items()}
-    return [f'--{k}={v!r}' for k, v in TINY.items()] + ([f'--sweep={sweep!r}'] if sweep else [])
-
-
 def experiment_runs(q, name):
-    """(resolved config, [(run name, run config)], config-changing args) of an experiment."""
-    args = tiny_args(q, name)
+    """(resolved config, [(run name, run config)], config-changing args: those of the CPU miniature) of an experiment."""
+    args = []
+    if q.tiny:
+        sweep = {k: v[:2] for k, v in configure(train.DEFAULTS, [config_path(name, q.scale)])['sweep'].items()}
+        args = [f'--{k}={v!r}' for k, v in TINY.items()] + ([f'--sweep={sweep!r}'] if sweep else [])
     full = configure(train.DEFAULTS, [config_path(name, q.scale), *args])
     return full, train.expand_sweep(full), args
 
@@ -198,10 +180,8 @@ def best_estimate(q, name, full, runs, speeds):
 
 def fit_shards(q, name, full, runs, speeds):
     """The smallest shard count whose largest shard fits the budget (None if none does)."""
-    for n in range(1, min(len(runs), q.max_shards) + 1):
-        if best_estimate(q, name, full, runs[0::n], speeds)[0] <= q.budget:
-            return n
-    return None
+    return next((n for n in range(1, min(len(runs), q.max_shards) + 1)
+                 if best_estimate(q, name, full, runs[0::n], speeds)[0] <= q.budget), None)
 
 
 def experiment_items(q, name, summaries, speeds, done_now):
@@ -289,19 +269,10 @@ def checked(rc, text, what):
 
 
 def machine(q):
-    """Device name, torch version, commit and date to record."""
-    import torch
-    name = 'cpu'
-    if not on_cpu(q) and shutil.which('nvidia-smi'):
-        r = subprocess.run(['nvidia-smi', '--query-gpu=name', '--format=csv,noheader'], capture_output=True, text=True)
-        name = r.stdout.strip().splitlines()[0] if r.returncode == 0 and r.stdout.strip() else 'cuda'
-    sha = q.commit
-    if not sha:
-        r = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, cwd=ROOT)
-        dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], capture_output=True, text=True, cwd=ROOT)
-        sha = r.stdout.strip() + ('-dirty' if dirty.stdout.strip() else '') if r.returncode == 0 else 'unknown'
-    return dict(device=name, cpu=cpu_name(), cores=os.cpu_count(), torch=torch.__version__, commit=sha,
-                code=results.code_version(), date=time.strftime('%Y-%m-%d'))
+    """machine.provenance with the GPU's name (or 'cpu') as the device, the day as the date, and the code's hash."""
+    p = provenance('cpu' if on_cpu(q) else 'cuda')
+    return dict(p, device=p.get('gpu', 'cpu'), commit=q.commit or p['commit'] or 'unknown', code=results.code_version(),
+                date=p['date'][:10])
 
 
 def on_cpu(q):
@@ -343,10 +314,9 @@ def run_experiment(q, it, left, stage):
 
 
 def run_bench(q, left, stage):
-    """The GPU tests (at most a quarter of the time left), then bench.py for each of BENCH_RUNS ->
-    staged bench results; the raw JSONs stay in work_dir/bench_raw so that the rest of this sitting
-    estimates with them. A bench run that fails or runs out of time is recorded (provenance 'failed')
-    and the others are staged; the item fails only when none succeeds. tiny: one small CPU run."""
+    """The GPU tests (at most a quarter of the time left), then bench.py for each of BENCH_RUNS -> staged
+    bench results (the raw JSONs stay in work_dir/bench_raw for this sitting's estimates). A run that fails
+    is recorded (provenance 'failed'); the item fails only when none succeeds. tiny: one small CPU run."""
     raw = os.path.join(q.work_dir, 'bench_raw')
     shutil.rmtree(raw, ignore_errors=True)
     os.makedirs(raw)
@@ -426,13 +396,6 @@ def simulate(items, left):
     return lines
 
 
-def header(q, speeds, title):
-    pts = ', '.join(f"{m} " + ' '.join(f"E={e}:{r:.0f}" for e, r in p) for m, p in speeds['pts'].items())
-    return [title, f"speeds: bench run-steps/s {pts or 'none'}; eval {speeds['eval_s']:.2f} s; "
-            f"analysis {speeds['ckpt_rate']:.2f} checkpoints/s; safety x{q.safety}",
-            f"{'item':<20}{'est s':>8}{'E':>5} {'mode':>8} {'run-st/s':>9} {'train':>7} {'analysis':>8}  decision"]
-
-
 def settings(cfg):
     """The queue's knobs as named fields (q.budget, q.tiny, ...), passed to every function that reads them."""
     return types.SimpleNamespace(**cfg)
@@ -449,8 +412,12 @@ def run_queue(cfg):
     t0, done_now, log, extra, n_packed = time.time(), set(), [], [], 0
     items, speeds = plan(q, done_now)
     kind = 'dry run' if q.dry_run else 'tiny (CPU)' if q.tiny else 'laptop scale (CPU)' if q.scale == 'laptop' else 'GPU'
-    title = f"queue: budget {q.budget:.0f} s, {kind}, data v{data_gen.VERSION}"
-    log += header(q, speeds, title) + simulate(items, q.budget)
+    pts = ', '.join(f"{m} " + ' '.join(f"E={e}:{r:.0f}" for e, r in p) for m, p in speeds['pts'].items())
+    log += [f"queue: budget {q.budget:.0f} s, {kind}, data v{data_gen.VERSION}",
+            f"speeds: bench run-steps/s {pts or 'none'}; eval {speeds['eval_s']:.2f} s; "
+            f"analysis {speeds['ckpt_rate']:.2f} checkpoints/s; safety x{q.safety}",
+            f"{'item':<20}{'est s':>8}{'E':>5} {'mode':>8} {'run-st/s':>9} {'train':>7} {'analysis':>8}  decision",
+            *simulate(items, q.budget)]
     print('\n'.join(log), flush=True)
     if q.dry_run:
         return 0

@@ -1,14 +1,11 @@
 """
-The verdict on each finding at each scale, laptop and paper, by the rules of docs/verdicts.md,
-written down before the runs: RULES holds their numbers, the functions below their checks. A result
-that was made on an older dataset or config, is incomplete (runs missing) or comes from a setting the
-rule says cannot show the finding is never "reproduced". dev/report.py writes what they return into
-the README's findings table and docs/findings.md.
-
-Every finding function takes the state of dev/report.load_state (every result in assets/ at each
-scale, the toy and LLM results) and a scale, and returns (status, text, key): key is the one number
-that carries the finding, shown beside the status once the checks are read.
+The verdict on each finding at each scale by the rules of docs/verdicts.md, written down before the runs:
+RULES holds their numbers, the functions below their checks. A finding function takes dev/report.py's
+state (every result in assets/ at each scale, the toy and LLM results) and a scale, and returns (status,
+text, key): key is the one number that carries the finding. A result made on an older dataset or config,
+incomplete, or from a setting the rule says cannot show the finding is never "reproduced".
 """
+import functools
 import itertools
 import os
 
@@ -227,7 +224,7 @@ def checks2(s):
                   (gap >= RULES['years_gap'], f"years above cities by {gap:+.2f} (rule >= {RULES['years_gap']})")]
 
 
-def with_gemma(state, scale, regime, checks):
+def with_gemma(regime, checks, state, scale):
     """Findings 1 and 2: judged on sweep_celeb; the Gemma-2 block's sweep judged beside it, and
     named in the status where its verdict differs."""
     s, g = (state['results'].get((n, scale)) for n in ('sweep_celeb', 'gemma2'))
@@ -239,12 +236,8 @@ def with_gemma(state, scale, regime, checks):
     return status, text, key
 
 
-def finding1(state, scale):
-    return with_gemma(state, scale, ceiling_regime, checks1)
-
-
-def finding2(state, scale):
-    return with_gemma(state, scale, ceiling_regime, checks2)
+finding1 = functools.partial(with_gemma, ceiling_regime, checks1)    # (state, scale) -> (status, text, key)
+finding2 = functools.partial(with_gemma, ceiling_regime, checks2)
 
 
 def early_point(run, key, frac):
@@ -324,14 +317,11 @@ def finding5(state, scale):
 # finding 4: each check compares mean OOD at celeb_frac 0 (the claim: better OOD without parallel data)
 # across experiments; the templates, events and steps checks compare with shared_tokens at
 # shared_token_frac 1 (no token tells the language, as in those experiments)
-def ood0(state, scale, name, **knobs):
-    s = state['results'].get((name, scale))
-    return mean_ood(s, celeb_frac=0.0, **knobs) if s else None
-
-
 def checks4(state, scale):
     """[(names it needs, the OOD that leaves it room (its regime), ok, text)] for finding 4."""
-    get = lambda name, **k: ood0(state, scale, name, **k)
+    def get(name, **knobs):                                            # mean OOD at celeb_frac 0, None if not run
+        s = state['results'].get((name, scale))
+        return mean_ood(s, celeb_frac=0.0, **knobs) if s else None
     gap, out = RULES['gap'], []
     v = {k: get('balance', variant=k) for k in ('balanced', 'src', 'imbalanced')}
     steps = None if None in v.values() else min(v['balanced'] - v['src'], v['src'] - v['imbalanced'])

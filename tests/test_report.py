@@ -113,8 +113,8 @@ def test_merged_shards_equal_one_analysis(tiny, tmp_path):
 @pytest.mark.slow
 def test_resummarise_under_current_rules(tiny, tmp_path):
     """A result summarised again in place: the same numbers when the rules have not changed; from an
-    older analysis (no normalized score, no per-example predictions, a better_variant chosen by OOD)
-    what the records lack stays missing, the small-OOD-test picks are kept, nothing is chosen by OOD."""
+    older analysis (no normalized score, settings renamed since) what the records lack stays missing
+    and the retired settings are kept apart."""
     _, stages = tiny
     d = str(tmp_path / 'sweep_celeb')
     shutil.copytree(stages['all'], d)
@@ -127,15 +127,14 @@ def test_resummarise_under_current_rules(tiny, tmp_path):
         r.pop('ood_correct', None)
         if r['unification']:
             del r['unification']['normalized']
-    a.update(better_variant='same_fact', settings=dict(a['settings'], unif_variant='same_fact', footprint_at='max'))
+    a.update(settings=dict(a['settings'], unif_variant='same_fact', footprint_at='max'))
     results.write_json_gz(a, os.path.join(d, 'analysis.json.gz'))
     results.resummarise_dir(d)
     s = summary(d)
-    assert 'better_variant' not in s and 'unif_variant' not in s['analysis_settings']
+    assert 'unif_variant' not in s['analysis_settings']
     assert s['analysis_settings']['retired'] == {'unif_variant': 'same_fact'}   # no knob now, but how it was made
     assert s['analysis_settings']['footprint_at'] == 'peak' and s['scale'] == 'paper'
     assert s['selection']['unification'] is None and s['selection']['unification_paper'] is not None
-    close(s['selection']['ood_1pct'], before['selection']['ood_1pct'])
     assert all(r['trajectory']['unification'] == [None] * len(r['trajectory']['iter']) for r in s['runs'])
 
 
@@ -202,11 +201,23 @@ def test_rewrite_and_check(tmp_path):
     new, changed, _ = report.rewrite(text, blocks)
     assert changed == ['a', 'b'] and new.startswith('intro\n<!-- report:a -->\n| x |') and new.endswith('middle\n'
            '<!-- report:b -->\ntext\n<!-- /report:b -->\nend\n')
-    assert report.rewrite(new, blocks)[:2] == (new, [])
-    with pytest.raises(ValueError, match='report:b'):
-        report.rewrite(text.replace('<!-- report:b -->', ''), blocks)
-    # the real README's, docs' and results' tables against a copy of the real assets: matching, then one number
-    # changed in a marked block and in a result's README (generated whole)
+    assert report.rewrite(new, blocks)[:2] == (new, []) and report.rewrite('no markers\n', blocks)[:2] == ('no markers\n', [])
+    # every block rendered from an empty assets/: --check fails until the tables are rewritten
+    readme = tmp_path / 'README.md'
+    readme.write_text(''.join(f'<!-- report:{b} -->\n<!-- /report:{b} -->\n' for b in report.RENDER))
+    cfg = dict(report.DEFAULTS, readme=str(readme), assets=str(tmp_path / 'assets'), check=True)
+    assert report.main(cfg) == 1
+    assert report.main(dict(cfg, check=False)) == 0 and report.main(cfg) == 0
+    assert 'The GPU bench has not run yet.' in readme.read_text()
+    readme.write_text(readme.read_text().replace('<!-- report:toy -->', ''))
+    with pytest.raises(ValueError, match='report:toy'):
+        report.main(cfg)
+
+
+@pytest.mark.slow
+def test_real_tables_match_and_a_changed_number_is_caught(tmp_path):
+    """The real README's, docs' and results' tables against a copy of the real assets: matching, then one
+    number changed in a marked block and in a result's README (generated whole)."""
     readme = tmp_path / 'README.md'
     shutil.copyfile(os.path.join(ROOT, 'README.md'), readme)
     shutil.copytree(os.path.join(ROOT, 'docs'), tmp_path / 'docs')
@@ -225,6 +236,7 @@ def test_rewrite_and_check(tmp_path):
     assert all(path.read_text() == text for path, text in before.items())
 
 
+@pytest.mark.slow
 def test_readme_matches_assets():
     """python -m dev.report --check on the repo: the README's and docs' tables are what assets/ gives."""
     r = subprocess.run([sys.executable, '-m', 'dev.report', '--check'], cwd=ROOT, capture_output=True, text=True)
@@ -296,6 +308,7 @@ def test_bf16_shift_pools_both_sets_seed_by_seed(tmp_path):
     assert report.block_bf16_shift(dict(shift={})) == 'The float32 comparison has not run yet.'
 
 
+@pytest.mark.slow
 def test_help_prints_the_knobs_of_both_scripts():
     r = subprocess.run([sys.executable, '-m', 'dev.report', '--help'], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0 and '--check=False' in r.stdout and '--summarise=' in r.stdout and not r.stderr
