@@ -96,6 +96,9 @@ RUN_KNOBS = [k for k in data_gen.DATA_DEFAULTS if k not in ('dataset', 'data_dir
                                                                                         'weight_decay']
 
 
+SELECTION_SHOWN = 6        # runs from which the cross-run table is printed (a subset of a third holds >= 2 runs)
+
+
 def pick_settings(cfg, dev):
     """Fill the automatic settings by device; -> (cfg, one line saying what was picked)."""
     cfg = dict(cfg)
@@ -470,7 +473,12 @@ def write_analysis(exp, cfg, runs, inputs_by_run, records, sims, varying, notes,
         if m is not None:
             by_value[r['name']] = plots.block_unification(m.astype(np.float32),
                                                           plots.lang_groups(r, len(m), cfg['sim_per_value']))
-    for line in summary['selection_table'] + run_table([r for r in records if r['final']], cfg, by_value):
+    final = [r for r in records if r['final']]
+    table = summary['selection_table']
+    if 3 <= len(final) < SELECTION_SHOWN:              # a third of 3-5 runs is one run: nothing to select among
+        table = [f"correlations and run and checkpoint selection over {len(final)} runs: in analysis.json "
+                 f"(printed from {SELECTION_SHOWN} runs on)"]
+    for line in table + run_table(final, cfg, by_value):
         print(line)
     if cfg['figures']:
         names = sorted(os.path.basename(p) for p in plots.plot(exp))
