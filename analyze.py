@@ -540,8 +540,8 @@ def run_table(final, cfg, by_value):
     plots.block_unification). -> lines."""
     rep = 'activations at the last prompt token' if cfg['unif_rep'] == 'act' else 'gradients'
     layer = {'concat': 'all layers concatenated', 'emb': 'embeddings'}.get(cfg['unif_layer'], f"layer {cfg['unif_layer'][1:]}")
-    lines = [f"last checkpoint of each run: ID / OOD accuracy; unification ({metrics.HEADLINE} score, {rep}, {layer};",
-             "1 = the two languages unified, 0 = separate) of the parallel facts and of same-value examples (figures)"]
+    lines = [f"last checkpoint of each run: ID / OOD accuracy; unification ({rep}, {layer}; 1 = the two languages",
+             "share one representation, 0 = one each) of the parallel facts and of examples sharing a value (the figures)"]
     width = max((len(r['run']) for r in final), default=0)
     for r in final:
         u, v = headline(r, cfg), by_value.get(r['run'])

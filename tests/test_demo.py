@@ -3,6 +3,7 @@ analysis' last lines show its contrast. Fast: no training (the demo itself takes
 import os
 
 import analyze
+import checkpoints
 import train
 from configurator import configure
 
@@ -21,7 +22,7 @@ def test_demo_config_resolves_to_the_laptop_regime():
     runs = train.expand_sweep(cfg)                                   # lockstep: one process, one run per value
     assert [name for name, _ in runs] == [f'celeb_frac{f}' for f in fracs]
     # every checkpoint it writes is analysed by analyze.py's CPU pick (max_ckpts), the last one included
-    ckpts = train.ckpt_iters(cfg['max_iters'], cfg['n_ckpts'], cfg['ckpt_first'])
+    ckpts = checkpoints.ckpt_iters(cfg['max_iters'], cfg['n_ckpts'], cfg['ckpt_first'])
     assert len(ckpts) <= analyze.AUTO['max_ckpts'][1] and ckpts[-1] == cfg['max_iters'] == 2000
 
 
