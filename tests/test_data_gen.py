@@ -166,6 +166,7 @@ def test_char_tokenizers(tmp_path):
     assert all(c.isalpha() for ls in letters.values() for s in ls for c in s)
 
 
+@pytest.mark.slow
 def test_block_size_shared_by_family(tmp_path):
     for tok in ('word', 'char_low'):
         runs = [make(tmp_path / f'{tok}{c}', tokenizer=tok, celeb_frac=c) for c in (0.0, 0.3)]

@@ -212,6 +212,7 @@ def test_trained_run_greedy_answers_are_the_ones_evaluation_counts(tmp_path, mon
     assert logged['train'] > 0.1                        # some answers right, so both cases are checked
 
 
+@pytest.mark.slow
 def test_all_runs_vocab_from_dataset_and_errors(tmp_path, datasets, monkeypatch, capsys):
     meta, data = datasets['char_low']
     cfg = M.GPTConfig(block='gemma2', n_layer=1, n_head=2, n_embd=16, vocab_size=len(meta['vocab']),

@@ -274,6 +274,7 @@ def contrast_experiment(exp, unif, celeb_fracs, oods):
     return a, iters
 
 
+@pytest.mark.slow
 def test_contrast_shows_least_and_most_parallel_where_they_differ_most(tmp_path):
     """The no-parallel run against the most-parallel one (not the best OOD), at the layer and checkpoint of
     the largest gap in unification (language_gap: within - cross language similarity, 0.7 (1 - unif) here): layer 2

@@ -143,6 +143,7 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert same_logs(a, b)
 
 
+@pytest.mark.slow
 def test_kill_before_the_first_timed_resume_point_resumes_from_the_newest_checkpoint(tmp_path, capsys):
     """The timer writes a resume point every resume_every seconds (an hour here), but every checkpoint
     writes one too: a run killed before the first timed one continues from its newest checkpoint, and
@@ -260,6 +261,7 @@ def test_existing_out_dir_needs_resume_or_overwrite(tmp_path):
     assert max(r['iter'] for r in records(run)) == 10
 
 
+@pytest.mark.slow
 def test_overwrite_is_refused_while_another_process_writes_the_run(tmp_path):
     """One writer per run: --overwrite=True does not delete the files of a live run; once that
     process is gone (killed: its lock file stays), the run is free again."""
@@ -276,6 +278,7 @@ def test_overwrite_is_refused_while_another_process_writes_the_run(tmp_path):
     train.train(dict(cfg, overwrite=True))
 
 
+@pytest.mark.slow
 def test_full_disk_is_named_and_loses_nothing(tmp_path, full_disk):
     """Training into a filesystem that fills up stops with a one-line error naming the file and the
     full disk; no file is half-written (no .tmp, every log line whole); with room made, --resume=True
@@ -430,6 +433,7 @@ def test_torchrun_trains_one_shard_per_process(tmp_path):
     assert '2 run(s) on cpu' in run.stdout and '1 run(s) on cpu' in run.stdout
 
 
+@pytest.mark.slow
 def test_help_prints_every_knob():
     run = subprocess.run([sys.executable, 'train.py', '--help'], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0
