@@ -259,6 +259,12 @@ def lang_groups(run, n, per_value):
     return out
 
 
+def mean_within(m, x):
+    """Mean cosine between the examples x (>= 2 indices) of a similarity matrix m, pairs i != j."""
+    sub = m[np.ix_(x, x)]
+    return (sub.sum() - np.trace(sub)) / (len(x) * (len(x) - 1))
+
+
 def block_unification(m, groups):
     """The unification of a similarity matrix's examples, as metrics.unification's headline score but over
     attribute values instead of facts: sum (cross - base) / sum (within - base) over value blocks and
@@ -275,11 +281,9 @@ def block_unification(m, groups):
             other_langs = [y for l, y in enumerate(langs) if l != a and len(y)]
             if len(x) < 2 or not others or not other_langs:
                 continue
-            sub = m[np.ix_(x, x)]
-            within = (sub.sum() - np.trace(sub)) / (len(x) * (len(x) - 1))
             base = m[np.ix_(x, np.concatenate(others))].mean()
             num += np.mean([m[np.ix_(x, y)].mean() for y in other_langs]) - base
-            den += within - base
+            den += mean_within(m, x) - base
     return float(num / den) if den > 0 else None
 
 
@@ -310,9 +314,7 @@ def language_gap(m, groups):
         for a, x in enumerate(langs):
             others = [y for l, y in enumerate(langs) if l != a and len(y)]
             if len(x) >= 2 and others:
-                sub = m[np.ix_(x, x)]
-                gaps.append((sub.sum() - np.trace(sub)) / (len(x) * (len(x) - 1))
-                            - np.mean([m[np.ix_(x, y)].mean() for y in others]))
+                gaps.append(mean_within(m, x) - np.mean([m[np.ix_(x, y)].mean() for y in others]))
     return float(np.mean(gaps)) if gaps else None
 
 
