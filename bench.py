@@ -165,10 +165,12 @@ def lockstep(cfg, data, model_args, E, dev, use_compile, ctx, variant=''):
     ocfg = dict(learning_rate=3e-3, weight_decay=0.1, beta1=0.9, beta2=0.95, batch_size=cfg['batch_size'], grad_clip=1.0)
     runs = [(str(e), dict(ocfg, seed=e)) for e in range(E)]
     opt, lr, per_run = train.make_optimizer(raw, runs, ocfg, dev, capturable=cfg['cuda_graph'])
-    model = torch.compile(raw, mode=cfg['compile_mode'] or None) if use_compile else raw
     stacked = {k: v.expand(E, *v.shape[1:]).contiguous() for k, v in data.items()}
     swap = {'ce_loss': dict(loss_fn=ce_loss), 'index_select': dict(batch_fn=index_select_batch)}.get(variant, {})
-    step, it = train.make_step(model, raw, opt, runs, ocfg, stacked, ctx, per_run, lr, cfg['cuda_graph'], **swap)
+    swap.setdefault('loss_fn', train.train_loss)
+    if use_compile:                                # as train.py: the model and its loss compiled as one graph
+        swap['loss_fn'] = torch.compile(swap['loss_fn'], mode=cfg['compile_mode'] or None)
+    step, it = train.make_step(raw, opt, runs, ocfg, stacked, ctx, per_run, lr, cfg['cuda_graph'], **swap)
 
     def next_step():
         it.add_(1)

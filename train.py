@@ -225,34 +225,36 @@ def train_loss(model, tokens, length, ctx):
     return per_run.sum(), per_run
 
 
+def score_chunk(model, tok, prompt_len, length, ctx):
+    """Attribute recall of a chunk of examples: per example, is every attribute token the greedy
+    prediction given the prompt (teacher forcing on earlier attribute tokens is equivalent to greedy
+    decoding), and the probability of the whole attribute. log p(target) = its logit - logsumexp over
+    the vocabulary: no log-softmax over every position is written. tok (E, C, T) -> correct, prob (E, C)."""
+    with ctx:
+        logits = model(tok[:, :, :-1]).float()                                   # (E, C, T-1, V)
+    tgt = tok[:, :, 1:]
+    pos = torch.arange(1, tok.shape[-1], device=tok.device)
+    attr = records.attribute_targets(pos, prompt_len[..., None], length[..., None])   # (E, C, T-1)
+    lp = logits.gather(-1, tgt[..., None]).squeeze(-1) - torch.logsumexp(logits, -1)
+    return ((logits.argmax(-1) == tgt) | ~attr).all(-1), (lp * attr).sum(-1).exp()
+
+
 @torch.no_grad()
-def evaluate(model, split, ctx, chunk=EVAL_CHUNK):
-    """Attribute recall on one split: per example, is every attribute token the greedy
-    prediction given the prompt (teacher forcing on earlier attribute tokens is equivalent to
-    greedy decoding), and the probability of the whole attribute. Every call sees the same
+def evaluate(model, split, ctx, chunk=EVAL_CHUNK, score=score_chunk):
+    """Attribute recall of every run on one split (score_chunk, or its compiled twin), in chunks of one
     shape (the split is padded to a multiple of `chunk`). -> correct (E, N), prob (E, N)."""
-    correct, prob = [], []
     N = split['tokens'].shape[1]
     chunk = min(chunk, N)
-    pos = torch.arange(1, split['tokens'].shape[-1], device=split['tokens'].device)
-    for s in range(0, N, chunk):
-        tok = split['tokens'][:, s:s + chunk]
-        with ctx:
-            logits = model(tok[:, :, :-1]).float()
-        lp = torch.log_softmax(logits, -1)
-        tgt = tok[:, :, 1:]
-        attr = records.attribute_targets(pos, split['prompt_len'][:, s:s + chunk, None],
-                                          split['length'][:, s:s + chunk, None])
-        correct.append(((lp.argmax(-1) == tgt) | ~attr).all(-1))
-        prob.append((lp.gather(-1, tgt[..., None]).squeeze(-1) * attr).sum(-1).exp())
-    return torch.cat(correct, 1), torch.cat(prob, 1)
+    out = [score(model, *(split[k][:, s:s + chunk] for k in ('tokens', 'prompt_len', 'length')), ctx)
+           for s in range(0, N, chunk)]
+    return torch.cat([c for c, _ in out], 1), torch.cat([p for _, p in out], 1)
 
 
-def evaluate_all(model, eval_sets, ctx, it, metas):
+def evaluate_all(model, eval_sets, ctx, it, metas, score=score_chunk):
     """Evaluate every split of every run. -> ({(run, split): accuracy}, per run the log lines)."""
     acc, lines = {}, [[] for _ in metas]
     for s in SPLITS:
-        correct, prob = (x.cpu().numpy() for x in evaluate(model, eval_sets[s], ctx))  # one host sync per split
+        correct, prob = (x.cpu().numpy() for x in evaluate(model, eval_sets[s], ctx, score=score))  # one host sync per split
         g, t, n = (eval_sets[s]['host'][k] for k in ('group', 'template', 'n'))
         for r, meta in enumerate(metas):
             recs = records.eval_records(it, s, correct[r, :n[r]], prob[r, :n[r]], g[r, :n[r]], t[r, :n[r]], meta)
@@ -295,22 +297,23 @@ def gather_batch(data, idx):
     return tokens, torch.gather(data['length'], 1, idx)
 
 
-def train_step(model, raw, opt, data, run_seeds, it, batch_size, grad_clip, ctx, per_run=None, lr=None,
+def train_step(model, opt, data, run_seeds, it, batch_size, grad_clip, ctx, per_run=None, lr=None,
                loss_fn=train_loss, batch_fn=gather_batch):
     """One optimisation step of every run -> per-run losses (E,). `it` and `lr` may be device
     tensors (under a CUDA graph): nothing here reads a value back to the host. loss_fn and batch_fn
-    stand in for train_loss and gather_batch (bench.py's speed candidates)."""
+    stand in for train_loss (or its compiled twin: the model and its loss as one graph) and gather_batch
+    (bench.py's speed candidates)."""
     tokens, length = batch_fn(data, batch_indices(run_seeds, it, batch_size, data['n']))
     loss, per_run_loss = loss_fn(model, tokens, length, ctx)
     loss.backward()
     if grad_clip > 0:
-        clip_per_run(raw.parameters(), grad_clip)
+        clip_per_run(model.parameters(), grad_clip)
     if per_run is None:
         opt.step()
     else:
         # AdamW took p_prev - s * u with s = the schedule (lr tensor, peak 1) and no decay; run e
         # wants p_prev * (1 - s lr_e wd_e) - s lr_e u, as AdamW with its own lr and decay would do
-        params = list(raw.parameters())
+        params = list(model.parameters())
         torch._foreach_copy_(per_run['prev'], [p.detach() for p in params])
         opt.step()
         with torch.no_grad():
@@ -323,16 +326,16 @@ def train_step(model, raw, opt, data, run_seeds, it, batch_size, grad_clip, ctx,
     return per_run_loss.detach()
 
 
-def make_step(model, raw, opt, runs, cfg, data, ctx, per_run, lr, graphed, **swap):
+def make_step(model, opt, runs, cfg, data, ctx, per_run, lr, graphed, **swap):
     """The training step of every run as a function of no arguments (a CUDA graph where on: one
     launch), and the step counter tensor it reads, set in place before each step. -> (step, it)"""
     run_seeds = torch.tensor([rc['seed'] for _, rc in runs], device=data['n'].device)
     it = torch.zeros((), dtype=torch.long, device=data['n'].device)
 
     def step():
-        return train_step(model, raw, opt, data, run_seeds, it, cfg['batch_size'], cfg['grad_clip'], ctx, per_run,
+        return train_step(model, opt, data, run_seeds, it, cfg['batch_size'], cfg['grad_clip'], ctx, per_run,
                           lr, **swap)
-    return (capture_step(step, raw, opt) if graphed else step), it
+    return (capture_step(step, model, opt) if graphed else step), it
 
 
 def along_runs(v, x):
@@ -456,11 +459,12 @@ def train(cfg, stop_after=None):
         threads = set_threads(cfg['threads'], dev, saved)
         if dev == 'cpu' and cfg['reuse_memory']:
             cpu_reuse_memory()                         # freed activations stay in the process: faster steps
-        # --- data, model (gpt is what is saved; model, compiled where on, what steps and evaluations call)
+        # --- data, model
         metas, train_set, eval_sets = load_runs_data(runs, cfg, dev)
         model_args = shape_args(cfg, metas[0])
         gpt = GPT(GPTConfig(**model_args, n_runs=E), seeds=[rc['seed'] for _, rc in runs]).to(dev)
-        model = torch.compile(gpt) if use_compile else gpt
+        # compiled where on: the model with its loss, and the model with its evaluation scores, each one graph
+        fns = tuple(torch.compile(f) if use_compile else f for f in (train_loss, score_chunk))
         opt, lr_buf, per_run = make_optimizer(gpt, runs, cfg, dev, capturable=graphed)
         start, pending = start_files(cfg, runs, run_dirs, log_paths, resume_path, model_args, gpt, opt, lr_buf, dev)
         system = ', '.join([dtype] + ['compiled'] * use_compile + ['CUDA graph'] * graphed
@@ -492,7 +496,7 @@ def train(cfg, stop_after=None):
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     running.callback(signal.signal, sig, signal.signal(sig, on_signal))
             t0 = time.time()
-            stopped_at, timing = loop(cfg, stop_after, runs, dev, gpt, model, opt, lr_buf, per_run,
+            stopped_at, timing = loop(cfg, stop_after, runs, dev, gpt, fns, opt, lr_buf, per_run,
                                       autocast(dev, dtype, graphed), graphed, train_set, eval_sets, metas, model_args,
                                       threads, run_dirs, log_paths, resume_path, start, pending, submit, stop, wandb)
         if stopped_at == 'killed':
@@ -510,7 +514,7 @@ def train(cfg, stop_after=None):
         return exp
 
 
-def loop(cfg, stop_after, runs, dev, gpt, model, opt, lr_buf, per_run, ctx, graphed, train_set, eval_sets, metas,
+def loop(cfg, stop_after, runs, dev, gpt, fns, opt, lr_buf, per_run, ctx, graphed, train_set, eval_sets, metas,
          model_args, threads, run_dirs, log_paths, resume_path, start, pending, submit, stop, wandb):
     """train()'s loop, from step `start`. At every checkpoint the whole state goes to the resume file
     before the checkpoints, so a kill at any moment leaves a resume point as new as the newest checkpoint
@@ -520,7 +524,7 @@ def loop(cfg, stop_after, runs, dev, gpt, model, opt, lr_buf, per_run, ctx, grap
     E = len(runs)
     timing = dict(first_step_s=0.0, step_s=0.0, eval_s=0.0, ckpt_s=0.0, resume_s=0.0, n_steps=0)
     t = time.perf_counter()
-    step, it_buf = make_step(model, gpt, opt, runs, cfg, train_set, ctx, per_run, lr_buf, graphed)
+    step, it_buf = make_step(gpt, opt, runs, cfg, train_set, ctx, per_run, lr_buf, graphed, loss_fn=fns[0])
     timing['capture_s'] = time.perf_counter() - t
     save_at = set(checkpoints.ckpt_iters(cfg['max_iters'], cfg['n_ckpts'], cfg['ckpt_first']))
     last_acc, last_resume, t_block, stopped_at = {}, time.time(), None, None
@@ -535,9 +539,9 @@ def loop(cfg, stop_after, runs, dev, gpt, model, opt, lr_buf, per_run, ctx, grap
         if it in save_at or it % cfg['eval_interval'] == 0 or it == cfg['max_iters']:
             t_block = end_block(t_block, dev, timing)
             t = time.perf_counter()
-            model.eval()
-            last_acc, lines = evaluate_all(model, eval_sets, ctx, it, metas)
-            model.train()
+            gpt.eval()
+            last_acc, lines = evaluate_all(gpt, eval_sets, ctx, it, metas, fns[1])
+            gpt.train()
             for path, ls in zip(log_paths, lines):
                 checkpoints.append_lines(path, ls)
             tqdm.write(eval_line(it, last_acc, E))
