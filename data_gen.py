@@ -18,8 +18,10 @@ Choices where the method is silent (all knobs below):
   template of one language only. shared_token_mode 'random' (data versions <= 2) puts the common
   words in random slots of each language, so most sit in another fact type's template in the other
   language ("false friends"); 'role' puts each in the same word slot of the same template (same
-  length, same fact type) in every language, the method's sense of a shared word; the two modes
-  differ in nothing else (same draws), and coincide at shared_token_frac 0.
+  length, same fact type) in every language, the method's sense of a shared word. A template whose
+  words all are shared then moves its subject off the other language's slot (no template is the same
+  in two languages: its OOD examples would be training examples). The modes make the same draws and
+  coincide at shared_token_frac 0.
 - Celebrities: split_seed draws one random order of all events; the first round(celeb_frac * 2
   n_people) are celebrities, so celebrity sets are nested as celeb_frac grows. A non-celebrity
   event gets its language from its position counted from the END of that order through a fixed
@@ -247,13 +249,14 @@ def make_templates(cfg):
     common, own = words[:K], words[K:]
     # role of each filler slot in language l's order: (fact type, base template, word index)   [S per language]
     roles = [[(k, j, i) for k in range(len(FACT_TYPES)) for j in perm[l][k] for i in range(base[k][j])] for l in range(L)]
-    tpl, role_word = [], {}
+    # role mode: placed[(k, base template)] = [(fillers, subject position)] of the languages so far
+    role, tpl, role_word, placed = cfg['shared_token_mode'] == 'role', [], {}, {}
     for l in range(L):
         fill_it = iter(own[l * (S - K):(l + 1) * (S - K)])
         slots = np.zeros(S, bool)
         slots[rng.choice(S, K, replace=False)] = True                 # which slots hold the common words
         order = iter(rng.permutation(K))
-        if l and cfg['shared_token_mode'] == 'role':   # language 0's word of each role; the draws above still run, so
+        if l and role:                                 # language 0's word of each role; the draws above still run, so
             flat = [role_word.get(r) or next(fill_it) for r in roles[l]]   # both modes share every other draw
         else:
             flat = [common[next(order)] if s else next(fill_it) for s in slots]
@@ -269,9 +272,19 @@ def make_templates(cfg):
                 # subject slot among the fillers; not_last: a template word, never the subject,
                 # predicts the attribute (as 'Alice Brown was born in'), so recall is template-led
                 pos = {'any': int(rng.integers(0, n + 1)), 'not_last': int(rng.integers(0, n)), 'first': 0}[cfg['subject_pos']]
+                if role:   # the same words as in another language: move the subject, or OOD examples repeat training ones
+                    done = placed.setdefault((k, perm[l][k][t]), [])
+                    taken = {q for w, q in done if w == ws}
+                    free = [q for q in range({'any': n + 1, 'not_last': n, 'first': 1}[cfg['subject_pos']]) if q not in taken]
+                    pos = free[pos % len(free)] if pos in taken and free else pos
+                    done.append((ws, pos))
                 tk.append((ws[:pos], ws[pos:]))
             tl.append(tk)
         tpl.append(tl)
+    if role and len({s for tl in template_strings(tpl) for ts in tl for s in ts}) < L * len(FACT_TYPES) * T:
+        raise ValueError(f"data_gen error: shared_token_mode={cfg['shared_token_mode']!r} with subject_pos="
+                         f"{cfg['subject_pos']!r} makes a template the same in two languages (OOD examples would be training "
+                         f"examples); use subject_pos='not_last'")
     return tpl, words
 
 

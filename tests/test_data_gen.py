@@ -458,7 +458,8 @@ def placements(meta):
 def test_role_mode_keeps_every_shared_word_in_its_slot(tmp_path, frac):
     """shared_token_mode='role': every common word sits at the same index among the fillers of the same template
     (same fact type, same length, same other common words) in both languages; 'random' (the default) puts most of
-    them elsewhere (false friends). Both modes share everything else: vocabulary, block size, template shapes."""
+    them elsewhere (false friends). Both modes share vocabulary, block size and template lengths, and no template
+    is the same in two languages (its OOD examples would be training examples)."""
     role, _ = make(tmp_path / 'role', shared_token_frac=frac, shared_token_mode='role')
     rand, _ = make(tmp_path / 'rand', shared_token_frac=frac)
     p0, p1 = placements(role).values()
@@ -466,16 +467,16 @@ def test_role_mode_keeps_every_shared_word_in_its_slot(tmp_path, frac):
     assert len(p0) == int(np.floor(frac * S + 0.5)) and p0 == p1
     r0, r1 = placements(rand).values()
     assert len(r0) == len(p0) and sum(r0[w][0] != r1[w][0] for w in r0) > len(r0) / 2    # false friends: other fact type
-
-    def shapes(meta):                                  # words before and after the subject, per template
-        return [[[tuple(len(x.split()) for x in t.split('{subject}')) for t in ts] for ts in by_ft.values()]
-                for by_ft in meta['templates'].values()]
-    assert shapes(role) == shapes(rand)
+    assert [len(t) for t in fillers(role)['lang1']] == [len(t) for t in fillers(rand)['lang1']]
     assert len(role['vocab']) == len(rand['vocab']) and role['block_size'] == rand['block_size']
+    t0, t1 = ({t for ts in by_ft.values() for t in ts} for by_ft in role['templates'].values())
+    assert not t0 & t1
     if frac == 1.0:                                    # one pool, same roles: only the subject's place tells the language
         f0, f1 = ([sorted(' '.join(w for w in t.split() if w != '{subject}') for t in ts) for ts in by_ft.values()]
                   for by_ft in role['templates'].values())
         assert f0 == f1
+    with pytest.raises(ValueError, match="subject_pos='first'"):     # no room to move the subject
+        make(tmp_path / 'first', shared_token_frac=1.0, shared_token_mode='role', subject_pos='first')
 
 
 def test_role_mode_at_no_sharing_is_the_random_dataset(tmp_path):
