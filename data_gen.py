@@ -15,7 +15,13 @@ Choices where the method is silent (all knobs below):
   in its own random order, so all languages have the same number of filler words S and
   shared_token_frac is exact: round(frac * S) filler slots of each language hold words of a common
   pool (each common word once per language); all other filler words occur in one slot of one
-  template of one language only.
+  template of one language only. shared_token_mode 'random' (data versions <= 2) puts the common
+  words in random slots of each language, so most sit in another fact type's template in the other
+  language ("false friends"); 'role' puts each in the same word slot of the same template (same
+  length, same fact type) in every language, the method's sense of a shared word. A template whose
+  words all are shared then moves its subject off the other language's slot (no template is the same
+  in two languages: its OOD examples would be training examples). The modes make the same draws and
+  coincide at shared_token_frac 0.
 - Celebrities: split_seed draws one random order of all events; the first round(celeb_frac * 2
   n_people) are celebrities, so celebrity sets are nested as celeb_frac grows. A non-celebrity
   event gets its language from its position counted from the END of that order through a fixed
@@ -74,7 +80,7 @@ from configurator import cli, config_keys, configure, file_settings
 # -----------------------------------------------------------------------------
 # advanced: n_first_names, n_last_names, n_cities, n_birth_years, first_birth_year, n_lifespans,
 # advanced: min_lifespan, kg_seed, template_len_min, template_len_max, shared_token_frac,
-# advanced: subject_pos, lang_seed, fixed_train_size, n_extra_events, split_seed
+# advanced: shared_token_mode, subject_pos, lang_seed, fixed_train_size, n_extra_events, split_seed
 dataset = ''               # folder name under data_dir; '' = derived from the knobs that differ from the defaults
 data_dir = 'data'          # where datasets live
 # knowledge graph (kg_seed)
@@ -93,6 +99,7 @@ n_templates = 5            # templates per language and fact type
 template_len_min = 4       # filler words per template, at least
 template_len_max = 8       # filler words per template, at most
 shared_token_frac = 0.0    # fraction of each language's filler words drawn from a pool common to all languages
+shared_token_mode = 'random'  # common words in random slots per language, or 'role': one slot of one fact type's template in all
 subject_pos = 'not_last'   # where the subject goes among a template's fillers (not_last: never right before the attribute)
 tokenizer = 'word'         # word: one token per word; char_low / char_cased: one per character
 lang_seed = 0              # seed of the templates
@@ -113,7 +120,8 @@ SPECIALS = ['<pad>', '<bos>', '<eos>']
 TOKENIZERS = ('word', 'char_low', 'char_cased')
 VARIANTS = ('src', 'balanced', 'imbalanced')
 SUBJECT_POS = ('not_last', 'any', 'first')
-CHOICES = {'tokenizer': TOKENIZERS, 'variant': VARIANTS, 'subject_pos': SUBJECT_POS}
+SHARED_MODES = ('random', 'role')
+CHOICES = {'tokenizer': TOKENIZERS, 'variant': VARIANTS, 'subject_pos': SUBJECT_POS, 'shared_token_mode': SHARED_MODES}
 CONSONANTS, VOWELS = 'bdfgklmnprstvz', 'aeiou'
 VERSION = 2                # bump when the generator's output changes: prepare() rebuilds, results go stale
 # 2: drops even by event under fixed_train_size; subject_pos (default: never right before the attribute)
@@ -136,9 +144,7 @@ def check(c):
         (0 <= c['celeb_frac'] <= 1, f"celeb_frac={c['celeb_frac']} must be in [0, 1]"),
         (c['n_templates'] >= 2, f"n_templates={c['n_templates']} must be >= 2 (one per fact is held out)"),
         (c['lang_ratio'] >= 1, f"lang_ratio={c['lang_ratio']} must be >= 1 (majority:minority)"),
-        (c['tokenizer'] in TOKENIZERS, f"tokenizer={c['tokenizer']!r} is not one of {', '.join(TOKENIZERS)}"),
-        (c['variant'] in VARIANTS, f"variant={c['variant']!r} is not one of {', '.join(VARIANTS)}"),
-        (c['subject_pos'] in SUBJECT_POS, f"subject_pos={c['subject_pos']!r} is not one of {', '.join(SUBJECT_POS)}"),
+        *[(c[k] in v, f"{k}={c[k]!r} is not one of {', '.join(v)}") for k, v in CHOICES.items()],
         (c['n_langs'] >= 2, f"n_langs={c['n_langs']} must be >= 2"),
         (c['variant'] == 'src' or c['n_langs'] == 2, f"variant={c['variant']!r} needs n_langs=2"),
         *[(c[k] >= 1, f"{k}={c[k]} must be >= 1") for k in
@@ -234,20 +240,27 @@ def make_templates(cfg):
     their vocabulary size (and train in lockstep)."""
     rng = rng_for(cfg['lang_seed'], 1)
     L, T = cfg['n_langs'], cfg['n_templates']
-    lens = rng.integers(cfg['template_len_min'], cfg['template_len_max'] + 1, (len(FACT_TYPES), T))
-    lens = [[lens[k][rng.permutation(T)] for k in range(len(FACT_TYPES))] for _ in range(L)]  # same multiset per language
-    S = int(sum(lens[0][k].sum() for k in range(len(FACT_TYPES))))  # filler slots per language
+    base = rng.integers(cfg['template_len_min'], cfg['template_len_max'] + 1, (len(FACT_TYPES), T))
+    perm = [[rng.permutation(T) for _ in FACT_TYPES] for _ in range(L)]   # language l's template t is base template perm[l][k][t]
+    lens = [[base[k][perm[l][k]] for k in range(len(FACT_TYPES))] for l in range(L)]  # same multiset per language
+    S = int(base.sum())                                               # filler slots per language
     K = int(np.floor(cfg['shared_token_frac'] * S + 0.5))             # shared slots per language
     words = make_words(rng, L * S, (2, 3))
     common, own = words[:K], words[K:]
-    tpl = []
+    # role of each filler slot in language l's order: (fact type, base template, word index)   [S per language]
+    roles = [[(k, j, i) for k in range(len(FACT_TYPES)) for j in perm[l][k] for i in range(base[k][j])] for l in range(L)]
+    # role mode: placed[(k, base template)] = [(fillers, subject position)] of the languages so far
+    role, tpl, role_word, placed = cfg['shared_token_mode'] == 'role', [], {}, {}
     for l in range(L):
-        fill = list(own[l * (S - K):(l + 1) * (S - K)])
+        fill_it = iter(own[l * (S - K):(l + 1) * (S - K)])
         slots = np.zeros(S, bool)
         slots[rng.choice(S, K, replace=False)] = True                 # which slots hold the common words
         order = iter(rng.permutation(K))
-        fill_it = iter(fill)
-        flat = [common[next(order)] if s else next(fill_it) for s in slots]
+        if l and role:                                 # language 0's word of each role; the draws above still run, so
+            flat = [role_word.get(r) or next(fill_it) for r in roles[l]]   # both modes share every other draw
+        else:
+            flat = [common[next(order)] if s else next(fill_it) for s in slots]
+            role_word = {r: w for r, w, s in zip(roles[l], flat, slots) if s}
         case = str.upper if (cfg['tokenizer'] == 'char_cased' and l > 0) else str.lower
         tl, i = [], 0
         for k in range(len(FACT_TYPES)):
@@ -259,9 +272,19 @@ def make_templates(cfg):
                 # subject slot among the fillers; not_last: a template word, never the subject,
                 # predicts the attribute (as 'Alice Brown was born in'), so recall is template-led
                 pos = {'any': int(rng.integers(0, n + 1)), 'not_last': int(rng.integers(0, n)), 'first': 0}[cfg['subject_pos']]
+                if role:   # the same words as in another language: move the subject, or OOD examples repeat training ones
+                    done = placed.setdefault((k, perm[l][k][t]), [])
+                    taken = {q for w, q in done if w == ws}
+                    free = [q for q in range({'any': n + 1, 'not_last': n, 'first': 1}[cfg['subject_pos']]) if q not in taken]
+                    pos = free[pos % len(free)] if pos in taken and free else pos
+                    done.append((ws, pos))
                 tk.append((ws[:pos], ws[pos:]))
             tl.append(tk)
         tpl.append(tl)
+    if role and len({s for tl in template_strings(tpl) for ts in tl for s in ts}) < L * len(FACT_TYPES) * T:
+        raise ValueError(f"data_gen error: shared_token_mode={cfg['shared_token_mode']!r} with subject_pos="
+                         f"{cfg['subject_pos']!r} makes a template the same in two languages (OOD examples would be training "
+                         f"examples); use subject_pos='not_last'")
     return tpl, words
 
 
@@ -663,7 +686,8 @@ def prepare(cfg):
         with open(os.path.join(path, 'meta.json')) as f:
             meta = json.load(f)
         why = 'made by another version or from other knobs'
-        if meta.get('version') == VERSION and all(meta['config'].get(k) == v for k, v in cfg.items() if k != 'data_dir'):
+        if meta.get('version') == VERSION and all(meta['config'].get(k, DATA_DEFAULTS[k]) == v  # a knob newer than the
+                                                   for k, v in cfg.items() if k != 'data_dir'):  # dataset: its default
             bad = [s for s in SPLITS if line_count(os.path.join(path, f'{s}.jsonl')) != meta['splits'][s]]
             if not bad:
                 return path

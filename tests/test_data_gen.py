@@ -1,5 +1,7 @@
 """Invariants of the generated datasets (docs/method.md sections 2-5), on small populations."""
 import collections
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -229,7 +231,7 @@ def test_determinism_and_split_seed(tmp_path):
 
 @pytest.mark.parametrize('knob,value', [
     ('celeb_frac', 1.5), ('celeb_frac', -0.1), ('celeb_frac', 0.5), ('n_templates', 1), ('lang_ratio', 0.5),
-    ('tokenizer', 'bpe'), ('variant', 'both'), ('n_people', 50), ('n_people', 30000), ('data_dir', None)])
+    ('tokenizer', 'bpe'), ('variant', 'both'), ('shared_token_mode', 'roles'), ('n_people', 50), ('n_people', 30000), ('data_dir', None)])
 def test_bad_input(tmp_path, knob, value):
     data_dir = tmp_path / 'data'
     cfg = dict(data_gen.DATA_DEFAULTS, data_dir=str(data_dir), n_people=200)
@@ -434,3 +436,80 @@ def test_full_disk_is_named(tmp_path, monkeypatch):
         assert os.listdir(disk) == []
     finally:
         subprocess.run(['umount', '-l', str(disk)], capture_output=True)
+
+
+def placements(meta):
+    """{lang: {shared word: (fact type, template length, its index among the template's fillers, the template's
+    shared words with their indices)}} for the filler words common to all languages."""
+    words = [{w.lower() for ts in by_ft.values() for t in ts for w in t.split()} for by_ft in meta['templates'].values()]
+    common = set.intersection(*words) - {'{subject}', '{attr}'}
+    out = {}
+    for lg, by_ft in meta['templates'].items():
+        out[lg] = {}
+        for ft, ts in by_ft.items():
+            for t in ts:
+                ws = [w.lower() for w in t.split() if w not in ('{subject}', '{attr}')]
+                group = frozenset((i, w) for i, w in enumerate(ws) if w in common)
+                out[lg].update({w: (ft, len(ws), i, group) for i, w in group})
+    return out
+
+
+@pytest.mark.parametrize('frac', [0.5, 1.0])
+def test_role_mode_keeps_every_shared_word_in_its_slot(tmp_path, frac):
+    """shared_token_mode='role': every common word sits at the same index among the fillers of the same template
+    (same fact type, same length, same other common words) in both languages; 'random' (the default) puts most of
+    them elsewhere (false friends). Both modes share vocabulary, block size and template lengths, and no template
+    is the same in two languages (its OOD examples would be training examples)."""
+    role, _ = make(tmp_path / 'role', shared_token_frac=frac, shared_token_mode='role')
+    rand, _ = make(tmp_path / 'rand', shared_token_frac=frac)
+    p0, p1 = placements(role).values()
+    S = sum(len(t) for t in fillers(role)['lang0'])
+    assert len(p0) == int(np.floor(frac * S + 0.5)) and p0 == p1
+    r0, r1 = placements(rand).values()
+    assert len(r0) == len(p0) and sum(r0[w][0] != r1[w][0] for w in r0) > len(r0) / 2    # false friends: other fact type
+    assert [len(t) for t in fillers(role)['lang1']] == [len(t) for t in fillers(rand)['lang1']]
+    assert len(role['vocab']) == len(rand['vocab']) and role['block_size'] == rand['block_size']
+    t0, t1 = ({t for ts in by_ft.values() for t in ts} for by_ft in role['templates'].values())
+    assert not t0 & t1
+    if frac == 1.0:                                    # one pool, same roles: only the subject's place tells the language
+        f0, f1 = ([sorted(' '.join(w for w in t.split() if w != '{subject}') for t in ts) for ts in by_ft.values()]
+                  for by_ft in role['templates'].values())
+        assert f0 == f1
+    with pytest.raises(ValueError, match="subject_pos='first'"):     # no room to move the subject
+        make(tmp_path / 'first', shared_token_frac=1.0, shared_token_mode='role', subject_pos='first')
+
+
+def test_role_mode_at_no_sharing_is_the_random_dataset(tmp_path):
+    a, da = make(tmp_path / 'a', shared_token_frac=0.0, shared_token_mode='role')
+    b, db = make(tmp_path / 'b', shared_token_frac=0.0)
+    assert a['templates'] == b['templates'] and da == db and a['name'] != b['name']
+
+
+def digest(path):
+    """sha1 of a dataset's split files and meta.json, without the knobs that do not change the data."""
+    h = hashlib.sha1()
+    for s in SPLITS:
+        with open(os.path.join(path, f'{s}.jsonl'), 'rb') as f:
+            h.update(f.read())
+    meta = data_gen.load_meta(path)
+    for k in ('data_dir', 'shared_token_mode'):
+        meta['config'].pop(k)
+    return h.update((json.dumps(meta, indent=1) + '\n').encode()) or h.hexdigest()
+
+
+def test_random_mode_is_todays_data(tmp_path):
+    """shared_token_mode='random' (the default) writes byte for byte the datasets of data version 2 as built before
+    the knob existed (tests/fixtures/data_v2_digests.json, the default config among them), so no result goes stale;
+    a dataset built then is still found current by prepare()."""
+    with open(os.path.join(ROOT, 'tests', 'fixtures', 'data_v2_digests.json')) as f:
+        fixture = json.load(f)
+    assert data_gen.VERSION == fixture['version']
+    for d in fixture['datasets']:
+        cfg = dict(data_gen.DATA_DEFAULTS, data_dir=str(tmp_path), **d['knobs'])
+        path = data_gen.build(cfg)
+        assert digest(path) == d['sha1'], f"{d['knobs']}: the generator's output changed: bump data_gen.VERSION"
+    meta = data_gen.load_meta(path)
+    del meta['config']['shared_token_mode']                              # as written before the knob existed
+    data_gen.write_meta(os.path.join(path, 'meta.json'), meta)
+    before = os.stat(os.path.join(path, 'train.jsonl')).st_mtime_ns
+    assert data_gen.prepare(cfg) == path and os.stat(os.path.join(path, 'train.jsonl')).st_mtime_ns == before
