@@ -605,7 +605,7 @@ def checkpoint_selection(records, cfg):
         {rule: mean OOD of its pick and of the references over the runs it scores, or None})."""
     out = {}
     for name in dict.fromkeys(r['run'] for r in records):
-        recs = [r for r in records if r['run'] == name and r['acc'] and r['iter'] > 0]    # in iteration order
+        recs = sorted((r for r in records if r['run'] == name and r['acc'] and r['iter'] > 0), key=lambda r: r['iter'])
         if not recs:
             continue
         ids = [acc_of(r, 'id_test') or 0.0 for r in recs]

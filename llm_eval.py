@@ -355,7 +355,7 @@ def mann_whitney(a, b):
     """Two-sided Mann-Whitney U test of a against b (normal approximation with the tie correction,
     scipy's): (U of a, p). The rank test of the AUC, which is U / (len(a) len(b))."""
     from scipy import stats
-    if min(len(a), len(b)) < 1 or np.ptp(np.concatenate([a, b])) == 0:
+    if min(len(a), len(b)) < 1 or np.ptp(np.concatenate([a, b])) == 0:                 # nothing to rank
         return np.nan, np.nan
     res = stats.mannwhitneyu(a, b, alternative='two-sided', method='asymptotic')
     return float(res.statistic), float(res.pvalue)
@@ -390,8 +390,9 @@ def separation_stats(S, labels, alpha_, groups=None):
         ok = np.isfinite(S[:, k])
         s, y = S[ok, k], labels[ok]
         a, b = s[y], s[~y]
-        t, p = stats.ttest_ind(a, b, equal_var=False) if min(len(a), len(b)) > 1 else (np.nan, np.nan)
-        u, pu = mann_whitney(a, b)
+        flat = len(s) and np.ptp(s) <= 1e-9 * max(1.0, np.abs(s).max())   # e.g. the ratio where every prompt is alike
+        t, p = stats.ttest_ind(a, b, equal_var=False) if min(len(a), len(b)) > 1 and not flat else (np.nan, np.nan)
+        u, pu = mann_whitney(a, b) if not flat else (np.nan, np.nan)
         pb, pub = (min(1.0, q * S.shape[1]) if np.isfinite(q) else float('nan') for q in (p, pu))
         res.append(dict(auc=roc_auc(s, y), t=float(t), p=float(p), p_bonferroni=pb, significant=bool(pb < alpha_),
                         mw_u=u, mw_p=pu, mw_p_bonferroni=pub, mw_significant=bool(pub < alpha_),

@@ -358,6 +358,10 @@ def test_pipeline(tmp_path, tiny_models, arch):
     assert saved['per_layer'][0]['n_correct'] == 0 and saved['per_layer'][0]['n_incorrect'] == 0
     assert saved['per_layer'][2]['n_correct'] == 12 and saved['per_layer'][2]['n_incorrect'] == 12
     assert 0 <= saved['per_layer'][2]['auc_within'] <= 1 and saved['per_layer'][0]['auc_within'] is None
+    assert 0 <= saved['per_layer'][2]['mw_p'] <= 1 and saved['per_layer'][2]['mw_u'] == pytest.approx(
+        saved['per_layer'][2]['auc'] * 144)                  # the rank test beside the t-test: U = AUC x 12 x 12
+    # the method's ratio beside it: at layer 0 every question is alike, so sim(X,Y) / sim(X,X) = 1 (no fact signal)
+    assert all(t['ratio'][0] == pytest.approx(1.0) for t in transfers) and len(saved['per_layer_ratio']) == 3
     # the celebrity field is its own baseline: AUC from the known labels
     celeb = {json.loads(l)['q_id']: json.loads(l)['celebrity'] for l in open(DATA, encoding='utf-8')}
     expect = llm_eval.roc_auc([celeb[t['q_id']] for t in transfers], [t['q_id'] in good for t in transfers])
