@@ -103,12 +103,11 @@ def scored_runs(s):
 # A check is (ok, text) or (ok, text, key): ok True / False, or None where its measure is missing; key
 # the finding's one number, if this check carries it. A finding's status at one scale: the evidence
 # first (not run, older dataset or config, a setting that cannot show it, incomplete), then the checks.
-def mark(ok):
-    return {True: 'holds', False: 'fails', None: 'not measured'}[ok]
+MARK = {True: 'holds', False: 'fails', None: 'not measured'}   # a check's ok, in words
 
 
 def check_text(checks):
-    return '; '.join(f"{c[1]} [{mark(c[0])}]" for c in checks)
+    return '; '.join(f"{c[1]} [{MARK[c[0]]}]" for c in checks)
 
 
 def key_of(checks):
@@ -386,7 +385,7 @@ def finding4(state, scale):
         whys.append(why)
     ran = [n for n, e in experiments.EXPERIMENTS.items()                # the experiments the registry lists for finding 4
            if '4' in str(e['findings']).replace(' ', '').split(',') and (n, scale) in state['results']]
-    text = '; '.join(f"{t} [{mark(ok) if w is None else 'not judged'}]" for (ok, t), w in zip(checks, whys))
+    text = '; '.join(f"{t} [{MARK[ok] if w is None else 'not judged'}]" for (ok, t), w in zip(checks, whys))
     if not ran:
         return 'not run', '', ''
     text = f"{', '.join(f'`{n}`' for n in ran)}: {text}"
