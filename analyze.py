@@ -44,7 +44,7 @@ from records import acc_of, attribute_tokens, dig, final_ood, pearson, read_reco
 # -----------------------------------------------------------------------------
 # advanced: run_batch, proj_kind, proj_seed, proj_dtype, trackstar_damping, grad_batch, grad_impl,
 # advanced: dtype, act_batch, reuse_memory, probe_l2, sim_values_per_type, sim_per_value,
-# advanced: unif_min_z, select_repeats, select_frac, select_ks, ckpt_min_id, ckpt_tie, seed
+# advanced: unif_min_z, select_repeats, select_frac, select_ks, ckpt_min_id, seed
 exp_dir = ''                # out/<exp> to analyze (or give it as the first argument)
 device = 'auto'             # 'auto' = cuda, then mps, then cpu
 max_examples = 0            # training examples per run for footprints (whole facts); 0 = auto: 1000 cuda, 400 else
@@ -75,8 +75,7 @@ footprint_at = 'peak'       # language footprint per run in the MI figures: 'pea
 select_repeats = 1000       # random subsets of runs in the selection experiment
 select_frac = 0.333         # share of the runs in each subset
 select_ks = [1, 5, 10]      # % of the OOD test available to the 'small OOD test' criterion
-ckpt_min_id = 0.9           # the variant unification_filtered of checkpoint selection: ID acc >= this x the run's best ...
-ckpt_tie = 0.01             # ... and unification within this of the best is a tie, won by the later checkpoint
+ckpt_min_id = 0.9           # checkpoint selection's candidates: from the first checkpoint with ID acc >= this x the run's best
 seed = 0                    # sampling of examples and subsets
 figures = True              # write PNG figures
 # -----------------------------------------------------------------------------
@@ -91,7 +90,7 @@ AUTO = {  # setting: (value on cuda, value elsewhere), for settings left at thei
     'grad_batch': (2048, 128), 'ood_sample': (2000, 500),
     'grad_impl': ('vmap', 'runs')}
 SUMMARY_KEYS = ('unif_rep', 'unif_layer', 'footprint_at', 'select_repeats', 'select_frac', 'select_ks', 'ckpt_min_id',
-                'ckpt_tie', 'seed')   # what summarise reads: an older analysis summarised again gets the defaults it lacks
+                'seed')   # what summarise reads: an older analysis summarised again gets the defaults it lacks
 RUN_KNOBS = [k for k in data_gen.DATA_DEFAULTS if k not in ('dataset', 'data_dir')] + ['seed', 'learning_rate',
                                                                                         'weight_decay']
 
@@ -585,50 +584,60 @@ def unif_x_id(u, ids):
         return np.where(u >= 0, u * ids, u / np.maximum(ids, 1e-9))
 
 
-CKPT_RULES = ('unification', 'unification_paper', 'unification_filtered')   # compared with the references below
+CKPT_RULES = ('unification_plus', 'unification', 'unification_paper', 'unification_any')   # the first decides (finding 5)
 CKPT_REFERENCES = ('last_best_id', 'last_best_ood', 'oracle', 'final')
 
 
 def checkpoint_selection(records, cfg):
-    """Per run, the checkpoint each rule picks and its OOD accuracy. Every rule picks from the same
-    checkpoints, those after initialisation (random weights are a baseline, not a model anyone would
-    pick); a checkpoint a rule cannot score ranks last, and of equal scores the later wins.
-      unification           the method's rule: the highest headline unification
-      unification_paper     the same with the paper's ratio
-      unification_filtered  a variant, found on three CPU runs: only checkpoints with ID accuracy
-                            >= ckpt_min_id x the run's best, and scores within ckpt_tie of the best
-                            are ties won by the later one. Its argument: once the languages are
-                            unified the score saturates and later checkpoints differ by less than
-                            its noise, so the plain argmax can land on an early checkpoint that has
-                            not learned the facts yet
-      last_best_id          the method's reference: the last checkpoint with the best ID accuracy
-      last_best_ood         the last with the best OOD accuracy (its OOD is the oracle's)
+    """Per run, the checkpoint each rule picks and its OOD accuracy. The candidates are the checkpoints
+    after same-language recall saturates: at and after the first whose ID accuracy reaches ckpt_min_id x
+    the run's best (early in training every representation is alike, so unification is high before
+    anything is learnt). Of equal scores the later wins; a candidate a rule cannot score ranks last.
+      unification_plus   the primary rule: the highest unification x ID accuracy (unif_x_id, the
+                         method's Unification+, as for runs) among the candidates
+      unification        the highest headline unification among the candidates
+      unification_paper  the same with the paper's ratio
+      unification_any    the highest headline unification over every checkpoint after initialisation
+                         (the rule before the candidates; docs/verdicts.md, change C3)
+      last_best_id       the method's reference: the last checkpoint with the best ID accuracy
+      last_best_ood      the last with the best OOD accuracy (its OOD is the oracle's)
     -> (per run {rule: {iter, ood, id} or None, 'oracle': best OOD, 'final': final OOD},
         {rule: mean OOD of its pick and of the references over the runs it scores, or None})."""
     out = {}
     for name in dict.fromkeys(r['run'] for r in records):
-        recs = [r for r in records if r['run'] == name and r['acc'] and r['iter'] > 0]
+        recs = sorted((r for r in records if r['run'] == name and r['acc'] and r['iter'] > 0), key=lambda r: r['iter'])
         if not recs:
             continue
-        best_id = max(acc_of(r, 'id_test') or 0.0 for r in recs)
-        pick = lambda key, cands: max(reversed(cands), key=key) if cands else None    # of ties, the later
-        scored = lambda v: lambda r: (headline(r, cfg, v) is not None, headline(r, cfg, v) or 0.0)
-        cands = [r for r in recs if (acc_of(r, 'id_test') or 0.0) >= cfg['ckpt_min_id'] * best_id
-                 and headline(r, cfg) is not None]
-        top = max((headline(r, cfg) for r in cands), default=None)
-        tied = [r for r in cands if headline(r, cfg) >= top - cfg['ckpt_tie']]            # in iteration order
-        picks = dict(unification=pick(scored(metrics.HEADLINE), recs),
-                     unification_paper=pick(scored(metrics.PAPER_RATIO), recs),
-                     unification_filtered=tied[-1] if tied else None,
+        ids = [acc_of(r, 'id_test') or 0.0 for r in recs]
+        start = next(i for i, a in enumerate(ids) if a >= cfg['ckpt_min_id'] * max(ids))
+        cands = recs[start:]
+        pick = lambda key, cs: max(reversed(cs), key=key)                                # of ties, the later
+        picks = dict(unification_plus=pick(ckpt_score(cfg, metrics.HEADLINE, times_id=True), cands),
+                     unification=pick(ckpt_score(cfg, metrics.HEADLINE), cands),
+                     unification_paper=pick(ckpt_score(cfg, metrics.PAPER_RATIO), cands),
+                     unification_any=pick(ckpt_score(cfg, metrics.HEADLINE), recs),
                      last_best_id=pick(lambda r: acc_of(r, 'id_test') or 0.0, recs),
                      last_best_ood=pick(lambda r: acc_of(r, 'ood_test') or 0.0, recs))
-        for v, rule in ((metrics.HEADLINE, 'unification'), (metrics.PAPER_RATIO, 'unification_paper')):
-            if all(headline(r, cfg, v) is None for r in recs):
-                picks[rule] = None                                    # nothing to rank: no pick, not a random one
+        for v, rules in ((metrics.HEADLINE, ('unification_plus', 'unification', 'unification_any')),
+                         (metrics.PAPER_RATIO, ('unification_paper',))):
+            for rule in rules:                                        # nothing to rank: no pick, not a random one
+                if all(headline(r, cfg, v) is None for r in (recs if rule == 'unification_any' else cands)):
+                    picks[rule] = None
         out[name] = {k: r and dict(iter=r['iter'], ood=acc_of(r, 'ood_test'), id=acc_of(r, 'id_test'))
                      for k, r in picks.items()}
         out[name].update(oracle=max(acc_of(r, 'ood_test') or 0.0 for r in recs), final=acc_of(recs[-1], 'ood_test'))
     return out, {rule: ckpt_rule_summary(out, rule) for rule in CKPT_RULES} if out else None
+
+
+def ckpt_score(cfg, variant, times_id=False):
+    """A record -> its sort key under a checkpoint rule: (scored, unification or unification x ID);
+    a record without a score sorts below every scored one."""
+    def key(r):
+        u = headline(r, cfg, variant)
+        if u is None:
+            return False, 0.0
+        return True, float(unif_x_id(np.float64(u), np.float64(acc_of(r, 'id_test') or 0.0))) if times_id else u
+    return key
 
 
 def ckpt_rule_summary(per_run, rule):

@@ -262,12 +262,17 @@ def resume_file(shard=''):
     return f"resume_{shard.replace('/', 'of')}.pt" if shard else 'resume.pt'
 
 
-def ckpt_iters(max_iters, n, first=50):
+def ckpt_iters(max_iters, n, first=50, linear=0):
     """The initialisation and n snapshots log-spaced from `first` to max_iters (the last step is
-    one of the n): the early, separation phase is sampled the same way however long the run."""
+    one of the n): the early, separation phase is sampled the same way however long the run. And
+    `linear` more, every max_iters / linear steps: log spacing leaves few late snapshots, and picking
+    a checkpoint after same-language recall saturates needs several (docs/verdicts.md, change C3)."""
+    if linear < 0:
+        raise ValueError(f"checkpoint error: linear snapshots must be >= 0, got {linear}")
     first = min(first, max_iters)
     its = np.geomspace(first, max_iters, n) if n > 1 else [max_iters]
-    return sorted(set(np.round(its).astype(int).tolist()) | {0, max_iters})
+    late = np.linspace(0, max_iters, linear + 1)[1:]
+    return sorted(set(np.round(its).astype(int).tolist()) | set(np.round(late).astype(int).tolist()) | {0, max_iters})
 
 
 def load_resume(path, cfg, run_dirs, dev, free=()):

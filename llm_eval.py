@@ -15,7 +15,8 @@ token, per layer. Per fact, target language and layer, the unification score is 
 one of metrics.py computed for that one fact: (sim(X,Y) - sim(X,O)) / (sim(X,X) - sim(X,O)),
 X = the source-language questions (original + paraphrases), Y = the translation, O = the
 source-language questions of the other facts of the same source language (see `unification`; with
-no paraphrases, knob unif_fallback). Per layer, ROC AUC and a Welch t-test of the score for
+no paraphrases, knob unif_fallback); the method's ratio sim(X,Y) / sim(X,X) is kept beside it. Per
+layer, ROC AUC, a Mann-Whitney U test (the rank test of the AUC) and a Welch t-test of the score for
 correct vs incorrect transfers. The model is a Hugging Face directory or hub name, or a GGUF file
 (dequantized by transformers; needs gguf and accelerate, see requirements-llm.txt). Extra
 dependencies of this script only: transformers, scipy, wordfreq. Outputs in out_dir: config.json,
@@ -337,6 +338,29 @@ def unification(H, fact, lang, ftype, fallback='self', eps=1e-6):
     return U.numpy(), kinds
 
 
+def method_ratio(H, fact, lang, ftype):
+    """The method's per-fact ratio sim(X,Y) / sim(X,X) (X, Y as in `unification`), shown beside the
+    normalized score and deciding nothing (docs/verdicts.md, change C5); with one source question
+    sim(X,X) = 1 (a unit vector's self-similarity), so the ratio is sim(X,Y). H: unit vectors (N, L+1, d).
+    -> (F, nl-1, L+1) float64 numpy."""
+    cols = []
+    for layer in range(H.shape[1]):
+        s = metrics.fact_similarities(metrics.unit(H[:, layer].double()), fact, lang, ftype)
+        within = torch.where(s['n_x'] >= 2, s['within'], torch.ones_like(s['within']))[:, None]   # (F, 1)
+        cols.append(s['cross'] / within.where(within.abs() >= 1e-6, torch.nan))
+    return torch.stack(cols, -1).numpy()
+
+
+def mann_whitney(a, b):
+    """Two-sided Mann-Whitney U test of a against b (normal approximation with the tie correction,
+    scipy's): (U of a, p). The rank test of the AUC, which is U / (len(a) len(b))."""
+    from scipy import stats
+    if min(len(a), len(b)) < 1 or np.ptp(np.concatenate([a, b])) == 0:                 # nothing to rank
+        return np.nan, np.nan
+    res = stats.mannwhitneyu(a, b, alternative='two-sided', method='asymptotic')
+    return float(res.statistic), float(res.pvalue)
+
+
 def roc_auc(scores, labels):
     """Probability that a random positive outscores a random negative (ties count half)."""
     s, y = np.asarray(scores, float), np.asarray(labels, bool)
@@ -352,8 +376,9 @@ def roc_auc(scores, labels):
 
 
 def separation_stats(S, labels, alpha_, groups=None):
-    """Per column of S (P, K): AUC for predicting labels, Welch t-test correct vs incorrect,
-    Bonferroni-corrected over the K columns. Each column uses its finite entries only (NaN = a
+    """Per column of S (P, K): AUC for predicting labels, a Mann-Whitney U test (the rank test the
+    verdict reads: mw_*) and a Welch t-test beside it, correct vs incorrect, each Bonferroni-corrected
+    over the K columns. Each column uses its finite entries only (NaN = a
     transfer without a score at that layer); n_correct and n_incorrect count them. groups (P,):
     also auc_within, the mean of the AUCs within each group (weighted by its size; groups with
     one outcome only are left out), e.g. per target language, whose difficulty the pooled AUC mixes in."""
@@ -365,10 +390,13 @@ def separation_stats(S, labels, alpha_, groups=None):
         ok = np.isfinite(S[:, k])
         s, y = S[ok, k], labels[ok]
         a, b = s[y], s[~y]
-        t, p = stats.ttest_ind(a, b, equal_var=False) if min(len(a), len(b)) > 1 else (np.nan, np.nan)
-        pb = min(1.0, p * S.shape[1]) if np.isfinite(p) else float('nan')
-        res.append(dict(auc=roc_auc(s, y), t=float(t), p=float(p), p_bonferroni=pb,
-                        significant=bool(pb < alpha_), n_correct=int(y.sum()), n_incorrect=int((~y).sum()),
+        flat = len(s) and np.ptp(s) <= 1e-9 * max(1.0, np.abs(s).max())   # e.g. the ratio where every prompt is alike
+        t, p = stats.ttest_ind(a, b, equal_var=False) if min(len(a), len(b)) > 1 and not flat else (np.nan, np.nan)
+        u, pu = mann_whitney(a, b) if not flat else (np.nan, np.nan)
+        pb, pub = (min(1.0, q * S.shape[1]) if np.isfinite(q) else float('nan') for q in (p, pu))
+        res.append(dict(auc=roc_auc(s, y), t=float(t), p=float(p), p_bonferroni=pb, significant=bool(pb < alpha_),
+                        mw_u=u, mw_p=pu, mw_p_bonferroni=pub, mw_significant=bool(pub < alpha_),
+                        n_correct=int(y.sum()), n_incorrect=int((~y).sum()),
                         mean_correct=float(a.mean()) if len(a) else None,
                         mean_incorrect=float(b.mean()) if len(b) else None))
         if groups is not None:
@@ -495,8 +523,8 @@ def plot_results(res, path):
     axs[0].legend()
     for key, lab in [('mean_correct', 'correct'), ('mean_incorrect', 'incorrect')]:
         axs[1].plot([np.nan if l[key] is None else l[key] for l in layers], 'o-', label=lab)
-    sig = [i for i, l in enumerate(layers) if l['significant']]
-    axs[1].plot(sig, [layers[i]['mean_correct'] for i in sig], 'k*', label=f"p_bonf < {res['config']['alpha']}")
+    sig = [i for i, l in enumerate(layers) if l.get('mw_significant')]
+    axs[1].plot(sig, [layers[i]['mean_correct'] for i in sig], 'k*', label=f"rank test p_bonf < {res['config']['alpha']}")
     axs[1].set(xlabel='layer', ylabel='unification', title='mean unification of transfers')
     axs[1].legend()
     if res.get('overlap'):
@@ -612,12 +640,13 @@ def score_transfers(qs, items, H, langs, cfg):
     value, and the unification score per layer (NaN where unscored, null in the file) with its kind."""
     fact, lang, ftype = fact_ids(qs, langs)
     U, kinds = unification(H, fact, lang, ftype, cfg['unif_fallback'])
+    R = method_ratio(H, fact, lang, ftype)
     celeb = {r['q_id']: float(r[cfg['celebrity_field']]) for r in items if cfg['celebrity_field'] in r}
     src_correct = {q['q_id']: q['correct'] for q in qs if q['kind'] == 'original'}
     src_lang = {r['q_id']: r['original_lang'] for r in items}
     return [dict(q_id=q['q_id'], src=src_lang[q['q_id']], tgt=q['lang'], src_correct=src_correct[q['q_id']],
                  tgt_correct=q['correct'], celebrity=celeb.get(q['q_id']), unif_kind=kinds[f],
-                 unification=U[f, l - 1].tolist())
+                 unification=U[f, l - 1].tolist(), ratio=R[f, l - 1].tolist())
             for q, f, l in zip(qs, fact.tolist(), lang.tolist()) if q['kind'] == 'target']
 
 
@@ -639,6 +668,9 @@ def statistics(cfg, items, qs, transfers, n_layers, vo):
                n_layers=n_layers, n_transfers=len(transfers), n_transfers_used=len(used), unif_kinds=kinds,
                per_layer=separation_stats(S, y, cfg['alpha'], groups=[t['tgt'] for t in used]),
                celebrity=separation_stats([t['celebrity'] for t in used], y, cfg['alpha'])[0] if celeb else None)
+    if used and all('ratio' in t for t in used):                 # the method's ratio beside it, deciding nothing
+        res['per_layer_ratio'] = separation_stats(np.array([t['ratio'] for t in used], float).reshape(len(used), n_layers),
+                                                  y, cfg['alpha'])
     acc = {}  # accuracy per question kind and language
     for q in qs:
         acc.setdefault(q['kind'], {}).setdefault(q['lang'], []).append(q['correct'])

@@ -184,7 +184,8 @@ def adam_denominators(model, ckpts, beta2s):
 def gradient_reps(model, ckpts, per_run, cfg, beta2s=None):
     """Per-example attribute-loss gradients of every run, / (sqrt(Adam v) + eps) of that run,
     projected per layer group, optionally whitened (TrackStar), unit-normalised:
-    [{layer key: (N_r, k)} per run]; 'concat' = the projection of the whole gradient.
+    [{layer key: (N_r, k)} per run]; 'concat' = the projection of the whole gradient, 'no_emb' = of all
+    but the token embeddings.
     cfg['dtype'] = 'bfloat16' computes the per-example gradients in bf16 (on a CPU with native bf16:
     faster, representations within cosine 0.997 of float32's; analyze.pick_settings, docs/speed.md);
     cfg['grad_impl'] is per_example_grads' how."""
@@ -207,7 +208,8 @@ def gradient_reps(model, ckpts, per_run, cfg, beta2s=None):
         for n in names:
             g = G.pop(n).flatten(2)                                            # (E, B, numel)
             out[layer_group(n)][:, sl] += project(n, g, cfg, inv[n][:, None])
-    out['concat'] = sum(out.values())                                      # = projection of the full gradient
+    out['no_emb'] = sum(v for g, v in out.items() if g != 'emb')          # all but the input embeddings (their
+    out['concat'] = out['no_emb'] + out.get('emb', 0)                      # rare rows Adam inflates); the full gradient
     reps = []
     for r, x in enumerate(per_run):
         layers = {key: v[r, :len(x)] for key, v in out.items()}

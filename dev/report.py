@@ -133,8 +133,8 @@ def runs_table(s):
 SEL_NAMES = {'id_test': 'ID accuracy', 'unification': f'unification ({metrics.HEADLINE}, the headline)',
              'unif_x_id': 'unification x ID accuracy', 'unification_paper': "the paper's ratio (same_fact)",
              'oracle': 'best possible (oracle)', 'random': 'a random run'}
-CKPT_NAMES = {'unification': f'unification ({metrics.HEADLINE}): the method', 'unification_paper': "the paper's ratio",
-              'unification_filtered': 'unification, ID filter + ties to the later (variant)'}
+CKPT_NAMES = {'unification_plus': 'unification x ID (Unification+): the rule', 'unification': f'unification ({metrics.HEADLINE})',
+              'unification_paper': "the paper's ratio", 'unification_any': 'unification, every checkpoint (the rule before C3)'}
 
 
 def selection_lines(s):
@@ -149,17 +149,19 @@ def selection_lines(s):
                       [(label(k), num(v), num(scored.get(k))) for k, v in sel.items()]),
            '', f"Pearson r of unification ({layer}) with final OOD accuracy across runs; `{metrics.HEADLINE}` is the "
            "headline, declared before the runs, the others are reported beside it:", '',
-           *table(['variant', 'activations', 'gradients'],
+           *table(['variant', 'activations', 'gradients', 'gradients without the input embeddings'],
                   [(f"{v}{' (headline)' if v == metrics.HEADLINE else ''}", num(dig(kinds, 'act', layer)),
-                    num(dig(kinds, 'grad', layer))) for v, kinds in (s.get('correlations') or {}).items()])]
+                    num(dig(kinds, 'grad', layer)), num(dig(kinds, 'grad', 'no_emb'))) for v, kinds in
+                   (s.get('correlations') or {}).items()])]
     rows = [(CKPT_NAMES.get(k, k), d['n_runs'], num(d['ood']), num(d['last_best_id']), num(d['last_best_ood']),
              num(d['oracle']), num(d['final']), f"{d['earlier']:.0%}")
             for k, d in (s.get('ckpt_selection_summary') or {}).items() if isinstance(d, dict) and 'n_runs' in d]
     if rows:
-        out += ['', 'Checkpoint selection: per run, from the checkpoints after initialisation; mean OOD accuracy of the '
-                "pick over the runs the rule can score, beside the method's reference (the last checkpoint with the best "
-                'ID accuracy):', '', *table(['pick the checkpoint by', 'runs', 'OOD of the pick', 'last best ID',
-                                             'last best OOD', 'oracle', 'final', 'earlier than last best OOD'], rows)]
+        out += ['', 'Checkpoint selection: per run, from the checkpoints after ID accuracy reaches '
+                f"{settings.get('ckpt_min_id')} x the run's best; mean OOD accuracy of the pick over the runs the rule can "
+                "score, beside the method's reference (the last checkpoint with the best ID accuracy):", '',
+                *table(['pick the checkpoint by', 'runs', 'OOD of the pick', 'last best ID', 'last best OOD', 'oracle',
+                        'final', 'earlier than last best OOD'], rows)]
     return out
 
 

@@ -154,7 +154,7 @@ def code_version(files=('model.py', 'train.py', 'bench.py', 'tests/test_gpu.py')
 
 def workload(cfg, n_runs):
     """What one lockstep group of n_runs costs, in the units of the queue's estimates."""
-    its = checkpoints.ckpt_iters(cfg['max_iters'], cfg['n_ckpts'])
+    its = checkpoints.ckpt_iters(cfg['max_iters'], cfg['n_ckpts'], linear=cfg.get('n_ckpts_linear', 0))
     evals = set(range(0, cfg['max_iters'] + 1, cfg['eval_interval'])) | set(its) | {cfg['max_iters']}
     return dict(E=n_runs, run_steps=n_runs * cfg['max_iters'], n_evals=len(evals), n_ckpts=n_runs * len(its))
 

@@ -124,7 +124,7 @@ def test_end_to_end_tiny_run(tiny_exp):
     assert len(recs) == n_ckpts and {r['run'] for r in recs} == set(RUNS)
     for r in recs:
         assert all(0 <= v <= 1 + 1e-6 for fp in r['footprint']['lang'].values() for v in fp.values())
-        assert set(r['footprint']['lang']['grad']) == {'emb', 'L1', 'L2', 'head', 'concat'}
+        assert set(r['footprint']['lang']['grad']) == {'emb', 'L1', 'L2', 'head', 'no_emb', 'concat'}
         if r['run'] == 'celeb_frac0.0':                          # no parallel data: explicit null with the reason
             assert r['unification'] is None and 'no celebrity' in r['unification_null_reason']
         else:
@@ -286,28 +286,31 @@ def test_command_line():
 
 
 def test_checkpoint_selection_primary_and_variants():
-    """The method's rule (highest unification) is the primary pick, from the checkpoints after
-    initialisation; the ID filter and the tie rule make the variant unification_filtered; the
-    reference is the last best-ID checkpoint."""
+    """The candidates are the checkpoints from the first whose ID accuracy reaches ckpt_min_id x the
+    run's best; the primary rule picks the highest unification x ID among them, the rule before them
+    (unification_any) the highest unification after initialisation; the reference is the last best-ID
+    checkpoint."""
     def rec(it, idacc, ood, u, paper=None):
         return dict(run='r', iter=it, acc={'id_test': {'all': idacc}, 'ood_test': {'all': ood}},
                     unification={'normalized': {'act': {'concat': u}}, 'same_fact': {'act': {'concat': paper}}})
-    recs = [rec(0, 0.0, 0.0, 1.5, 2.0), rec(100, 0.5, 0.4, 1.02, 0.9), rec(200, 0.95, 0.90, 0.990),
-            rec(400, 0.99, 0.97, 0.985), rec(800, 1.0, 0.97, 0.960), rec(900, 1.0, 0.96, None)]
+    recs = [rec(0, 0.0, 0.0, 1.5, 2.0), rec(100, 0.5, 0.4, 1.02, 0.9), rec(200, 0.92, 0.90, 0.990, 0.5),
+            rec(400, 0.99, 0.97, 0.985), rec(800, 0.80, 0.70, 0.999), rec(900, 1.0, 0.96, None)]
     cfg = dict(analyze.DEFAULTS)
     sel, summary = analyze.checkpoint_selection(recs, cfg)
     r = sel['r']
-    assert r['unification']['iter'] == 100                 # plain argmax; iteration 0 (random weights) is no candidate
-    assert r['unification_paper']['iter'] == 100           # its only score after initialisation
-    assert r['unification_filtered']['iter'] == 400        # 0.985 ties with 0.990; 100 fails the ID filter
-    assert r['last_best_id']['iter'] == 900 and r['last_best_ood']['iter'] == 800 and r['oracle'] == 0.97
-    s = summary['unification']
-    assert s['n_runs'] == 1 and s['ood'] == 0.4 and s['last_best_id'] == 0.96 and s['earlier'] == 1.0
-    assert analyze.checkpoint_selection(recs, dict(cfg, ckpt_tie=0.0))[0]['r']['unification_filtered']['iter'] == 200
+    assert r['unification_any']['iter'] == 100             # plain argmax; iteration 0 (random weights) is no candidate
+    assert r['unification']['iter'] == 800                 # candidates from iter 200 (ID 0.92 >= 0.9 x 1.0), even past a dip
+    assert r['unification_plus']['iter'] == 400            # 0.985 x 0.99 beats 0.990 x 0.92 and 0.999 x 0.80
+    assert r['unification_paper']['iter'] == 200           # its only score among the candidates
+    assert r['last_best_id']['iter'] == 900 and r['last_best_ood']['iter'] == 400 and r['oracle'] == 0.97
+    s = summary['unification_plus']
+    assert s['n_runs'] == 1 and s['ood'] == 0.97 and s['last_best_id'] == 0.96 and s['earlier'] == 0.0
+    # ID saturating only at the last checkpoint: the one candidate has no score, so no pick (not a random one)
+    assert analyze.checkpoint_selection(recs, dict(cfg, ckpt_min_id=0.999))[0]['r']['unification_plus'] is None
     # a run without any score: no pick, and no summary for the rule
     bare = [dict(rr, unification=None) for rr in recs]
     sel, summary = analyze.checkpoint_selection(bare, cfg)
-    assert sel['r']['unification'] is None and sel['r']['unification_filtered'] is None and summary['unification'] is None
+    assert sel['r']['unification_plus'] is None and sel['r']['unification_any'] is None and summary['unification_plus'] is None
 
 
 def test_footprint_peak_is_after_initialisation():

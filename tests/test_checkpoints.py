@@ -135,3 +135,15 @@ def test_one_writer_per_run_and_stale_locks(tmp_path):
         checkpoints.lock(str(exp), ['main'])
     release()
     checkpoints.lock(str(exp), ['main'])()
+
+
+def test_ckpt_iters_log_spaced_and_linear():
+    """Log-spaced snapshots from `first` (dense early), and `linear` more every max_iters / linear steps
+    (late checkpoints to choose among); the initialisation and the last step always."""
+    log = checkpoints.ckpt_iters(2000, 12)
+    assert log[:3] == [0, 50, 70] and log[-1] == 2000 and len(log) == 13
+    both = checkpoints.ckpt_iters(2000, 12, linear=4)
+    assert set(both) == set(log) | {500, 1000, 1500} and both == sorted(both)
+    assert sum(it > 1000 for it in both) == sum(it > 1000 for it in log) + 1     # one more late snapshot: 1500
+    with pytest.raises(ValueError, match='linear snapshots must be >= 0'):
+        checkpoints.ckpt_iters(2000, 12, linear=-1)

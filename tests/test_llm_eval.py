@@ -91,6 +91,22 @@ def test_separation_stats_bonferroni():
     assert len(one) == 1 and one[0]['auc'] == 1.0
 
 
+def test_rank_test_beside_the_t_test():
+    """Mann-Whitney U: U counts the pairs a correct transfer wins (U / (n1 n0) is the AUC), its p is
+    scipy's; one outlier decides the t-test but not the rank test."""
+    stats = pytest.importorskip('scipy.stats')
+    a, b = np.array([3.0, 4.0, 5.0, 6.0, 7.0, 8.0]), np.array([0.0, 1.0, 2.0, 3.5, 0.5, 1.5])
+    u, p = llm_eval.mann_whitney(a, b)
+    assert u == 35.0 and u / 36 == pytest.approx(llm_eval.roc_auc(np.r_[a, b], [1] * 6 + [0] * 6))
+    assert p == pytest.approx(stats.mannwhitneyu(a, b, alternative='two-sided', method='asymptotic').pvalue)
+    assert all(np.isnan(llm_eval.mann_whitney(np.ones(3), np.ones(4))))  # no ranks to compare
+    y = np.array([1] * 20 + [0] * 20, bool)
+    s = np.where(y, 1.0, 0.0) + np.arange(40) * 1e-3          # correct transfers rank above every incorrect one ...
+    s[0] = -1e4                                               # ... but one, far below: the mean of the correct falls
+    r = llm_eval.separation_stats(s, y, 0.05)[0]
+    assert r['mw_significant'] and r['mw_p_bonferroni'] == r['mw_p'] < 1e-5 and not r['significant']
+
+
 def fact_vectors(spec, d=16):
     """(N, L+1, d) unit vectors: spec[i][l] lists the basis directions summed for question i, layer l."""
     e = torch.eye(d)
@@ -117,6 +133,8 @@ def test_unification_known_answers():
     U5, _ = llm_eval.unification(H5, torch.tensor([0, 0, 1, 1, 2, 2, 0, 0, 0]),
                                  torch.tensor([0] * 8 + [1]), torch.zeros(9, dtype=torch.long))
     assert U5[0, 0] == pytest.approx([1.0, 0.0], abs=1e-6)
+    R = llm_eval.method_ratio(H, fact, lang, torch.zeros(7, dtype=torch.long))   # the method's ratio beside it
+    assert R.shape == (3, 1, 2) and R[0, 0] == pytest.approx([1.0, 0.5], abs=1e-6)
     # a target closer to another fact than its own fact's questions are to others: below 0
     spec[-1] = [[0, 2, 2, 10], [0, 1, 10]]               # layer 0: mostly fact 1
     U, _ = llm_eval.unification(fact_vectors(spec), fact, lang, torch.zeros(7, dtype=torch.long))
@@ -340,6 +358,10 @@ def test_pipeline(tmp_path, tiny_models, arch):
     assert saved['per_layer'][0]['n_correct'] == 0 and saved['per_layer'][0]['n_incorrect'] == 0
     assert saved['per_layer'][2]['n_correct'] == 12 and saved['per_layer'][2]['n_incorrect'] == 12
     assert 0 <= saved['per_layer'][2]['auc_within'] <= 1 and saved['per_layer'][0]['auc_within'] is None
+    assert 0 <= saved['per_layer'][2]['mw_p'] <= 1 and saved['per_layer'][2]['mw_u'] == pytest.approx(
+        saved['per_layer'][2]['auc'] * 144)                  # the rank test beside the t-test: U = AUC x 12 x 12
+    # the method's ratio beside it: at layer 0 every question is alike, so sim(X,Y) / sim(X,X) = 1 (no fact signal)
+    assert all(t['ratio'][0] == pytest.approx(1.0) for t in transfers) and len(saved['per_layer_ratio']) == 3
     # the celebrity field is its own baseline: AUC from the known labels
     celeb = {json.loads(l)['q_id']: json.loads(l)['celebrity'] for l in open(DATA, encoding='utf-8')}
     expect = llm_eval.roc_auc([celeb[t['q_id']] for t in transfers], [t['q_id'] in good for t in transfers])

@@ -375,7 +375,7 @@ def test_verdicts_need_current_complete_results_in_the_right_regime():
 def test_finding5_is_judged_on_the_selection_experiment():
     corr = {'normalized': {'act': {'concat': 0.9}, 'grad': {'concat': 0.8}}, 'same_fact': {'act': {'concat': 0.95}}}
     sel = dict(id_test=0.5, ood_1pct=0.9, unification=0.89, unification_paper=0.88, oracle=0.92, random=0.7)
-    ckpt = dict(unification=dict(n_runs=20, ood=0.8, last_best_id=0.79, last_best_ood=0.82, oracle=0.82, final=0.8, earlier=0.4))
+    ckpt = dict(unification_plus=dict(n_runs=20, ood=0.8, last_best_id=0.79, last_best_ood=0.82, oracle=0.82, final=0.8, earlier=0.4))
     runs = [({'celeb_frac': 0.02 * (i % 11), 'lang_ratio': 1 + i // 11}, 0.3 + 0.6 * (i % 11) / 10) for i in range(22)]
     unif = {f'run{i}': dict(unification={'normalized': {'act': 0.5}}) for i in range(22) if i % 11}
     s = fake_summary('selection', runs, correlations=corr, selection=sel, ckpt_selection_summary=ckpt, **unif)
@@ -427,7 +427,7 @@ def test_finding6_shows_the_standin_llm_beside_the_toy_never_in_the_paper_column
     toy = dict(table=[dict(lang_var=0.0, cross_acc=0.99, same_acc=0.99, seeds=[0, 1]),
                       dict(lang_var=0.1, cross_acc=0.7, same_acc=0.95, seeds=[0, 1])],
                scale_table=[dict(lang_var=0.1, lang_scale=0.01, cross_acc=0.97)])
-    layer = lambda auc, sig: dict(auc=auc, significant=sig)
+    layer = lambda auc, sig: dict(auc=auc, significant=sig, mw_p=0.01, mw_significant=sig)
     llm = dict(per_layer=[layer(0.45, False), layer(0.6, True), layer(0.7, True), layer(0.65, True)], n_items=300,
                model='x.gguf', overlap=dict(variance_explained_sources=dict(r2_overlap=0.1, r2_celebrity=0.3)))
     state = dict(state_of(), toy=toy, standin=llm, standin_prov=dict(model=dict(package='tiny-llm')))

@@ -1,0 +1,78 @@
+"""dev/verdicts.py under the rules of docs/verdicts.md's change log: finding 1's "most", finding 3's early
+language footprint, finding 5's checkpoint picks after ID saturates and their regime gate, finding 6's
+rank test; on made-up summaries (test_report.py builds them)."""
+from dev import verdicts
+from test_report import fake_summary, state_of, sweep_summary
+
+
+def test_finding1_reads_most_as_three_in_four():
+    s = sweep_summary()
+    for r in s['runs'][:3]:                                            # 13 of 16 runs near perfect: 81%
+        r['final']['id_test']['all']['all'][0] = 0.9
+    assert 'ID >= 0.95 in 81% of runs (rule >= 75%; ID 0.90-0.99) [holds]' in verdicts.finding1(state_of(s), 'paper')[1]
+    for r in s['runs'][3:5]:                                           # 11 of 16: 69%
+        r['final']['id_test']['all']['all'][0] = 0.9
+    assert 'ID >= 0.95 in 69% of runs (rule >= 75%; ID 0.90-0.99) [fails]' in verdicts.finding1(state_of(s), 'paper')[1]
+
+
+def with_early(s, footprint_sign):
+    """Trajectories: unification at 5% of training rising with final OOD; the language footprint there
+    falling (footprint_sign -1) or rising (+1) with it."""
+    for r in s['runs']:
+        o = r['final']['ood_test']['all']['all'][0]
+        r['trajectory'] = dict(iter=[0, 60, 1000], unification=[None, o, o], unification_paper=[None, o, o],
+                               lang_footprint=[0.02, 0.05 + footprint_sign * 0.04 * o, 0.01])
+    return s
+
+
+def test_finding3_reads_the_early_language_footprint():
+    status, text, key = verdicts.finding3(state_of(with_early(sweep_summary(), -1)), 'paper')
+    assert status == 'reproduced' and 'r(language footprint there, final OOD) = -1.00 over 16 runs (rule <= -0.7)' in text
+    assert 'early_spread' not in text and key.startswith('r(early unification, final OOD) = 1.00')
+    status, text, _ = verdicts.finding3(state_of(with_early(sweep_summary(), +1)), 'paper')
+    assert status == 'mixed' and 'r(language footprint there, final OOD) = 1.00' in text
+    bare = sweep_summary()                                             # no trajectories: nothing measured
+    assert verdicts.finding3(state_of(bare), 'paper')[0] == 'not judged: no check could be measured'
+
+
+def selection_summary(at_oracle):
+    """A selection result (22 runs, 20 with parallel data) whose primary checkpoint pick matches last
+    best ID; in `at_oracle` of the runs with a pick, last best ID is the best checkpoint."""
+    corr = {'normalized': {'act': {'concat': 0.9}, 'grad': {'concat': 0.6, 'no_emb': 0.9, 'emb': 0.5, 'L1': 0.9}}}
+    sel = dict(id_test=0.5, ood_1pct=0.9, unification=0.89, unification_paper=0.88, oracle=0.92, random=0.7)
+    ref = dict(n_runs=20, ood=0.8, last_best_id=0.79, last_best_ood=0.82, oracle=0.82, final=0.8, earlier=0.4)
+    ckpt = dict(unification_plus=ref, unification=dict(ref, ood=0.7), unification_any=dict(ref, ood=0.2))
+    runs = [({'celeb_frac': 0.02 * (i % 11), 'lang_ratio': 1 + i // 11}, 0.3 + 0.6 * (i % 11) / 10) for i in range(22)]
+    per_run = {f'run{i}': dict(unification={'normalized': {'act': 0.5}}, ckpt_selection=dict(
+        unification_plus={'iter': 2000, 'ood': 0.8}, last_best_id={'iter': 2000, 'ood': 0.8},
+        oracle=0.8 if j < at_oracle else 0.9)) for j, i in enumerate(i for i in range(22) if i % 11)}
+    s = fake_summary('selection', runs, correlations=corr, selection=sel, ckpt_selection_summary=ckpt, **per_run)
+    s['analysis_settings'] = dict(unif_layer='concat', ckpt_min_id=0.9)
+    return s
+
+
+def test_finding5_checkpoint_picks_and_their_regime():
+    status, text, key = verdicts.finding5(state_of(selection_summary(at_oracle=10)), 'paper')
+    assert status == 'reproduced' and 'unification x ID 0.800, last best ID 0.790' in text
+    assert 'unification over every checkpoint 0.200' in text and 'gradients without the input embeddings 0.90' in text
+    assert 'by group (concat: the whole gradient) L1 0.90, concat 0.60, emb 0.50' in text
+    # last best ID already the best checkpoint in 15 of 20 runs (75%): the checkpoint check is not judged
+    status, text, _ = verdicts.finding5(state_of(selection_summary(at_oracle=15)), 'paper')
+    assert status == 'reproduced (checkpoint picks not judged: regime)' and '[not measured]' in text
+    assert "(not judged: regime: last best ID within 0.03 of the best checkpoint's OOD in 15 of 20 runs)" in text
+    fails = selection_summary(at_oracle=15)
+    fails['selection']['unification'] = 0.75                           # the run picks fail: the status says so
+    assert verdicts.finding5(state_of(fails), 'paper')[0].startswith('mixed (checkpoint picks not judged: regime')
+
+
+def test_llm_rule_reads_the_rank_test():
+    layer = lambda auc, t, mw: dict(auc=auc, significant=t, **({} if mw is None else dict(mw_p=0.01, mw_significant=mw)))
+    over = dict(variance_explained_sources=dict(r2_overlap=0.3, r2_celebrity=0.1))
+    new = dict(per_layer=[layer(0.7, False, True), layer(0.6, True, True), layer(0.4, True, True)], overlap=over)
+    checks = verdicts.llm_checks(new)
+    assert checks[0][0] is True and '2 of 3 layers (67%; layers 0-1)' in checks[0][1] and 'the t-test: 1 of 3)' in checks[0][1]
+    old = dict(per_layer=[layer(0.7, True, None), layer(0.6, True, None)], overlap=over)
+    checks = verdicts.llm_checks(old)
+    assert checks[0][0] is None and checks[0][1].startswith('rank test: to be re-run') and 'the t-test: 2 of 2)' in checks[0][1]
+    st = dict(state_of(), standin=old, standin_prov={})
+    assert verdicts.standin_text(st)[0] == 'not judged: made before the rank test; to be re-run'
