@@ -15,7 +15,8 @@ per-example gradients and predictions are computed for all of them at once; the 
 then computed per run. A run analyzed alone gives the same numbers (tests/test_analyze.py).
 
 Representations (represent.py; layer keys: 'emb' = embedding output, 'L1'..'Ln' = after each
-block, 'head' = final norm / unembedding parameters (gradients only), 'concat' = everything):
+block, 'head' = final norm / unembedding parameters (gradients only), 'concat' = everything, 'no_emb' =
+everything but the input embeddings (gradients only: their sparse rows, docs/verdicts.md change C4)):
 activations at the last prompt token, and Adam-preconditioned, projected per-example gradients
 of the attribute loss (optionally whitened as in TrackStar).
 Settings left at their default (0 / -1 / 'auto') are picked by device (a GPU, or a laptop:

@@ -77,6 +77,7 @@ eval_max = 2000           # examples per split and run per evaluation (0 = the w
 log_interval = 50         # steps between loss records (and NaN checks)
 n_ckpts = 20              # weight snapshots per run, log-spaced from ckpt_first to max_iters (the last included), plus init
 ckpt_first = 50           # step of the first log-spaced snapshot: separation happens in the first few hundred steps
+n_ckpts_linear = 0        # more snapshots, every max_iters / n_ckpts_linear steps: late checkpoints to pick among
 resume_every = 300.0      # seconds between resume points (0 = every evaluation); also at checkpoints, on Ctrl-C/SIGTERM
 wandb_log = False         # log to Weights & Biases (imported only when on)
 wandb_project = 'rosetta' # its project name
@@ -110,7 +111,7 @@ def check_cfg(cfg):
     rules = [(cfg[k] >= 1, f"{k}={cfg[k]} must be >= 1") for k in
              ('max_iters', 'eval_interval', 'log_interval', 'batch_size', 'n_ckpts', 'ckpt_first')]
     rules += [(cfg[k] >= 0, f"{k}={cfg[k]} must be >= 0") for k in
-              ('warmup_iters', 'eval_max', 'weight_decay', 'grad_clip', 'resume_every', 'threads')]
+              ('warmup_iters', 'eval_max', 'weight_decay', 'grad_clip', 'resume_every', 'threads', 'n_ckpts_linear')]
     rules += [(cfg['learning_rate'] > 0, f"learning_rate={cfg['learning_rate']} must be > 0"),
               (0 <= cfg['min_lr_frac'] <= 1, f"min_lr_frac={cfg['min_lr_frac']} must be in [0, 1]"),
               (0 <= cfg['beta1'] < 1 and 0 <= cfg['beta2'] < 1, "beta1 and beta2 must be in [0, 1)"),
@@ -526,7 +527,7 @@ def loop(cfg, stop_after, runs, dev, gpt, fns, opt, lr_buf, per_run, ctx, graphe
     t = time.perf_counter()
     step, it_buf = make_step(gpt, opt, runs, cfg, train_set, ctx, per_run, lr_buf, graphed, loss_fn=fns[0])
     timing['capture_s'] = time.perf_counter() - t
-    save_at = set(checkpoints.ckpt_iters(cfg['max_iters'], cfg['n_ckpts'], cfg['ckpt_first']))
+    save_at = set(checkpoints.ckpt_iters(cfg['max_iters'], cfg['n_ckpts'], cfg['ckpt_first'], cfg['n_ckpts_linear']))
     last_acc, last_resume, t_block, stopped_at = {}, time.time(), None, None
     written_at = start if cfg['resume'] else None       # the iteration of the resume file on disk (or queued)
     bar = tqdm(range(start, cfg['max_iters'] + 1), initial=start, total=cfg['max_iters'] + 1, dynamic_ncols=True)

@@ -22,9 +22,15 @@ EXPERIMENTS = {
     'balance': dict(findings='4', what='informativeness: src / balanced / imbalanced', shards=1, cost=1.0),
     'shared_tokens': dict(findings='4', what='extractability: filler words shared by the languages '
                           '(baseline of the controls)', shards=1, cost=1.0),
+    'shared_tokens_role': dict(findings='4', what='extractability: shared filler words that keep their role '
+                               '(template slot, fact type) in both languages', shards=1, cost=1.0),
+    'word': dict(findings='4', what='extractability: word tokenizer, trained as long as the char twins', shards=1,
+                 cost=1.0),
     'char_low': dict(findings='4', what='extractability: lowercase character tokenizer', shards=1, cost=5.0),
     'char_cased': dict(findings='4', what='extractability: cased character tokenizer', shards=1, cost=5.0),
     'selection': dict(findings='5', what='run and checkpoint selection over celeb_frac x lang_ratio', shards=4, cost=1.0),
+    'selection_long': dict(findings='5', what='checkpoint selection where OOD peaks and then falls (long schedule)',
+                           shards=1, cost=1.0),
     'templates_02': dict(findings='4', what='extractability: 2 templates', shards=1, cost=1.0),
     'templates_10': dict(findings='4', what='extractability: 10 templates', shards=1, cost=1.0),
     'templates_20': dict(findings='4', what='extractability: 20 templates', shards=1, cost=1.0),
