@@ -15,9 +15,11 @@ rewritten at every checkpoint and every resume_every seconds (train.py).
 """
 import errno
 import glob
+import hashlib
 import json
 import os
 import queue
+import shutil
 import socket
 import tempfile
 import threading
@@ -254,6 +256,56 @@ def truncate_log(path, upto):
         keep = [json.dumps(r) + '\n' for r in read_records(path)
                 if r['iter'] < upto or (r['iter'] == upto and r['split'] == 'loss')]
         atomic_write(path, ''.join(keep))
+
+
+# ----------------------------------------------------------------------------- one run, trained once
+def run_id(rc, data_keys, free):
+    """A run's identity: its dataset's content (split files, vocabulary; not the knobs that named it,
+    so two spellings of one dataset are one) and every training knob but those in `free` (system
+    and bookkeeping knobs). Two runs with one id train the same path, step for step. -> 12 hex digits"""
+    h = hashlib.sha1()
+    for name in sorted(os.listdir(rc['dataset_path'])):
+        if name.endswith('.jsonl'):
+            with open(os.path.join(rc['dataset_path'], name), 'rb') as f:
+                h.update(name.encode() + f.read())
+    with open(os.path.join(rc['dataset_path'], 'meta.json')) as f:
+        meta = json.load(f)
+    knobs = {k: v for k, v in sorted(rc.items()) if k not in free and k not in data_keys and k != 'dataset_path'}
+    h.update(json.dumps([meta['vocab'], meta['block_size'], knobs], default=str).encode())
+    return h.hexdigest()[:12]
+
+
+def finished_run(root, rid, max_iters):
+    """A run directory under root/<exp>/<run>/ whose config.json has run id `rid` and that ended: its last
+    checkpoint written and its final evaluation logged. -> the directory, or None."""
+    for path in sorted(glob.glob(os.path.join(root, '*', '*', 'config.json'))):
+        d = os.path.dirname(path)
+        try:
+            with open(path) as f:
+                if json.load(f).get('run_id') != rid:
+                    continue
+            if os.path.exists(os.path.join(d, f'ckpt_{max_iters}.pt')) and any(
+                    r['iter'] == max_iters and r['split'] != 'loss' for r in read_records(os.path.join(d, 'log.jsonl'))):
+                return d
+        except (OSError, ValueError):
+            continue                                   # unreadable or torn: not a finished run
+    return None
+
+
+def link_run(src, dst, config):
+    """A finished run's files under another experiment: checkpoints hard-linked (copied where links
+    cannot be made), the log copied, and this experiment's config.json for it (its own knobs and name:
+    the same run may be spelled differently, e.g. a data knob that makes no difference at this setting)."""
+    os.makedirs(dst, exist_ok=True)
+    for path in glob.glob(os.path.join(src, 'ckpt_*.pt')):
+        target = os.path.join(dst, os.path.basename(path))
+        if not os.path.exists(target):
+            try:
+                os.link(path, target)
+            except OSError:
+                shutil.copy2(path, target)
+    shutil.copy2(os.path.join(src, 'log.jsonl'), os.path.join(dst, 'log.jsonl'))
+    atomic_write(os.path.join(dst, 'config.json'), json.dumps(dict(config, reused_from=src), indent=1, default=str))
 
 
 # ----------------------------------------------------------------------------- resume points

@@ -8,7 +8,7 @@ Each experiment runs at two scales from two config files that differ only in sca
   laptop  config/laptop/<name>.py    the same experiment on the laptop regime of config/laptop/base.py
 Results go to assets/<name>/ (paper) and assets/laptop/<name>/ (laptop).
 
-    python config/experiments.py                  # name and shard count of every paper experiment, in order
+    python config/experiments.py                  # every paper experiment in order: name, shards, run-steps, analyze args
     python config/experiments.py --scale=laptop   # the same for the laptop twins
 """
 import os
@@ -16,7 +16,8 @@ import sys
 
 # name: findings it tests (docs/method.md section 1), what it varies, shards at paper scale (a sweep
 # too long for one job splits into this many independent jobs), cost of a run-step relative to a
-# word-tokenizer run (character tokenizers make ~5x longer sequences)
+# word-tokenizer run (character tokenizers make ~5x longer sequences); optionally `analyze`, arguments of its
+# analyze.py command (e.g. every checkpoint)
 EXPERIMENTS = {
     'sweep_celeb': dict(findings='1, 2, 3, 5', what='ID vs OOD as parallel data grows', shards=1, cost=1.0),
     'balance': dict(findings='4', what='informativeness: src / balanced / imbalanced', shards=1, cost=1.0),
@@ -30,7 +31,7 @@ EXPERIMENTS = {
     'char_cased': dict(findings='4', what='extractability: cased character tokenizer', shards=1, cost=5.0),
     'selection': dict(findings='5', what='run and checkpoint selection over celeb_frac x lang_ratio', shards=4, cost=1.0),
     'selection_long': dict(findings='5', what='checkpoint selection where OOD peaks and then falls (long schedule)',
-                           shards=1, cost=1.0),
+                           shards=1, cost=1.0, analyze='--max_ckpts=0'),
     'templates_02': dict(findings='4', what='extractability: 2 templates', shards=1, cost=1.0),
     'templates_10': dict(findings='4', what='extractability: 10 templates', shards=1, cost=1.0),
     'templates_20': dict(findings='4', what='extractability: 20 templates', shards=1, cost=1.0),
@@ -70,10 +71,20 @@ def out_dir(name, scale='paper'):
     return os.path.join('out', *(['laptop'] if scale == 'laptop' else []), name)
 
 
+def run_steps(name, scale='paper'):
+    """Run-steps of an experiment (runs x max_iters x cost, over all its shards): what the reproduction's
+    time estimates weigh it by."""
+    sys.path.insert(0, ROOT)
+    import configurator
+    import train
+    cfg = dict(train.DEFAULTS, **configurator.run_config_file(config_path(name, scale), train.DEFAULTS))
+    return round(len(train.expand_sweep(cfg)) * cfg['max_iters'] * EXPERIMENTS[name]['cost'])
+
+
 if __name__ == '__main__':
     args = sys.argv[1:]
     scale = next((a.split('=', 1)[1] for a in args if a.startswith('--scale=')), 'paper')
     if scale not in SCALES or any(not a.startswith('--scale=') for a in args):
         sys.exit(f"usage: python config/experiments.py [--scale={'|'.join(SCALES)}]")
-    for name, e in EXPERIMENTS.items():
-        print(name, e['shards'] if scale == 'paper' else 1)
+    for name, e in EXPERIMENTS.items():    # name, shards, run-steps, analyze.py arguments
+        print(name, e['shards'] if scale == 'paper' else 1, run_steps(name, scale), e.get('analyze', ''))

@@ -338,12 +338,17 @@ def checks4(state, scale):
     out.append((['balance'], v['src'], None if steps is None else steps >= gap,
                 'informativeness: OOD balanced {}, src {}, imbalanced {} (rule: each step >= {})'.format(
                     *(num(v[k], '.2f') for k in ('balanced', 'src', 'imbalanced')), gap)))
-    low, cased = get('char_low'), get('char_cased')
+    low, cased, word = get('char_low'), get('char_cased'), get('word')
     out.append((['char_low', 'char_cased'], cased, None if None in (low, cased) else low - cased >= gap,
-                f"extractability: OOD char_low {num(low, '.2f')} vs char_cased {num(cased, '.2f')} (rule: >= +{gap})"))
-    fracs = sorted({(r.get('knobs') or {}).get('shared_token_frac') for r in
-                    (state['results'].get(('shared_tokens', scale)) or {}).get('runs', [])} - {None})
-    out.append(trend(['shared_tokens'], 'shared filler words', [(f, get('shared_tokens', shared_token_frac=f)) for f in fracs]))
+                f"extractability: OOD char_low {num(low, '.2f')} vs char_cased {num(cased, '.2f')} (rule: >= +{gap}; "
+                f"beside them the word tokenizer as long: {num(word, '.2f')})"))
+    def sharing(name):                                                 # [(shared_token_frac, mean OOD)]
+        fracs = {(r.get('knobs') or {}).get('shared_token_frac') for r in
+                 (state['results'].get((name, scale)) or {}).get('runs', [])} - {None}
+        return [(f, get(name, shared_token_frac=f)) for f in sorted(fracs)]
+    role = trend(['shared_tokens_role'], 'shared filler words that keep their role', sharing('shared_tokens_role'))
+    placed = ', '.join(f"{f}: {num(o, '.2f')}" for f, o in sharing('shared_tokens'))
+    out.append(role[:3] + (role[3] + f" (beside it, in random slots: {placed or 'not run'})",))
     base = get('shared_tokens', shared_token_frac=1.0)
     out.append(trend(['templates_02', 'shared_tokens', 'templates_10', 'templates_20'], 'templates',
                      [(2, get('templates_02')), (5, base), (10, get('templates_10')), (20, get('templates_20'))]))

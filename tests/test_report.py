@@ -397,6 +397,8 @@ def test_finding4_from_made_up_results():
                                   (('balanced', 0.7), ('src', 0.5), ('imbalanced', 0.3)) for c in cfs]),
          fake_summary('shared_tokens', [({'shared_token_frac': f, 'celeb_frac': c}, 0.4 + 0.2 * f if c == 0 else 0.95)
                                         for f in (0.0, 0.5, 1.0) for c in cfs]),
+         fake_summary('shared_tokens_role', [({'shared_token_frac': f, 'celeb_frac': c}, 0.4 + 0.3 * f if c == 0 else 0.95)
+                                             for f in (0.0, 0.5, 1.0) for c in cfs]),
          fake_summary('char_low', [({'celeb_frac': c}, 0.7) for c in cfs]),
          fake_summary('char_cased', [({'celeb_frac': c}, 0.5) for c in cfs])]
     for n, o in (('templates_02', 0.45), ('templates_10', 0.7), ('templates_20', 0.75), ('people_10x', 0.6),
@@ -405,6 +407,12 @@ def test_finding4_from_made_up_results():
     by = {s['exp']: s for s in S}
     status, text, key = verdicts.finding4(state_of(*S), 'paper')
     assert status == 'reproduced' and 'mean OOD 2: 0.45, 5: 0.60, 10: 0.70, 20: 0.75' in text and key == '6 of 6 judged checks hold'
+    # the shared-words check reads the variant that keeps a word's role; random slots are shown beside it
+    assert ('shared filler words that keep their role: mean OOD 0.0: 0.40, 0.5: 0.55, 1.0: 0.70' in text
+            and 'beside it, in random slots: 0.0: 0.40, 0.5: 0.50, 1.0: 0.60' in text)
+    falls = dict(by, shared_tokens_role=fake_summary('shared_tokens_role', [({'shared_token_frac': f, 'celeb_frac': 0.0},
+                                                                              0.5 - 0.2 * f) for f in (0.0, 0.5, 1.0)]))
+    assert verdicts.finding4(state_of(*falls.values()), 'paper')[2] == '5 of 6 judged checks hold (not: shared filler words that keep their role)'
     assert verdicts.finding4(state_of(*S), 'laptop')[0] == 'not run'
     no_recall = dict(by, people_10x=fake_summary('people_10x', [({'celeb_frac': c}, 0.03, {}, 0.04) for c in cfs]))
     status, text, _ = verdicts.finding4(state_of(*no_recall.values()), 'paper')   # no in-language recall: no verdict from it
