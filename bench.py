@@ -32,6 +32,9 @@ Rows:
                 first setting at the same shape and E. Also the limit: GFLOP/s of plain 2-D float32 and
                 bfloat16 GEMMs of the model's shapes, and each row's model GFLOP/s as a share of the faster
                 one; and gradient representations on the plain path against the analysis' picks
+  side by side  (on a CPU, with the grid) two single-run jobs at the laptop shape (E=1: runs that cannot share a
+                lockstep group) one after the other on both cores, against side by side on one core each (two
+                processes): the reproduction runs such jobs side by side where this is faster
   analysis pair (on a CPU, with the sweep row or analyze_dir) analyze.py as a user runs it, figures
                 included, on pair_ckpts checkpoints per run: its CPU defaults (bf16 forward passes and
                 per-example gradients, each example as a run of its own, freed memory kept) against the
@@ -42,6 +45,7 @@ Ratios are run-steps/s against the plain loop (grid rows: against float32 eager)
 """
 import contextlib
 import json
+import multiprocessing
 import os
 import shutil
 import statistics
@@ -366,6 +370,44 @@ def sweep_row(cfg, dev, tmp, laptop=None):
                 shape={k: tcfg[k] for k in SHAPE_KNOBS + ('eval_interval', 'eval_max', 'n_ckpts')})
 
 
+def solo_steps(lap, n_threads, n_warm, n_steps, ready, out):
+    """One single-run job in a process of its own (side_by_side): the laptop shape's step at E=1 with
+    train.py's picks on n_threads threads, warmed up, then n_steps timed once every job is ready."""
+    torch.set_num_threads(n_threads)
+    path = data_gen.prepare(dict(data_gen.DATA_DEFAULTS, n_people=lap['n_people'], data_dir=lap['data_dir']))
+    meta = data_gen.load_meta(path)
+    data = train.stack_splits([data_gen.load_split(path, 'train', meta)], [meta], 'cpu')
+    s = parse_setting('auto', 'cpu')
+    with reused(s['reuse']):
+        step = lockstep(lap, data, train.shape_args(lap, meta), 1, 'cpu', s['compile'], autocast('cpu', s['dtype']))
+        for _ in range(n_warm):
+            step()
+        ready.wait()
+        out.put(timed(step, n_steps, 'cpu')[0] * n_steps)
+
+
+def side_by_side(lap, n_warm, n_steps, cores=2):
+    """Two single-run jobs (the laptop shape at E=1, which cannot share a lockstep group, e.g. char_low and
+    char_cased) one after the other on every core, against side by side on one core each (two processes,
+    started together). -> the row: seconds for both jobs each way; ratio > 1: side by side is faster."""
+    mp = multiprocessing.get_context('spawn')
+    wall = {}
+    for how, jobs, threads_each, steps in (('one after the other', 1, cores, 2 * n_steps),
+                                           ('side by side', cores, 1, n_steps)):
+        ready, out = mp.Barrier(jobs), mp.Queue()
+        procs = [mp.Process(target=solo_steps, args=(lap, threads_each, n_warm, steps, ready, out)) for _ in range(jobs)]
+        for p in procs:
+            p.start()
+        wall[how] = max(out.get() for _ in procs)      # the jobs end when the slower one does
+        for p in procs:
+            p.join()
+    ratio = wall['one after the other'] / wall['side by side']
+    print(f"single-run jobs: {cores} one after the other ({cores} threads) {wall['one after the other']:.1f} s, side by "
+          f"side (1 thread each) {wall['side by side']:.1f} s: {ratio:.2f}x")
+    return dict(row=f'{cores} single-run jobs side by side', E=1, steps_per_job=n_steps, sequential_s=wall['one after the other'],
+                side_by_side_s=wall['side by side'], ratio=ratio, peak_mem_gb=None)
+
+
 def profile_row(lap, data, meta, E, dev, n_warm):
     """The torch.profiler table of the picked setting's step at the laptop shape."""
     s = parse_setting('auto', dev)
@@ -505,6 +547,8 @@ def bench(cfg):
         lap = dict(cfg, **{k: laptop[k] for k in SHAPE_KNOBS})
         rows += grid_rows(cfg, dev, [('laptop', lap, [1, cfg['laptop_runs']], data, meta),
                                      ('paper', cfg, run_counts, data, meta)], n_warm, n_steps)
+        if dev == 'cpu':                               # single runs that cannot share a group: side by side?
+            rows.append(side_by_side(lap, n_warm, 5 * n_steps))
         if cfg['profile']:                             # where the picked setting's step spends its time
             rows.append(profile_row(lap, data, meta, cfg['laptop_runs'], dev, n_warm))
     else:
