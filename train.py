@@ -109,7 +109,7 @@ PER_RUN_OPT = ('learning_rate', 'weight_decay')       # optimiser knobs a lockst
 SPLITS = data_gen.SPLITS
 EVAL_SHOWN = 8            # runs whose accuracies the evaluation line shows
 EVAL_CHUNK = 1024         # examples per evaluation forward pass (every split is padded to a multiple: static shapes)
-FREE_ON_RESUME = {'resume', 'device', 'compile', 'cuda_graph', 'wandb_log', 'wandb_project', 'resume_every',
+FREE_ON_RESUME = {'resume', 'device', 'compile', 'cuda_graph', 'wandb_log', 'wandb_project', 'resume_every', 'live_unif',
                   'overwrite', 'threads', 'reuse_memory'}                        # may change on resume
 
 
@@ -569,6 +569,7 @@ def train(cfg, stop_after=None):
                 break
             it, keep, pending = stop['prune']          # the kept runs go on from `it`, as a resume of fewer runs
             state, group = pruned_state(gpt, opt, keep, it, pending), [group[r] for r in keep]
+            torch._dynamo.reset()                      # the smaller group compiles afresh (static shapes)
             stop_after = None if stop_after is None else stop_after - (it - start)
         if stopped_at == 'killed':
             return exp
