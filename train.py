@@ -15,7 +15,9 @@ of (seed, iter): what makes a resume bit-for-bit) and gradient clipping, and Ada
 r follows the path it follows trained alone; learning_rate and weight_decay may differ between runs
 (train_step). Never loses work (checkpoints.py): the sweep's whole state goes to a resume file at every
 checkpoint, every `resume_every` seconds and on Ctrl-C/SIGTERM; after a crash or kill -9, `--resume=True`
-ends as an uninterrupted run would (on CPU bit for bit, at the same thread count).
+ends as an uninterrupted run would (on CPU bit for bit, at the same thread count). At every evaluation it
+measures each run's cross-lingual unification live, as analyze.py would at that checkpoint, and
+`--prune_at=0.1 --prune_keep=3` stops all but the 3 most unified runs at 10% of training (docs/training.md).
 
 Writes out/<exp>/<run>/{config.json, log.jsonl, ckpt_<iter>.pt}, out/<exp>/resume[_<i>of<n>].pt while
 training and out/<exp>/timing[_<i>of<n>].json at the end.
