@@ -440,19 +440,13 @@ def prune(unif, runs, cfg, it, log_paths, submit, snapshot):
 
 
 def pruned_state(gpt, opt, keep, it, pending):
-    """What a prune at `it` leaves the kept runs (indices keep), as a resume file holds it: weights,
-    optimizer state and the losses not yet logged, cut to them."""
+    """What a prune at `it` leaves the kept runs (indices keep), as a resume file holds it: weights, optimizer
+    state (every tensor but the step counts has a run axis) and the losses not yet logged, cut to them."""
     idx = torch.tensor(keep, device=next(gpt.parameters()).device)
-    return dict(model=runs_of(gpt.state_dict(), idx), optimizer=runs_of(opt.state_dict(), idx), iter=it,
+    o = opt.state_dict()
+    o['state'] = {p: {k: v[idx] if v.dim() else v for k, v in st.items()} for p, st in o['state'].items()}
+    return dict(model={k: v[idx] for k, v in gpt.state_dict().items()}, optimizer=o, iter=it,
                 losses=torch.stack(pending)[:, idx] if pending else torch.zeros(0, len(keep), device=idx.device))
-
-
-def runs_of(state, idx):
-    """A model's or optimizer's state_dict cut to the runs idx (E',): every tensor with a run axis (all
-    but the optimizer's step counts) indexed on it."""
-    if 'state' not in state:
-        return {k: v[idx] for k, v in state.items()}
-    return dict(state, state={p: {k: v[idx] if v.dim() else v for k, v in st.items()} for p, st in state['state'].items()})
 
 
 # -----------------------------------------------------------------------------
@@ -604,11 +598,9 @@ def print_start(cfg, runs, dev, dtype, use_compile, graphed, threads, gpt, model
         print('runs:', ' '.join(f"{r}={name}" for r, (name, _) in enumerate(runs[:EVAL_SHOWN]))
               + (f" (+{E - EVAL_SHOWN} more, not shown)" if E > EVAL_SHOWN else ''))
     if cfg['live_unif']:
-        none = [name for (name, _), x in zip(runs, live) if not x]
-        print(f"live unification ('unif'; {metrics.HEADLINE}, activations, all layers) of up to "
-              f"{max(map(len, live))} parallel training examples per run"
-              + (f"; none to measure, no parallel data: {', '.join(none[:EVAL_SHOWN])}{' ...' * (len(none) > EVAL_SHOWN)}"
-                 if none else ''))
+        none = ' '.join(name for (name, _), x in zip(runs, live) if not x)
+        print(f"live unification ('unif'; {metrics.HEADLINE}, activations, all layers) of up to {max(map(len, live))} "
+              f"parallel training examples per run" + (f"; no parallel data, none to measure: {none}" if none else ''))
     if start:
         print(f"resuming at iter {start} from {resume_path}")
 
