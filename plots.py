@@ -641,6 +641,7 @@ def fig_unif_live(exp):
             if r['stopped'] and len(its):
                 ax.plot(its[-1], nan_for_none(ys)[-1], 'x', color=col, ms=7, mew=2)
     axes[0].axhline(0, color='0.6', lw=0.8)
+    axes[0].set_ylim(max(axes[0].get_ylim()[0], -1.05), 1.05)     # early scores far below 0 (little fact signal) off the scale
     axes[0].set_ylabel('unification of parallel facts (1 = one\nrepresentation for both languages)')
     axes[1].set_ylabel('OOD accuracy (other language)'), axes[1].set_ylim(-0.02, 1.02)
     for ax in axes:
