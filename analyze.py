@@ -40,7 +40,8 @@ import machine
 import model as model_lib
 import represent
 from configurator import cli, config_keys, configure
-from records import acc_of, attribute_tokens, dig, final_ood, pearson, read_records, sim_layers, spread
+from records import (NO_PARALLEL, PARALLEL_FACTS, acc_of, attribute_tokens, dig, final_ood, parallel_sample, pearson,
+                     read_records, sample_facts, sim_layers, spread, stopped)
 
 # -----------------------------------------------------------------------------
 # advanced: run_batch, proj_kind, proj_seed, proj_dtype, trackstar_damping, grad_batch, grad_impl,
@@ -86,7 +87,7 @@ CHOICES = {'unif_rep': ('act', 'grad'), 'footprint_at': ('peak', 'final'),
            'grad_precond': ('adam', 'trackstar'), 'dtype': ('auto', 'float32', 'bfloat16'),
            'grad_impl': ('auto', 'vmap', 'runs')}
 AUTO = {  # setting: (value on cuda, value elsewhere), for settings left at their default (0 / -1 / 'auto')
-    'max_examples': (1000, 400), 'max_celeb_facts': (100, 50), 'max_ckpts': (0, 8), 'run_batch': (16, 2),
+    'max_examples': (1000, 400), 'max_celeb_facts': PARALLEL_FACTS, 'max_ckpts': (0, 8), 'run_batch': (16, 2),
     'proj_dim': (4096, 512), 'proj_kind': ('gaussian', 'sketch'),
     'grad_batch': (2048, 128), 'ood_sample': (2000, 500),
     'grad_impl': ('vmap', 'runs')}
@@ -134,7 +135,8 @@ def find_runs(exp):
             raise ValueError(f"analyze: missing {os.path.join(d, 'log.jsonl')}")
         with open(os.path.join(d, 'config.json')) as f:
             rc = json.load(f)
-        if 'max_iters' in rc and rc['max_iters'] not in ckpts:
+        pruned = stopped(read_records(os.path.join(d, 'log.jsonl')))   # stopped by train.py's prune_at: ends earlier
+        if 'max_iters' in rc and rc['max_iters'] not in ckpts and not pruned:
             raise ValueError(f"analyze: missing or unreadable final checkpoint "
                              f"{os.path.join(d, 'ckpt_%d.pt' % rc['max_iters'])} (training unfinished?)")
         out.append(dict(name=os.path.basename(d), dir=d, cfg=rc, ckpts=dict(sorted(ckpts.items()))))
@@ -166,19 +168,6 @@ def read_log(path):
     return dict(sorted(out.items()))
 
 
-def sample_facts(examples, idxs, rng, max_examples=None, max_facts=None):
-    """Whole facts (person x fact type) of idxs, drawn at random until either cap: list of indices."""
-    facts = {}
-    for i in idxs:
-        facts.setdefault((examples[i]['person'], examples[i]['fact_type']), []).append(i)
-    keys, out = list(facts), []
-    for n, j in enumerate(rng.permutation(len(keys))):
-        if max_facts is not None and n >= max_facts or max_examples is not None and len(out) >= max_examples:
-            break
-        out += facts[keys[j]]
-    return out
-
-
 def similarity_examples(train, celeb, meta, cfg, rng):
     """Examples of the similarity matrices: the most frequent attribute values of each fact type
     in the celebrity data, ordered by fact type > value > language. -> indices, labels, bounds."""
@@ -206,7 +195,7 @@ def prepare_run(run, cfg):
     train, idt, ood = (data_gen.load_split(path, s, meta) for s in data_gen.SPLITS)
     rng = np.random.default_rng(cfg['seed'])
     celeb = [i for i, e in enumerate(train) if e['celebrity']]
-    celeb_idx = sample_facts(train, celeb, rng, max_facts=cfg['max_celeb_facts'])
+    celeb_idx = parallel_sample(train, rng, cfg['max_celeb_facts'])   # train.py's live sample too
     gen_idx = sample_facts(train, range(len(train)), rng, max_examples=cfg['max_examples'])
     sim_idx, sim_values, sim_bounds = similarity_examples(train, celeb, meta, cfg, rng)
     union = sorted(set(celeb_idx) | set(gen_idx) | set(sim_idx))
@@ -262,7 +251,7 @@ def acc_by_n_templates(correct, examples, inputs):
 def layer_dict(act, grads):
     """Representations by kind and layer key: {'act': {key: (N, d)}, 'grad': {key: (N, k)}}."""
     a = {('emb' if i == 0 else f'L{i}'): act[i] for i in range(len(act))}
-    a['concat'] = act.permute(1, 0, 2).reshape(act.shape[1], -1)
+    a['concat'] = represent.concat_layers(act)
     return {'act': a, 'grad': grads}
 
 
@@ -282,14 +271,14 @@ def ckpt_metrics(act, grads, inputs, cfg, keep_sims):
                                for kind, layers in reps.items()}
     rec['unification'] = rec['lang_probe'] = None
     if len(c) == 0:
-        rec['unification_null_reason'] = 'no celebrity (parallel) facts in the training set'
-    else:
-        cf = torch.unique(fact[c], return_inverse=True)[1]
+        rec['unification_null_reason'] = NO_PARALLEL
+    else:                                              # labelled as train.py's live score labels them
+        cf, cl, ct = represent.unification_labels([ex[i] for i in c.tolist()], inputs['meta']['fact_types'], dev)
         u = {v: {kind: {} for kind in reps} for v in (*metrics.VARIANTS, 'signal_z')}
         why = None
         for kind, layers in reps.items():
             for l, x in layers.items():
-                res, why = metrics.unification(x[c], cf, lang[c], ftype[c], cfg['unif_min_z'])
+                res, why = metrics.unification(x[c], cf, cl, ct, cfg['unif_min_z'])
                 for v in u:
                     u[v][kind][l] = res[v] if res else None
         rec['unification'] = u if why is None else None

@@ -20,6 +20,8 @@ Rows:
                 float32 log-softmax and gather, and batches by index_select instead of gather
                 (another compile mode is a whole table: --compile_mode=max-autotune-no-cudagraphs)
   act reps      activation representations per second (represent.activation_reps)
+  live unif     train.py's live unification (live_unif) against the training it watches, one process:
+                its cost as a share of training time at a schedule (live_unif_row)
   grad reps     gradient representations per second: per-example gradient, Adam second-moment
                 correction, projection to proj_dim dims (represent.gradient_reps)
   sweep         sweep_runs runs x sweep_iters steps through train.train (the real evaluation and
@@ -55,8 +57,10 @@ import torch
 import torch.nn.functional as F
 
 import analyze
+import checkpoints
 import data_gen
 import metrics
+import records
 import represent
 import train
 from configurator import cli, config_keys, configure, run_config_file
@@ -180,6 +184,40 @@ def lockstep(cfg, data, model_args, E, dev, use_compile, ctx, variant=''):
         it.add_(1)
         return step()
     return next_step
+
+
+def live_unif_row(sched, data, examples, meta, E, dev, ctx, n_warm, n_steps):
+    """train.py's live unification against the training it watches, both timed here in turns: a lockstep
+    step of E runs and one live measurement of E runs (each the dataset's parallel sample as train.py
+    draws it), at the shape and schedule of `sched` (the laptop regime on a CPU, else train.py's
+    defaults at the bench's shape). Its cost as a share of training = measurements per run (every
+    evaluation: eval_interval, checkpoints, the end) x a measurement's time / (max_iters x a step's
+    time): the budget is 5%. -> the row."""
+    model_args = train.shape_args(sched, meta)
+    step = lockstep(dict(sched, cuda_graph=False), data, model_args, E, dev, False, ctx)
+    gpt = GPT(GPTConfig(**model_args, n_runs=E)).to(dev).eval()
+    sample = records.live_sample(examples, records.PARALLEL_FACTS[not dev.startswith('cuda')])
+    fts = [meta['fact_types']] * E
+
+    def measure():
+        with ctx:
+            represent.live_unification(gpt, [sample] * E, fts)
+    step_s, live_s = [], []
+    for _ in range(n_warm):
+        step(), measure()
+    for _ in range(3):                                  # in turns: a busy machine's noise hits both alike
+        step_s.append(timed(step, n_steps, dev)[0])
+        live_s.append(timed(measure, 1, dev)[0])
+    step_s, live_s = statistics.median(step_s), statistics.median(live_s)
+    at = set(range(0, sched['max_iters'] + 1, sched['eval_interval'])) | {sched['max_iters']}
+    n_meas = len(at | set(checkpoints.ckpt_iters(sched['max_iters'], sched['n_ckpts'], sched['ckpt_first'])))
+    share = n_meas * live_s / (sched['max_iters'] * step_s)
+    row = dict(row=f'live unif E={E}', E=E, seconds_per_step=step_s, live_s=live_s, n_measurements=n_meas,
+               max_iters=sched['max_iters'], cost_share=share, items_per_s=E * len(sample) / live_s,
+               examples=len(sample), peak_mem_gb=None)
+    print(f"{row['row']:<36} {live_s * 1e3:.1f} ms per measurement of {E} runs x {len(sample)} examples, "
+          f"a step {step_s * 1e3:.1f} ms: {n_meas} measurements over {sched['max_iters']} steps = {share:.2%} of training")
+    return row
 
 
 def profile_step(step, dev, n=20, top=15):
@@ -370,14 +408,13 @@ def sweep_row(cfg, dev, tmp, laptop=None):
                 shape={k: tcfg[k] for k in SHAPE_KNOBS + ('eval_interval', 'eval_max', 'n_ckpts')})
 
 
-def solo_steps(lap, n_threads, n_warm, n_steps, ready, out):
+def solo_steps(lap, s, n_threads, n_warm, n_steps, ready, out):
     """One single-run job in a process of its own (side_by_side): the laptop shape's step at E=1 with
-    train.py's picks on n_threads threads, warmed up, then n_steps timed once every job is ready."""
+    the setting s (parse_setting) on n_threads threads, warmed up, then n_steps timed once every job is ready."""
     torch.set_num_threads(n_threads)
     path = data_gen.prepare(dict(data_gen.DATA_DEFAULTS, n_people=lap['n_people'], data_dir=lap['data_dir']))
     meta = data_gen.load_meta(path)
     data = train.stack_splits([data_gen.load_split(path, 'train', meta)], [meta], 'cpu')
-    s = parse_setting('auto', 'cpu')
     with reused(s['reuse']):
         step = lockstep(lap, data, train.shape_args(lap, meta), 1, 'cpu', s['compile'], autocast('cpu', s['dtype']))
         for _ in range(n_warm):
@@ -390,12 +427,12 @@ def side_by_side(lap, n_warm, n_steps, cores=2):
     """Two single-run jobs (the laptop shape at E=1, which cannot share a lockstep group, e.g. char_low and
     char_cased) one after the other on every core, against side by side on one core each (two processes,
     started together). -> the row: seconds for both jobs each way; ratio > 1: side by side is faster."""
-    mp = multiprocessing.get_context('spawn')
+    mp, s = multiprocessing.get_context('spawn'), parse_setting('auto', 'cpu')    # train.py's picks, resolved here
     wall = {}
     for how, jobs, threads_each, steps in (('one after the other', 1, cores, 2 * n_steps),
                                            ('side by side', cores, 1, n_steps)):
         ready, out = mp.Barrier(jobs), mp.Queue()
-        procs = [mp.Process(target=solo_steps, args=(lap, threads_each, n_warm, steps, ready, out)) for _ in range(jobs)]
+        procs = [mp.Process(target=solo_steps, args=(lap, s, threads_each, n_warm, steps, ready, out)) for _ in range(jobs)]
         for p in procs:
             p.start()
         wall[how] = max(out.get() for _ in procs)      # the jobs end when the slower one does
@@ -572,6 +609,8 @@ def bench(cfg):
         add('act reps', None, lambda: represent.activation_reps(one, [sample]), len(sample))
     add(f"grad reps ({proj_dim} dims, {acfg['proj_kind']})", None,
         lambda: represent.gradient_reps(one, [ckpt], [sample], acfg, [0.95]), len(sample))
+    rows.append(live_unif_row(laptop or dict(train.DEFAULTS, **{k: cfg[k] for k in SHAPE_KNOBS}), data, examples,
+                              meta, cfg['laptop_runs'] if on_grid else max(run_counts), dev, ctx, n_warm, n_steps))
     if on_grid and any(acfg[k] != v for k, v in PLAIN_ANALYSIS.items()):   # the picks against the plain path, in turns
         plain_rows(rows, one, ckpt, sample, acfg, proj_dim, dev)
     save(cfg, dev, name, rows)                     # before the long rows too: a failing one keeps these

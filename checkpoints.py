@@ -275,21 +275,22 @@ def run_id(rc, data_keys, free):
     return h.hexdigest()[:12]
 
 
+def finished(run_dir, max_iters, rid=None):
+    """Did the run in run_dir end (its last checkpoint written, its final evaluation logged), and is it run
+    `rid` (when given)? Unreadable or torn files: not finished."""
+    try:
+        with open(os.path.join(run_dir, 'config.json')) as f:
+            if rid is not None and json.load(f).get('run_id') != rid:
+                return False
+        return os.path.exists(os.path.join(run_dir, f'ckpt_{max_iters}.pt')) and any(
+            r['iter'] == max_iters and r['split'] != 'loss' for r in read_records(os.path.join(run_dir, 'log.jsonl')))
+    except (OSError, ValueError):
+        return False
+
+
 def finished_run(root, rid, max_iters):
-    """A run directory under root/<exp>/<run>/ whose config.json has run id `rid` and that ended: its last
-    checkpoint written and its final evaluation logged. -> the directory, or None."""
-    for path in sorted(glob.glob(os.path.join(root, '*', '*', 'config.json'))):
-        d = os.path.dirname(path)
-        try:
-            with open(path) as f:
-                if json.load(f).get('run_id') != rid:
-                    continue
-            if os.path.exists(os.path.join(d, f'ckpt_{max_iters}.pt')) and any(
-                    r['iter'] == max_iters and r['split'] != 'loss' for r in read_records(os.path.join(d, 'log.jsonl'))):
-                return d
-        except (OSError, ValueError):
-            continue                                   # unreadable or torn: not a finished run
-    return None
+    """A finished run (finished()) with run id `rid` under root/<exp>/<run>/. -> its directory, or None."""
+    return next((d for d in sorted(glob.glob(os.path.join(root, '*', '*'))) if finished(d, max_iters, rid)), None)
 
 
 def link_run(src, dst, config):

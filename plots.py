@@ -8,7 +8,8 @@ Reads analysis.json (required) and similarity.npz (optional: without it there ar
 figures); writes one PNG per figure (at most 400 KB each) to out/<exp>/figures/, replacing
 figures of the same name and removing those this analysis has no data for (e.g. correlations
 across runs: they need MIN_RUNS runs). Needs only numpy and matplotlib (no torch): figures redraw
-anywhere analysis.json is.
+anywhere analysis.json is. Without analysis.json (a sweep still training) it draws the one figure the
+logs hold: live unification and OOD accuracy over training (unif_live.png, from each run's log.jsonl).
 """
 import io
 import json
@@ -17,7 +18,7 @@ import sys
 
 import numpy as np
 
-from records import acc_of, dig, final_ood, pearson, sim_layers, spread
+from records import acc_of, dig, final_ood, live_unification, pearson, read_records, sim_layers, spread, stopped
 
 MAX_BYTES = 400_000          # per PNG: a sweep's figures stay light enough to commit and to browse
 DPI = 100                    # first try; a figure over MAX_BYTES is redrawn at a lower dpi
@@ -605,6 +606,52 @@ def fig_acc_by_n_templates(view):
     return fig
 
 
+def live_runs(exp):
+    """Every run's live unification (train.py's live_unif) and OOD accuracy over training, off its
+    log.jsonl alone, with its celeb_frac and whether prune_at stopped it. -> [dict], [] when no run of exp
+    logged a live score."""
+    out = []
+    for name in sorted(os.listdir(exp)) if os.path.isdir(exp) else []:
+        log, conf = (os.path.join(exp, name, f) for f in ('log.jsonl', 'config.json'))
+        if not os.path.isfile(log):
+            continue
+        recs = read_records(log)
+        with open(conf) if os.path.isfile(conf) else io.StringIO('{}') as f:
+            frac = json.load(f).get('celeb_frac')
+        ood = sorted((r['iter'], r['acc']) for r in recs if r.get('split') == 'ood_test' and 'template' not in r
+                     and r.get('fact_type') == r.get('lang') == 'all')
+        out.append(dict(name=name, celeb_frac=frac or 0.0, unif=live_unification(recs), ood=ood, stopped=stopped(recs)))
+    return out if any(r['unif'] for r in out) else []
+
+
+def fig_unif_live(exp):
+    """Live unification of each run's parallel training examples (train.py, every evaluation) beside its
+    OOD accuracy over training, one line per run coloured by celeb_frac; x where prune_at stopped a run."""
+    runs = live_runs(exp)
+    if not runs:
+        return None
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6), sharex=True)
+    cmap, norm = plt.get_cmap('viridis'), plt.Normalize(0, max(r['celeb_frac'] for r in runs) or 1)
+    first = min((i for r in runs for i, _ in r['ood'] if i > 0), default=1)
+    for r in runs:
+        col = cmap(norm(r['celeb_frac']))
+        for ax, (its, ys) in zip(axes, (r['unif'] or ([], []), tuple(zip(*r['ood'])) or ([], []))):
+            ax.plot(its, nan_for_none(ys), '-', color=col, lw=1.2)
+            if r['stopped'] and len(its):
+                ax.plot(its[-1], nan_for_none(ys)[-1], 'x', color=col, ms=7, mew=2)
+    axes[0].axhline(0, color='0.6', lw=0.8)
+    axes[0].set_ylim(max(axes[0].get_ylim()[0], -1.05), 1.05)     # early scores far below 0 (little fact signal) off the scale
+    axes[0].set_ylabel('unification of parallel facts (1 = one\nrepresentation for both languages)')
+    axes[1].set_ylabel('OOD accuracy (other language)'), axes[1].set_ylim(-0.02, 1.02)
+    for ax in axes:
+        ax.set_xscale('symlog', linthresh=first), ax.set_xlabel(f'iteration (log from {first})'), ax.set_xlim(left=0)
+    fig.colorbar(plt.cm.ScalarMappable(cmap=cmap, norm=norm), ax=axes, label='celeb_frac (share of parallel facts)')
+    fig.suptitle('Live unification (left; runs without parallel data have none) and OOD accuracy over training'
+                 + ('; x: stopped by prune_at' if any(r['stopped'] for r in runs) else ''), fontsize=9)
+    return fig
+
+
 # ----------------------------------------------------------------------------- driver
 def make_figures(analysis, sims, exp):
     """Draws every figure whose data the analysis holds into exp/figures/. -> paths written."""
@@ -621,7 +668,8 @@ def make_figures(analysis, sims, exp):
              ('footprint_early.png', fig_footprint_early), ('acc_curves.png', fig_acc_curves),
              ('contrast.png', fig_contrast),
              ('name_confusion.png', fig_name_confusion), ('selection.png', fig_selection),
-             ('acc_by_n_templates.png', fig_acc_by_n_templates)]
+             ('acc_by_n_templates.png', fig_acc_by_n_templates),
+             ('unif_live.png', lambda view: fig_unif_live(view['cfg']['exp_dir']))]
     cross_run = {'acc_vs_knobs.png': 2, 'unif_vs_ood.png': MIN_RUNS, 'mi_vs_footprint.png': MIN_RUNS,
                  'extract_vs_footprint.png': MIN_RUNS}   # figures across runs: with fewer, one point or r = n/a
     ours = {t[0] for t in todo} | {f for f in os.listdir(fdir) if f.startswith('sim_') and f.endswith('.png')}
@@ -638,7 +686,11 @@ def make_figures(analysis, sims, exp):
 
 
 def plot(exp):
-    """Redraws the figures of out/<exp> from its analysis.json and similarity.npz. -> paths written."""
+    """Redraws the figures of out/<exp> from its analysis.json and similarity.npz (without analysis.json,
+    a sweep still training: its live figure alone, from the logs). -> paths written."""
+    if not os.path.isfile(os.path.join(exp, 'analysis.json')) and live_runs(exp):
+        os.makedirs(os.path.join(exp, 'figures'), exist_ok=True)
+        return [save(fig_unif_live(exp), os.path.join(exp, 'figures', 'unif_live.png'))]
     analysis, npz = load(exp)
     if npz is None:
         return make_figures(analysis, {}, exp)

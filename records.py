@@ -7,6 +7,10 @@ from these files anywhere.
     encode_examples    examples -> padded arrays (the one place where examples become tensors)
     attribute_targets  the attribute's span of an example, as a mask over next-token targets
     attribute_tokens   the attribute's token ids of one example
+    sample_facts, parallel_sample, live_sample   whole facts drawn at random; the parallel examples whose unification
+                  train.py (live) and analyze.py (at checkpoints) measure: the same examples in both
+    live_unification, stopped   a run's live unification over training and its stop mark, off log.jsonl
+    live_score, prune_choice    the runs train.py's prune_at keeps, by their live scores
     eval_records  one run's evaluation -> its log.jsonl records
     read_records  log.jsonl -> records; a torn last line is dropped, a bad line elsewhere is an error
     dig, acc_of   a value of an analysis.json record, None where the schema lacks it
@@ -46,6 +50,70 @@ def attribute_targets(pos, prompt_len, length):
 def attribute_tokens(example):
     """The attribute's token ids of one example: tokens[prompt_len : -1]."""
     return example['tokens'][example['prompt_len']:-1]
+
+
+PARALLEL_FACTS = (100, 50)  # parallel facts per run whose unification is measured, on cuda / elsewhere (train.py, analyze.py)
+PARALLEL_SEED = 0           # their draw (analyze.py's default seed): train.py's live sample is analyze.py's
+NO_PARALLEL = 'no celebrity (parallel) facts in the training set'
+
+
+def sample_facts(examples, idxs, rng, max_examples=None, max_facts=None):
+    """Whole facts (person x fact type) of idxs, drawn at random until either cap: list of indices."""
+    facts = {}
+    for i in idxs:
+        facts.setdefault((examples[i]['person'], examples[i]['fact_type']), []).append(i)
+    keys, out = list(facts), []
+    for n, j in enumerate(rng.permutation(len(keys))):
+        if max_facts is not None and n >= max_facts or max_examples is not None and len(out) >= max_examples:
+            break
+        out += facts[keys[j]]
+    return out
+
+
+def parallel_sample(examples, rng, max_facts):
+    """The parallel (celebrity) training examples whose unification is measured: up to max_facts whole
+    facts drawn by rng. analyze.py draws them first from default_rng(its seed), train.py from
+    default_rng(PARALLEL_SEED): at the same max_facts the same examples. -> indices into examples."""
+    return sample_facts(examples, [i for i, e in enumerate(examples) if e['celebrity']], rng, max_facts=max_facts)
+
+
+def live_sample(examples, max_facts):
+    """train.py's live sample of a run's training examples: analyze.py's parallel sample at its default seed."""
+    return [examples[i] for i in parallel_sample(examples, np.random.default_rng(PARALLEL_SEED), max_facts)]
+
+
+def live_unification(recs, variant='normalized'):
+    """A run's live unification (train.py) off its log.jsonl records: (iters, values; None where there was
+    no score), or None for a run that logged none (live_unif off, or no parallel data)."""
+    pts = {r['iter']: r['unification'] for r in recs if r.get('split') == 'train' and 'unification' in r}
+    if not any(pts.values()):
+        return None
+    its = sorted(pts)
+    return its, [(pts[i] or {}).get(variant) for i in its]
+
+
+def live_score(u):
+    """A run's live headline unification from its log fields (represent.live_unification), or None."""
+    return (u['unification'] or {}).get('normalized')     # metrics.HEADLINE
+
+
+def prune_choice(unif, names, cfg, it):
+    """Which runs train on after train.py's prune_at, from their live unification fields: the prune_keep
+    runs with parallel data of highest live score (no score yet: last), and with prune_controls those
+    without parallel data. -> (kept indices in run order, {stopped index: its log.jsonl record})"""
+    par = [r for r, u in enumerate(unif) if u.get('unification_null_reason') != NO_PARALLEL]
+    ranked = sorted(par, key=lambda r: (live_score(unif[r]) is None, -(live_score(unif[r]) or 0.0)))
+    keep = sorted(ranked[:cfg['prune_keep']] + [r for r in range(len(names)) if r not in par] * cfg['prune_controls'])
+    why = (f"prune_at={cfg['prune_at']}: kept the {min(cfg['prune_keep'], len(par))} of {len(par)} runs with parallel "
+           f"data of highest live unification{' and the runs without' * cfg['prune_controls']}")
+    return keep, {r: dict(iter=it, split='stopped', reason=why, unification=live_score(unif[r]),
+                          rank=ranked.index(r) + 1 if r in par else None, kept=[names[k] for k in keep])
+                  for r in range(len(names)) if r not in keep}
+
+
+def stopped(recs):
+    """The record that marks a run stopped early by train.py's prune_at, or None."""
+    return next((r for r in recs if r.get('split') == 'stopped'), None)
 
 
 def read_records(path):

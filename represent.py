@@ -2,7 +2,9 @@
 Representations of examples by the runs of a model with a run axis (model.py), batched over runs
 and examples: the residual stream at the last prompt token, per-example gradients of the
 attribute loss (Adam-preconditioned, randomly projected, optionally whitened as in TrackStar),
-and greedy predictions. Used by analyze.py and bench.py.
+and greedy predictions; and the unification of a run's parallel examples, scored the one way that
+analyze.py (at checkpoints) and train.py (live, at every evaluation) share. Used by analyze.py,
+train.py and bench.py.
 
 Every function takes the examples of each run as a list per run ([examples of run 0, ...]) and
 pads them to one (E, N, T) batch; padding examples have length 0 (no loss, no gradient).
@@ -56,6 +58,38 @@ def activation_reps(model, per_run, batch_size=1024):
         out.append(hidden[:, e, b, pl - 1].float())                      # (L+1, E, B, d)
     acts = torch.cat(out, 2)
     return [acts[:, r, :len(x)] for r, x in enumerate(per_run)]
+
+
+def concat_layers(act):
+    """Activations (L+1, N, d) -> (N, (L+1) d): every layer side by side (the layer 'concat')."""
+    return act.permute(1, 0, 2).reshape(act.shape[1], -1)
+
+
+def unification_labels(examples, fact_types, dev):
+    """What metrics.unification groups parallel examples by: fact (person x fact type, numbered 0..F-1
+    in that order), language and fact type. -> three (N,) long tensors."""
+    ft_id = {ft: i for i, ft in enumerate(fact_types)}
+    fact = torch.tensor([e['person'] * len(ft_id) + ft_id[e['fact_type']] for e in examples], device=dev)
+    return (torch.unique(fact, return_inverse=True)[1], torch.tensor([e['lang'] for e in examples], device=dev),
+            torch.tensor([ft_id[e['fact_type']] for e in examples], device=dev))
+
+
+@torch.no_grad()
+def live_unification(model, per_run, fact_types, batch_size=1024):
+    """Unification of every run's parallel examples (records.parallel_sample), scored as analyze.py scores
+    its headline at a checkpoint: activations at the last prompt token, all layers concatenated, the
+    headline and the paper's ratio (metrics). A run without parallel examples says so. -> per run the
+    fields its log.jsonl record gets: {'unification': {variant: value or None, signal_z, facts, examples}}
+    or {'unification': None, 'unification_null_reason': why}."""
+    acts = activation_reps(model, per_run, batch_size) if any(per_run) else [None] * len(per_run)
+    out = []
+    for a, ex, fts in zip(acts, per_run, fact_types):
+        res, why = (None, records.NO_PARALLEL) if not ex else \
+            metrics.unification(concat_layers(a), *unification_labels(ex, fts, a.device))
+        out.append(dict(unification=None, unification_null_reason=why) if why else dict(unification=dict(
+            {v: None if res[v] is None else round(res[v], 6) for v in (metrics.HEADLINE, metrics.PAPER_RATIO)},
+            signal_z=res['signal_z'], facts=len({(e['person'], e['fact_type']) for e in ex}), examples=len(ex))))
+    return out
 
 
 def per_example_grads(model, idx, plen, tlen, dtype=torch.float32, how='vmap'):

@@ -15,7 +15,9 @@ of (seed, iter): what makes a resume bit-for-bit) and gradient clipping, and Ada
 r follows the path it follows trained alone; learning_rate and weight_decay may differ between runs
 (train_step). Never loses work (checkpoints.py): the sweep's whole state goes to a resume file at every
 checkpoint, every `resume_every` seconds and on Ctrl-C/SIGTERM; after a crash or kill -9, `--resume=True`
-ends as an uninterrupted run would (on CPU bit for bit, at the same thread count).
+ends as an uninterrupted run would (on CPU bit for bit, at the same thread count). At every evaluation it
+measures each run's cross-lingual unification live, as analyze.py would at that checkpoint, and
+`--prune_at=0.1 --prune_keep=3` stops all but the 3 most unified runs at 10% of training (docs/training.md).
 
 Writes out/<exp>/<run>/{config.json, log.jsonl, ckpt_<iter>.pt}, out/<exp>/resume[_<i>of<n>].pt while
 training and out/<exp>/timing[_<i>of<n>].json at the end.
@@ -44,7 +46,9 @@ from tqdm import tqdm
 
 import checkpoints
 import data_gen
+import metrics
 import records
+import represent
 from configurator import cli, config_keys, configure, overrides, sweep_runs
 from machine import autocast, capture_step, cpu_deterministic, cpu_reuse_memory, pick_device, select_shard, set_threads, system_settings
 from model import BLOCKS, GPT, GPTConfig, param_groups
@@ -57,6 +61,14 @@ overwrite = False         # start over in an out_dir that holds a run of this ex
 # sweep
 sweep = {}                # {knob: [values]}: every combination is a run; data knobs, seed, learning_rate, weight_decay
 shard = ''                # 'i/n': the i-th of n interleaved shards of the runs; '' = all (under torchrun: its rank)
+reuse_dir = ''            # a folder of experiments (e.g. out/laptop): a run of this sweep finished there with the same data,
+                          # model, optimiser, steps and seed is linked in, not trained again ('' = off)
+# live unification and pruning (docs/training.md)
+live_unif = True          # unification of each run's parallel training examples at every evaluation (printed, logged)
+live_unif_facts = 0       # parallel facts per run it measures; 0 = auto: analyze.py's sample (100 on cuda, 50 else)
+prune_at = 0.0            # at this share of max_iters keep the prune_keep runs of highest live unification; 0 = off
+prune_keep = 3            # runs with parallel data that prune_at keeps (the rest stop; a shard keeps its own)
+prune_controls = False    # prune_at also keeps every run without parallel data (the controls)
 # model
 block = 'pythia'          # 'pythia' (GPT-NeoX) or 'gemma2'
 n_layer = 6               # Pythia-14m shape by default
@@ -102,20 +114,25 @@ PER_RUN_OPT = ('learning_rate', 'weight_decay')       # optimiser knobs a lockst
 SPLITS = data_gen.SPLITS
 EVAL_SHOWN = 8            # runs whose accuracies the evaluation line shows
 EVAL_CHUNK = 1024         # examples per evaluation forward pass (every split is padded to a multiple: static shapes)
-FREE_ON_RESUME = {'resume', 'device', 'compile', 'cuda_graph', 'wandb_log', 'wandb_project', 'resume_every',
-                  'overwrite', 'threads', 'reuse_memory'}                        # may change on resume
+FREE_ON_RESUME = {'resume', 'device', 'compile', 'cuda_graph', 'wandb_log', 'wandb_project', 'resume_every', 'live_unif',
+                  'overwrite', 'threads', 'reuse_memory', 'reuse_dir'}           # may change on resume
+NOT_THE_RUN = FREE_ON_RESUME | {'out_dir', 'sweep', 'shard', 'live_unif_facts', 'prune_at', 'prune_keep', 'prune_controls'}
+# ^ knobs that do not change what a run learns, step for step: left out of its identity (checkpoints.run_id)
 
 
 def check_cfg(cfg):
     """A one-line ValueError naming the knob for every setting that cannot train."""
     rules = [(cfg[k] >= 1, f"{k}={cfg[k]} must be >= 1") for k in
-             ('max_iters', 'eval_interval', 'log_interval', 'batch_size', 'n_ckpts', 'ckpt_first')]
+             ('max_iters', 'eval_interval', 'log_interval', 'batch_size', 'n_ckpts', 'ckpt_first', 'prune_keep')]
     rules += [(cfg[k] >= 0, f"{k}={cfg[k]} must be >= 0") for k in
-              ('warmup_iters', 'eval_max', 'weight_decay', 'grad_clip', 'resume_every', 'threads', 'n_ckpts_linear')]
+              ('warmup_iters', 'eval_max', 'weight_decay', 'grad_clip', 'resume_every', 'threads', 'n_ckpts_linear',
+               'live_unif_facts')]
     rules += [(cfg['learning_rate'] > 0, f"learning_rate={cfg['learning_rate']} must be > 0"),
               (0 <= cfg['min_lr_frac'] <= 1, f"min_lr_frac={cfg['min_lr_frac']} must be in [0, 1]"),
               (0 <= cfg['beta1'] < 1 and 0 <= cfg['beta2'] < 1, "beta1 and beta2 must be in [0, 1)"),
-              (not (cfg['resume'] and cfg['overwrite']), "resume=True and overwrite=True contradict each other")]
+              (not (cfg['resume'] and cfg['overwrite']), "resume=True and overwrite=True contradict each other"),
+              (0 <= cfg['prune_at'] < 1, f"prune_at={cfg['prune_at']} must be in [0, 1) (a share of max_iters; 0 = off)"),
+              (cfg['live_unif'] or not cfg['prune_at'], "prune_at needs live_unif=True (it ranks runs by it)")]
     for ok, msg in rules:
         if not ok:
             raise ValueError(f"config error: {msg}")
@@ -181,7 +198,8 @@ def stack_splits(per_run, metas, device, multiple=1):
 def load_runs_data(runs, cfg, dev):
     """Build (if missing) and load every run's dataset; check that the runs can share shapes.
     -> metas, the whole train splits stacked (batches are drawn from them), and per split the evaluation
-    samples stacked, with numpy copies of what the records need ('host')."""
+    samples stacked, with numpy copies of what the records need ('host'), and per run the parallel examples
+    whose unification is measured live (analyze.py's sample: records.parallel_sample; [] when off)."""
     metas = []
     for _, rc in runs:
         rc['dataset_path'] = data_gen.prepare(rc)
@@ -193,7 +211,8 @@ def load_runs_data(runs, cfg, dev):
                 diff = [k for k in data_gen.DATA_DEFAULTS if k != 'dataset' and rc[k] != runs[0][1][k]]
                 raise ValueError(f"config error: runs of a sweep must share {what} ({a} vs {b}); "
                                  f"it differs with {', '.join(diff) or 'the dataset'}")
-    train_full, evals = [], {s: [] for s in SPLITS}
+    train_full, evals, live = [], {s: [] for s in SPLITS}, []
+    facts = cfg['live_unif_facts'] or records.PARALLEL_FACTS[not dev.startswith('cuda')]
     for (_, rc), m in zip(runs, metas):
         for i, s in enumerate(SPLITS):
             exs = data_gen.load_split(rc['dataset_path'], s, m)
@@ -201,6 +220,7 @@ def load_runs_data(runs, cfg, dev):
                 raise ValueError(f"data error: split '{s}' of {rc['dataset_path']} is empty")
             if s == 'train':
                 train_full.append(exs)
+                live.append(records.live_sample(exs, facts) if cfg['live_unif'] else [])
             if cfg['eval_max'] and len(exs) > cfg['eval_max']:
                 rng = np.random.default_rng([rc['seed'], i])   # the run's own sample, whatever else runs
                 exs = [exs[j] for j in sorted(rng.choice(len(exs), cfg['eval_max'], replace=False))]
@@ -208,7 +228,7 @@ def load_runs_data(runs, cfg, dev):
     eval_sets = {s: stack_splits(evals[s], metas, dev, EVAL_CHUNK) for s in SPLITS}
     for d in eval_sets.values():                       # what the records need, read once
         d['host'] = {k: d[k].cpu().numpy() for k in ('group', 'template', 'n')}
-    return metas, stack_splits(train_full, metas, dev), eval_sets
+    return metas, stack_splits(train_full, metas, dev), eval_sets, live
 
 
 # -----------------------------------------------------------------------------
@@ -251,14 +271,17 @@ def evaluate(model, split, ctx, chunk=EVAL_CHUNK, score=score_chunk):
     return torch.cat([c for c, _ in out], 1), torch.cat([p for _, p in out], 1)
 
 
-def evaluate_all(model, eval_sets, ctx, it, metas, score=score_chunk):
-    """Evaluate every split of every run. -> ({(run, split): accuracy}, per run the log lines)."""
+def evaluate_all(model, eval_sets, ctx, it, metas, unif=None, score=score_chunk):
+    """Evaluate every split of every run; unif: per run the live unification fields of its train/all/all
+    record (represent.live_unification). -> ({(run, split): accuracy}, per run the log lines)."""
     acc, lines = {}, [[] for _ in metas]
     for s in SPLITS:
         correct, prob = (x.cpu().numpy() for x in evaluate(model, eval_sets[s], ctx, score=score))  # one host sync per split
         g, t, n = (eval_sets[s]['host'][k] for k in ('group', 'template', 'n'))
         for r, meta in enumerate(metas):
             recs = records.eval_records(it, s, correct[r, :n[r]], prob[r, :n[r]], g[r, :n[r]], t[r, :n[r]], meta)
+            if s == 'train' and unif:
+                recs[0].update(unif[r])                # recs[0]: fact type and language 'all'
             lines[r] += [json.dumps(x) + '\n' for x in recs]
             acc[(r, s)] = recs[0]['acc']
     return acc, lines
@@ -272,15 +295,16 @@ def shape_args(cfg, meta):
     return dict({k: cfg[k] for k in MODEL_KEYS}, vocab_size=len(meta['vocab']), block_size=meta['block_size'])
 
 
-def make_optimizer(raw, runs, cfg, dev, capturable):
+def make_optimizer(raw, runs, cfg, dev, capturable, mixed=None):
     """AdamW over all runs. -> (opt, lr tensor set in place every step, per-run hyperparameters or
     None). When the runs' learning rates or weight decays differ, AdamW steps with the schedule
     alone (peak 1, no decay) and train_step rescales each run's update (see there). The fused
-    kernel on CUDA and on a CPU (one pass over each weight; a CPU step measured 3-6% faster)."""
+    kernel on CUDA and on a CPU (one pass over each weight; a CPU step measured 3-6% faster). mixed: per-run
+    hyperparameters or not, decided for the whole sweep (a pruned group keeps its optimizer state's form)."""
     lrs = [rc['learning_rate'] for _, rc in runs]
     wds = [rc['weight_decay'] for _, rc in runs]
     per_run = None
-    if len(set(lrs)) > 1 or len(set(wds)) > 1:
+    if mixed or mixed is None and (len(set(lrs)) > 1 or len(set(wds)) > 1):
         decayed = {id(p) for p in param_groups(raw, 1.0)[0]['params']}
         per_run = dict(lr=torch.tensor(lrs, device=dev), wd=torch.tensor(wds, device=dev),
                        prev=[torch.empty_like(p) for p in raw.parameters()],
@@ -380,10 +404,58 @@ def show_progress(bar, hist, last_acc, E):
     bar.set_postfix_str(post)
 
 
-def eval_line(it, acc, E):
-    """One line per evaluation: each split's accuracy of every run, in the order printed at the start."""
-    return f"iter {it}: " + ' | '.join(f"{s.split('_')[0]} " + ' '.join(f"{acc[(r, s)]:.2f}" for r in range(min(E, EVAL_SHOWN)))
-                                       + (' ...' if E > EVAL_SHOWN else '') for s in SPLITS)
+def eval_line(it, acc, E, unif=None):
+    """One line per evaluation: each split's accuracy of every run, in the order printed at the start, and
+    their live unification ('-': none, see the start)."""
+    cols = [(s.split('_')[0], [f"{acc[(r, s)]:.2f}" for r in range(E)]) for s in SPLITS]
+    scores = [records.live_score(u) for u in unif or []]
+    cols += [('unif', ['-' if u is None else f"{u:.2f}" for u in scores])] if unif else []
+    return f"iter {it}: " + ' | '.join(f"{name} " + ' '.join(v[:EVAL_SHOWN]) + (' ...' if E > EVAL_SHOWN else '')
+                                       for name, v in cols)
+
+
+def evaluation(cfg, score, gpt, eval_sets, live, ctx, it, metas, log_paths, wandb, timing):
+    """One evaluation of every run: accuracies and live unification, logged, printed. -> (accuracies, unif)"""
+    t, E, unif = time.perf_counter(), len(metas), None
+    gpt.eval()
+    if cfg['live_unif']:                               # the uncompiled model: its hidden states, no recompile
+        with ctx:
+            unif = represent.live_unification(gpt, live, [m['fact_types'] for m in metas])
+    acc, lines = evaluate_all(gpt, eval_sets, ctx, it, metas, unif, score)
+    gpt.train()
+    for path, ls in zip(log_paths, lines):
+        checkpoints.append_lines(path, ls)
+    tqdm.write(eval_line(it, acc, E, unif))
+    if wandb:
+        wandb.log({f'{s}/acc_run{r}': acc[(r, s)] for r in range(E) for s in SPLITS}
+                  | {f'unif/run{r}': u for r, u in enumerate(map(records.live_score, unif or [])) if u is not None}, step=it)
+    timing['eval_s'] += time.perf_counter() - t
+    return acc, unif
+
+
+def prune(unif, runs, cfg, it, log_paths, submit, snapshot):
+    """prune_at: mark the runs records.prune_choice stops in their logs, queue `snapshot` (their last checkpoint,
+    where they stopped; False when one is queued already). -> the kept runs' indices, None when all go on."""
+    keep, stops = records.prune_choice(unif, [name for name, _ in runs], cfg, it)
+    if not stops:
+        return None
+    for r, rec in stops.items():
+        checkpoints.append_lines(log_paths[r], [json.dumps(rec) + '\n'])
+    if snapshot:
+        submit(snapshot)
+    tqdm.write(f"iter {it}: pruned to {len(keep)} of {len(runs)} runs by live unification: "
+               f"{' '.join(runs[r][0] for r in keep)} (the others' log.jsonl say so)")
+    return keep
+
+
+def pruned_state(gpt, opt, keep, it, pending):
+    """What a prune at `it` leaves the kept runs (indices keep), as a resume file holds it: weights, optimizer
+    state (every tensor but the step counts has a run axis) and the losses not yet logged, cut to them."""
+    idx = torch.tensor(keep, device=next(gpt.parameters()).device)
+    o = opt.state_dict()
+    o['state'] = {p: {k: v[idx] if v.dim() else v for k, v in st.items()} for p, st in o['state'].items()}
+    return dict(model={k: v[idx] for k, v in gpt.state_dict().items()}, optimizer=o, iter=it,
+                losses=torch.stack(pending)[:, idx] if pending else torch.zeros(0, len(keep), device=idx.device))
 
 
 # -----------------------------------------------------------------------------
@@ -401,30 +473,31 @@ def end_block(t_block, dev, timing):
         timing['step_s'] += time.perf_counter() - t_block
 
 
-def resume_point(submit, gpt, opt, pending, it, cfg, threads, path, timing):
-    """Queue the whole state before step `it` (weights, optimizer, the losses not yet logged), copied
-    to the host now, for the resume file (written atomically: it always holds one whole state). -> it"""
+def resume_point(submit, gpt, opt, pending, it, cfg, threads, path, timing, names):
+    """Queue the whole state before step `it` (weights, optimizer, the losses not yet logged, the names of
+    the runs: prune_at may have stopped some), copied to the host now, for the resume file (written
+    atomically: it always holds one whole state). -> it"""
     t = time.perf_counter()
     losses = torch.stack(pending) if pending else torch.zeros(0, gpt.config.n_runs)
     state = checkpoints.host_copy(dict(model=gpt.state_dict(), optimizer=opt.state_dict(), iter=it, cfg=cfg,
-                                       losses=losses, threads=threads))
+                                       losses=losses, threads=threads, runs=names))
     submit(lambda: checkpoints.atomic_save(state, path))
     timing['resume_s'] += time.perf_counter() - t
     return it
 
 
-def start_files(cfg, runs, run_dirs, log_paths, resume_path, model_args, gpt, opt, lr_buf, dev):
-    """Resume (weights, optimizer, the losses not yet logged, logs cut back to the resume point) or start
-    fresh; write every run's config.json. -> (first iteration, pending per-step losses (E,) not yet logged)"""
+def start_files(cfg, runs, run_dirs, log_paths, resume_path, model_args, gpt, opt, lr_buf, state):
+    """Resume from `state` (weights, optimizer, the losses not yet logged, logs cut back to its iteration: a
+    resume file's, or the group a prune left) or start fresh; write every run's config.json. -> (first
+    iteration, pending per-step losses (E,) not yet logged)"""
     start, pending = 0, []
-    if cfg['resume']:
-        state = checkpoints.load_resume(resume_path, cfg, run_dirs, dev, FREE_ON_RESUME)
+    if state is not None:
         gpt.load_state_dict(state['model'])
         opt.load_state_dict(state['optimizer'])
         for g in opt.param_groups:
             g['lr'] = lr_buf                           # loading replaced it with a copy
         start = state['iter']
-        pending = list(state['losses'].to(dev)) if 'losses' in state else []
+        pending = list(state['losses']) if 'losses' in state else []
         for path in log_paths:
             checkpoints.truncate_log(path, start)
     else:
@@ -434,9 +507,38 @@ def start_files(cfg, runs, run_dirs, log_paths, resume_path, model_args, gpt, op
             os.makedirs(d, exist_ok=True)
         except OSError as e:
             raise checkpoints.write_error(d, e) from None
-        checkpoints.atomic_write(os.path.join(d, 'config.json'), json.dumps(
-            dict(rc, run=name, model_args=dict(model_args, n_runs=1)), indent=1, default=str))
+        checkpoints.atomic_write(os.path.join(d, 'config.json'), json.dumps(run_config(rc, name, model_args), indent=1,
+                                                                          default=str))
     return start, pending
+
+
+def run_config(rc, name, model_args):
+    """A run's config.json: its knobs, name, model shape and identity (checkpoints.run_id)."""
+    return dict(rc, run=name, model_args=dict(model_args, n_runs=1),
+                run_id=checkpoints.run_id(rc, data_gen.DATA_DEFAULTS, NOT_THE_RUN))
+
+
+def reuse_finished(runs, cfg, resume_path):
+    """reuse_dir: each run that an experiment under it finished with the same identity is linked into
+    out_dir (checkpoints.link_run) instead of trained again; one finished here already counts too. With
+    none left to train, the job's timing file says so. -> the runs left to train"""
+    left = []
+    for name, rc in runs:
+        rc['dataset_path'] = data_gen.prepare(rc)
+        config = run_config(rc, name, shape_args(rc, data_gen.load_meta(rc['dataset_path'])))
+        dst = os.path.join(cfg['out_dir'], name)
+        if checkpoints.finished(dst, rc['max_iters'], config['run_id']):
+            continue                                   # done here already (linked or trained)
+        src = checkpoints.finished_run(cfg['reuse_dir'], config['run_id'], rc['max_iters'])
+        if src is None or os.path.exists(os.path.join(dst, 'config.json')):
+            left.append((name, rc))                    # nothing to reuse, or this run's own files are here
+        else:
+            checkpoints.link_run(src, dst, config)
+            print(f"reused {name}: trained before in {src}")
+    if not left:
+        write_timing(resume_path, dict(n_runs=0, reused=len(runs), train_s=0.0))
+        print(f"all {len(runs)} runs trained before (reuse_dir {cfg['reuse_dir']}) -> {cfg['out_dir']}")
+    return left
 
 
 def train(cfg, stop_after=None):
@@ -450,79 +552,118 @@ def train(cfg, stop_after=None):
     dev = pick_device(cfg['device'])
     dtype, use_compile, graphed = system_settings(cfg, dev)
     cpu_deterministic(dev, use_compile)           # a compiled CPU step: the same bits run to run
-    exp, E = cfg['out_dir'], len(runs)
-    run_dirs = [os.path.join(exp, name) for name, _ in runs]
-    log_paths = [os.path.join(d, 'log.jsonl') for d in run_dirs]
+    exp = cfg['out_dir']
     resume_path = os.path.join(exp, checkpoints.resume_file(shard))
     with contextlib.ExitStack() as locked:
         locked.callback(checkpoints.lock(exp, [name for name, _ in runs] + [os.path.basename(resume_path)]))
+        if cfg['reuse_dir'] and not (runs := reuse_finished(runs, cfg, resume_path)):
+            return exp                                 # every run trained before: nothing to do here
+        run_dirs = [os.path.join(exp, name) for name, _ in runs]
         saved = checkpoints.saved_threads(resume_path) if cfg['resume'] and not cfg['threads'] else None
         threads = set_threads(cfg['threads'], dev, saved)
         if dev == 'cpu' and cfg['reuse_memory']:
             cpu_reuse_memory()                         # freed activations stay in the process: faster steps
-        # --- data, model
-        metas, train_set, eval_sets = load_runs_data(runs, cfg, dev)
-        model_args = shape_args(cfg, metas[0])
-        gpt = GPT(GPTConfig(**model_args, n_runs=E), seeds=[rc['seed'] for _, rc in runs]).to(dev)
-        # compiled where on: the model with its loss, and the model with its evaluation scores, each one graph
-        fns = tuple(torch.compile(f) if use_compile else f for f in (train_loss, score_chunk))
-        opt, lr_buf, per_run = make_optimizer(gpt, runs, cfg, dev, capturable=graphed)
-        start, pending = start_files(cfg, runs, run_dirs, log_paths, resume_path, model_args, gpt, opt, lr_buf, dev)
-        system = ', '.join([dtype] + ['compiled'] * use_compile + ['CUDA graph'] * graphed
-                           + [f"{threads} thread{'s' * (threads > 1)}"] * (threads > 0))
-        print(f"{E} run(s) on {dev} ({system}): {sum(p[0].numel() for p in gpt.parameters()) / 1e6:.2f}M params "
-              f"per run, vocab {model_args['vocab_size']}, {cfg['batch_size']} x {model_args['block_size']} tokens "
-              "per step and run")
-        print('config:', overrides(cfg, DEFAULTS))
-        if E > 1:                                      # the evaluation lines list the runs in this order
-            print('runs:', ' '.join(f"{r}={name}" for r, (name, _) in enumerate(runs[:EVAL_SHOWN]))
-                  + (f" (+{E - EVAL_SHOWN} more, not shown)" if E > EVAL_SHOWN else ''))
-        if start:
-            print(f"resuming at iter {start} from {resume_path}")
-        wandb = None
-        if cfg['wandb_log']:
-            import wandb
-            wandb.init(project=cfg['wandb_project'], name=os.path.basename(exp), config=cfg)
-        with contextlib.ExitStack() as running:
-            submit, close = checkpoints.background_writer()
-            running.callback(close)                    # every file on disk before we return or raise
-            stop = {}
+        state = checkpoints.load_resume(resume_path, cfg, run_dirs, dev, FREE_ON_RESUME) if cfg['resume'] else None
+        group = [x for x in runs if x[0] in state['runs']] if state and 'runs' in state else runs   # pruned before
+        mixed = len({(rc['learning_rate'], rc['weight_decay']) for _, rc in runs}) > 1
+        totals, run_steps, t0, wandb = {}, [0, 0], time.time(), start_wandb(cfg) if cfg['wandb_log'] else None
+        while True:                                    # one pass per group of runs: prune_at shrinks it once
+            E, dirs = len(group), [os.path.join(exp, name) for name, _ in group]
+            logs = [os.path.join(d, 'log.jsonl') for d in dirs]
+            # --- data, model
+            metas, train_set, eval_sets, live = load_runs_data(group, cfg, dev)
+            model_args = shape_args(cfg, metas[0])
+            gpt = GPT(GPTConfig(**model_args, n_runs=E), seeds=[rc['seed'] for _, rc in group]).to(dev)
+            # compiled where on: the model with its loss, and the model with its evaluation scores, each one graph
+            fns = tuple(torch.compile(f) if use_compile else f for f in (train_loss, score_chunk))
+            opt, lr_buf, per_run = make_optimizer(gpt, group, cfg, dev, graphed, mixed)
+            start, pending = start_files(cfg, group, dirs, logs, resume_path, model_args, gpt, opt, lr_buf, state)
+            if not totals:
+                print_start(cfg, group, dev, dtype, use_compile, graphed, threads, gpt, model_args, live, start,
+                            resume_path)
+            with contextlib.ExitStack() as running:
+                submit, close = checkpoints.background_writer()
+                running.callback(close)                # every file on disk before we return or raise
+                stop = {}
 
-            def on_signal(signum, frame):              # first: finish the step in flight, write a resume point; second: now
-                if 'signal' in stop:
-                    raise KeyboardInterrupt
-                stop['signal'] = signum
-                tqdm.write('stopping: writing a resume point after the step in flight (Ctrl-C again to stop at once)')
-            if threading.current_thread() is threading.main_thread():
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    running.callback(signal.signal, sig, signal.signal(sig, on_signal))
-            t0 = time.time()
-            stopped_at, timing = loop(cfg, stop_after, runs, dev, gpt, fns, opt, lr_buf, per_run,
-                                      autocast(dev, dtype, graphed), graphed, train_set, eval_sets, metas, model_args,
-                                      threads, run_dirs, log_paths, resume_path, start, pending, submit, stop, wandb)
+                def on_signal(signum, frame):          # first: finish the step in flight, write a resume point; second: now
+                    if 'signal' in stop:
+                        raise KeyboardInterrupt
+                    stop['signal'] = signum
+                    tqdm.write('stopping: writing a resume point after the step in flight (Ctrl-C again to stop at once)')
+                if threading.current_thread() is threading.main_thread():
+                    for sig in (signal.SIGINT, signal.SIGTERM):
+                        running.callback(signal.signal, sig, signal.signal(sig, on_signal))
+                stopped_at, timing = loop(cfg, stop_after, group, dev, gpt, fns, opt, lr_buf, per_run,
+                                          autocast(dev, dtype, graphed), graphed, train_set, eval_sets, metas, model_args,
+                                          threads, dirs, logs, resume_path, start, pending, submit, stop, wandb, live)
+            totals = {k: totals.get(k, 0) + v for k, v in timing.items()}
+            run_steps = [run_steps[0] + E * timing['n_steps'], run_steps[1] + E * max(timing['n_steps'] - 1, 0)]
+            if stopped_at != 'pruned':
+                break
+            it, keep, pending = stop['prune']          # the kept runs go on from `it`, as a resume of fewer runs
+            state, group = pruned_state(gpt, opt, keep, it, pending), [group[r] for r in keep]
+            torch._dynamo.reset()                      # the smaller group compiles afresh (static shapes)
+            stop_after = None if stop_after is None else stop_after - (it - start)
         if stopped_at == 'killed':
             return exp
         if stopped_at is not None:
             raise KeyboardInterrupt(f"stopped at iter {stopped_at}; resume point written to {resume_path}: "
                                     "continue with --resume=True")
-        timing.update(train_s=time.time() - t0, n_runs=E, device=dev, graphed=graphed, compiled=use_compile,
-                      threads=threads)
-        timing['run_steps_per_s'] = E * max(timing['n_steps'] - 1, 0) / timing['step_s'] if timing['step_s'] else None
-        name = os.path.basename(resume_path).replace('resume', 'timing').replace('.pt', '.json')
-        checkpoints.atomic_write(os.path.join(exp, name), json.dumps(timing, indent=1))
+        timing = dict(totals, train_s=time.time() - t0, n_runs=len(runs), n_runs_end=E, device=dev, graphed=graphed,
+                      compiled=use_compile, threads=threads, run_steps=run_steps[0],
+                      run_steps_unpruned=len(runs) * totals['n_steps'])
+        timing['run_steps_per_s'] = run_steps[1] / timing['step_s'] if timing['step_s'] else None
+        write_timing(resume_path, timing)
         print(f"done in {timing['train_s']:.1f}s -> {exp} (steps {timing['step_s']:.1f}s, evaluation "
-              f"{timing['eval_s']:.1f}s, checkpoints {timing['ckpt_s']:.1f}s, first step {timing['first_step_s']:.1f}s)")
+              f"{timing['eval_s']:.1f}s, checkpoints {timing['ckpt_s']:.1f}s, first step {timing['first_step_s']:.1f}s)"
+              + (f"; pruned to {E} of {len(runs)} runs: {run_steps[0]} run-steps, "
+                 f"{1 - run_steps[0] / timing['run_steps_unpruned']:.0%} fewer" if E < len(runs) else ''))
         return exp
 
 
+def start_wandb(cfg):
+    import wandb                                       # imported only when on
+    wandb.init(project=cfg['wandb_project'], name=os.path.basename(cfg['out_dir']), config=cfg)
+    return wandb
+
+
+def write_timing(resume_path, timing):
+    """The job's timing[_<i>of<n>].json beside its resume file."""
+    name = os.path.basename(resume_path).replace('resume', 'timing').replace('.pt', '.json')
+    checkpoints.atomic_write(os.path.join(os.path.dirname(resume_path), name), json.dumps(timing, indent=1))
+
+
+def print_start(cfg, runs, dev, dtype, use_compile, graphed, threads, gpt, model_args, live, start, resume_path):
+    """What a training job says when it starts: the machine, the model, the runs, the runs without parallel data."""
+    E = len(runs)
+    system = ', '.join([dtype] + ['compiled'] * use_compile + ['CUDA graph'] * graphed
+                       + [f"{threads} thread{'s' * (threads > 1)}"] * (threads > 0))
+    print(f"{E} run(s) on {dev} ({system}): {sum(p[0].numel() for p in gpt.parameters()) / 1e6:.2f}M params "
+          f"per run, vocab {model_args['vocab_size']}, {cfg['batch_size']} x {model_args['block_size']} tokens "
+          "per step and run")
+    print('config:', overrides(cfg, DEFAULTS))
+    if E > 1:                                          # the evaluation lines list the runs in this order
+        print('runs:', ' '.join(f"{r}={name}" for r, (name, _) in enumerate(runs[:EVAL_SHOWN]))
+              + (f" (+{E - EVAL_SHOWN} more, not shown)" if E > EVAL_SHOWN else ''))
+    if cfg['live_unif']:
+        none = ' '.join(name for (name, _), x in zip(runs, live) if not x)
+        print(f"live unification ('unif'; {metrics.HEADLINE}, activations, all layers) of up to {max(map(len, live))} "
+              f"parallel training examples per run" + (f"; no parallel data, none to measure: {none}" if none else ''))
+    if start:
+        print(f"resuming at iter {start} from {resume_path}")
+
+
 def loop(cfg, stop_after, runs, dev, gpt, fns, opt, lr_buf, per_run, ctx, graphed, train_set, eval_sets, metas,
-         model_args, threads, run_dirs, log_paths, resume_path, start, pending, submit, stop, wandb):
+         model_args, threads, run_dirs, log_paths, resume_path, start, pending, submit, stop, wandb, live):
     """train()'s loop, from step `start`. At every checkpoint the whole state goes to the resume file
     before the checkpoints, so a kill at any moment leaves a resume point as new as the newest checkpoint
-    of every run. -> (None when finished, 'killed' after stop_after steps, or the iteration it stopped at
-    on a signal, its resume point queued; seconds in steps, evaluation, checkpoints, resume points, the
-    first step (it compiles) and the step's capture)"""
-    E = len(runs)
+    of every run. live: per run the examples of its live unification; at prune_at the runs prune() stops
+    leave, and stop['prune'] = (iter, kept runs, pending losses) tells train(). -> (None when finished, 'killed'
+    after stop_after steps, 'pruned', or the iteration it stopped at on a signal, its resume point queued;
+    seconds in steps, evaluation, checkpoints, resume points, the first step (it compiles) and the step's capture)"""
+    E, names = len(runs), [name for name, _ in runs]
+    prune_it = max(1, round(cfg['prune_at'] * cfg['max_iters'])) if cfg['prune_at'] else None
     timing = dict(first_step_s=0.0, step_s=0.0, eval_s=0.0, ckpt_s=0.0, resume_s=0.0, n_steps=0)
     t = time.perf_counter()
     step, it_buf = make_step(gpt, opt, runs, cfg, train_set, ctx, per_run, lr_buf, graphed, loss_fn=fns[0])
@@ -537,33 +678,31 @@ def loop(cfg, stop_after, runs, dev, gpt, fns, opt, lr_buf, per_run, ctx, graphe
             stopped_at = it
             break
         # --- evaluate, checkpoint (the state *before* step `it`'s update: iter = steps taken)
-        if it in save_at or it % cfg['eval_interval'] == 0 or it == cfg['max_iters']:
+        if it in save_at or it % cfg['eval_interval'] == 0 or it in (cfg['max_iters'], prune_it):
             t_block = end_block(t_block, dev, timing)
-            t = time.perf_counter()
-            gpt.eval()
-            last_acc, lines = evaluate_all(gpt, eval_sets, ctx, it, metas, fns[1])
-            gpt.train()
-            for path, ls in zip(log_paths, lines):
-                checkpoints.append_lines(path, ls)
-            tqdm.write(eval_line(it, last_acc, E))
-            if wandb:
-                wandb.log({f'{s}/acc_run{r}': last_acc[(r, s)] for r in range(E) for s in SPLITS}, step=it)
-            timing['eval_s'] += time.perf_counter() - t
+            last_acc, unif = evaluation(cfg, fns[1], gpt, eval_sets, live, ctx, it, metas, log_paths, wandb, timing)
         if it in save_at:
             finite = torch.stack([p.detach().isfinite().flatten(1).all(1) for p in gpt.parameters()]).all(0)
             if not finite.all():
                 diverged(runs[int((~finite).nonzero()[0])][0], it, 'its weights are not finite')
             if it < cfg['max_iters'] and written_at != it:   # the resume point first: never older than a checkpoint
-                written_at = resume_point(submit, gpt, opt, pending, it, cfg, threads, resume_path, timing)
+                written_at = resume_point(submit, gpt, opt, pending, it, cfg, threads, resume_path, timing, names)
                 last_resume = time.time()
             t = time.perf_counter()
             submit(checkpoints.snapshot_ckpts(gpt, opt, it, run_dirs, dict(model_args, n_runs=1), metas))
             timing['ckpt_s'] += time.perf_counter() - t
+        keep = prune(unif, runs, cfg, it, log_paths, submit, it not in save_at and
+                     checkpoints.snapshot_ckpts(gpt, opt, it, run_dirs, dict(model_args, n_runs=1), metas)) \
+            if it == prune_it and it < cfg['max_iters'] else None
+        if keep:                                         # some runs stop here (after a prune none do: it keeps all)
+            bar.close()
+            stop['prune'] = (it, keep, pending)
+            return 'pruned', timing
         if it == cfg['max_iters']:
             break
         due = it % cfg['eval_interval'] == 0 and time.time() - last_resume >= cfg['resume_every']
         if due and it > start and written_at != it:     # on a timer too: checkpoints thin out late in a run
-            written_at = resume_point(submit, gpt, opt, pending, it, cfg, threads, resume_path, timing)
+            written_at = resume_point(submit, gpt, opt, pending, it, cfg, threads, resume_path, timing, names)
             last_resume = time.time()
         if stop_after is not None and it - start >= stop_after:
             return 'killed', timing                      # as if killed: no timing, whatever the writer has queued
@@ -591,7 +730,7 @@ def loop(cfg, stop_after, runs, dev, gpt, fns, opt, lr_buf, per_run, ctx, graphe
                 checkpoints.append_lines(path, [line])
             show_progress(bar, hist, last_acc, E)
     if stopped_at is not None and written_at != stopped_at:
-        resume_point(submit, gpt, opt, pending, stopped_at, cfg, threads, resume_path, timing)
+        resume_point(submit, gpt, opt, pending, stopped_at, cfg, threads, resume_path, timing, names)
     elif stopped_at is None and os.path.exists(resume_path):
         submit(lambda: os.remove(resume_path))           # finished: nothing left to resume
     return stopped_at, timing

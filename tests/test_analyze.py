@@ -113,7 +113,7 @@ def test_end_to_end_tiny_run(tiny_exp):
     with open(os.path.join(tiny_exp, 'analysis.json')) as f:
         assert json.load(f)['selection'] == out['selection']
     figs = {'acc_vs_knobs', 'unif_vs_ood', 'mi_vs_footprint', 'extract_vs_footprint', 'footprint_early',
-            'acc_curves', 'name_confusion', 'selection', 'acc_by_n_templates', 'contrast'} | \
+            'acc_curves', 'name_confusion', 'selection', 'acc_by_n_templates', 'contrast', 'unif_live'} | \
         {f'sim_{k}_{r}' for k in ('act', 'grad') for r in RUNS}
     assert set(os.listdir(os.path.join(tiny_exp, 'figures'))) == {f + '.png' for f in figs}
     shutil.rmtree(os.path.join(tiny_exp, 'figures'))             # the figures are redrawn from the files alone

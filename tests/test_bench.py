@@ -19,7 +19,7 @@ def test_bench_runs_on_cpu(tmp_path):
     rows = bench.bench(cfg)
     names = [r['row'] for r in rows]
     assert names == ['plain loop', 'lockstep E=1', 'lockstep E=2', 'lockstep E=2 attention_math',
-                     'lockstep E=2 ce_loss', 'lockstep E=2 index_select', 'act reps', 'grad reps (64 dims, sketch)',
+                     'lockstep E=2 ce_loss', 'lockstep E=2 index_select', 'act reps', 'grad reps (64 dims, sketch)', 'live unif E=2',
                      'sweep (2 runs x 6 steps)', 'analysis pair (4 checkpoints)']
     assert all(r.get('run_steps_per_s', r.get('items_per_s', 0)) > 0 for r in rows[:-2])
     pair = rows[-1]                                                # the analysis' CPU defaults against float32
@@ -46,7 +46,8 @@ def test_a_failing_analysis_pair_keeps_the_rows_before_it(tmp_path):
     with pytest.raises(ValueError, match='no_sweep'):
         bench.bench(cfg)
     saved = json.load(open(cfg['out_file']))
-    assert [r['row'] for r in saved['rows']] == ['plain loop', 'lockstep E=1', 'act reps', 'grad reps (16 dims, sketch)']
+    assert [r['row'] for r in saved['rows']] == ['plain loop', 'lockstep E=1', 'act reps', 'grad reps (16 dims, sketch)',
+                                                      'live unif E=1']
 
 
 def test_cpu_grid(tmp_path, monkeypatch):
@@ -72,6 +73,8 @@ def test_cpu_grid(tmp_path, monkeypatch):
     for r in steps:
         assert r['run_steps_per_s'] > 0 and r['gflops'] > 0 and r['gemm_share'] > 0
         assert r['ratio'] == 1.0 or r['setting'] != 'float32'
+    side = next(r for r in rows if r['row'] == '2 single-run jobs side by side')   # two processes, timed
+    assert side['sequential_s'] > 0 and side['side_by_side_s'] > 0 and side['ratio'] == side['sequential_s'] / side['side_by_side_s']
     picked = machine.system_settings(train.DEFAULTS, 'cpu')
     assert all(r['resolved']['dtype'] == picked[0] and r['resolved']['compile'] == picked[1]
                for r in steps if r['setting'] == 'auto')
