@@ -18,7 +18,8 @@ from configurator import configure
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = [(name, scale) for name in EXPERIMENTS for scale in SCALES]
 TINY = dict(n_people=60, n_first_names=20, n_last_names=20, n_cities=10, n_layer=1, n_head=2, n_embd=16,
-            batch_size=16, max_iters=6, n_ckpts=2, ckpt_first=1, eval_interval=6, eval_max=40, device='cpu', compile=False)
+            batch_size=16, max_iters=6, n_ckpts=2, n_ckpts_linear=0, ckpt_first=1, eval_interval=6, eval_max=40, device='cpu',
+            compile=False)
 
 
 def test_registry_lists_every_experiment_config():
