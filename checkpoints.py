@@ -288,9 +288,19 @@ def finished(run_dir, max_iters, rid=None):
         return False
 
 
-def finished_run(root, rid, max_iters):
-    """A finished run (finished()) with run id `rid` under root/<exp>/<run>/. -> its directory, or None."""
-    return next((d for d in sorted(glob.glob(os.path.join(root, '*', '*'))) if finished(d, max_iters, rid)), None)
+def finished_runs(root):
+    """{run id: directory} of the finished runs (finished()) under root/<exp>/<run>/, read in one pass; where
+    two share an id, the first by name."""
+    out = {}
+    for d in sorted(glob.glob(os.path.join(root, '*', '*'))):
+        try:
+            with open(os.path.join(d, 'config.json')) as f:
+                cfg = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if cfg.get('run_id') and cfg['run_id'] not in out and finished(d, cfg['max_iters']):
+            out[cfg['run_id']] = d
+    return out
 
 
 def link_run(src, dst, config):

@@ -116,7 +116,8 @@ EVAL_SHOWN = 8            # runs whose accuracies the evaluation line shows
 EVAL_CHUNK = 1024         # examples per evaluation forward pass (every split is padded to a multiple: static shapes)
 FREE_ON_RESUME = {'resume', 'device', 'compile', 'cuda_graph', 'wandb_log', 'wandb_project', 'resume_every', 'live_unif',
                   'overwrite', 'threads', 'reuse_memory', 'reuse_dir'}           # may change on resume
-NOT_THE_RUN = FREE_ON_RESUME | {'out_dir', 'sweep', 'shard', 'live_unif_facts', 'prune_at', 'prune_keep', 'prune_controls'}
+NOT_THE_RUN = FREE_ON_RESUME | {'out_dir', 'sweep', 'shard', 'live_unif_facts', 'prune_at', 'prune_keep', 'prune_controls',
+                                 'run_id'}
 # ^ knobs that do not change what a run learns, step for step: left out of its identity (checkpoints.run_id)
 
 
@@ -513,23 +514,25 @@ def start_files(cfg, runs, run_dirs, log_paths, resume_path, model_args, gpt, op
 
 
 def run_config(rc, name, model_args):
-    """A run's config.json: its knobs, name, model shape and identity (checkpoints.run_id)."""
-    return dict(rc, run=name, model_args=dict(model_args, n_runs=1),
-                run_id=checkpoints.run_id(rc, data_gen.DATA_DEFAULTS, NOT_THE_RUN))
+    """A run's config.json: its knobs, name, model shape and identity (checkpoints.run_id, hashed from its
+    dataset's files once per run and kept in rc: a prune or reuse writes config.json again)."""
+    if 'run_id' not in rc:
+        rc['run_id'] = checkpoints.run_id(rc, data_gen.DATA_DEFAULTS, NOT_THE_RUN)
+    return dict(rc, run=name, model_args=dict(model_args, n_runs=1))
 
 
 def reuse_finished(runs, cfg, resume_path):
     """reuse_dir: each run that an experiment under it finished with the same identity is linked into
     out_dir (checkpoints.link_run) instead of trained again; one finished here already counts too. With
     none left to train, the job's timing file says so. -> the runs left to train"""
-    left = []
+    left, done = [], checkpoints.finished_runs(cfg['reuse_dir'])
     for name, rc in runs:
         rc['dataset_path'] = data_gen.prepare(rc)
         config = run_config(rc, name, shape_args(rc, data_gen.load_meta(rc['dataset_path'])))
         dst = os.path.join(cfg['out_dir'], name)
         if checkpoints.finished(dst, rc['max_iters'], config['run_id']):
             continue                                   # done here already (linked or trained)
-        src = checkpoints.finished_run(cfg['reuse_dir'], config['run_id'], rc['max_iters'])
+        src = done.get(config['run_id'])
         if src is None or os.path.exists(os.path.join(dst, 'config.json')):
             left.append((name, rc))                    # nothing to reuse, or this run's own files are here
         else:

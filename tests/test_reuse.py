@@ -37,4 +37,4 @@ def test_an_unfinished_run_is_not_reused(tmp_path):
     b = train.train(tiny(tmp_path, out_dir=str(root / 'b'), sweep=one, reuse_dir=str(root)))
     cfg = json.load(open(os.path.join(b, 'celeb_frac0.2', 'config.json')))
     assert 'reused_from' not in cfg and json.load(open(os.path.join(b, 'timing.json')))['n_runs'] == 1
-    assert checkpoints.finished_run(str(root), cfg['run_id'], 40) == os.path.join(b, 'celeb_frac0.2') != os.path.join(a, 'celeb_frac0.2')
+    assert checkpoints.finished_runs(str(root))[cfg['run_id']] == os.path.join(b, 'celeb_frac0.2') != os.path.join(a, 'celeb_frac0.2')
