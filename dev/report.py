@@ -47,12 +47,17 @@ def read_assets(assets_dir):
         path = os.path.join(assets_dir, *p)
         return read_json(path) if os.path.isfile(path) else None
 
+    def result(folder, scale):
+        s = read_json(os.path.join(folder, 'summary.json'))
+        return dict(s, _stale=results.stale_reasons(s), _path=folder, _scale=scale)
+
     found = {}
     for name, scale in itertools.product(experiments.EXPERIMENTS, SCALES):
         folder = experiments.assets_dir(name, scale, assets_dir)
         if os.path.isfile(os.path.join(folder, 'summary.json')):
-            s = read_json(os.path.join(folder, 'summary.json'))
-            found[(name, scale)] = dict(s, _stale=results.stale_reasons(s), _path=folder, _scale=scale)
+            found[(name, scale)] = result(folder, scale)
+            if os.path.isfile(os.path.join(folder, 'stale', 'summary.json')):    # results/keep_beside
+                found[(name, scale)]['_beside'] = result(os.path.join(folder, 'stale'), scale)
     return dict(results=found, bench=opt('bench', 'summary.json'), toy=opt('toy', 'results.json'),
                 vocab=opt('llm_eval', 'vocab_overlap.json'), llm=opt('llm_eval', 'results.json'),
                 standin=opt(STANDIN, 'results.json'), standin_prov=opt(STANDIN, 'provenance.json'),
@@ -65,7 +70,8 @@ def load_state(assets_dir, path, root=None, read=None):
     base = os.path.dirname(os.path.abspath(path))
     rel = lambda p: os.path.relpath(p, base).replace(os.sep, '/')
     read, docs = read or read_assets(assets_dir), os.path.join(root or base, 'docs')
-    return dict(read, results={k: dict(s, _dir=rel(s['_path'])) for k, s in read['results'].items()}, rel=rel,
+    with_dir = lambda s: dict(s, _dir=rel(s['_path']), **({'_beside': with_dir(s['_beside'])} if '_beside' in s else {}))
+    return dict(read, results={k: with_dir(s) for k, s in read['results'].items()}, rel=rel,
                 verdicts=rel(os.path.join(docs, 'verdicts.md')), findings=rel(os.path.join(docs, 'findings.md')))
 
 

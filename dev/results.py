@@ -443,24 +443,39 @@ def resummarise_dir(result_dir):
     a = dict(a, **new, settings=dict(settings, **({'retired': retired} if retired else {})), notes=list(dict.fromkeys(notes)))
     with tempfile.TemporaryDirectory(prefix='results_resummarise_', ignore_cleanup_errors=True) as work:
         new = restage(a, [s], [os.path.join(result_dir, 'figures')], os.path.join(work, 'out'))
-        replace_dir(os.path.join(work, 'out'), result_dir)
+        replace_dir(os.path.join(work, 'out'), result_dir, keep=('stale',))
     return f"{s['exp']}: summarised again -> {result_dir}" + (f" (stale: {'; '.join(stale_reasons(new))})"
                                                                 if stale_reasons(new) else '')
 
 
 def replace_dir(src, dest, keep=()):
-    """dest becomes a copy of src; files of dest matching a `keep` pattern stay."""
-    kept = {}
-    for pat in keep:
-        for p in glob.glob(os.path.join(dest, pat)):
-            kept[os.path.basename(p)] = open(p, 'rb').read()
-    shutil.rmtree(dest, ignore_errors=True)
-    shutil.copytree(src, dest, copy_function=shutil.copyfile)
+    """dest becomes a copy of src; files and folders of dest matching a `keep` pattern stay."""
+    with tempfile.TemporaryDirectory(prefix='results_keep_', ignore_cleanup_errors=True) as aside:
+        kept = [os.path.basename(p) for pat in keep for p in glob.glob(os.path.join(dest, pat))]
+        for name in kept:
+            shutil.move(os.path.join(dest, name), os.path.join(aside, name))
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.copytree(src, dest, copy_function=shutil.copyfile)
+        for name in kept:
+            shutil.rmtree(os.path.join(dest, name), ignore_errors=True)
+            shutil.move(os.path.join(aside, name), os.path.join(dest, name))
     for d, _, _ in os.walk(dest):
         os.chmod(d, 0o755)                                             # not the 0700 of a temporary folder
-    for name, data in kept.items():
-        with open(os.path.join(dest, name), 'wb') as f:
-            f.write(data)
+
+
+def keep_beside(dest, old, new, aside):
+    """The result that stays beside new partial results in stale/: stale results they replace (e.g. a
+    sweep made on an older dataset, while a CPU trains one seed of it anew), or the stale/ already there,
+    copied to `aside`, until the current results hold every run. -> aside, or None."""
+    if stale_reasons(new) or not new.get('runs_missing'):
+        return None
+    if old is not None and stale_reasons(old):
+        shutil.copytree(dest, aside, ignore=lambda d, names: ['stale'] if d == dest else [])
+    elif os.path.isdir(os.path.join(dest, 'stale')):
+        shutil.copytree(os.path.join(dest, 'stale'), aside)
+    else:
+        return None
+    return aside
 
 
 def import_stage(stage, assets_dir, force=False):
@@ -479,14 +494,23 @@ def import_stage(stage, assets_dir, force=False):
     old_stale, new_stale = (stale_reasons(old) if old else []), stale_reasons(new)
     done = lambda s: f"shards {','.join(map(str, s['shards']['done']))} of {s['shards']['n']}"
     covers = old is not None and set(old['shards']['done']) <= set(new['shards']['done'])   # e.g. a shard run again
-    if old is None or force or (old_stale and not new_stale) or (covers and compatible(old, new)):
-        replace_dir(stage, dest)
-        return f"{name}: {done(new)} -> {dest}" + (f" (stale: {'; '.join(new_stale)})" if new_stale else '')
-    if compatible(old, new):
-        with tempfile.TemporaryDirectory(prefix='results_import_', ignore_cleanup_errors=True) as work:
-            s = merge_stages(dest, stage, os.path.join(work, name))
+    with tempfile.TemporaryDirectory(prefix='results_import_', ignore_cleanup_errors=True) as work:
+        if old is None or force or (old_stale and not new_stale) or (covers and compatible(old, new)):
+            beside = keep_beside(dest, old, new, os.path.join(work, 'stale')) if old is not None else None
+            replace_dir(stage, dest)
+            msg = f"{name}: {done(new)} -> {dest}" + (f" (stale: {'; '.join(new_stale)})" if new_stale else '')
+        elif compatible(old, new):
+            new = merge_stages(dest, stage, os.path.join(work, name))
+            beside = keep_beside(dest, old, new, os.path.join(work, 'stale'))
             replace_dir(os.path.join(work, name), dest)
-        return f"{name}: merged, {done(s)} -> {dest}"
+            msg = f"{name}: merged, {done(new)} -> {dest}"
+        else:
+            beside = msg = None
+        if beside:
+            shutil.copytree(beside, os.path.join(dest, 'stale'), copy_function=shutil.copyfile)
+            msg += f" (beside it in stale/: the results it replaced, until every run is in)"
+    if msg:
+        return msg
     if new_stale:
         raise ValueError(f"results error: {name} results to import are stale ({'; '.join(new_stale)}) and "
                          f"{dest} holds others; --force=True replaces them")

@@ -5,6 +5,8 @@ lacks as far as a time budget goes, and pack each finished item as one archive f
 
     python -m dev.run_queue --budget=540 --dry_run=True    # the plan and its estimates, on any machine
     python -m dev.run_queue --budget=600 --tiny=True --out=/tmp/q --assets=/tmp/a   # the whole loop in miniature, CPU
+    python -m dev.run_queue --device=cpu --seeds=0 --shards="{'sweep_celeb': 32}" --budget=4800 sweep_celeb
+                                       # paper scale on a CPU: seed 0 of the main sweep, a run per item
 
 Items in priority order (ORDER): `bench` when results.code_version differs from assets/bench's, then
 each missing shard of each experiment of config/experiments.py. The shard count is that of the current
@@ -34,12 +36,15 @@ from dev import results
 import train
 from config.experiments import EXPERIMENTS, SCALES, config_path
 from configurator import cli, config_keys, configure
-from machine import provenance
+from machine import cpu_has_bf16, provenance
 
 # -----------------------------------------------------------------------------
 budget = 540.0             # seconds this call may spend on items (the allocation minus the machine's start and copy-back)
 scale = 'paper'            # 'paper' (config/<exp>.py, a GPU) or 'laptop' (config/laptop/<exp>.py on a CPU: no bench item,
                            # estimates from the CPU bench in assets/bench, results for assets/laptop/)
+device = 'cuda'            # paper scale on 'cuda' (a GPU sitting) or 'cpu' (items of about an hour on a CPU: estimates from the
+                           # CPU bench's paper-shape rows and the CPU runs in assets/, an item a stopped queue left resumes)
+seeds = ''                 # comma-separated seeds ('' = all): only the shards whose runs all have one of them (one seed of a sweep)
 out = 'out/gpu'            # where the archives and queue.txt go ($OUT on the GPU machine)
 work_dir = 'out/queue'     # runs and analyses of the item in progress (removed once it is packed)
 assets = 'assets'          # the repo's results: what is done, and the measured speeds
@@ -61,10 +66,11 @@ max_file_mb = 16.0         # the largest file that may come back
 commit = ''                # code commit to record ('' = git rev-parse where there is a .git, else 'unknown')
 # -----------------------------------------------------------------------------
 DEFAULTS = config_keys(globals())
-CHOICES = {'scale': SCALES}
+CHOICES = {'scale': SCALES, 'device': ('cuda', 'cpu')}
 ORDER = ['bench', *EXPERIMENTS]   # priority of the items: the bench, then config/experiments.py's order
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # the repo
 NAME_OK = re.compile(r'[A-Za-z0-9._-]+')
+CPU_PICK_ROW = re.compile(r'lockstep E=\d+( auto)?')   # a CPU bench's rows of train.py's own pick (dtype='auto', compile='auto')
 # the CPU miniature of an experiment (tiny=True): as tests/test_experiments.py's TINY
 TINY = dict(n_people=60, n_first_names=20, n_last_names=20, n_cities=10, n_layer=1, n_head=2, n_embd=16,
             batch_size=16, max_iters=6, n_ckpts=1, eval_interval=6, eval_max=40)
@@ -83,11 +89,13 @@ class ItemFailed(Exception):
 
 
 # ----------------------------------------------------------------------------- speeds
-def bench_points(dirs, cpu):
+def bench_points(dirs, cpu, shape='laptop', bf16=None):
     """{mode: [(E, run-steps/s), ...]} of the lockstep rows of the newest GPU (or with cpu=True: CPU)
-    bench JSONs in dirs, newest by provenance date whatever the file's name; on a CPU only laptop-shape
-    rows count, and they stand for every mode."""
-    pts = {}
+    bench JSONs in dirs, newest by provenance date whatever the file's name. On a CPU only the rows of the
+    model's shape count (`shape`: 'laptop' or 'paper'), those of the setting train.py picks ('lockstep E=4'
+    or 'lockstep E=4 auto'), and they stand for every mode; with bf16 True/False, benches of a CPU with
+    (without) native bfloat16 are preferred where there are any, since the pick and its speed depend on it."""
+    pts, alike = {}, {}
     for d in dirs:
         benches = [(path, results.read_json(path)) for path in glob.glob(os.path.join(d, 'bench*.json'))]
         benches.sort(key=lambda pb: ((pb[1].get('provenance') or {}).get('date', ''), pb[0]))
@@ -96,13 +104,25 @@ def bench_points(dirs, cpu):
             cuda = mode != 'cpu'
             if cuda == cpu:                                      # GPU benches for a GPU, CPU ones for a CPU
                 continue
-            rows = sorted((r['E'], r['run_steps_per_s']) for r in b.get('rows', [])      # not the speed candidates
-                          if results.LOCKSTEP_ROW.fullmatch(r.get('row', '')) and r.get('run_steps_per_s')
-                          and (cuda or r.get('shape') == 'laptop'))
+            if cuda:
+                rows = sorted((r['E'], r['run_steps_per_s']) for r in b.get('rows', [])   # not the speed candidates
+                              if results.LOCKSTEP_ROW.fullmatch(r.get('row', '')) and r.get('run_steps_per_s'))
+            else:
+                rows = sorted({r['E']: r['run_steps_per_s'] for r in b.get('rows', []) if r.get('shape') == shape
+                               and CPU_PICK_ROW.fullmatch(r.get('row', '')) and r.get('run_steps_per_s')}.items())
             if rows:
+                same = bf16 is not None and (b.get('provenance') or {}).get('cpu_bf16') == bf16
                 for m in ([mode] if cuda else ['compile', 'graph']):
                     pts[m] = rows                                      # later dirs (this sitting) win
-    return pts
+                    if same:
+                        alike[m] = rows
+    return alike or pts
+
+
+def cpu_bench_alike(dirs, bf16):
+    """Is any CPU bench in dirs from a CPU with (bf16=True) or without native bfloat16, as this one?"""
+    return any((results.read_json(p).get('provenance') or {}).get('cpu_bf16') == bf16
+               for d in dirs for p in glob.glob(os.path.join(d, 'bench_cpu*.json')))
 
 
 def throughput(pts, E, mode):
@@ -123,11 +143,12 @@ def median(xs, default):
     return xs[len(xs) // 2] if xs else default
 
 
-def measured_rates(cfg, pts, summaries):
-    """eval_s and ckpt_rate from the GPU runs in assets/, and per experiment its own slowness
-    against the model ({exp: (train, analysis) multipliers})."""
+def measured_rates(cfg, pts, summaries, cpu=False):
+    """eval_s and ckpt_rate from the GPU (with cpu=True: CPU) runs in assets/, and per experiment its own
+    slowness against the model ({exp: (train, analysis) multipliers})."""
     provs = [(s['exp'], p) for s in summaries.values() if s.get('exp') != 'bench' for p in s.get('provenance', [])
-             if p.get('device') not in (None, 'cpu') and p.get('train_s') and p.get('analyze_s') and p.get('E')]
+             if p.get('device') is not None and (p['device'] == 'cpu') == cpu
+             and p.get('train_s') and p.get('analyze_s') and p.get('E')]
     rate = median([p['n_ckpts'] / p['analyze_s'] for _, p in provs], cfg['ckpt_rate'])
     ev = median([(p['train_s'] - p['run_steps'] / throughput(pts, p['E'], p.get('mode', 'compile'))) / p['n_evals']
                  for _, p in provs if pts], cfg['eval_s'])
@@ -200,6 +221,9 @@ def experiment_items(q, name, summaries, speeds, done_now):
         cost = best_estimate(q, name, full, runs[0::min(len(runs), q.max_shards)], speeds)[0]
         return [dict(item=name, skip=f'even {min(len(runs), q.max_shards)} shards need {cost:.0f} s each > budget {q.budget:.0f} s')]
     missing = [i for i in range(n) if i not in done and (name, i) not in done_now]
+    if q.seeds:                                        # e.g. seed 0 of a sweep: its shards hold only seed-0 runs
+        keep = {int(x) for x in str(q.seeds).split(',')}
+        missing = [i for i in missing if all(rc['seed'] in keep for _, rc in runs[i::n])]
     if not missing:
         return [dict(item=name, skip='current results in assets/' if current else 'done in this sitting')]
     items = []
@@ -223,8 +247,9 @@ def bench_item(q, summaries, done_now):
 def plan(q, done_now, extra_bench_dirs=()):
     """Every item of the queue in priority order, each with its estimate or the reason it is skipped."""
     summaries = load_summaries(q)
-    pts = bench_points([os.path.join(q.assets, 'bench'), *extra_bench_dirs], on_cpu(q))
-    speeds = dict(measured_rates(dict(eval_s=q.eval_s, ckpt_rate=q.ckpt_rate), pts, summaries), pts=pts)
+    pts = bench_points([os.path.join(q.assets, 'bench'), *extra_bench_dirs], on_cpu(q), bench_shape(q),
+                       cpu_has_bf16() if on_cpu(q) else None)
+    speeds = dict(measured_rates(dict(eval_s=q.eval_s, ckpt_rate=q.ckpt_rate), pts, summaries, on_cpu(q)), pts=pts)
     wanted = [x for x in q.only.split(',') if x]
     unknown = [x for x in wanted if x not in ORDER]
     if unknown:
@@ -276,8 +301,13 @@ def machine(q):
 
 
 def on_cpu(q):
-    """The queue runs on a CPU: a miniature, or the laptop scale."""
-    return q.tiny or q.scale == 'laptop'
+    """The queue runs on a CPU: a miniature, the laptop scale, or the paper scale with device='cpu'."""
+    return q.tiny or q.scale == 'laptop' or q.device == 'cpu'
+
+
+def bench_shape(q):
+    """The model shape whose CPU bench rows estimate this queue's items."""
+    return 'paper' if q.scale == 'paper' and q.device == 'cpu' and not q.tiny else 'laptop'
 
 
 def run_experiment(q, it, left, stage):
@@ -404,6 +434,8 @@ def settings(cfg):
 def run_queue(cfg):
     """Run (or, with dry_run, print) the queue within the budget. -> exit code."""
     q = settings(cfg)
+    if q.seeds and not all(x.strip().lstrip('-').isdigit() for x in str(q.seeds).split(',')):
+        raise ValueError(f"gpu_queue error: seeds must be comma-separated integers, got {q.seeds!r}")
     if not q.dry_run and not on_cpu(q):
         import torch
         if not torch.cuda.is_available():
@@ -411,11 +443,15 @@ def run_queue(cfg):
                              "(--dry_run=True prints the plan; --tiny=True runs a CPU miniature)")
     t0, done_now, log, extra, n_packed = time.time(), set(), [], [], 0
     items, speeds = plan(q, done_now)
-    kind = 'dry run' if q.dry_run else 'tiny (CPU)' if q.tiny else 'laptop scale (CPU)' if q.scale == 'laptop' else 'GPU'
+    kind = ('dry run' if q.dry_run else 'tiny (CPU)' if q.tiny else 'laptop scale (CPU)' if q.scale == 'laptop'
+            else 'paper scale on a CPU' if q.device == 'cpu' else 'GPU')
     pts = ', '.join(f"{m} " + ' '.join(f"E={e}:{r:.0f}" for e, r in p) for m, p in speeds['pts'].items())
     log += [f"queue: budget {q.budget:.0f} s, {kind}, data v{data_gen.VERSION}",
             f"speeds: bench run-steps/s {pts or 'none'}; eval {speeds['eval_s']:.2f} s; "
-            f"analysis {speeds['ckpt_rate']:.2f} checkpoints/s; safety x{q.safety}",
+            f"analysis {speeds['ckpt_rate']:.2f} checkpoints/s; safety x{q.safety}"
+            + ('' if not on_cpu(q) or cpu_bench_alike([os.path.join(q.assets, 'bench')], cpu_has_bf16()) else
+               f"; no bench of a CPU {'with' if cpu_has_bf16() else 'without'} native bfloat16 as this one: "
+               "the estimates may be far off"),
             f"{'item':<20}{'est s':>8}{'E':>5} {'mode':>8} {'run-st/s':>9} {'train':>7} {'analysis':>8}  decision",
             *simulate(items, q.budget)]
     print('\n'.join(log), flush=True)

@@ -94,6 +94,30 @@ def mean_ood(s, ft='all', split='ood_test', **knobs):
     return sum(vals) / len(vals) if vals else None
 
 
+def whole_seeds(s):
+    """The seeds whose every run the config makes is present, when the present runs are exactly those
+    (one seed of a two-seed sweep, trained apart: docs/verdicts.md C8); [] otherwise."""
+    sweep = dig(s, 'config', 'sweep') or {}
+    if 'seed' not in sweep:
+        return []
+    have = {tuple((r.get('knobs') or {}).get(k) for k in sweep) for r in s['runs']}
+    want = {x: {tuple(k.values()) for k in design(s) if k['seed'] == x} for x in sweep['seed']}
+    seeds = [x for x, runs in want.items() if runs <= have]
+    return seeds if seeds and have == set().union(*(want[x] for x in seeds)) else []
+
+
+def judged_design(s):
+    """The runs a rule is read on: the config's, or those of the whole seeds judged alone (min_runs counts these)."""
+    seeds = whole_seeds(s) if n_runs(s)[0] < n_runs(s)[1] else []
+    return [k for k in design(s) if not seeds or k['seed'] in seeds]
+
+
+def complete(s):
+    """Every run is present, or every run of whole seeds (whole_seeds)."""
+    n, total = n_runs(s)
+    return n == total or bool(whole_seeds(s))
+
+
 def scored_runs(s):
     """The runs with a final headline unification score (those with parallel data, usually)."""
     return [r for r in s['runs'] if dig(r, 'unification', metrics.HEADLINE, 'act') is not None]
@@ -144,15 +168,17 @@ def judge(s, regime, checks):
         return f"not judged: {stale_word(s)}; to be re-run{' on a GPU' if s['_scale'] == 'paper' else ''}", text, ''
     if regime:
         return f'not judged: the setting cannot show it ({regime})', text, ''
-    if n < total:
+    if not complete(s):
         return f'provisional: {n} of {total} runs', text, key_of(checks)
-    return verdict(checks), text, key_of(checks)
+    seeds = whole_seeds(s) if n < total else []
+    label = f" (seed {', '.join(map(str, seeds))} of {len(dig(s, 'config', 'sweep', 'seed'))})" if seeds else ''
+    return verdict(checks) + label, text, key_of(checks)
 
 
 def ceiling_regime(s):
     """Why findings 1 and 2 cannot show in this result (None if they can or it cannot be told yet)."""
-    if len(design(s)) < RULES['min_runs']:
-        return f"{len(design(s))} runs < {RULES['min_runs']}"
+    if len(judged_design(s)) < RULES['min_runs']:
+        return f"{len(judged_design(s))} runs < {RULES['min_runs']}"
     o = mean_ood(s, celeb_frac=0.0)
     if o is not None and o >= RULES['regime_ood0']:
         return f"OOD at celeb_frac 0 is {o:.2f} >= {RULES['regime_ood0']}: no room for parallel data to show"
@@ -161,12 +187,11 @@ def ceiling_regime(s):
 
 def spread_regime(s):
     """Why findings 3 and 5 cannot show: too few runs with parallel data, or their OOD hardly varies."""
-    n = sum(k.get('celeb_frac', dig(s, 'config', 'celeb_frac') or 0.0) > 0 for k in design(s))
+    n = sum(k.get('celeb_frac', dig(s, 'config', 'celeb_frac') or 0.0) > 0 for k in judged_design(s))
     if n < RULES['min_runs']:
         return f"{n} runs with parallel data < {RULES['min_runs']}"
     oods = [acc(r, 'ood_test') for r in scored_runs(s) if acc(r, 'ood_test') is not None]
-    complete = n_runs(s)[0] == n_runs(s)[1]                            # a part of the runs may span less than all
-    if complete and len(oods) >= 3 and max(oods) - min(oods) < RULES['regime_spread']:
+    if complete(s) and len(oods) >= 3 and max(oods) - min(oods) < RULES['regime_spread']:   # a part may span less than all
         return (f"OOD of the runs with parallel data spans {max(oods) - min(oods):.2f} < {RULES['regime_spread']}: "
                 "nothing to predict")
     return None
@@ -310,17 +335,20 @@ def judge5(s):
                      f"checkpoint's OOD in {at_oracle} of {len(per_run)} runs)", *checks[2][2:])
     status, text, key = judge(s, spread_regime(s), checks)
     if regime and not status.startswith(('not judged', 'provisional')):
-        status = f"{verdict(checks[:2])} (checkpoint picks not judged: regime)"
+        seeds = whole_seeds(s) if n_runs(s)[0] < n_runs(s)[1] else []
+        status = f"{verdict(checks[:2])} (checkpoint picks not judged: regime)" + (
+            f" (seed {', '.join(map(str, seeds))} of {len(dig(s, 'config', 'sweep', 'seed'))})" if seeds else '')
     return status, text, key
 
 
 def finding5(state, scale):
-    """Judged on `selection`, the experiment designed for it; until that has results at a scale,
-    sweep_celeb's reading is at most provisional."""
+    """Judged on `selection`, the experiment designed for it; until that has results, sweep_celeb's
+    reading is provisional at laptop scale and judged, so named, at paper scale (docs/verdicts.md C8)."""
     s = state['results'].get(('selection', scale)) or state['results'].get(('sweep_celeb', scale))
     status, text, key = judge5(s) if s is not None else judge(None, None, None)
     if s is not None and s['exp'] != 'selection' and not status.startswith(('not judged', 'provisional')):
-        status = f"provisional: `selection` not run (`sweep_celeb`: {status})"
+        status = (f"{status}, on `sweep_celeb`" if scale == 'paper' else
+                  f"provisional: `selection` not run (`sweep_celeb`: {status})")
     return status, text, key
 
 
@@ -475,6 +503,21 @@ def finding6(state, scale):
     return 'not run', ('only the vocabulary-overlap matrix (' + ', '.join(f"{k} {v:.3f}" for k, v in top3) + ')') if top3 else '', ''
 
 
+def with_beside(finding):
+    """A finding at a scale, with the text of the stale results kept beside partial current ones
+    (assets/<exp>/stale/, e.g. an older-data GPU sweep beside one seed trained anew on a CPU) added."""
+    def judged(state, scale):
+        status, text, key = finding(state, scale)
+        old = {k: s['_beside'] for k, s in state['results'].items() if k[1] == scale and s.get('_beside')}
+        if old:
+            _, old_text, _ = finding(dict(state, results={**state['results'], **old}), scale)
+            lines = text.split('<br>')
+            text = '<br>'.join(lines + [f"beside it: {t}" for t in old_text.split('<br>') if t and t not in lines])
+        return status, text, key
+    return functools.wraps(finding)(judged)
+
+
+finding1, finding2, finding3, finding5 = map(with_beside, (finding1, finding2, finding3, finding5))
 FINDINGS = (('1', 'ID recall near perfect, OOD varies widely; ID does not predict OOD', finding1, 'Fig. 1, 2'),
             ('2', 'more parallel data raises OOD; without any, OOD is far above chance, best for few-valued fact types',
              finding2, 'Fig. 1, 2'),

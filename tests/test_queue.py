@@ -197,6 +197,37 @@ def test_newest_cpu_bench_stands_whatever_its_name(tmp_path):
     assert pts['compile'] == pts['graph'] == [(1, 30.0), (12, 27.0)]
 
 
+def test_one_seed_at_paper_scale_on_a_cpu(queue, tmp_path):
+    """device='cpu' at paper scale: estimates from the CPU bench's paper-shape rows of train.py's own pick,
+    preferring a CPU like this one (native bfloat16 or not); seeds='0' keeps only the shards whose runs
+    all have seed 0 (sweep_celeb in 32 shards: the even ones, one run each)."""
+    q = gpu_queue.settings(dict(vars(queue), device='cpu', seeds='0', shards={'sweep_celeb': 32}, only='sweep_celeb',
+                                budget=1e6))
+    items, speeds = gpu_queue.plan(q, set())
+    assert [it['shard'] for it in items] == [(i, 32) for i in range(0, 32, 2)]
+    assert all(it['terms']['E'] == 1 for it in items)
+    paper = {(r['E'], r['run_steps_per_s']) for p in glob.glob(os.path.join(ROOT, 'assets', 'bench', 'bench_cpu*.json'))
+             for r in results.read_json(p)['rows'] if r.get('shape') == 'paper' and gpu_queue.CPU_PICK_ROW.fullmatch(r['row'])}
+    assert speeds['pts']['compile'] and set(speeds['pts']['compile']) <= paper
+    with pytest.raises(ValueError, match='seeds must be'):
+        gpu_queue.run_queue(dict(vars(q), seeds='zero', dry_run=True))
+
+    def bench(rate, date, bf16):
+        return dict(device='cpu', config=dict(compile=True), provenance=dict(date=date, cpu_bf16=bf16),
+                    rows=[dict(row='lockstep E=1 auto', E=1, run_steps_per_s=rate, shape='paper'),
+                          dict(row='lockstep E=1 float32', E=1, run_steps_per_s=1.0, shape='paper'),
+                          dict(row='lockstep E=1', E=1, run_steps_per_s=rate * 3, shape='laptop')])
+    d = tmp_path / 'b'
+    os.makedirs(d)
+    for name, b in [('bench_cpu_a.json', bench(12.0, '2026-12-02', True)), ('bench_cpu_b.json', bench(3.0, '2026-12-01', False))]:
+        with open(d / name, 'w') as f:
+            json.dump(b, f)
+    assert gpu_queue.bench_points([str(d)], True, 'paper', True)['compile'] == [(1, 12.0)]
+    assert gpu_queue.bench_points([str(d)], True, 'paper', False)['compile'] == [(1, 3.0)]   # older, but a CPU alike
+    assert gpu_queue.bench_points([str(d)], True, 'paper')['compile'] == [(1, 12.0)]         # no preference: the newest
+    assert gpu_queue.bench_points([str(d)], True, 'laptop', False)['compile'] == [(1, 9.0)]
+
+
 def test_laptop_item_resumes_what_a_stopped_queue_left(queue, monkeypatch):
     """At laptop scale an item whose work folder holds a resume point trains on with --resume=True and
     keeps the folder; without one (or on a GPU) it starts clean."""

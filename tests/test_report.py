@@ -167,6 +167,30 @@ def test_stale_results_are_marked_and_never_merged(tiny, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+def test_stale_results_stay_beside_partial_current_ones(tiny, tmp_path):
+    """Current shards that replace a stale result keep it in stale/ (shown beside them, 'beside it: ...')
+    until the current results hold every run; summarising again keeps it too."""
+    _, stages = tiny
+    assets, old = str(tmp_path / 'assets'), str(tmp_path / 'old')
+    shutil.copytree(stages['all'], old)
+    s = summary(old)
+    with open(os.path.join(old, 'summary.json'), 'w') as f:
+        f.write(results.dumps(dict(s, data_version=data_gen.VERSION - 1)))
+    results.import_stage(old, assets)
+    dest = os.path.join(assets, 'sweep_celeb')
+    assert 'stale/' in results.import_stage(stages['shard0'], assets)
+    assert summary(os.path.join(dest, 'stale'))['data_version'] == data_gen.VERSION - 1
+    assert summary(dest)['shards']['done'] == [0] and not os.path.isdir(os.path.join(dest, 'stale', 'stale'))
+    results.resummarise_dir(dest)
+    st = report.load_state(assets, str(tmp_path / 'README.md'))
+    text = verdicts.finding1(st, 'paper')[1]
+    assert '2 of 4 runs' in text and 'beside it: `sweep_celeb` (paper scale), 4 of 4 runs' in text
+    assert 'made on an older version of the dataset' in text.split('beside it:')[1]
+    assert 'merged' in results.import_stage(stages['shard1'], assets)        # every run in: the stale one goes
+    assert summary(dest)['shards']['done'] == [0, 1] and not os.path.exists(os.path.join(dest, 'stale'))
+
+
+@pytest.mark.slow
 def test_config_edit_makes_results_stale(tiny):
     _, stages = tiny
     s = summary(stages['all'])
@@ -383,7 +407,9 @@ def test_finding5_is_judged_on_the_selection_experiment():
     status, text, key = verdicts.finding5(state_of(s), 'paper')
     assert status == 'reproduced' and "the paper's ratio: 0.95" in text and key == 'r(unification, final OOD) = 0.90; checkpoints it picks reach OOD 0.80, those picked by ID 0.79'
     sweep = dict(s, exp='sweep_celeb')
-    assert verdicts.finding5(state_of(sweep), 'paper')[0] == 'provisional: `selection` not run (`sweep_celeb`: reproduced)'
+    assert verdicts.finding5(state_of(dict(sweep, _scale='laptop')), 'laptop')[0] == \
+        'provisional: `selection` not run (`sweep_celeb`: reproduced)'
+    assert verdicts.finding5(state_of(sweep), 'paper')[0] == 'reproduced, on `sweep_celeb`'   # C8: no GPU for selection
     flat = dict(s, runs=[dict(r, final={**r['final'], 'ood_test': {'all': {'all': [0.95, 0.95, 100]}}}) for r in s['runs']])
     assert verdicts.finding5(state_of(flat), 'paper')[0].startswith('not judged: the setting cannot show it (OOD of the runs with parallel data')
     assert verdicts.finding5(state_of(dict(s, selection=dict(sel, unification=0.75))), 'paper')[0] == 'mixed'

@@ -1,6 +1,6 @@
 """dev/verdicts.py under the rules of docs/verdicts.md's change log: finding 1's "most", finding 3's early
 language footprint, finding 5's checkpoint picks after ID saturates and their regime gate, finding 6's
-rank test; on made-up summaries (test_report.py builds them)."""
+rank test, one seed of a sweep judged alone; on made-up summaries (test_report.py builds them)."""
 from dev import verdicts
 from test_report import fake_summary, state_of, sweep_summary
 
@@ -76,3 +76,21 @@ def test_llm_rule_reads_the_rank_test():
     assert checks[0][0] is None and checks[0][1].startswith('rank test: to be re-run') and 'the t-test: 2 of 2)' in checks[0][1]
     st = dict(state_of(), standin=old, standin_prov={})
     assert verdicts.standin_text(st)[0] == 'not judged: made before the rank test; to be re-run'
+
+
+def test_one_seed_of_two_is_judged_as_such():
+    """Change C8: the runs of whole seeds of a sweep, and only those, are judged, so labelled; min_runs
+    counts them. A seed with a run missing, or a stray run of another seed, leaves it provisional."""
+    def two_seeds(n_cf=16, drop=(), extra=()):
+        s = sweep_summary()
+        cfs = [round(0.02 * i, 2) for i in range(n_cf)]
+        s['runs'] = [dict(r, knobs=dict(r['knobs'], seed=0)) for r in s['runs'][:n_cf]]
+        s['runs'] = [r for i, r in enumerate(s['runs']) if i not in drop] + \
+            [dict(s['runs'][i], name=f'x{i}', knobs=dict(s['runs'][i]['knobs'], seed=1)) for i in extra]
+        s['config'] = dict(sweep={'celeb_frac': cfs, 'seed': [0, 1]})
+        s['runs_missing'] = ['?'] * (2 * n_cf - len(s['runs']))
+        return state_of(s)
+    assert verdicts.finding1(two_seeds(), 'paper')[0] == verdicts.finding2(two_seeds(), 'paper')[0] == 'reproduced (seed 0 of 2)'
+    assert verdicts.finding1(two_seeds(drop=[3]), 'paper')[0] == 'provisional: 15 of 32 runs'
+    assert verdicts.finding1(two_seeds(extra=[3]), 'paper')[0] == 'provisional: 17 of 32 runs'
+    assert verdicts.finding1(two_seeds(n_cf=8), 'paper')[0] == 'not judged: the setting cannot show it (8 runs < 10)'
