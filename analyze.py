@@ -139,7 +139,8 @@ def find_runs(exp):
         if 'max_iters' in rc and rc['max_iters'] not in ckpts and not pruned:
             raise ValueError(f"analyze: missing or unreadable final checkpoint "
                              f"{os.path.join(d, 'ckpt_%d.pt' % rc['max_iters'])} (training unfinished?)")
-        out.append(dict(name=os.path.basename(d), dir=d, cfg=rc, ckpts=dict(sorted(ckpts.items()))))
+        out.append(dict(name=os.path.basename(d), dir=d, cfg=rc, ckpts=dict(sorted(ckpts.items())),
+                        stopped=pruned['iter'] if pruned else None))
     if bad:
         print(f"warning: skipping {len(bad)} unreadable checkpoint(s): {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}")
     return out, bad
@@ -426,7 +427,8 @@ def analyze(cfg):
                                 eval_iter=evals[-1] if evals else None, acc=log[evals[-1]] if evals else None,
                                 mi_lang_attr=inputs['meta'].get('mi_lang_attr'), mi_token_lang=inputs['meta'].get('mi_token_lang'),
                                 n_examples=dict(footprint=len(inputs['gen']), celebrity=len(inputs['celeb']),
-                                                ood=len(inputs['tests']['ood_test'])), **rec))
+                                                ood=len(inputs['tests']['ood_test'])), **rec,
+                                **({'stopped': run['stopped']} if run['stopped'] is not None else {})))
             if sim is not None:
                 sims[(run['name'], it)] = sim
         bar.update(len(items))
@@ -482,7 +484,13 @@ def summarise(records, cfg, notes):
     alone (so that the analyses of shards of a sweep can be merged and summarised again). The
     unification score is metrics.HEADLINE everywhere; the paper's ratio (metrics.PAPER_RATIO) is
     reported beside it with its own correlations and picks. Nothing is chosen by how well it tracks
-    OOD accuracy: that is what the correlations then test."""
+    OOD accuracy: that is what the correlations then test. Runs that train.py's prune_at stopped early
+    are analysed, but left out here: their last checkpoint is not the end of training."""
+    cut = sorted({r['run'] for r in records if r.get('stopped') is not None})
+    if cut:
+        notes.append(f"{len(cut)} run(s) stopped by prune_at left out of the correlations and run and checkpoint "
+                     f"selection: {', '.join(cut)}")
+        records = [r for r in records if r.get('stopped') is None]
     final = [r for r in records if r['final']]
     ckpt_sel, ckpt_summary = checkpoint_selection(records, cfg)
     if len(final) < 3:                                                # a correlation of 2 points is +-1

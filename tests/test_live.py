@@ -85,9 +85,14 @@ def test_prune_keeps_the_most_unified_and_stops_the_rest(pruned, tmp_path):
     whole = train.train(tiny(tmp_path, **dict(PRUNE, prune_at=0.0)))
     for n in kept:
         assert same_weights(final_weights(os.path.join(pruned, n)), final_weights(os.path.join(whole, n)))
-    # analyze.py takes a stopped run as ending at its last checkpoint
+    # analyze.py takes a stopped run as ending at its last checkpoint, and leaves it out of the cross-run measures
     stopped_run = next(n for n in runs if n not in kept)
     assert {r['name']: max(r['ckpts']) for r in analyze.find_runs(pruned)[0]}[stopped_run] == 20
+    out = analyze.analyze(dict(analyze.DEFAULTS, exp_dir=pruned, device='cpu', proj_dim=16, max_examples=40,
+                               max_celeb_facts=8, ood_sample=20, figures=False, dtype='float32'))
+    assert {r['run'] for r in out['records'] if r.get('stopped') == 20} == set(runs) - kept
+    assert out['correlations'] is None and set(out['ckpt_selection']) == kept      # 2 runs left: no correlation
+    assert any(n.startswith('2 run(s) stopped by prune_at left out') for n in out['notes'])
 
 
 @pytest.mark.slow                                            # 2 x 2 tiny sweeps
