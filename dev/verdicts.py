@@ -376,6 +376,8 @@ def checks4(state, scale):
         return [(f, get(name, shared_token_frac=f)) for f in sorted(fracs)]
     role = trend(['shared_tokens_role'], 'shared filler words that keep their role', sharing('shared_tokens_role'))
     placed = ', '.join(f"{f}: {num(o, '.2f')}" for f, o in sharing('shared_tokens'))
+    if placed and (state['results'].get(('shared_tokens', scale)) or {}).get('_stale'):
+        placed += f", {stale_word(state['results'][('shared_tokens', scale)])}"
     out.append(role[:3] + (role[3] + f" (beside it, in random slots: {placed or 'not run'})",))
     base = get('shared_tokens', shared_token_frac=1.0)
     out.append(trend(['templates_02', 'shared_tokens', 'templates_10', 'templates_20'], 'templates',
