@@ -50,8 +50,9 @@ DEFAULTS = config_keys(globals())
 CHOICES = {'scale': experiments.SCALES}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # the repo
 # knobs that change where or how fast a run goes, never its results: left out of the config version
-MACHINE_KEYS = {'device', 'dtype', 'compile', 'cuda_graph', 'reuse_memory', 'out_dir', 'resume', 'shard', 'data_dir',
-                'wandb_log', 'wandb_project'}
+# knobs of where and how a run was made, not of what it learns (train.py's FREE_ON_RESUME: overwrite, reuse_dir,
+# threads, ...): results differing only in these are the same results
+MACHINE_KEYS = {'device', 'dtype', 'out_dir', 'shard', 'data_dir', 'live_unif_facts'} | train.FREE_ON_RESUME
 FIGURE_NAMES = ('acc_vs_knobs', 'acc_curves', 'unif_vs_ood', 'selection', 'footprint_early', 'mi_vs_footprint',
                 'extract_vs_footprint', 'name_confusion', 'acc_by_n_templates')
 MODES = {'eager': 'eager', 'compile': 'torch.compile', 'graph': 'torch.compile + CUDA graph', 'cpu': 'CPU'}  # bench modes, shown in this order

@@ -199,6 +199,8 @@ def test_config_edit_makes_results_stale(tiny):
     assert results.stale_reasons(s) == ['config changed: learning_rate']
     s['config'].pop('learning_rate')                                 # a knob added since does not count
     assert results.stale_reasons(s) == []
+    s['config'].update(overwrite=True, reuse_dir='out/laptop', threads=1)   # how reproduce.sh ran it: the same results
+    assert results.stale_reasons(s) == []
 
 
 @pytest.mark.slow
