@@ -497,7 +497,7 @@ def import_stage(stage, assets_dir, force=False):
     covers = old is not None and set(old['shards']['done']) <= set(new['shards']['done'])   # e.g. a shard run again
     with tempfile.TemporaryDirectory(prefix='results_import_', ignore_cleanup_errors=True) as work:
         if old is None or force or (old_stale and not new_stale) or (covers and compatible(old, new)):
-            beside = keep_beside(dest, old, new, os.path.join(work, 'stale')) if old is not None else None
+            beside = keep_beside(dest, old, new, os.path.join(work, 'stale'))
             replace_dir(stage, dest)
             msg = f"{name}: {done(new)} -> {dest}" + (f" (stale: {'; '.join(new_stale)})" if new_stale else '')
         elif compatible(old, new):

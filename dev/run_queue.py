@@ -93,17 +93,17 @@ def bench_points(dirs, cpu, shape='laptop', bf16=None):
     """{mode: [(E, run-steps/s), ...]} of the lockstep rows of the newest GPU (or with cpu=True: CPU)
     bench JSONs in dirs, newest by provenance date whatever the file's name. On a CPU only the rows of the
     model's shape count (`shape`: 'laptop' or 'paper'), those of the setting train.py picks ('lockstep E=4'
-    or 'lockstep E=4 auto'), and they stand for every mode; with bf16 True/False, benches of a CPU with
-    (without) native bfloat16 are preferred where there are any, since the pick and its speed depend on it."""
-    pts, alike = {}, {}
+    or 'lockstep E=4 auto'), and they stand for every mode; with bf16 True/False, only benches of a CPU with
+    (without) native bfloat16 count, since the pick and its speed depend on it."""
+    pts = {}
     for d in dirs:
         benches = [(path, results.read_json(path)) for path in glob.glob(os.path.join(d, 'bench*.json'))]
         benches.sort(key=lambda pb: ((pb[1].get('provenance') or {}).get('date', ''), pb[0]))
         for path, b in benches:
             mode = results.bench_mode(b)
             cuda = mode != 'cpu'
-            if cuda == cpu:                                      # GPU benches for a GPU, CPU ones for a CPU
-                continue
+            if cuda == cpu or (bf16 is not None and (b.get('provenance') or {}).get('cpu_bf16') != bf16):
+                continue                                         # GPU benches for a GPU, CPU ones (alike) for a CPU
             if cuda:
                 rows = sorted((r['E'], r['run_steps_per_s']) for r in b.get('rows', [])   # not the speed candidates
                               if results.LOCKSTEP_ROW.fullmatch(r.get('row', '')) and r.get('run_steps_per_s'))
@@ -111,18 +111,9 @@ def bench_points(dirs, cpu, shape='laptop', bf16=None):
                 rows = sorted({r['E']: r['run_steps_per_s'] for r in b.get('rows', []) if r.get('shape') == shape
                                and CPU_PICK_ROW.fullmatch(r.get('row', '')) and r.get('run_steps_per_s')}.items())
             if rows:
-                same = bf16 is not None and (b.get('provenance') or {}).get('cpu_bf16') == bf16
                 for m in ([mode] if cuda else ['compile', 'graph']):
                     pts[m] = rows                                      # later dirs (this sitting) win
-                    if same:
-                        alike[m] = rows
-    return alike or pts
-
-
-def cpu_bench_alike(dirs, bf16):
-    """Is any CPU bench in dirs from a CPU with (bf16=True) or without native bfloat16, as this one?"""
-    return any((results.read_json(p).get('provenance') or {}).get('cpu_bf16') == bf16
-               for d in dirs for p in glob.glob(os.path.join(d, 'bench_cpu*.json')))
+    return pts
 
 
 def throughput(pts, E, mode):
@@ -247,9 +238,12 @@ def bench_item(q, summaries, done_now):
 def plan(q, done_now, extra_bench_dirs=()):
     """Every item of the queue in priority order, each with its estimate or the reason it is skipped."""
     summaries = load_summaries(q)
-    pts = bench_points([os.path.join(q.assets, 'bench'), *extra_bench_dirs], on_cpu(q), bench_shape(q),
-                       cpu_has_bf16() if on_cpu(q) else None)
-    speeds = dict(measured_rates(dict(eval_s=q.eval_s, ckpt_rate=q.ckpt_rate), pts, summaries, on_cpu(q)), pts=pts)
+    dirs = [os.path.join(q.assets, 'bench'), *extra_bench_dirs]
+    # on a CPU, the benches of a CPU alike in native bfloat16 where there are any, else every CPU bench
+    alike = on_cpu(q) and bench_points(dirs, True, bench_shape(q), cpu_has_bf16())
+    pts = alike or bench_points(dirs, on_cpu(q), bench_shape(q))
+    speeds = dict(measured_rates(dict(eval_s=q.eval_s, ckpt_rate=q.ckpt_rate), pts, summaries, on_cpu(q)), pts=pts,
+                  unlike=on_cpu(q) and not alike)
     wanted = [x for x in q.only.split(',') if x]
     unknown = [x for x in wanted if x not in ORDER]
     if unknown:
@@ -449,9 +443,8 @@ def run_queue(cfg):
     log += [f"queue: budget {q.budget:.0f} s, {kind}, data v{data_gen.VERSION}",
             f"speeds: bench run-steps/s {pts or 'none'}; eval {speeds['eval_s']:.2f} s; "
             f"analysis {speeds['ckpt_rate']:.2f} checkpoints/s; safety x{q.safety}"
-            + ('' if not on_cpu(q) or cpu_bench_alike([os.path.join(q.assets, 'bench')], cpu_has_bf16()) else
-               f"; no bench of a CPU {'with' if cpu_has_bf16() else 'without'} native bfloat16 as this one: "
-               "the estimates may be far off"),
+            + (f"; no bench of a CPU {'with' if cpu_has_bf16() else 'without'} native bfloat16 as this one: "
+               "the estimates may be far off" if speeds['unlike'] else ''),
             f"{'item':<20}{'est s':>8}{'E':>5} {'mode':>8} {'run-st/s':>9} {'train':>7} {'analysis':>8}  decision",
             *simulate(items, q.budget)]
     print('\n'.join(log), flush=True)

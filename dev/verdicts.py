@@ -106,9 +106,20 @@ def whole_seeds(s):
     return seeds if seeds and have == set().union(*(want[x] for x in seeds)) else []
 
 
+def seeds_alone(s):
+    """The whole seeds judged alone: whole_seeds where runs of the config are missing, else []."""
+    return whole_seeds(s) if n_runs(s)[0] < n_runs(s)[1] else []
+
+
+def seed_label(s):
+    """' (seed 0 of 2)' for a result judged on whole seeds alone, else ''."""
+    seeds = seeds_alone(s)
+    return f" (seed {', '.join(map(str, seeds))} of {len(dig(s, 'config', 'sweep', 'seed'))})" if seeds else ''
+
+
 def judged_design(s):
     """The runs a rule is read on: the config's, or those of the whole seeds judged alone (min_runs counts these)."""
-    seeds = whole_seeds(s) if n_runs(s)[0] < n_runs(s)[1] else []
+    seeds = seeds_alone(s)
     return [k for k in design(s) if not seeds or k['seed'] in seeds]
 
 
@@ -170,9 +181,7 @@ def judge(s, regime, checks):
         return f'not judged: the setting cannot show it ({regime})', text, ''
     if not complete(s):
         return f'provisional: {n} of {total} runs', text, key_of(checks)
-    seeds = whole_seeds(s) if n < total else []
-    label = f" (seed {', '.join(map(str, seeds))} of {len(dig(s, 'config', 'sweep', 'seed'))})" if seeds else ''
-    return verdict(checks) + label, text, key_of(checks)
+    return verdict(checks) + seed_label(s), text, key_of(checks)
 
 
 def ceiling_regime(s):
@@ -335,9 +344,7 @@ def judge5(s):
                      f"checkpoint's OOD in {at_oracle} of {len(per_run)} runs)", *checks[2][2:])
     status, text, key = judge(s, spread_regime(s), checks)
     if regime and not status.startswith(('not judged', 'provisional')):
-        seeds = whole_seeds(s) if n_runs(s)[0] < n_runs(s)[1] else []
-        status = f"{verdict(checks[:2])} (checkpoint picks not judged: regime)" + (
-            f" (seed {', '.join(map(str, seeds))} of {len(dig(s, 'config', 'sweep', 'seed'))})" if seeds else '')
+        status = f"{verdict(checks[:2])} (checkpoint picks not judged: regime){seed_label(s)}"
     return status, text, key
 
 
