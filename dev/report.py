@@ -22,7 +22,7 @@ import metrics
 from config import experiments
 from configurator import cli, config_keys
 from data_gen import FACT_TYPES
-from dev import results
+from dev import results, verdicts
 from dev.results import read_json
 from dev.verdicts import FINDINGS, acc, design, machine_of, n_runs, num, scale_line, scored_runs, stale_word
 from records import dig
@@ -310,6 +310,53 @@ def block_evidence(state):
     return '\n'.join(out).strip()
 
 
+# ----------------------------------------------------------------------------- the two scales side by side
+def scale_column(s):
+    """One result's cells for block_scales, a row per measure both scales have ('–' where not measured)."""
+    cfg, layer = s['config'], s['analysis_settings'].get('unif_layer', 'concat')
+    ids = [acc(r, 'id_test') for r in s['runs'] if acc(r, 'id_test') is not None]
+    cfs = sorted({(r.get('knobs') or {}).get('celeb_frac') for r in s['runs']} - {None})
+    corr = lambda kind, at=layer, v=metrics.HEADLINE: num(dig(s, 'correlations', v, kind, at), '.2f')
+    early, _ = verdicts.early_rs(s)
+    sel = s.get('selection') or {}
+    ck = {k: d for k, d in (s.get('ckpt_selection_summary') or {}).items() if d}
+    pick = 'unification_plus' if 'unification_plus' in ck else next(iter(ck), None)
+    return [f"{cfg['n_layer']} layers x {cfg['n_embd']}, {cfg['n_people']:,} people, batch {cfg['batch_size']}, "
+            f"{cfg['max_iters']:,} steps",
+            f"{n_runs(s)[0]} of {n_runs(s)[1]}{verdicts.seed_label(s)}, "
+            + ', '.join(dict.fromkeys(machine_of(p) for p in s.get('provenance', [])))
+            + (f", **{stale_word(s)}**" if s['_stale'] else ''),
+            f"{statistics.fmean(ids):.2f} ({min(ids):.2f}-{max(ids):.2f})" if ids else '–',
+            ', '.join(f"{c:g}: {num(verdicts.mean_ood(s, celeb_frac=c), '.2f')}" for c in cfs) or '–',
+            ', '.join(f"{ft} {num(verdicts.mean_ood(s, ft, celeb_frac=0.0), '.2f')}" for ft in ['all', *FACT_TYPES])
+            if 0.0 in cfs else '–',
+            f"{corr('act')} (the paper's ratio {corr('act', v=metrics.PAPER_RATIO)})",
+            f"{corr('grad')}; without the input embeddings {corr('grad', 'no_emb')}",
+            f"{num(early['unification'][0], '.2f')}; footprint {num(early['lang_footprint'][0], '.2f')}",
+            ' / '.join(num(sel.get(k)) for k in ('unification', 'ood_1pct', 'id_test', 'random', 'oracle')),
+            f"{CKPT_NAMES[pick].split(':')[0]}: " + ' / '.join(num(ck[pick][k]) for k in ('ood', 'last_best_id', 'oracle'))
+            + f" ({ck[pick]['n_runs']} runs)" if pick else '–']
+
+
+SCALE_ROWS = ('model, data, training', 'runs, machine', 'final ID: mean (range)', 'mean final OOD by celeb_frac',
+              'mean final OOD at celeb_frac 0, by fact type', f'r(unification, final OOD), activations ({metrics.HEADLINE})',
+              'r(unification, final OOD), gradients', 'early r: unification; language footprint (finding 3)',
+              'run picks: unification / 1% OOD test / ID / random / oracle',
+              'checkpoint picks: the rule / last best ID / oracle')
+
+
+def block_scales(state):
+    """The main sweep (sweep_celeb) at laptop and paper scale, a column each (and the stale result kept
+    beside a partial current one), for the measures both have."""
+    cols = [(f'{sc} scale', s) for sc in SCALES for s in [state['results'].get(('sweep_celeb', sc))] if s]
+    cols += [(f'{head}: the result kept beside it', s['_beside']) for head, s in cols if '_beside' in s]
+    if not cols:
+        return '`sweep_celeb` has not run yet.'
+    cells = [scale_column(s) for _, s in cols]
+    return '\n'.join(table(['`sweep_celeb`', *(head for head, _ in cols)],
+                           [[name, *(c[i] for c in cells)] for i, name in enumerate(SCALE_ROWS)]))
+
+
 # ----------------------------------------------------------------------------- figures
 def shown(state, name):
     """The result of an experiment the figures show: current before stale, paper before laptop."""
@@ -361,7 +408,7 @@ def block_figures(state):
 
 # the marked blocks of README.md and docs/*.md, and what writes each
 RENDER = dict(findings=block_findings, evidence=block_evidence, figures=block_figures, experiments=block_experiments,
-              bench=block_bench, toy=block_toy, bf16_shift=block_bf16_shift)
+              bench=block_bench, toy=block_toy, bf16_shift=block_bf16_shift, scales=block_scales)
 MARK = re.compile(r'(<!-- report:([\w-]+) -->\n)(.*?)(<!-- /report:\2 -->)', re.S)
 
 

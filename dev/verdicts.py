@@ -280,21 +280,28 @@ def early_point(run, key, frac):
     return (its[i], (traj.get(key) or [None] * len(its))[i]) if i is not None else (None, None)
 
 
+def early_rs(s):
+    """({key: (Pearson r(its score at the early checkpoint, final OOD), runs)} for unification, the paper's
+    ratio and the language footprint, [the early checkpoints' iters])."""
+    frac, out = RULES['early_frac'], {}
+    for key in ('unification', 'unification_paper', 'lang_footprint'):
+        pts = [(early_point(r, key, frac)[1], acc(r, 'ood_test')) for r in s['runs']]
+        pts = [(u, o) for u, o in pts if u is not None and o is not None]
+        out[key] = (pearson(*zip(*pts)) if len(pts) >= 3 else None, len(pts))
+    return out, sorted({early_point(r, 'unification', frac)[0] for r in s['runs']} - {None})
+
+
 def checks3(s):
     """r(unification, final OOD) at the early checkpoint over the runs with a score, and r(language
     footprint there, final OOD) over every run: separation early predicts poor OOD (change C2)."""
     frac, r_min = RULES['early_frac'], RULES['early_r']
-    pts = {key: [(early_point(r, key, frac)[1], acc(r, 'ood_test')) for r in s['runs']]
-           for key in ('unification', 'unification_paper', 'lang_footprint')}
-    pts = {k: [(u, o) for u, o in v if u is not None and o is not None] for k, v in pts.items()}
-    r_of = lambda k: pearson(*zip(*pts[k])) if len(pts[k]) >= 3 else None
-    its = sorted({early_point(r, 'unification', frac)[0] for r in s['runs']} - {None})
-    r, r_paper, r_fp = r_of('unification'), r_of('unification_paper'), r_of('lang_footprint')
+    rs, its = early_rs(s)
+    (r, n), (r_paper, _), (r_fp, n_fp) = rs['unification'], rs['unification_paper'], rs['lang_footprint']
     return [(None if r is None else r >= r_min, f"at iter {'/'.join(map(str, its)) or '–'} ({frac:.0%} of training) "
-             f"r(unification, final OOD) = {num(r, '.2f')} over {len(pts['unification'])} runs (rule >= {r_min}; the "
+             f"r(unification, final OOD) = {num(r, '.2f')} over {n} runs (rule >= {r_min}; the "
              f"paper's ratio: {num(r_paper, '.2f')})"),
             (None if r_fp is None else r_fp <= -r_min, f"r(language footprint there, final OOD) = {num(r_fp, '.2f')} "
-             f"over {len(pts['lang_footprint'])} runs (rule <= -{r_min})",
+             f"over {n_fp} runs (rule <= -{r_min})",
              f"r(early unification, final OOD) = {num(r, '.2f')}, r(early language footprint, final OOD) = {num(r_fp, '.2f')}")]
 
 

@@ -13,6 +13,7 @@ import torch
 
 import analyze
 import data_gen
+import metrics
 import plots
 from dev import report, results, verdicts
 import train
@@ -415,6 +416,35 @@ def test_finding5_is_judged_on_the_selection_experiment():
     flat = dict(s, runs=[dict(r, final={**r['final'], 'ood_test': {'all': {'all': [0.95, 0.95, 100]}}}) for r in s['runs']])
     assert verdicts.finding5(state_of(flat), 'paper')[0].startswith('not judged: the setting cannot show it (OOD of the runs with parallel data')
     assert verdicts.finding5(state_of(dict(s, selection=dict(sel, unification=0.75))), 'paper')[0] == 'mixed'
+
+
+def test_scales_side_by_side_from_made_up_sweeps():
+    """block_scales: a column per scale, and one for the stale result kept beside a partial current one;
+    each cell read from the summaries (known here by construction), '–' where a measure is missing."""
+    shape = dict(n_layer=6, n_embd=128, n_people=1000, batch_size=256, max_iters=12000)
+    paper, laptop, old = sweep_summary(), sweep_summary(ood0=0.5, scale='laptop'), sweep_summary(ood0=0.3, stale=['made on data v1, now v2'])
+    for s in (paper, laptop, old):
+        s['config'].update(shape)
+    for r in laptop['runs']:                 # early unification (at 5% of 1,000 steps) = final OOD: r = 1
+        o = r['final']['ood_test']['all']['all'][0]
+        r['trajectory'] = {'iter': [0, 50, 1000], 'unification': [0.0, o, o], 'lang_footprint': [0.5, 1 - o, 1 - o]}
+    laptop['correlations'] = {metrics.HEADLINE: {'act': {'concat': 0.91}, 'grad': {'concat': 0.6, 'no_emb': 0.88}}}
+    paper['runs'], paper['runs_missing'] = paper['runs'][:8], [r['name'] for r in paper['runs'][8:]]
+    paper['_beside'] = old
+    lines = report.block_scales(state_of(paper, laptop)).split('\n')
+    assert lines[0] == '| `sweep_celeb` | laptop scale | paper scale | paper scale: the result kept beside it |'
+    cells = {line.split(' | ')[0][2:]: line.split(' | ')[1:] for line in lines[2:]}
+    assert cells['model, data, training'][0] == '6 layers x 128, 1,000 people, batch 256, 12,000 steps'
+    assert cells['runs, machine'][1] == '8 of 16, GPU' and 'made on an older version of the dataset' in cells['runs, machine'][2]
+    assert cells['final ID: mean (range)'][0] == '0.99 (0.99-0.99)'
+    assert cells['mean final OOD at celeb_frac 0, by fact type'][1] == \
+        'all 0.40, birth_year 0.60, birth_city 0.20, death_year 0.55, death_city 0.25'
+    assert cells['mean final OOD by celeb_frac'][2].startswith('0: 0.30, 0.02: 0.36, 0.04: 0.43,')
+    assert cells[f'r(unification, final OOD), activations ({metrics.HEADLINE})'][0].startswith('0.91')
+    assert cells['r(unification, final OOD), gradients'][0] == '0.60; without the input embeddings 0.88'
+    assert cells['early r: unification; language footprint (finding 3)'][0] == '1.00; footprint -1.00'
+    assert cells['early r: unification; language footprint (finding 3)'][1] == '–; footprint –'
+    assert cells['checkpoint picks: the rule / last best ID / oracle'][1] == '–'
 
 
 def test_finding4_from_made_up_results():
