@@ -54,6 +54,8 @@ def test_cpu_grid(tmp_path, monkeypatch):
     """The CPU table in miniature: per shape the GEMM limit, then every setting at each run count with
     its ratio to the first (float32 eager) and its share of the limit; 'auto' is the trainer's pick."""
     monkeypatch.setattr(machine, 'cpu_can_compile', lambda: False)    # compiling takes a minute: not here
+    asked = []                                 # three processes that import torch: timed in the slow test below
+    monkeypatch.setattr(bench, 'side_by_side', lambda lap, *a: asked.append(lap) or dict(row='2 single-run jobs side by side'))
     (tmp_path / 'laptop.py').write_text('n_layer = 1\nn_head = 2\nn_embd = 32\nbatch_size = 8\nmax_iters = 6\n'
                                         'eval_interval = 3\neval_max = 50\nn_ckpts = 2\n')
     cfg = dict(bench.DEFAULTS, device='cpu', grid=True, run_counts=[2], steps=1, warmup=1, batch_size=16, n_layer=1,
@@ -73,8 +75,7 @@ def test_cpu_grid(tmp_path, monkeypatch):
     for r in steps:
         assert r['run_steps_per_s'] > 0 and r['gflops'] > 0 and r['gemm_share'] > 0
         assert r['ratio'] == 1.0 or r['setting'] != 'float32'
-    side = next(r for r in rows if r['row'] == '2 single-run jobs side by side')   # two processes, timed
-    assert side['sequential_s'] > 0 and side['side_by_side_s'] > 0 and side['ratio'] == side['sequential_s'] / side['side_by_side_s']
+    assert [(lap['n_layer'], lap['batch_size']) for lap in asked] == [(1, 8)] and rows.count(dict(row='2 single-run jobs side by side')) == 1
     picked = machine.system_settings(train.DEFAULTS, 'cpu')
     assert all(r['resolved']['dtype'] == picked[0] and r['resolved']['compile'] == picked[1]
                for r in steps if r['setting'] == 'auto')
@@ -84,6 +85,18 @@ def test_cpu_grid(tmp_path, monkeypatch):
     assert plain['ratio'] > 0 and plain['items_per_s'] > 0           # the CPU's picks differ in grad_impl and memory
     with pytest.raises(ValueError, match='grid_settings'):
         bench.parse_setting('float32+fast', 'cpu')
+
+
+@pytest.mark.slow
+def test_single_runs_side_by_side(tmp_path, monkeypatch):
+    """The side-by-side row: two single-run jobs one after the other on both cores and side by side on one
+    core each, in processes of their own; both ways timed, the ratio > 1 where side by side is faster."""
+    monkeypatch.setattr(machine, 'cpu_can_compile', lambda: False)    # the setting is resolved here, not in the jobs
+    lap = dict(train.DEFAULTS, n_layer=1, n_head=2, n_embd=32, batch_size=8, n_people=300, data_dir=str(tmp_path / 'data'))
+    data_gen.prepare(dict(data_gen.DATA_DEFAULTS, n_people=300, data_dir=lap['data_dir']))   # built once, as bench.py does
+    side = bench.side_by_side(lap, 1, 5)
+    assert side['row'] == '2 single-run jobs side by side' and side['steps_per_job'] == 5
+    assert side['sequential_s'] > 0 and side['side_by_side_s'] > 0 and side['ratio'] == side['sequential_s'] / side['side_by_side_s']
 
 
 def test_freed_memory_stays_in_the_process():
