@@ -319,6 +319,18 @@ def load_group(items, dev):
     return model.to(dev).eval(), [c for _, _, c in loaded], [i for i, _, _ in loaded], notes
 
 
+def grad_share(sq, examples):
+    """Each layer group's share of an example's squared gradient norm, as the gradient is and after Adam's
+    division (the one gradient_reps projects), averaged over the examples of each language: does the
+    division let one group (the rarely updated input embeddings) outweigh the rest of the model?
+    sq: {group: (N, 2)} -> {'raw' | 'adam': {group: [mean share in language 0, 1, ...]}}."""
+    total = sum(sq.values())                                             # (N, 2)
+    lang = torch.tensor([e['lang'] for e in examples], device=total.device)
+    langs = sorted(set(lang.tolist()))
+    return {how: {g: [round(float((v[lang == l, i] / total[lang == l, i].clamp_min(1e-30)).mean()), 4) for l in langs]
+                  for g, v in sorted(sq.items())} for i, how in enumerate(('raw', 'adam'))}
+
+
 def analyze_group(items, inputs_by_run, cfg, dev, keep):
     """One batched pass over the checkpoints of several runs at one iteration.
     -> ([(run, it, record fields, sims)], notes)."""
@@ -327,7 +339,8 @@ def analyze_group(items, inputs_by_run, cfg, dev, keep):
         return [], notes
     runs = [run for run, _, _, _ in items]
     union = [inputs_by_run[run['name']]['union'] for run in runs]
-    grads = represent.gradient_reps(model, ckpts, union, cfg, [run['cfg'].get('beta2') for run in runs])
+    last = [it == max(run['ckpts']) for run, it, _, _ in items]
+    grads, sq = represent.gradient_reps(model, ckpts, union, cfg, [run['cfg'].get('beta2') for run in runs], any(last))
     max_attr = max(inputs_by_run[run['name']]['max_attr'] for run in runs)
     with machine.autocast(dev, cfg['dtype']):          # bf16: matmuls in bf16, norms and softmax in float32
         acts = represent.activation_reps(model, union, cfg['act_batch'])
@@ -339,7 +352,8 @@ def analyze_group(items, inputs_by_run, cfg, dev, keep):
         rec, sims = ckpt_metrics(acts[r], grads[r], inputs, cfg, (run['name'], it) in keep)
         correct, rec['name_confusion'] = name_confusion(preds['ood_test'][r], inputs['tests']['ood_test'], inputs)
         rec['ood_acc_sample'] = float(correct.mean()) if len(correct) else None
-        if it == max(run['ckpts']):                          # final: what selection and the breakdowns need
+        if last[r]:                                          # final: what selection and the breakdowns need
+            rec['grad_share'] = grad_share(sq[r], inputs['union'])
             id_correct = represent.decoded_correct(preds['id_test'][r], inputs['tests']['id_test'])
             rec['acc_by_n_train_templates'] = {
                 'id_test': acc_by_n_templates(id_correct, inputs['tests']['id_test'], inputs),

@@ -215,11 +215,12 @@ def adam_denominators(model, ckpts, beta2s):
     return out
 
 
-def gradient_reps(model, ckpts, per_run, cfg, beta2s=None):
+def gradient_reps(model, ckpts, per_run, cfg, beta2s=None, norms=False):
     """Per-example attribute-loss gradients of every run, / (sqrt(Adam v) + eps) of that run,
     projected per layer group, optionally whitened (TrackStar), unit-normalised:
-    [{layer key: (N_r, k)} per run]; 'concat' = the projection of the whole gradient, 'no_emb' = of all
-    but the token embeddings.
+    ([{layer key: (N_r, k)} per run], norms); 'concat' = the projection of the whole gradient, 'no_emb' =
+    of all but the token embeddings. norms=True also measures each layer group's squared norm of the
+    unprojected gradient, as it is and after Adam's division: [{group: (N_r, 2)} per run], else None.
     cfg['dtype'] = 'bfloat16' computes the per-example gradients in bf16 (on a CPU with native bf16:
     faster, representations within cosine 0.997 of float32's; analyze.pick_settings, docs/speed.md);
     cfg['grad_impl'] is per_example_grads' how."""
@@ -234,6 +235,7 @@ def gradient_reps(model, ckpts, per_run, cfg, beta2s=None):
     idx, plen, tlen = encode_runs(per_run, dev)
     N, k = idx.shape[1], cfg['proj_dim']
     out = {g: torch.zeros(E, N, k, device=dev) for g in {layer_group(n) for n in names}}
+    sq = {g: torch.zeros(E, N, 2, device=dev) for g in out} if norms else None     # [raw, Adam-divided] |g|^2
     step = max(1, cfg['grad_batch'] // E)
     for s in range(0, N, step):
         sl = slice(s, s + step)
@@ -241,6 +243,9 @@ def gradient_reps(model, ckpts, per_run, cfg, beta2s=None):
         G = per_example_grads(model, idx[:, sl, :T], plen[:, sl], tlen[:, sl], dtype, cfg.get('grad_impl', 'vmap'))
         for n in names:
             g = G.pop(n).flatten(2)                                            # (E, B, numel)
+            if norms:
+                g2 = g.float().square()
+                sq[layer_group(n)][:, sl] += torch.stack([g2.sum(-1), (g2 * inv[n][:, None].square()).sum(-1)], -1)
             out[layer_group(n)][:, sl] += project(n, g, cfg, inv[n][:, None])
     out['no_emb'] = sum(v for g, v in out.items() if g != 'emb')          # all but the input embeddings (their
     out['concat'] = out['no_emb'] + out.get('emb', 0)                      # rare rows Adam inflates); the full gradient
@@ -250,7 +255,7 @@ def gradient_reps(model, ckpts, per_run, cfg, beta2s=None):
         if cfg['grad_precond'] == 'trackstar':
             layers = {key: metrics.whiten(v, cfg['trackstar_damping']) for key, v in layers.items()}
         reps.append({key: metrics.unit(v) for key, v in layers.items()})
-    return reps
+    return reps, [{g: v[r, :len(x)] for g, v in sq.items()} for r, x in enumerate(per_run)] if norms else None
 
 
 @torch.no_grad()

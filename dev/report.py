@@ -331,7 +331,7 @@ def scale_column(s):
             ', '.join(f"{ft} {num(verdicts.mean_ood(s, ft, celeb_frac=0.0), '.2f')}" for ft in ['all', *FACT_TYPES])
             if 0.0 in cfs else '–',
             f"{corr('act')} (the paper's ratio {corr('act', v=metrics.PAPER_RATIO)})",
-            f"{corr('grad')}; without the input embeddings {corr('grad', 'no_emb')}",
+            f"{corr('grad')}; without the input embeddings {corr('grad', 'no_emb')}{verdicts.emb_share(s)}",
             f"{num(early['unification'][0], '.2f')}; footprint {num(early['lang_footprint'][0], '.2f')}",
             ' / '.join(num(sel.get(k)) for k in ('unification', 'ood_1pct', 'id_test', 'random', 'oracle')),
             f"{CKPT_NAMES[pick].split(':')[0]}: " + ' / '.join(num(ck[pick][k]) for k in ('ood', 'last_best_id', 'oracle'))

@@ -193,7 +193,8 @@ def run_entry(name, recs, settings, logged):
                 mi_lang_attr=fin.get('mi_lang_attr'), mi_token_lang=fin.get('mi_token_lang'),
                 unification=round_floats(unif, 4) or None, name_confusion=fin.get('name_confusion'),
                 lang_footprint=round_floats(analyze.footprint_course(traj['iter'], traj['lang_footprint']), 4) if recs else None,
-                acc_by_n_train_templates=fin.get('acc_by_n_train_templates'), trajectory=round_floats(traj, 4))
+                acc_by_n_train_templates=fin.get('acc_by_n_train_templates'), grad_share=fin.get('grad_share'),
+                trajectory=round_floats(traj, 4))
 
 
 def summary_from(analysis, logged, base):

@@ -310,6 +310,18 @@ def finding3(state, scale):
     return judge(s, s and spread_regime(s), s and checks3(s))
 
 
+def emb_share(s):
+    """The input embeddings' share of an example's squared gradient norm, as it is and after Adam's division,
+    per language, averaged over the runs that measured it (analyze.grad_share) -> text, or '' if none did."""
+    shares = [r['grad_share'] for r in s['runs'] if dig(r, 'grad_share', 'adam', 'emb')]
+    if not shares:
+        return ''
+    mean = lambda how: ' / '.join(f"{sum(x[how]['emb'][l] for x in shares) / len(shares):.2f}"
+                                  for l in range(len(shares[0][how]['emb'])))
+    return (f"; the input embeddings' share of an example's squared gradient (language 0 / 1, mean over {len(shares)} "
+            f"runs): {mean('raw')} as it is, {mean('adam')} after Adam's division")
+
+
 def checks5(s):
     layer = s['analysis_settings'].get('unif_layer', 'concat')
     corr = lambda v, kind='act', at=layer: dig(s, 'correlations', v, kind, at)
@@ -319,7 +331,8 @@ def checks5(s):
     c1 = (None if r is None else r >= RULES['unif_r'], f"r(unification, final OOD) = {num(r, '.2f')} activations over {n} "
           f"runs (rule >= {RULES['unif_r']}; the paper's ratio: {num(corr(metrics.PAPER_RATIO), '.2f')}); gradients without the "
           f"input embeddings {num(no_emb, '.2f')}{' (needs a re-analysis of the checkpoints)' if no_emb is None else ''}, by "
-          "group (concat: the whole gradient) " + (', '.join(f"{k} {num(v, '.2f')}" for k, v in sorted(grad.items())) or '–'))
+          "group (concat: the whole gradient) " + (', '.join(f"{k} {num(v, '.2f')}" for k, v in sorted(grad.items())) or '–')
+          + emb_share(s))
     sel = s.get('selection') or {}
     u, small, rand, best = (sel.get(k) for k in ('unification', 'ood_1pct', 'random', 'oracle'))
     ok = None if None in (u, small, rand, best) else \

@@ -51,6 +51,38 @@ def test_per_example_grads_match_autograd(block, how):
                 torch.testing.assert_close(G[name][r, i], ref, atol=1e-5, rtol=1e-4)
 
 
+def test_gradient_norms_by_layer_group_before_and_after_adam():
+    """gradient_reps' norms: per example and layer group, the squared norm of the unprojected gradient as it
+    is and divided by sqrt(Adam v) + eps, equal to per_example_grads' own (tested above against autograd);
+    analyze.grad_share turns them into each group's share by language, summing to 1 over the groups."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block='pythia', n_layer=2, n_head=2, n_embd=16, vocab_size=23, block_size=12, n_runs=2),
+                seeds=[5, 6])
+    v = {n: torch.rand(2, *p.shape[1:]) * 1e-4 for n, p in model.named_parameters()}          # one Adam v per run
+    ckpts = [dict(adam_v={n: x[r] for n, x in v.items()}, adam_step=None, adam_eps=1e-8) for r in range(2)]
+    ex = [dict(tokens=torch.randint(3, 23, (n,)).tolist(), prompt_len=pl, lang=i % 2, template=0, person=i, fact_type='a')
+          for i, (n, pl) in enumerate([(9, 6), (7, 4), (12, 8)])]
+    cfg = dict(analyze.DEFAULTS, proj_dim=8, grad_precond='adam', grad_batch=128, dtype='float32', proj_dtype='float32',
+               grad_impl='vmap')
+    reps, sq = represent.gradient_reps(model, ckpts, [ex, ex[:2]], cfg, [0.95, 0.95], norms=True)
+    assert represent.gradient_reps(model, ckpts, [ex, ex[:2]], cfg, [0.95, 0.95])[1] is None
+    idx, plen, tlen = represent.encode_runs([ex, ex[:2]], 'cpu')
+    G = represent.per_example_grads(model, idx, plen, tlen)
+    for r, n_ex in ((0, 3), (1, 2)):
+        assert set(sq[r]) == {'emb', 'L1', 'L2', 'head'} and reps[r]['concat'].shape == (n_ex, 8)
+        for group in sq[r]:
+            names = [n for n in G if represent.layer_group(n) == group]
+            raw = sum(G[n][r, :n_ex].flatten(1).square().sum(-1) for n in names)
+            adam = sum((G[n][r, :n_ex] / (v[n][r].sqrt() + 1e-8)).flatten(1).square().sum(-1) for n in names)
+            torch.testing.assert_close(sq[r][group], torch.stack([raw, adam], -1), rtol=1e-4, atol=0)
+    share = analyze.grad_share(sq[0], ex)
+    for how in ('raw', 'adam'):
+        assert all(len(s) == 2 for s in share[how].values())                     # languages 0 and 1
+        assert [round(sum(s[l] for s in share[how].values()), 3) for l in (0, 1)] == [1.0, 1.0]
+    total = sum(sq[0].values())[1, 1]                                            # example 1 is language 1's only one
+    assert share['adam']['emb'][1] == round(float(sq[0]['emb'][1, 1] / total), 4)
+
+
 @pytest.mark.parametrize('kind', ['gaussian', 'sketch'])
 def test_projection_preserves_cosines_within_jl(kind):
     n, P, k = 20, 3000, 1024

@@ -74,6 +74,9 @@ def test_summary_holds_what_the_readme_cites(tiny):
     assert {'correlations', 'selection'} <= set(s) and 'same_fact' in run['unification']
     assert set(run['lang_footprint']) == {'init', 'peak', 'peak_iter', 'final'} and run['lang_footprint']['peak_iter'] > 0
     assert {'unification', 'unification_paper'} <= set(run['trajectory'])
+    assert set(run['grad_share']) == {'raw', 'adam'} and set(run['grad_share']['adam']) >= {'emb', 'L1', 'head'}
+    assert "the input embeddings' share of an example's squared gradient (language 0 / 1, mean over 2 runs)" in \
+        verdicts.checks5(dict(s, _scale='paper', _stale=[]))[0][1]
     assert os.path.getsize(os.path.join(stages['shard0'], 'summary.json')) <= results.max_summary_kb * 1000
     assert report.missing_text(s) == '2 runs (seed=1)'
 
@@ -429,6 +432,8 @@ def test_scales_side_by_side_from_made_up_sweeps():
         o = r['final']['ood_test']['all']['all'][0]
         r['trajectory'] = {'iter': [0, 50, 1000], 'unification': [0.0, o, o], 'lang_footprint': [0.5, 1 - o, 1 - o]}
     laptop['correlations'] = {metrics.HEADLINE: {'act': {'concat': 0.91}, 'grad': {'concat': 0.6, 'no_emb': 0.88}}}
+    for r, emb in zip(laptop['runs'], (0.2, 0.4)):          # only two runs measured the shares: their mean
+        r['grad_share'] = {'raw': {'emb': [0.01, 0.03], 'L1': [0.99, 0.97]}, 'adam': {'emb': [emb, emb + 0.2], 'L1': [1 - emb, 0.8 - emb]}}
     paper['runs'], paper['runs_missing'] = paper['runs'][:8], [r['name'] for r in paper['runs'][8:]]
     paper['_beside'] = old
     lines = report.block_scales(state_of(paper, laptop)).split('\n')
@@ -441,7 +446,8 @@ def test_scales_side_by_side_from_made_up_sweeps():
         'all 0.40, birth_year 0.60, birth_city 0.20, death_year 0.55, death_city 0.25'
     assert cells['mean final OOD by celeb_frac'][2].startswith('0: 0.30, 0.02: 0.36, 0.04: 0.43,')
     assert cells[f'r(unification, final OOD), activations ({metrics.HEADLINE})'][0].startswith('0.91')
-    assert cells['r(unification, final OOD), gradients'][0] == '0.60; without the input embeddings 0.88'
+    assert cells['r(unification, final OOD), gradients'][0] == "0.60; without the input embeddings 0.88; the input embeddings' " \
+        "share of an example's squared gradient (language 0 / 1, mean over 2 runs): 0.01 / 0.03 as it is, 0.30 / 0.50 after Adam's division"
     assert cells['early r: unification; language footprint (finding 3)'][0] == '1.00; footprint -1.00'
     assert cells['early r: unification; language footprint (finding 3)'][1] == '–; footprint –'
     assert cells['checkpoint picks: the rule / last best ID / oracle'][1] == '–'
