@@ -1,5 +1,5 @@
 # Laptop twin of config/templates_02.py (finding 4, extractability): 2 templates per language, one filler pool,
-# at celeb_frac 0 (the point finding 4 reads), 3 seeds (9,000 run-steps, ~10 min on 2 cores); baseline: laptop
+# at celeb_frac 0 (the point finding 4 reads), 3 seeds (9,000 run-steps: 39 min on a 2-core AVX2 EPYC); baseline: laptop
 # shared_tokens at shared_token_frac 1.
 # Epochs (max_iters x batch_size / training examples at celeb_frac 0, 4 x 1,000 people x (templates - 1)) of the
 # templates scan: 2 templates 3,000 x 128 / 4,000 = 96; 5 (shared_tokens at 1) 3,000 x 128 / 16,000 = 24;
