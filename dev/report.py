@@ -22,9 +22,10 @@ import metrics
 from config import experiments
 from configurator import cli, config_keys
 from data_gen import FACT_TYPES
-from dev import results, verdicts
+from dev import results
 from dev.results import read_json
-from dev.verdicts import FINDINGS, acc, design, machine_of, n_runs, num, scale_line, scored_runs, stale_word
+from dev.verdicts import (FINDINGS, acc, design, early_rs, emb_share, machine_of, mean_ood, n_runs, num, scale_line,
+                          scored_runs, seed_label, stale_word)
 from records import dig
 
 # -----------------------------------------------------------------------------
@@ -317,21 +318,21 @@ def scale_column(s):
     ids = [acc(r, 'id_test') for r in s['runs'] if acc(r, 'id_test') is not None]
     cfs = sorted({(r.get('knobs') or {}).get('celeb_frac') for r in s['runs']} - {None})
     corr = lambda kind, at=layer, v=metrics.HEADLINE: num(dig(s, 'correlations', v, kind, at), '.2f')
-    early, _ = verdicts.early_rs(s)
+    early, _ = early_rs(s)
     sel = s.get('selection') or {}
     ck = {k: d for k, d in (s.get('ckpt_selection_summary') or {}).items() if d}
     pick = 'unification_plus' if 'unification_plus' in ck else next(iter(ck), None)
     return [f"{cfg['n_layer']} layers x {cfg['n_embd']}, {cfg['n_people']:,} people, batch {cfg['batch_size']}, "
             f"{cfg['max_iters']:,} steps",
-            f"{n_runs(s)[0]} of {n_runs(s)[1]}{verdicts.seed_label(s)}, "
+            f"{n_runs(s)[0]} of {n_runs(s)[1]}{seed_label(s)}, "
             + ', '.join(dict.fromkeys(machine_of(p) for p in s.get('provenance', [])))
             + (f", **{stale_word(s)}**" if s['_stale'] else ''),
             f"{statistics.fmean(ids):.2f} ({min(ids):.2f}-{max(ids):.2f})" if ids else '–',
-            ', '.join(f"{c:g}: {num(verdicts.mean_ood(s, celeb_frac=c), '.2f')}" for c in cfs) or '–',
-            ', '.join(f"{ft} {num(verdicts.mean_ood(s, ft, celeb_frac=0.0), '.2f')}" for ft in ['all', *FACT_TYPES])
+            ', '.join(f"{c:g}: {num(mean_ood(s, celeb_frac=c), '.2f')}" for c in cfs) or '–',
+            ', '.join(f"{ft} {num(mean_ood(s, ft, celeb_frac=0.0), '.2f')}" for ft in ['all', *FACT_TYPES])
             if 0.0 in cfs else '–',
             f"{corr('act')} (the paper's ratio {corr('act', v=metrics.PAPER_RATIO)})",
-            f"{corr('grad')}; without the input embeddings {corr('grad', 'no_emb')}{verdicts.emb_share(s)}",
+            f"{corr('grad')}; without the input embeddings {corr('grad', 'no_emb')}{emb_share(s)}",
             f"{num(early['unification'][0], '.2f')}; footprint {num(early['lang_footprint'][0], '.2f')}",
             ' / '.join(num(sel.get(k)) for k in ('unification', 'ood_1pct', 'id_test', 'random', 'oracle')),
             f"{CKPT_NAMES[pick].split(':')[0]}: " + ' / '.join(num(ck[pick][k]) for k in ('ood', 'last_best_id', 'oracle'))
