@@ -32,7 +32,7 @@ RULES = dict(
     years_gap=0.05,       # 2: at celeb_frac 0 both year types above both city types by at least this
     early_frac=0.05,      # 3: "early" = the first checkpoint at or past this share of training
     early_r=0.7,          # 3: Pearson r(early unification, final OOD) at least this, r(early language footprint, OOD) at most -this
-    gap=0.05,             # 4: a difference in mean OOD at celeb_frac 0 counts from here (seeds differ by ~0.05)
+    gap=0.05,             # 2, 4: a difference in mean OOD counts from here (seeds differ by ~0.05); closer means tie in Spearman
     unif_r=0.7,           # 5: Pearson r(unification, final OOD) at least this
     sel_gap=0.03,         # 5: the unification pick within this of the 1%-OOD-test pick (runs) / last best-ID pick (checkpoints)
     sel_gain=0.5,         # 5: the unification pick gains at least this share of oracle - random
@@ -42,13 +42,20 @@ RULES = dict(
 )
 
 
-def spearman(x, y):
-    """Pearson's r of the ranks (ties share their mean rank). Ranks make it a ratio of small integers
-    (4 points, one swap: exactly 0.8), so it is rounded to 9 decimals: float error (0.79999...) must not
-    decide a rule at its boundary."""
+def spearman(x, y, tie=0.0):
+    """Pearson's r of the ranks (ties share their mean rank). Values of y within `tie` of each other are
+    tied (change C9: means closer than the seed spread are not ordered): a value's rank counts the values
+    below it by more than `tie`, plus half of the others within `tie` of it; tie=0 is the usual Spearman.
+    Ranks make it a ratio of small integers (4 points, one swap: exactly 0.8), so it is rounded to 9
+    decimals: float error (0.79999...) must not decide a rule at its boundary."""
     pts = [(a, b) for a, b in zip(x, y) if a is not None and b is not None]
-    rank = lambda v: [sum(u < w for u in v) + (sum(u == w for u in v) - 1) / 2 for w in v]
-    r = pearson(rank([a for a, _ in pts]), rank([b for _, b in pts])) if len(pts) >= 3 else None
+    rank = lambda v, t: [sum(u < w - t for u in v) + (sum(abs(u - w) <= t for u in v) - 1) / 2 for w in v]
+    if len(pts) < 3:
+        return None
+    ry = rank([b for _, b in pts], tie)
+    if len(set(ry)) == 1:                  # every mean tied with every other: no order at all
+        return 0.0
+    r = pearson(rank([a for a, _ in pts], 0.0), ry)
     return None if r is None else round(r, 9)
 
 
@@ -235,11 +242,11 @@ def chance(cfg, ft):
 def checks2(s):
     cfs = sorted({(r.get('knobs') or {}).get('celeb_frac') for r in s['runs']} - {None})
     means = [mean_ood(s, celeb_frac=c) for c in cfs]
-    rho = spearman(cfs, means)
+    rho = spearman(cfs, means, tie=RULES['gap'])
     rise = means[-1] - means[0] if len(cfs) >= 2 else None
     out = [(None if rho is None else rho >= RULES['rho'] and rise >= RULES['rise'],
             'mean OOD by celeb_frac ' + ', '.join(f"{c}: {m:.2f}" for c, m in zip(cfs, means))
-            + f"; Spearman {num(rho, '.2f')} (rule >= {RULES['rho']}), rise {num(rise, '+.2f')} (rule >= {RULES['rise']})",
+            + f"; Spearman {num(rho, '.2f')} (rule >= {RULES['rho']}, means within {RULES['gap']} tied), rise {num(rise, '+.2f')} (rule >= {RULES['rise']})",
             f"mean OOD {means[0]:.2f} without parallel data, {means[-1]:.2f} with the most" if means else '')]
     if not cfs or cfs[0] != 0:
         return out + [(None, 'no run at celeb_frac 0')] * 2
@@ -420,10 +427,10 @@ def trend(names, what, pts):
     """A check that mean OOD rises with a knob: Spearman >= rho and a rise >= gap; its regime is the
     OOD at the knob's first value."""
     pts = [(k, o) for k, o in pts if o is not None]
-    rho = spearman(*zip(*pts)) if len(pts) >= 3 else None
+    rho = spearman(*zip(*pts), tie=RULES['gap']) if len(pts) >= 3 else None
     ok = None if rho is None else rho >= RULES['rho'] and pts[-1][1] - pts[0][1] >= RULES['gap']
     return (names, pts[0][1] if pts else None, ok, f"{what}: mean OOD " + ', '.join(f"{k}: {o:.2f}" for k, o in pts)
-            + f" (rule: Spearman {num(rho, '.2f')} >= {RULES['rho']}, rise >= {RULES['gap']})")
+            + f" (rule: Spearman {num(rho, '.2f')} >= {RULES['rho']}, means within {RULES['gap']} tied; rise >= {RULES['gap']})")
 
 
 WHY4 = {'not run': 'not run', 'stale': 'made on an older version of the dataset', 'provisional': 'runs missing',

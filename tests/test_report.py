@@ -521,6 +521,18 @@ def test_spearman_at_a_rule_boundary_is_exact():
     assert verdicts.trend(['x'], 'k', [(2, 0.30), (5, 0.10), (10, 0.78), (20, 0.61)])[2] is False
 
 
+def test_means_closer_than_gap_tie_in_trend_checks():
+    """C9: 0.9280 and 0.9277 are tied (ranks 0, 1.5, 1.5: rho = sqrt(3)/2), so the role check's means hold;
+    means further apart than `gap` keep their order, and tie=0 is the usual Spearman."""
+    assert verdicts.spearman([0, 0.5, 1], [0.476, 0.9280, 0.9277]) == 0.5
+    assert verdicts.spearman([0, 0.5, 1], [0.476, 0.9280, 0.9277], tie=0.05) == round(3 ** 0.5 / 2, 9)
+    assert verdicts.trend(['x'], 'k', [(0, 0.476), (0.5, 0.9280), (1, 0.9277)])[2] is True
+    assert verdicts.trend(['x'], 'k', [(0, 0.476), (0.5, 0.99), (1, 0.93)])[2] is False   # 0.06 apart: ordered
+    assert verdicts.trend(['x'], 'k', [(0, 0.50), (0.5, 0.52), (1, 0.54)])[2] is False    # all tied, and no rise
+    # a value tied with both neighbours that are not tied with each other
+    assert verdicts.spearman([1, 2, 3], [0.10, 0.14, 0.18], tie=0.05) == 1.0
+
+
 def test_runs_table_shows_footprint_peak_after_init():
     """A run whose language footprint only falls: its peak is after initialisation, never the start."""
     s = fake_summary('sweep_celeb', [({'celeb_frac': 0.1}, 0.5)],
