@@ -7,6 +7,7 @@ again need) and figures/. assets/bench/ holds bench.py's JSONs, tests_gpu.txt an
     python -m dev.results --import=out/gpu/sweep_celeb-1of2.tgz     # archives of dev/run_queue.py -> assets/
     python -m dev.results --summarise=out/sweep_celeb --exp=sweep_celeb --shard=0/2 --provenance=prov.json
     python -m dev.results --resummarise=assets/sweep_celeb   # analyze.summarise and this file's rules, again
+    python -m dev.results --resummarise=assets/laptop/steps_10x --regrow=3   # seeds added: its run is shard 0 of 3
 
 Results are *stale* when made on another data version (data_gen.VERSION) or from a config whose values
 changed since (a knob added later does not count); they stay visible, marked, and never merge with current
@@ -41,6 +42,7 @@ summarise = ''              # an analyzed experiment directory (analysis.json, <
 exp = ''                    # --summarise: the experiment (config/experiments.py), or 'bench' for a folder of bench JSONs
 scale = 'paper'             # --summarise: the scale it ran at, paper (config/<exp>.py) or laptop (config/laptop/<exp>.py)
 resummarise = ''            # a result folder in assets/ (with analysis.json.gz) to summarise again under the current rules
+regrow = 0                  # --resummarise: its config file's sweep grew (e.g. more seeds): its runs become the done shards of this many
 shard = ''                  # --summarise: 'i/n' when the directory holds one shard of the experiment
 provenance = ''             # --summarise: a JSON file with device, torch, commit, date, command, train_s, analyze_s, data_version
 force = False               # import even when it would replace current results by stale ones
@@ -429,22 +431,70 @@ def merge_stages(old_dir, new_dir, out_dir):
     return restage(merged, [old_s, new_s], [os.path.join(d, 'figures') for d in (old_dir, new_dir)], out_dir)
 
 
-def resummarise_dir(result_dir):
+def regrown(s, n):
+    """A summary whose config differs from its config file's only in a sweep that grew (seeds or values
+    added) -> (the same summary in the grown sweep's terms: that config, its runs expected and as done the
+    shards of n (machine.select_shard) whose runs it holds; {old run name: its name in the grown sweep}).
+    Its runs stay current: each one's knobs, data and schedule are those the grown sweep gives it."""
+    why = stale_reasons(s)
+    if why != ['config changed: sweep']:
+        raise ValueError(f"results error: --regrow needs results whose only change is a grown sweep; {s['exp']}: "
+                         + ('; '.join(why) or 'current'))
+    scale = s.get('scale', 'paper')
+    full = configure(train.DEFAULTS, [experiments.config_path(s['exp'], scale), *s.get('config_args', [])])
+    expected = dict(train.expand_sweep(full))                          # {name: run config}, in training order
+    renames = {}
+    for r in s['runs']:                                                # the grown sweep's run with this one's values
+        values = {k: (r.get('knobs') or {}).get(k, s['config'].get(k)) for k in full['sweep']}
+        match = [name for name, rc in expected.items() if all(rc[k] == v for k, v in values.items())]
+        if not match:
+            raise ValueError(f"results error: --regrow: run {r['name']} of {s['exp']} is not in its grown sweep")
+        renames[r['name']] = match[0]
+    names = list(expected)
+    done = [i for i in range(n) if i < len(names) and set(names[i::n]) <= set(renames.values())]
+    if not done:
+        raise ValueError(f"results error: --regrow={n}: no shard of {n} is made of {s['exp']}'s runs alone")
+    cfg = dict(s['config'], sweep=exp_config(s['exp'], s.get('config_args', []), scale)['sweep'])
+    prov = [dict(p, shard=','.join(f'{i}/{n}' for i in done)) for p in s['provenance']]
+    runs = [dict(r, name=renames[r['name']]) for r in s['runs']]
+    return dict(s, config=cfg, config_version=config_hash(cfg), shards=dict(n=n, done=done), provenance=prov, runs=runs,
+                runs_missing=[name for name in names if name not in renames.values()]), renames
+
+
+def renamed(a, fig_dir, renames, work):
+    """An analysis and its similarity figures with runs renamed ({old: new}) -> (analysis, figure folder in work)."""
+    a = dict(a, records=[dict(r, run=renames.get(r['run'], r['run'])) for r in a['records']],
+             runs=[dict(r, name=renames.get(r['name'], r['name'])) for r in a.get('runs', [])])
+    out = os.path.join(work, 'figures_renamed')
+    shutil.copytree(fig_dir, out)
+    for old, new in renames.items():
+        for p in glob.glob(os.path.join(out, f'sim_*_{old}.png')):
+            os.replace(p, p[:-len(old) - 4] + new + '.png')
+    return a, out
+
+
+def resummarise_dir(result_dir, regrow=0):
     """A result in assets/ summarised again in place under the current rules (analyze.summarise and
     this file's summary): a measure its records lack (e.g. a unification variant added since) stays
-    missing. Stale results stay stale. -> one line."""
+    missing. Stale results stay stale; with regrow=n, results whose sweep grew are re-expressed as the
+    done shards of n of the grown one (`regrown`), for the other shards to merge into. -> one line."""
     s = read_json(os.path.join(result_dir, 'summary.json'))
     a = read_json(os.path.join(result_dir, 'analysis.json.gz'))
-    notes = list(a.get('notes', []))
-    settings = current_settings(a['settings'])
-    new = analyze.summarise(a['records'], settings, notes)
-    # the settings it is summarised with; those of the analysis that are no knobs any more (renamed or
-    # dropped since) are kept apart under 'retired': they still say how the analysis was made
-    retired = dict(a['settings'].get('retired', {}), **{k: v for k, v in a['settings'].items()
-                                                         if k not in analyze.DEFAULTS and k != 'retired'})
-    a = dict(a, **new, settings=dict(settings, **({'retired': retired} if retired else {})), notes=list(dict.fromkeys(notes)))
+    fig_dir = os.path.join(result_dir, 'figures')
     with tempfile.TemporaryDirectory(prefix='results_resummarise_', ignore_cleanup_errors=True) as work:
-        new = restage(a, [s], [os.path.join(result_dir, 'figures')], os.path.join(work, 'out'))
+        if regrow:
+            s, renames = regrown(s, regrow)
+            a, fig_dir = renamed(a, fig_dir, renames, work)
+        notes = list(a.get('notes', []))
+        settings = current_settings(a['settings'])
+        new = analyze.summarise(a['records'], settings, notes)
+        # the settings it is summarised with; those of the analysis that are no knobs any more (renamed or
+        # dropped since) are kept apart under 'retired': they still say how the analysis was made
+        retired = dict(a['settings'].get('retired', {}), **{k: v for k, v in a['settings'].items()
+                                                             if k not in analyze.DEFAULTS and k != 'retired'})
+        a = dict(a, **new, settings=dict(settings, **({'retired': retired} if retired else {})),
+                 notes=list(dict.fromkeys(notes)))
+        new = restage(a, [s], [fig_dir], os.path.join(work, 'out'))
         replace_dir(os.path.join(work, 'out'), result_dir, keep=('stale',))
     return f"{s['exp']}: summarised again -> {result_dir}" + (f" (stale: {'; '.join(stale_reasons(new))})"
                                                                 if stale_reasons(new) else '')
@@ -567,6 +617,8 @@ def parse_args(argv, defaults=DEFAULTS, sources=(__file__,)):
 
 def main(cfg):
     """--summarise, then every archive of --import, into assets/, then --resummarise; prints one line for each."""
+    if cfg['regrow'] and not cfg['resummarise']:
+        raise ValueError("results error: --regrow=n goes with --resummarise=<assets folder>")
     if not cfg['summarise'] and not cfg['imports'] and not cfg['resummarise']:
         raise ValueError("results error: nothing to do: give --import=<archive>, --summarise=<dir> --exp=<name> "
                          "or --resummarise=<assets folder>")
@@ -579,7 +631,7 @@ def main(cfg):
     for path in filter(None, cfg['imports'].split(',')):
         print(import_archive(path, cfg['assets'], cfg['force']))
     if cfg['resummarise']:
-        print(resummarise_dir(cfg['resummarise']))
+        print(resummarise_dir(cfg['resummarise'], cfg['regrow']))
 
 
 if __name__ == '__main__':

@@ -2,6 +2,7 @@
 summarising again; report.py: the tables of README, docs and each result's README rewritten from assets/
 (the real ones must match the real assets/) and the verdict rules of docs/verdicts.md."""
 import glob
+import gzip
 import json
 import os
 import shutil
@@ -192,6 +193,44 @@ def test_stale_results_stay_beside_partial_current_ones(tiny, tmp_path):
     assert 'made on an older version of the dataset' in text.split('beside it:')[1]
     assert 'merged' in results.import_stage(stages['shard1'], assets)        # every run in: the stale one goes
     assert summary(dest)['shards']['done'] == [0, 1] and not os.path.exists(os.path.join(dest, 'stale'))
+
+
+@pytest.mark.slow
+def test_results_of_a_sweep_that_grew_take_the_other_seeds_in(tiny, tmp_path):
+    """Seed 0 alone, made when the sweep had no seeds (runs named celeb_frac0.1, ...), is stale only by its
+    sweep; --regrow=2 makes it shard 0 of 2 of the grown sweep under the grown names, and shard 1 (seed 1)
+    then merges into it: the same numbers as the four runs analyzed at once."""
+    _, stages = tiny
+    old, assets = str(tmp_path / 'old'), str(tmp_path / 'assets')
+    shutil.copytree(stages['shard0'], old)                            # runs[0::2]: celeb_frac 0.1 and 0.3, seed 0
+    s, a = summary(old), results.read_json(os.path.join(old, 'analysis.json.gz'))
+    short = {r['name']: r['name'].split('-')[0] for r in s['runs']}
+    s = dict(s, config=dict(s['config'], sweep={'celeb_frac': [0.1, 0.3]}), config_version='before', runs_missing=[],
+             shards=dict(n=1, done=[0]), provenance=[dict(p, shard='0/1') for p in s['provenance']],
+             runs=[dict(r, name=short[r['name']]) for r in s['runs']])
+    a['records'] = [dict(r, run=short[r['run']]) for r in a['records']]
+    with open(os.path.join(old, 'summary.json'), 'w') as f:
+        f.write(results.dumps(s))
+    with gzip.open(os.path.join(old, 'analysis.json.gz'), 'wt') as f:
+        json.dump(a, f)
+    assert results.stale_reasons(s) == ['config changed: sweep']
+    results.import_stage(old, assets)
+    dest = os.path.join(assets, 'sweep_celeb')
+    with pytest.raises(ValueError, match='no shard of 1'):            # the one shard holds seed 1 too
+        results.regrown(s, 1)
+    assert results.regrown(s, 4)[0]['shards'] == dict(n=4, done=[0, 2])   # a run per shard: seed 0's are 0 and 2
+    with pytest.raises(ValueError, match='only change is a grown sweep'):
+        results.regrown(dict(s, data_version=data_gen.VERSION - 1), 2)
+    results.resummarise_dir(dest, regrow=2)
+    grown = summary(dest)
+    assert results.stale_reasons(grown) == [] and grown['shards'] == dict(n=2, done=[0])
+    assert [r['name'] for r in grown['runs']] == ['celeb_frac0.1-seed0', 'celeb_frac0.3-seed0']
+    assert grown['runs_missing'] == ['celeb_frac0.1-seed1', 'celeb_frac0.3-seed1']
+    assert 'merged, shards 0,1 of 2' in results.import_stage(stages['shard1'], assets)
+    merged, whole = summary(dest), summary(stages['all'])
+    assert merged['runs_missing'] == [] and [p['shard'] for p in merged['provenance']] == ['0/2', '1/2']
+    for key in ('correlations', 'selection', 'runs'):
+        close(merged[key], whole[key], key)
 
 
 @pytest.mark.slow
