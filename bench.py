@@ -37,7 +37,7 @@ Rows:
   side by side  (on a CPU, with the grid) two single-run jobs at the laptop shape (E=1: runs that cannot share a
                 lockstep group) one after the other on both cores, against side by side on one core each (two
                 processes): the reproduction runs such jobs side by side where this is faster
-  analysis pair (on a CPU, with the sweep row or analyze_dir) analyze.py as a user runs it, figures
+  analysis pair (on a CPU, with the sweep row unless pair=False, or analyze_dir) analyze.py as a user runs it, figures
                 included, on pair_ckpts checkpoints per run: its CPU defaults (bf16 forward passes and
                 per-example gradients, each example as a run of its own, freed memory kept) against the
                 plain path (PLAIN_ANALYSIS: float32, torch.func's vmap, glibc's memory defaults: the
@@ -70,7 +70,7 @@ from records import dig
 
 # -----------------------------------------------------------------------------
 # advanced: warmup, cuda_graph, compile_mode, candidates, profile, n_people, data_dir, n_reps,
-# advanced: proj_dim, grid_settings, laptop_config, laptop_runs, pair_ckpts, sweep_runs, sweep_iters
+# advanced: proj_dim, grid_settings, laptop_config, laptop_runs, pair, pair_ckpts, sweep_runs, sweep_iters
 device = 'auto'            # 'auto' = cuda, then mps, then cpu
 run_counts = []            # run counts of the lockstep rows; [] = [1, 16, 64] on cuda, [1, 4] elsewhere
 steps = 0                  # timed steps per row; 0 = 200 on cuda, 10 elsewhere
@@ -98,6 +98,7 @@ grid_settings = ['float32', 'bfloat16', 'float32+compile', 'bfloat16+compile', '
 laptop_config = 'config/laptop/base.py'  # the laptop regime: the grid's laptop shape, and the CPU sweep row's schedule
 laptop_runs = 12           # run count of the laptop sweeps (config/laptop/sweep_celeb.py: 6 celeb_frac x 2 seeds)
 analyze_dir = ''           # also time analyze.py on this trained sweep (a copy): its CPU defaults against the plain path
+pair = True                # on a CPU, the sweep row's analysis also timed against the plain path (the analysis pair: 4 analyses)
 pair_ckpts = -1            # checkpoints per run in that comparison; -1 = analyze.py's default (8 on a CPU) (the sweep row makes one too)
 # -----------------------------------------------------------------------------
 DEFAULTS = config_keys(globals())
@@ -536,7 +537,7 @@ def add_sweep_row(rows, cfg, dev, laptop):
         rows.append(r := sweep_row(cfg, dev, tmp, laptop))
         print(f"{r['row']}: training {r['train_s']:.1f}s (steps {r['step_s']:.1f}s, {r['outside_steps_frac']:.1%} "
               f"outside the steps), analysis {r['analyze_s']:.1f}s ({r['ckpts_per_s']:.1f} checkpoints/s)")
-        if dev == 'cpu':
+        if dev == 'cpu' and cfg['pair']:
             rows.append(analysis_pair(os.path.join(tmp, 'sweep'), dev, tmp, cfg['pair_ckpts']))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

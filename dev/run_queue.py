@@ -81,7 +81,7 @@ TINY_ANALYSIS = ['--device=cpu', '--proj_dim=32', '--max_examples=60', '--max_ce
 BENCH_RUNS = [('bench_compile.json', ['--steps=100', '--candidates=True', '--profile=True']),
               ('bench_graph.json', ['--steps=100', '--cuda_graph=True', '--sweep=True', '--sweep_iters=2000'])]
 TINY_BENCH = ['--device=cpu', '--compile=False', '--run_counts=[1]', '--steps=1', '--warmup=1', '--n_people=300', '--n_layer=1', '--n_head=2',
-              '--n_embd=16', '--batch_size=16', '--n_reps=8', '--proj_dim=16', '--sweep_runs=2', '--sweep_iters=4']
+              '--n_embd=16', '--batch_size=16', '--n_reps=8', '--proj_dim=16', '--sweep_runs=2', '--sweep_iters=4', '--pair=False']
 
 
 class ItemFailed(Exception):
