@@ -323,7 +323,7 @@ def run_experiment(q, it, left, stage):
     checked(rc, text, 'train.py')
     train_wall = time.time() - t0
     m = re.search(r'done in ([0-9.]+)s', text)
-    analyze_cmd = ['analyze.py', wd, *(TINY_ANALYSIS if q.tiny else [])]
+    analyze_cmd = ['analyze.py', wd, *shlex.split(EXPERIMENTS[name].get('analyze', '')), *(TINY_ANALYSIS if q.tiny else [])]
     t1 = time.time()
     rc, text2 = run_cmd([sys.executable, *analyze_cmd], left - train_wall, os.path.join(q.work_dir, f"{it['item']}_analyze.txt"))
     checked(rc, text2, 'analyze.py')

@@ -250,3 +250,23 @@ def test_laptop_item_resumes_what_a_stopped_queue_left(queue, monkeypatch):
         with pytest.raises(gpu_queue.ItemFailed):
             gpu_queue.run_experiment(q2, it, 100.0, q2.out)
         assert '--resume=True' not in calls[-1] and not os.path.exists(os.path.join(wd, 'resume.pt'))
+
+
+def test_an_item_is_analysed_with_its_experiments_own_arguments(monkeypatch, tmp_path):
+    """selection_long is analysed at every checkpoint (config/experiments.py: analyze='--max_ckpts=0'), in the
+    queue as in reproduce.sh; the commands are caught before anything runs."""
+    cmds = []
+    def fake_run(cmd, timeout, log_path):
+        cmds.append(cmd[1:])
+        if cmd[1] == 'analyze.py':
+            raise InterruptedError                                      # enough: the command is what is tested
+        return 0, 'done in 1.0s'
+    monkeypatch.setattr(gpu_queue, 'run_cmd', fake_run)
+    q = gpu_queue.settings(dict(gpu_queue.DEFAULTS, scale='laptop', device='cpu', work_dir=str(tmp_path / 'work')))
+    os.makedirs(q.work_dir)
+    it = dict(exp='selection_long', shard=(0, 6), item='selection_long-0of6', terms=dict(mode='compile'), args=[], est=1)
+    with pytest.raises(InterruptedError):
+        gpu_queue.run_experiment(q, it, 100.0, str(tmp_path / 'stage'))
+    wd = os.path.join(q.work_dir, 'selection_long')
+    assert cmds[0][:3] == ['train.py', os.path.join('config', 'laptop', 'selection_long.py'), '--shard=0/6']
+    assert cmds[1] == ['analyze.py', wd, '--max_ckpts=0']
