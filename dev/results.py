@@ -33,6 +33,7 @@ import plots
 import train
 from config import experiments
 from configurator import cli, config_keys, configure
+from machine import select_shard
 from records import dig, read_records
 
 # -----------------------------------------------------------------------------
@@ -451,7 +452,8 @@ def regrown(s, n):
             raise ValueError(f"results error: --regrow: run {r['name']} of {s['exp']} is not in its grown sweep")
         renames[r['name']] = match[0]
     names = list(expected)
-    done = [i for i in range(n) if i < len(names) and set(names[i::n]) <= set(renames.values())]
+    done = [i for i in range(min(n, len(names)))
+            if {name for name, _ in select_shard(list(expected.items()), f'{i}/{n}')[0]} <= set(renames.values())]
     if not done:
         raise ValueError(f"results error: --regrow={n}: no shard of {n} is made of {s['exp']}'s runs alone")
     cfg = dict(s['config'], sweep=exp_config(s['exp'], s.get('config_args', []), scale)['sweep'])
