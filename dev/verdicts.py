@@ -347,6 +347,11 @@ def checks5(s):
     c2 = (ok, f"run picks: unification {num(u)}, OOD on 1% of the test {num(small)}, ID {num(sel.get('id_test'))}, random "
           f"{num(rand)}, oracle {num(best)}, the paper's ratio {num(sel.get('unification_paper'))} (rule: within "
           f"{RULES['sel_gap']} of the 1% pick and >= {RULES['sel_gain']:.0%} of oracle - random)")
+    return [c1, c2, *ckpt_check(s, r)]
+
+
+def ckpt_check(s, r):
+    """Finding 5's checkpoint check on s, and the key (r: the correlation read beside it) -> [check + (key,)]."""
     ck = dig(s, 'ckpt_selection_summary', 'unification_plus')
     beside = {k: dig(s, 'ckpt_selection_summary', k, 'ood') for k in ('unification', 'unification_paper', 'unification_any')}
     c3 = (None if ck is None else ck['ood'] >= ck['last_best_id'] - RULES['sel_gap'],
@@ -357,30 +362,60 @@ def checks5(s):
           "checkpoint picks: no unification x ID pick")
     key = f"r(unification, final OOD) = {num(r, '.2f')}" + (
         f"; checkpoints it picks reach OOD {ck['ood']:.2f}, those picked by ID {ck['last_best_id']:.2f}" if ck else '')
-    return [c1, c2, c3 + (key,)]
+    return [c3 + (key,)]
 
 
-def judge5(s):
-    """Finding 5's status by judge(); the checkpoint check is withheld (change C3) where the last best-ID
-    checkpoint is within sel_gap of the run's best OOD in `most` of the runs the primary rule picks in."""
-    checks, per_run = checks5(s), [r['ckpt_selection'] for r in s['runs'] if dig(r, 'ckpt_selection', 'unification_plus')]
+def ckpt_regime(s):
+    """Change C3's gate: the last best-ID checkpoint within sel_gap of the run's best OOD in `most` of the runs
+    the primary rule picks in -> the text of the gate where it holds, else None."""
+    per_run = [r['ckpt_selection'] for r in s['runs'] if dig(r, 'ckpt_selection', 'unification_plus')]
     at_oracle = sum(d['last_best_id']['ood'] >= d['oracle'] - RULES['sel_gap'] for d in per_run)
-    regime = per_run and at_oracle >= RULES['most'] * len(per_run)
-    if regime:
-        checks[2] = (None, f"{checks[2][1]} (not judged: regime: last best ID within {RULES['sel_gap']} of the best "
-                     f"checkpoint's OOD in {at_oracle} of {len(per_run)} runs)", *checks[2][2:])
+    if per_run and at_oracle >= RULES['most'] * len(per_run):
+        return (f"not judged: regime: last best ID within {RULES['sel_gap']} of the best checkpoint's OOD in {at_oracle} "
+                f"of {len(per_run)} runs")
+    return None
+
+
+def judge5(s, long=False):
+    """Finding 5's status by judge(). The checkpoint check is read on s, or on `long` when given (change C10:
+    `selection_long` for `selection`; None: not run), `selection`'s own reading shown beside it; it waits while
+    `long` is not run, stale or incomplete, and is withheld where ckpt_regime's gate holds (change C3)."""
+    checks, wait, regime = checks5(s), None, None
+    if long is False:
+        regime = ckpt_regime(s)
+        ok, text, key = checks[2]
+    else:
+        n, total = n_runs(long) if long else (0, 0)
+        wait = ('not run' if long is None else stale_word(long) if long['_stale']
+                else f"{n} of {total} runs" if n < total else None)
+        if wait:
+            ok, text, key = None, f"checkpoint picks on `selection_long`: waits ({wait})", checks[2][2].split(';')[0]
+        else:
+            regime = ckpt_regime(long)
+            ok, text, key = ckpt_check(long, dig(s, 'correlations', metrics.HEADLINE, 'act',
+                                                 s['analysis_settings'].get('unif_layer', 'concat')))[0]
+            text = f"`selection_long`: {text}"
+    own = ckpt_regime(s)                               # selection's own reading, shown beside selection_long's
+    checks[2] = (None if regime else ok, text + (f" ({regime})" if regime else '') + (
+        '' if long is False else f"; beside it `selection`'s {checks[2][1]}" + (f" ({own})" if own else '')), key)
     status, text, key = judge(s, spread_regime(s), checks)
-    if regime and not status.startswith(('not judged', 'provisional')):
-        status = f"{verdict(checks[:2])} (checkpoint picks not judged: regime){seed_label(s)}"
+    if not status.startswith(('not judged', 'provisional')):
+        if wait:
+            status = f"provisional: checkpoint picks wait for `selection_long` ({wait}; the other checks: {verdict(checks[:2])})"
+        elif regime:
+            status = f"{verdict(checks[:2])} (checkpoint picks not judged: regime){seed_label(s)}"
     return status, text, key
 
 
 def finding5(state, scale):
-    """Judged on `selection`, the experiment designed for it; until that has results, sweep_celeb's
-    reading is provisional at laptop scale and judged, so named, at paper scale (docs/verdicts.md C8)."""
+    """Judged on `selection`, the experiment designed for it, its checkpoint picks on `selection_long` (change
+    C10); until `selection` has results, sweep_celeb's reading is provisional at laptop scale and judged, so
+    named, at paper scale (docs/verdicts.md C8)."""
     s = state['results'].get(('selection', scale)) or state['results'].get(('sweep_celeb', scale))
-    status, text, key = judge5(s) if s is not None else judge(None, None, None)
-    if s is not None and s['exp'] != 'selection' and not status.startswith(('not judged', 'provisional')):
+    if s is None:
+        return judge(None, None, None)
+    status, text, key = judge5(s, state['results'].get(('selection_long', scale)) if s['exp'] == 'selection' else False)
+    if s['exp'] != 'selection' and not status.startswith(('not judged', 'provisional')):
         status = (f"{status}, on `sweep_celeb`" if scale == 'paper' else
                   f"provisional: `selection` not run (`sweep_celeb`: {status})")
     return status, text, key

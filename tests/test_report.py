@@ -449,7 +449,7 @@ def test_finding5_is_judged_on_the_selection_experiment():
     unif = {f'run{i}': dict(unification={'normalized': {'act': 0.5}}) for i in range(22) if i % 11}
     s = fake_summary('selection', runs, correlations=corr, selection=sel, ckpt_selection_summary=ckpt, **unif)
     s['analysis_settings'] = dict(unif_layer='concat')
-    status, text, key = verdicts.finding5(state_of(s), 'paper')
+    status, text, key = verdicts.finding5(state_of(s, dict(s, exp='selection_long')), 'paper')   # its checkpoints: C10
     assert status == 'reproduced' and "the paper's ratio: 0.95" in text and key == 'r(unification, final OOD) = 0.90; checkpoints it picks reach OOD 0.80, those picked by ID 0.79'
     sweep = dict(s, exp='sweep_celeb')
     assert verdicts.finding5(state_of(dict(sweep, _scale='laptop')), 'laptop')[0] == \
@@ -457,7 +457,8 @@ def test_finding5_is_judged_on_the_selection_experiment():
     assert verdicts.finding5(state_of(sweep), 'paper')[0] == 'reproduced, on `sweep_celeb`'   # C8: no GPU for selection
     flat = dict(s, runs=[dict(r, final={**r['final'], 'ood_test': {'all': {'all': [0.95, 0.95, 100]}}}) for r in s['runs']])
     assert verdicts.finding5(state_of(flat), 'paper')[0].startswith('not judged: the setting cannot show it (OOD of the runs with parallel data')
-    assert verdicts.finding5(state_of(dict(s, selection=dict(sel, unification=0.75))), 'paper')[0] == 'mixed'
+    assert verdicts.finding5(state_of(dict(s, selection=dict(sel, unification=0.75)), dict(s, exp='selection_long')),
+                             'paper')[0] == 'mixed'
 
 
 def test_scales_side_by_side_from_made_up_sweeps():

@@ -51,18 +51,48 @@ def selection_summary(at_oracle):
     return s
 
 
-def test_finding5_checkpoint_picks_and_their_regime():
-    status, text, key = verdicts.finding5(state_of(selection_summary(at_oracle=10)), 'paper')
-    assert status == 'reproduced' and 'unification x ID 0.800, last best ID 0.790' in text
-    assert 'unification over every checkpoint 0.200' in text and 'gradients without the input embeddings 0.90' in text
+def long_summary(at_oracle, ood=0.8, missing=0):
+    """selection_long: 6 runs (3 celeb_frac x 2 seeds) whose primary checkpoint pick reaches `ood` against last
+    best ID 0.79; in `at_oracle` of them last best ID is the best checkpoint; the last `missing` runs not in."""
+    ref = dict(n_runs=6, ood=ood, last_best_id=0.79, last_best_ood=0.82, oracle=0.82, final=0.7, earlier=0.4)
+    knobs = [{'celeb_frac': c, 'seed': x} for c in (0.04, 0.08, 0.12) for x in (0, 1)]
+    per_run = {f'run{i}': dict(ckpt_selection=dict(unification_plus={'iter': 9000, 'ood': ood}, last_best_id={
+        'iter': 15000, 'ood': 0.7}, oracle=0.7 if i < at_oracle else 0.85)) for i in range(6)}
+    s = fake_summary('selection_long', [(k, 0.7) for k in knobs[:6 - missing]], ckpt_selection_summary=dict(
+        unification_plus=ref, unification=dict(ref, ood=0.75), unification_any=dict(ref, ood=0.2)),
+        missing=[f'r{i}' for i in range(6 - missing, 6)], **per_run)
+    s['analysis_settings'] = dict(unif_layer='concat', ckpt_min_id=0.9)
+    return s
+
+
+def test_finding5_checkpoint_picks_on_selection_long_and_their_regime():
+    """Change C10: selection's checkpoint check is read on selection_long (every run in), selection's own
+    beside it; change C3's regime gate on the runs it is read on. sweep_celeb (C8) gates its own picks."""
+    sel = selection_summary(at_oracle=20)
+    status, text, key = verdicts.finding5(state_of(sel), 'paper')
+    assert status == 'provisional: checkpoint picks wait for `selection_long` (not run; the other checks: reproduced)'
+    assert key == 'r(unification, final OOD) = 0.90' and 'gradients without the input embeddings 0.90' in text
+    assert "beside it `selection`'s checkpoint picks over 20 runs" in text and 'in 20 of 20 runs)' in text
     assert 'by group (concat: the whole gradient) L1 0.90, concat 0.60, emb 0.50' in text
-    # last best ID already the best checkpoint in 15 of 20 runs (75%): the checkpoint check is not judged
-    status, text, _ = verdicts.finding5(state_of(selection_summary(at_oracle=15)), 'paper')
-    assert status == 'reproduced (checkpoint picks not judged: regime)' and '[not measured]' in text
-    assert "(not judged: regime: last best ID within 0.03 of the best checkpoint's OOD in 15 of 20 runs)" in text
+    status, _, _ = verdicts.finding5(state_of(sel, long_summary(at_oracle=0, missing=4)), 'paper')
+    assert status == 'provisional: checkpoint picks wait for `selection_long` (2 of 6 runs; the other checks: reproduced)'
+    status, text, key = verdicts.finding5(state_of(sel, long_summary(at_oracle=4)), 'paper')   # 4 of 6 < 75%: judged
+    assert status == 'reproduced' and '`selection_long`: checkpoint picks over 6 runs' in text
+    assert 'unification x ID 0.800, last best ID 0.790, oracle 0.820' in text
+    assert key == 'r(unification, final OOD) = 0.90; checkpoints it picks reach OOD 0.80, those picked by ID 0.79'
+    assert verdicts.finding5(state_of(sel, long_summary(at_oracle=4, ood=0.7)), 'paper')[0] == 'mixed'
+    # last best ID already the best checkpoint in 5 of 6 runs (83% >= 75%): not judged
+    status, text, _ = verdicts.finding5(state_of(sel, long_summary(at_oracle=5, ood=0.7)), 'paper')
+    assert status == 'reproduced (checkpoint picks not judged: regime)'
+    assert "(not judged: regime: last best ID within 0.03 of the best checkpoint's OOD in 5 of 6 runs)" in text
     fails = selection_summary(at_oracle=15)
     fails['selection']['unification'] = 0.75                           # the run picks fail: the status says so
-    assert verdicts.finding5(state_of(fails), 'paper')[0].startswith('mixed (checkpoint picks not judged: regime')
+    assert verdicts.finding5(state_of(fails, long_summary(at_oracle=5)), 'paper')[0].startswith(
+        'mixed (checkpoint picks not judged: regime')
+    sweep = dict(selection_summary(at_oracle=15), exp='sweep_celeb')    # C8: no selection, its own picks gated
+    assert verdicts.finding5(state_of(sweep), 'paper')[0] == 'reproduced (checkpoint picks not judged: regime), on `sweep_celeb`'
+    judged = dict(selection_summary(at_oracle=10), exp='sweep_celeb')   # 10 of 20 at the best checkpoint: judged
+    assert verdicts.finding5(state_of(judged), 'paper')[0] == 'reproduced, on `sweep_celeb`'
 
 
 def test_llm_rule_reads_the_rank_test():
