@@ -308,29 +308,42 @@ def run_experiment(q, it, left, stage):
     """Train, analyse and stage one shard of an experiment -> provenance."""
     name, (i, n) = it['exp'], it['shard']
     wd = os.path.join(q.work_dir, name)
-    # at laptop scale an item takes up to an hour: one that a stopped queue left behind resumes from its
-    # resume point (train.py checks that the config is the same); elsewhere every item starts clean
-    resume = on_cpu(q) and not q.tiny and os.path.isfile(os.path.join(wd, checkpoints.resume_file(f'{i}/{n}' if n > 1 else '')))
-    if not resume:
-        shutil.rmtree(wd, ignore_errors=True)
     machine_args = [f'--out_dir={wd}'] + (['--cuda_graph=True'] if it['terms']['mode'] == 'graph' and not q.tiny else [])
-    machine_args += ['--resume=True'] if resume else []
     if q.tiny:
         machine_args += ['--device=cpu', '--compile=False', f"--data_dir={os.path.join(q.work_dir, 'data')}"]
-    train_cmd = ['train.py', os.path.relpath(config_path(name, q.scale), ROOT), *([f'--shard={i}/{n}'] if n > 1 else []), *it['args'], *machine_args]
-    t0 = time.time()
-    rc, text = run_cmd([sys.executable, *train_cmd], left, os.path.join(q.work_dir, f"{it['item']}_train.txt"))
-    checked(rc, text, 'train.py')
-    train_wall = time.time() - t0
+    base_cmd = ['train.py', os.path.relpath(config_path(name, q.scale), ROOT), *([f'--shard={i}/{n}'] if n > 1 else []), *it['args'], *machine_args]
+    # on a CPU an item takes up to an hour or more: a shard that an earlier call trained with this command (its
+    # analysis cut by the budget) is analysed, not trained again; one it left half-trained resumes from its resume
+    # point (not in a miniature; train.py checks that the config is the same); elsewhere every item starts clean
+    done_path = os.path.join(wd, f'trained_{i}of{n}.json')
+    trained = results.read_json(done_path) if on_cpu(q) and os.path.isfile(done_path) else None
+    trained = trained if trained and trained['command'] == base_cmd else None
+    resume = not trained and on_cpu(q) and not q.tiny and \
+        os.path.isfile(os.path.join(wd, checkpoints.resume_file(f'{i}/{n}' if n > 1 else '')))
+    if not trained and not resume:
+        shutil.rmtree(wd, ignore_errors=True)
+    train_cmd = base_cmd + (['--resume=True'] if resume else [])
+    if trained:
+        text, train_wall = trained['output'], trained['train_wall_s']
+    else:
+        t0 = time.time()
+        rc, text = run_cmd([sys.executable, *train_cmd], left, os.path.join(q.work_dir, f"{it['item']}_train.txt"))
+        checked(rc, text, 'train.py')
+        train_wall = time.time() - t0
+        os.makedirs(wd, exist_ok=True)
+        checkpoints.atomic_write(done_path, json.dumps(dict(command=base_cmd, train_wall_s=train_wall,
+                                                             output='\n'.join(text.splitlines()[-5:]))))
     m = re.search(r'done in ([0-9.]+)s', text)
     analyze_cmd = ['analyze.py', wd, *shlex.split(EXPERIMENTS[name].get('analyze', '')), *(TINY_ANALYSIS if q.tiny else [])]
     t1 = time.time()
-    rc, text2 = run_cmd([sys.executable, *analyze_cmd], left - train_wall, os.path.join(q.work_dir, f"{it['item']}_analyze.txt"))
+    rc, text2 = run_cmd([sys.executable, *analyze_cmd], left - (0 if trained else train_wall),
+                        os.path.join(q.work_dir, f"{it['item']}_analyze.txt"))
     checked(rc, text2, 'analyze.py')
     prov = dict(machine(q), command=[' '.join(['python', *train_cmd]), ' '.join(['python', *analyze_cmd])],
                 train_s=float(m.group(1)) if m else round(train_wall, 1), train_wall_s=round(train_wall, 1),
                 analyze_s=round(time.time() - t1, 1), mode=it['terms'].get('mode'), queue_estimate_s=round(it['est']),
                 resumed=bool(resume),             # train_s: then only the part after the resume point
+                trained_by_an_earlier_call=bool(trained),
                 train_tail=text.splitlines()[-3:])
     results.stage_experiment(wd, name, f'{i}/{n}', prov, it['args'], stage, q.scale)
     shutil.rmtree(wd, ignore_errors=True)                              # checkpoints: gigabytes at paper scale

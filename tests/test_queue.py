@@ -252,6 +252,39 @@ def test_laptop_item_resumes_what_a_stopped_queue_left(queue, monkeypatch):
         assert '--resume=True' not in calls[-1] and not os.path.exists(os.path.join(wd, 'resume.pt'))
 
 
+def test_a_trained_item_whose_analysis_was_cut_is_analysed_not_trained_again(queue, monkeypatch):
+    """On a CPU a shard trained by an earlier call with the same command (the budget cut its analysis) is only
+    analysed, its provenance from that training; another command, or a GPU sitting, trains afresh."""
+    q = gpu_queue.settings(dict(vars(queue), scale='laptop'))
+    it = dict(exp='balance', shard=(0, 1), terms=dict(mode='compile'), args=[], item='balance-0of1', est=100.0)
+    calls, staged = [], []
+    analysis_rc = [None]                                                # None: killed when the time was up
+
+    def fake_run(cmd, timeout, log):
+        calls.append(cmd[1])
+        return (0, 'done in 12.5s -> out') if cmd[1] == 'train.py' else (analysis_rc[0], 'cut')
+    monkeypatch.setattr(gpu_queue, 'run_cmd', fake_run)
+    monkeypatch.setattr(gpu_queue.results, 'stage_experiment', lambda wd, name, sh, prov, *a: staged.append(prov))
+    with pytest.raises(gpu_queue.ItemFailed):
+        gpu_queue.run_experiment(q, it, 100.0, q.out)
+    wd = os.path.join(q.work_dir, 'balance')
+    assert calls == ['train.py', 'analyze.py'] and os.path.isfile(os.path.join(wd, 'trained_0of1.json'))
+    analysis_rc[0] = 0
+    prov = gpu_queue.run_experiment(q, it, 100.0, q.out)
+    assert calls[2:] == ['analyze.py'] and staged == [prov] and not os.path.exists(wd)
+    assert prov['train_s'] == 12.5 and prov['trained_by_an_earlier_call'] and not prov['resumed']
+    for q2, it2 in ((q, dict(it, args=['--max_iters=10'])), (gpu_queue.settings(dict(vars(queue), scale='paper')), it)):
+        os.makedirs(wd, exist_ok=True)                                  # the record of the first training
+        with open(os.path.join(wd, 'trained_0of1.json'), 'w') as f:
+            json.dump(dict(command=['train.py', 'x'], train_wall_s=1.0, output='done in 1.0s'), f)
+        analysis_rc[0] = 0 if q2 is q else None                         # (the GPU sitting stops before provenance)
+        try:
+            gpu_queue.run_experiment(q2, it2, 100.0, q2.out)
+        except gpu_queue.ItemFailed:
+            assert q2 is not q
+        assert calls[-2:] == ['train.py', 'analyze.py']
+
+
 def test_an_item_is_analysed_with_its_experiments_own_arguments(monkeypatch, tmp_path):
     """selection_long is analysed at every checkpoint (config/experiments.py: analyze='--max_ckpts=0'), in the
     queue as in reproduce.sh; the commands are caught before anything runs."""
