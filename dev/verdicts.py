@@ -329,14 +329,17 @@ def emb_share(s):
             f"runs): {mean('raw')} as it is, {mean('adam')} after Adam's division")
 
 
+def headline_r(s, v=metrics.HEADLINE):
+    """Pearson r(unification v of the activations at the analysis' layer, final OOD) over s's runs, or None."""
+    return dig(s, 'correlations', v, 'act', s['analysis_settings'].get('unif_layer', 'concat'))
+
+
 def checks5(s):
-    layer = s['analysis_settings'].get('unif_layer', 'concat')
-    corr = lambda v, kind='act', at=layer: dig(s, 'correlations', v, kind, at)
-    r, n = corr(metrics.HEADLINE), len(scored_runs(s))
+    r, n = headline_r(s), len(scored_runs(s))
     grad = dict(dig(s, 'correlations', metrics.HEADLINE, 'grad') or {})   # change C4: shown without the input embeddings
     no_emb = grad.pop('no_emb', None)
     c1 = (None if r is None else r >= RULES['unif_r'], f"r(unification, final OOD) = {num(r, '.2f')} activations over {n} "
-          f"runs (rule >= {RULES['unif_r']}; the paper's ratio: {num(corr(metrics.PAPER_RATIO), '.2f')}); gradients without the "
+          f"runs (rule >= {RULES['unif_r']}; the paper's ratio: {num(headline_r(s, metrics.PAPER_RATIO), '.2f')}); gradients without the "
           f"input embeddings {num(no_emb, '.2f')}{' (needs a re-analysis of the checkpoints)' if no_emb is None else ''}, by "
           "group (concat: the whole gradient) " + (', '.join(f"{k} {num(v, '.2f')}" for k, v in sorted(grad.items())) or '–')
           + emb_share(s))
@@ -347,11 +350,17 @@ def checks5(s):
     c2 = (ok, f"run picks: unification {num(u)}, OOD on 1% of the test {num(small)}, ID {num(sel.get('id_test'))}, random "
           f"{num(rand)}, oracle {num(best)}, the paper's ratio {num(sel.get('unification_paper'))} (rule: within "
           f"{RULES['sel_gap']} of the 1% pick and >= {RULES['sel_gain']:.0%} of oracle - random)")
-    return [c1, c2, *ckpt_check(s, r)]
+    return [c1, c2, ckpt_check(s, r)]
+
+
+def ckpt_key(r, ck):
+    """Finding 5's one number: the correlation r, and the checkpoint picks ck where there are some."""
+    return f"r(unification, final OOD) = {num(r, '.2f')}" + (
+        f"; checkpoints it picks reach OOD {ck['ood']:.2f}, those picked by ID {ck['last_best_id']:.2f}" if ck else '')
 
 
 def ckpt_check(s, r):
-    """Finding 5's checkpoint check on s, and the key (r: the correlation read beside it) -> [check + (key,)]."""
+    """Finding 5's checkpoint check on s, with the key (r: the correlation read beside it) -> (ok, text, key)."""
     ck = dig(s, 'ckpt_selection_summary', 'unification_plus')
     beside = {k: dig(s, 'ckpt_selection_summary', k, 'ood') for k in ('unification', 'unification_paper', 'unification_any')}
     c3 = (None if ck is None else ck['ood'] >= ck['last_best_id'] - RULES['sel_gap'],
@@ -360,9 +369,7 @@ def ckpt_check(s, r):
           f"within {RULES['sel_gap']} of last best ID); beside it unification {num(beside['unification'])}, the paper's ratio "
           f"{num(beside['unification_paper'])}, unification over every checkpoint {num(beside['unification_any'])}" if ck else
           "checkpoint picks: no unification x ID pick")
-    key = f"r(unification, final OOD) = {num(r, '.2f')}" + (
-        f"; checkpoints it picks reach OOD {ck['ood']:.2f}, those picked by ID {ck['last_best_id']:.2f}" if ck else '')
-    return [c3 + (key,)]
+    return c3 + (ckpt_key(r, ck),)
 
 
 def ckpt_regime(s):
@@ -380,22 +387,18 @@ def judge5(s, long=False):
     """Finding 5's status by judge(). The checkpoint check is read on s, or on `long` when given (change C10:
     `selection_long` for `selection`; None: not run), `selection`'s own reading shown beside it; it waits while
     `long` is not run, stale or incomplete, and is withheld where ckpt_regime's gate holds (change C3)."""
-    checks, wait, regime = checks5(s), None, None
+    checks, wait, own = checks5(s), None, ckpt_regime(s)
     if long is False:
-        regime = ckpt_regime(s)
-        ok, text, key = checks[2]
+        regime, (ok, text, key) = own, checks[2]
     else:
         n, total = n_runs(long) if long else (0, 0)
         wait = ('not run' if long is None else stale_word(long) if long['_stale']
                 else f"{n} of {total} runs" if n < total else None)
         if wait:
-            ok, text, key = None, f"checkpoint picks on `selection_long`: waits ({wait})", checks[2][2].split(';')[0]
+            regime, ok, text, key = None, None, f"checkpoint picks on `selection_long`: waits ({wait})", ckpt_key(headline_r(s), None)
         else:
-            regime = ckpt_regime(long)
-            ok, text, key = ckpt_check(long, dig(s, 'correlations', metrics.HEADLINE, 'act',
-                                                 s['analysis_settings'].get('unif_layer', 'concat')))[0]
+            regime, (ok, text, key) = ckpt_regime(long), ckpt_check(long, headline_r(s))
             text = f"`selection_long`: {text}"
-    own = ckpt_regime(s)                               # selection's own reading, shown beside selection_long's
     checks[2] = (None if regime else ok, text + (f" ({regime})" if regime else '') + (
         '' if long is False else f"; beside it `selection`'s {checks[2][1]}" + (f" ({own})" if own else '')), key)
     status, text, key = judge(s, spread_regime(s), checks)

@@ -1,4 +1,4 @@
-"""Under pytest-xdist (`-n 2`, the README's command) every worker runs on one torch thread, and so do the
+"""Under pytest-xdist (`-n auto`, the README's command: a worker per core) every worker runs on one torch thread, and so do the
 scripts its tests start (they inherit OMP_NUM_THREADS): two workers of two threads each on two cores would
 wait for each other at every operation. Run alone, the tests keep torch's own thread count."""
 import os
