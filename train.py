@@ -38,6 +38,7 @@ import os
 import signal
 import threading
 import time
+import types
 
 import numpy as np
 import torch
@@ -415,37 +416,38 @@ def eval_line(it, acc, E, unif=None):
                                        for name, v in cols)
 
 
-def evaluation(cfg, score, gpt, eval_sets, live, ctx, it, metas, log_paths, wandb, timing):
-    """One evaluation of every run: accuracies and live unification, logged, printed. -> (accuracies, unif)"""
-    t, E, unif = time.perf_counter(), len(metas), None
-    gpt.eval()
+def evaluation(cfg, g, job, it, timing):
+    """One evaluation of every run of group g: accuracies and live unification, logged, printed.
+    -> (accuracies, unif)"""
+    t, E, unif = time.perf_counter(), len(g.runs), None
+    g.gpt.eval()
     if cfg['live_unif']:                               # the uncompiled model: its hidden states, no recompile
-        with ctx:
-            unif = represent.live_unification(gpt, live, [m['fact_types'] for m in metas])
-    acc, lines = evaluate_all(gpt, eval_sets, ctx, it, metas, unif, score)
-    gpt.train()
-    for path, ls in zip(log_paths, lines):
+        with job.ctx:
+            unif = represent.live_unification(g.gpt, g.live, [m['fact_types'] for m in g.metas])
+    acc, lines = evaluate_all(g.gpt, g.eval_sets, job.ctx, it, g.metas, unif, score=g.score)
+    g.gpt.train()
+    for path, ls in zip(g.logs, lines):
         checkpoints.append_lines(path, ls)
     tqdm.write(eval_line(it, acc, E, unif))
-    if wandb:
-        wandb.log({f'{s}/acc_run{r}': acc[(r, s)] for r in range(E) for s in SPLITS}
+    if job.wandb:
+        job.wandb.log({f'{s}/acc_run{r}': acc[(r, s)] for r in range(E) for s in SPLITS}
                   | {f'unif/run{r}': u for r, u in enumerate(map(records.live_score, unif or [])) if u is not None}, step=it)
     timing['eval_s'] += time.perf_counter() - t
     return acc, unif
 
 
-def prune(unif, runs, cfg, it, log_paths, submit, snapshot):
+def prune(cfg, g, job, unif, it, snapshot):
     """prune_at: mark the runs records.prune_choice stops in their logs, queue `snapshot` (their last checkpoint,
     where they stopped; False when one is queued already). -> the kept runs' indices, None when all go on."""
-    keep, stops = records.prune_choice(unif, [name for name, _ in runs], cfg, it)
+    keep, stops = records.prune_choice(unif, g.names, cfg, it)
     if not stops:
         return None
     for r, rec in stops.items():
-        checkpoints.append_lines(log_paths[r], [json.dumps(rec) + '\n'])
+        checkpoints.append_lines(g.logs[r], [json.dumps(rec) + '\n'])
     if snapshot:
-        submit(snapshot)
-    tqdm.write(f"iter {it}: pruned to {len(keep)} of {len(runs)} runs by live unification: "
-               f"{' '.join(runs[r][0] for r in keep)} (the others' log.jsonl say so)")
+        job.submit(snapshot)
+    tqdm.write(f"iter {it}: pruned to {len(keep)} of {len(g.runs)} runs by live unification: "
+               f"{' '.join(g.names[r] for r in keep)} (the others' log.jsonl say so)")
     return keep
 
 
@@ -474,42 +476,43 @@ def end_block(t_block, dev, timing):
         timing['step_s'] += time.perf_counter() - t_block
 
 
-def resume_point(submit, gpt, opt, pending, it, cfg, threads, path, timing, names):
+def resume_point(cfg, g, job, pending, it, timing):
     """Queue the whole state before step `it` (weights, optimizer, the losses not yet logged, the names of
     the runs: prune_at may have stopped some), copied to the host now, for the resume file (written
     atomically: it always holds one whole state). -> it"""
     t = time.perf_counter()
-    losses = torch.stack(pending) if pending else torch.zeros(0, gpt.config.n_runs)
-    state = checkpoints.host_copy(dict(model=gpt.state_dict(), optimizer=opt.state_dict(), iter=it, cfg=cfg,
-                                       losses=losses, threads=threads, runs=names))
+    losses = torch.stack(pending) if pending else torch.zeros(0, len(g.runs))
+    state = checkpoints.host_copy(dict(model=g.gpt.state_dict(), optimizer=g.opt.state_dict(), iter=it, cfg=cfg,
+                                       losses=losses, threads=job.threads, runs=g.names))
+    submit, path = job.submit, job.resume_path
     submit(lambda: checkpoints.atomic_save(state, path))
     timing['resume_s'] += time.perf_counter() - t
     return it
 
 
-def start_files(cfg, runs, run_dirs, log_paths, resume_path, model_args, gpt, opt, lr_buf, state):
-    """Resume from `state` (weights, optimizer, the losses not yet logged, logs cut back to its iteration: a
-    resume file's, or the group a prune left) or start fresh; write every run's config.json. -> (first
+def start_files(cfg, g, job, state):
+    """Resume group g from `state` (weights, optimizer, the losses not yet logged, logs cut back to its iteration:
+    a resume file's, or the group a prune left) or start fresh; write every run's config.json. -> (first
     iteration, pending per-step losses (E,) not yet logged)"""
     start, pending = 0, []
     if state is not None:
-        gpt.load_state_dict(state['model'])
-        opt.load_state_dict(state['optimizer'])
-        for g in opt.param_groups:
-            g['lr'] = lr_buf                           # loading replaced it with a copy
+        g.gpt.load_state_dict(state['model'])
+        g.opt.load_state_dict(state['optimizer'])
+        for group in g.opt.param_groups:
+            group['lr'] = g.lr_buf                     # loading replaced it with a copy
         start = state['iter']
         pending = list(state['losses']) if 'losses' in state else []
-        for path in log_paths:
+        for path in g.logs:
             checkpoints.truncate_log(path, start)
     else:
-        checkpoints.check_fresh(run_dirs, resume_path, cfg['out_dir'], cfg['overwrite'])
-    for d, (name, rc) in zip(run_dirs, runs):
+        checkpoints.check_fresh(g.dirs, job.resume_path, cfg['out_dir'], cfg['overwrite'])
+    for d, (name, rc) in zip(g.dirs, g.runs):
         try:
             os.makedirs(d, exist_ok=True)
         except OSError as e:
             raise checkpoints.write_error(d, e) from None
-        checkpoints.atomic_write(os.path.join(d, 'config.json'), json.dumps(run_config(rc, name, model_args), indent=1,
-                                                                          default=str))
+        checkpoints.atomic_write(os.path.join(d, 'config.json'), json.dumps(run_config(rc, name, g.model_args),
+                                                                          indent=1, default=str))
     return start, pending
 
 
@@ -569,25 +572,20 @@ def train(cfg, stop_after=None):
         state = checkpoints.load_resume(resume_path, cfg, run_dirs, dev, FREE_ON_RESUME) if cfg['resume'] else None
         group = [x for x in runs if x[0] in state['runs']] if state and 'runs' in state else runs   # pruned before
         mixed = len({(rc['learning_rate'], rc['weight_decay']) for _, rc in runs}) > 1
-        totals, run_steps, t0, wandb = {}, [0, 0], time.time(), start_wandb(cfg) if cfg['wandb_log'] else None
+        # the job: what stays the same for every group of runs (submit and stop: set for each group's pass)
+        job = types.SimpleNamespace(dev=dev, dtype=dtype, compiled=use_compile, graphed=graphed, threads=threads,
+                                    ctx=autocast(dev, dtype, graphed), resume_path=resume_path,
+                                    wandb=start_wandb(cfg) if cfg['wandb_log'] else None)
+        totals, run_steps, t0 = {}, [0, 0], time.time()
         while True:                                    # one pass per group of runs: prune_at shrinks it once
-            E, dirs = len(group), [os.path.join(exp, name) for name, _ in group]
-            logs = [os.path.join(d, 'log.jsonl') for d in dirs]
-            # --- data, model
-            metas, train_set, eval_sets, live = load_runs_data(group, cfg, dev)
-            model_args = shape_args(cfg, metas[0])
-            gpt = GPT(GPTConfig(**model_args, n_runs=E), seeds=[rc['seed'] for _, rc in group]).to(dev)
-            # compiled where on: the model with its loss, and the model with its evaluation scores, each one graph
-            fns = tuple(torch.compile(f) if use_compile else f for f in (train_loss, score_chunk))
-            opt, lr_buf, per_run = make_optimizer(gpt, group, cfg, dev, graphed, mixed)
-            start, pending = start_files(cfg, group, dirs, logs, resume_path, model_args, gpt, opt, lr_buf, state)
+            g = start_group(cfg, group, job, mixed, state)
+            E = len(group)
             if not totals:
-                print_start(cfg, group, dev, dtype, use_compile, graphed, threads, gpt, model_args, live, start,
-                            resume_path)
+                print_start(cfg, g, job)
             with contextlib.ExitStack() as running:
-                submit, close = checkpoints.background_writer()
+                job.submit, close = checkpoints.background_writer()
                 running.callback(close)                # every file on disk before we return or raise
-                stop = {}
+                job.stop = stop = {}
 
                 def on_signal(signum, frame):          # first: finish the step in flight, write a resume point; second: now
                     if 'signal' in stop:
@@ -597,17 +595,15 @@ def train(cfg, stop_after=None):
                 if threading.current_thread() is threading.main_thread():
                     for sig in (signal.SIGINT, signal.SIGTERM):
                         running.callback(signal.signal, sig, signal.signal(sig, on_signal))
-                stopped_at, timing = loop(cfg, stop_after, group, dev, gpt, fns, opt, lr_buf, per_run,
-                                          autocast(dev, dtype, graphed), graphed, train_set, eval_sets, metas, model_args,
-                                          threads, dirs, logs, resume_path, start, pending, submit, stop, wandb, live)
+                stopped_at, timing = loop(cfg, g, job, stop_after)
             totals = {k: totals.get(k, 0) + v for k, v in timing.items()}
             run_steps = [run_steps[0] + E * timing['n_steps'], run_steps[1] + E * max(timing['n_steps'] - 1, 0)]
             if stopped_at != 'pruned':
                 break
             it, keep, pending = stop['prune']          # the kept runs go on from `it`, as a resume of fewer runs
-            state, group = pruned_state(gpt, opt, keep, it, pending), [group[r] for r in keep]
+            state, group = pruned_state(g.gpt, g.opt, keep, it, pending), [group[r] for r in keep]
             torch._dynamo.reset()                      # the smaller group compiles afresh (static shapes)
-            stop_after = None if stop_after is None else stop_after - (it - start)
+            stop_after = None if stop_after is None else stop_after - (it - g.start)
         if stopped_at == 'killed':
             return exp
         if stopped_at is not None:
@@ -625,6 +621,22 @@ def train(cfg, stop_after=None):
         return exp
 
 
+def start_group(cfg, runs, job, mixed, state):
+    """One lockstep group of runs, ready to step from `state` (None: from scratch): its data, model,
+    optimizer and files. -> a namespace of what loop() and its helpers read (the group's state)"""
+    exp = cfg['out_dir']
+    g = types.SimpleNamespace(runs=runs, names=[name for name, _ in runs], dirs=[os.path.join(exp, n) for n, _ in runs])
+    g.logs = [os.path.join(d, 'log.jsonl') for d in g.dirs]
+    g.metas, g.train_set, g.eval_sets, g.live = load_runs_data(runs, cfg, job.dev)
+    g.model_args = shape_args(cfg, g.metas[0])
+    g.gpt = GPT(GPTConfig(**g.model_args, n_runs=len(runs)), seeds=[rc['seed'] for _, rc in runs]).to(job.dev)
+    # compiled where on: the model with its loss, and the model with its evaluation scores, each one graph
+    g.loss, g.score = (torch.compile(f) if job.compiled else f for f in (train_loss, score_chunk))
+    g.opt, g.lr_buf, g.per_run = make_optimizer(g.gpt, runs, cfg, job.dev, job.graphed, mixed)
+    g.start, g.pending = start_files(cfg, g, job, state)
+    return g
+
+
 def start_wandb(cfg):
     import wandb                                       # imported only when on
     wandb.init(project=cfg['wandb_project'], name=os.path.basename(cfg['out_dir']), config=cfg)
@@ -637,13 +649,13 @@ def write_timing(resume_path, timing):
     checkpoints.atomic_write(os.path.join(os.path.dirname(resume_path), name), json.dumps(timing, indent=1))
 
 
-def print_start(cfg, runs, dev, dtype, use_compile, graphed, threads, gpt, model_args, live, start, resume_path):
+def print_start(cfg, g, job):
     """What a training job says when it starts: the machine, the model, the runs, the runs without parallel data."""
-    E = len(runs)
-    system = ', '.join([dtype] + ['compiled'] * use_compile + ['CUDA graph'] * graphed
+    E, runs, live, threads = len(g.runs), g.runs, g.live, job.threads
+    system = ', '.join([job.dtype] + ['compiled'] * job.compiled + ['CUDA graph'] * job.graphed
                        + [f"{threads} thread{'s' * (threads > 1)}"] * (threads > 0))
-    print(f"{E} run(s) on {dev} ({system}): {sum(p[0].numel() for p in gpt.parameters()) / 1e6:.2f}M params "
-          f"per run, vocab {model_args['vocab_size']}, {cfg['batch_size']} x {model_args['block_size']} tokens "
+    print(f"{E} run(s) on {job.dev} ({system}): {sum(p[0].numel() for p in g.gpt.parameters()) / 1e6:.2f}M params "
+          f"per run, vocab {g.model_args['vocab_size']}, {cfg['batch_size']} x {g.model_args['block_size']} tokens "
           "per step and run")
     print('config:', overrides(cfg, DEFAULTS))
     if E > 1:                                          # the evaluation lines list the runs in this order
@@ -653,23 +665,23 @@ def print_start(cfg, runs, dev, dtype, use_compile, graphed, threads, gpt, model
         none = ' '.join(name for (name, _), x in zip(runs, live) if not x)
         print(f"live unification ('unif'; {metrics.HEADLINE}, activations, all layers) of up to {max(map(len, live))} "
               f"parallel training examples per run" + (f"; no parallel data, none to measure: {none}" if none else ''))
-    if start:
-        print(f"resuming at iter {start} from {resume_path}")
+    if g.start:
+        print(f"resuming at iter {g.start} from {job.resume_path}")
 
 
-def loop(cfg, stop_after, runs, dev, gpt, fns, opt, lr_buf, per_run, ctx, graphed, train_set, eval_sets, metas,
-         model_args, threads, run_dirs, log_paths, resume_path, start, pending, submit, stop, wandb, live):
-    """train()'s loop, from step `start`. At every checkpoint the whole state goes to the resume file
-    before the checkpoints, so a kill at any moment leaves a resume point as new as the newest checkpoint
-    of every run. live: per run the examples of its live unification; at prune_at the runs prune() stops
-    leave, and stop['prune'] = (iter, kept runs, pending losses) tells train(). -> (None when finished, 'killed'
+def loop(cfg, g, job, stop_after):
+    """train()'s loop over group g (start_group) from step g.start. At every checkpoint the whole state goes
+    to the resume file before the checkpoints, so a kill at any moment leaves a resume point as new as the
+    newest checkpoint of every run. At prune_at the runs prune() stops leave, and
+    job.stop['prune'] = (iter, kept runs, pending losses) tells train(). -> (None when finished, 'killed'
     after stop_after steps, 'pruned', or the iteration it stopped at on a signal, its resume point queued;
     seconds in steps, evaluation, checkpoints, resume points, the first step (it compiles) and the step's capture)"""
-    E, names = len(runs), [name for name, _ in runs]
+    E, gpt, dev, stop, submit, start, pending = len(g.runs), g.gpt, job.dev, job.stop, job.submit, g.start, g.pending
     prune_it = max(1, round(cfg['prune_at'] * cfg['max_iters'])) if cfg['prune_at'] else None
     timing = dict(first_step_s=0.0, step_s=0.0, eval_s=0.0, ckpt_s=0.0, resume_s=0.0, n_steps=0)
     t = time.perf_counter()
-    step, it_buf = make_step(gpt, opt, runs, cfg, train_set, ctx, per_run, lr_buf, graphed, loss_fn=fns[0])
+    step, it_buf = make_step(gpt, g.opt, g.runs, cfg, g.train_set, job.ctx, g.per_run, g.lr_buf, job.graphed,
+                             loss_fn=g.loss)
     timing['capture_s'] = time.perf_counter() - t
     save_at = set(checkpoints.ckpt_iters(cfg['max_iters'], cfg['n_ckpts'], cfg['ckpt_first'], cfg['n_ckpts_linear']))
     last_acc, last_resume, t_block, stopped_at = {}, time.time(), None, None
@@ -683,19 +695,19 @@ def loop(cfg, stop_after, runs, dev, gpt, fns, opt, lr_buf, per_run, ctx, graphe
         # --- evaluate, checkpoint (the state *before* step `it`'s update: iter = steps taken)
         if it in save_at or it % cfg['eval_interval'] == 0 or it in (cfg['max_iters'], prune_it):
             t_block = end_block(t_block, dev, timing)
-            last_acc, unif = evaluation(cfg, fns[1], gpt, eval_sets, live, ctx, it, metas, log_paths, wandb, timing)
+            last_acc, unif = evaluation(cfg, g, job, it, timing)
         if it in save_at:
             finite = torch.stack([p.detach().isfinite().flatten(1).all(1) for p in gpt.parameters()]).all(0)
             if not finite.all():
-                diverged(runs[int((~finite).nonzero()[0])][0], it, 'its weights are not finite')
+                diverged(g.names[int((~finite).nonzero()[0])], it, 'its weights are not finite')
             if it < cfg['max_iters'] and written_at != it:   # the resume point first: never older than a checkpoint
-                written_at = resume_point(submit, gpt, opt, pending, it, cfg, threads, resume_path, timing, names)
+                written_at = resume_point(cfg, g, job, pending, it, timing)
                 last_resume = time.time()
             t = time.perf_counter()
-            submit(checkpoints.snapshot_ckpts(gpt, opt, it, run_dirs, dict(model_args, n_runs=1), metas))
+            submit(checkpoints.snapshot_ckpts(gpt, g.opt, it, g.dirs, dict(g.model_args, n_runs=1), g.metas))
             timing['ckpt_s'] += time.perf_counter() - t
-        keep = prune(unif, runs, cfg, it, log_paths, submit, it not in save_at and
-                     checkpoints.snapshot_ckpts(gpt, opt, it, run_dirs, dict(model_args, n_runs=1), metas)) \
+        keep = prune(cfg, g, job, unif, it, it not in save_at and
+                     checkpoints.snapshot_ckpts(gpt, g.opt, it, g.dirs, dict(g.model_args, n_runs=1), g.metas)) \
             if it == prune_it and it < cfg['max_iters'] else None
         if keep:                                         # some runs stop here (after a prune none do: it keeps all)
             bar.close()
@@ -705,7 +717,7 @@ def loop(cfg, stop_after, runs, dev, gpt, fns, opt, lr_buf, per_run, ctx, graphe
             break
         due = it % cfg['eval_interval'] == 0 and time.time() - last_resume >= cfg['resume_every']
         if due and it > start and written_at != it:     # on a timer too: checkpoints thin out late in a run
-            written_at = resume_point(submit, gpt, opt, pending, it, cfg, threads, resume_path, timing, names)
+            written_at = resume_point(cfg, g, job, pending, it, timing)
             last_resume = time.time()
         if stop_after is not None and it - start >= stop_after:
             return 'killed', timing                      # as if killed: no timing, whatever the writer has queued
@@ -714,7 +726,7 @@ def loop(cfg, stop_after, runs, dev, gpt, fns, opt, lr_buf, per_run, ctx, graphe
             break
         # --- one step of every run
         lr = get_lr(it, cfg) / cfg['learning_rate']     # the schedule, for a peak of 1
-        lr_buf.fill_(lr if per_run else lr * cfg['learning_rate'])
+        g.lr_buf.fill_(lr if g.per_run else lr * cfg['learning_rate'])
         it_buf.fill_(it)
         if it == start:                                  # the first step compiles: timed apart
             t = time.perf_counter()
@@ -729,13 +741,13 @@ def loop(cfg, stop_after, runs, dev, gpt, fns, opt, lr_buf, per_run, ctx, graphe
             t_block = end_block(t_block, dev, timing)
             hist = torch.stack(pending).cpu()            # one host sync per log record
             pending = []
-            for path, line in zip(log_paths, loss_lines(hist, it + 1 - len(hist), lr, runs)):
+            for path, line in zip(g.logs, loss_lines(hist, it + 1 - len(hist), lr, g.runs)):
                 checkpoints.append_lines(path, [line])
             show_progress(bar, hist, last_acc, E)
     if stopped_at is not None and written_at != stopped_at:
-        resume_point(submit, gpt, opt, pending, stopped_at, cfg, threads, resume_path, timing, names)
-    elif stopped_at is None and os.path.exists(resume_path):
-        submit(lambda: os.remove(resume_path))           # finished: nothing left to resume
+        resume_point(cfg, g, job, pending, stopped_at, timing)
+    elif stopped_at is None and os.path.exists(job.resume_path):
+        submit(lambda: os.remove(job.resume_path))           # finished: nothing left to resume
     return stopped_at, timing
 
 
