@@ -7,6 +7,9 @@ lacks as far as a time budget goes, and pack each finished item as one archive f
     python -m dev.run_queue --budget=600 --tiny=True --out=/tmp/q --assets=/tmp/a   # the whole loop in miniature, CPU
     python -m dev.run_queue --device=cpu --seeds=0 --shards="{'sweep_celeb': 32}" --budget=4800 sweep_celeb
                                        # paper scale on a CPU: seed 0 of the main sweep, a run per item
+    python -m dev.run_queue --scale=laptop --device=cpu --part=0/2 --budget=3600 selection_long &
+    python -m dev.run_queue --scale=laptop --device=cpu --part=1/2 --budget=3600 selection_long
+                                       # two calls side by side, a core each: more steps per hour on few cores
 
 Items in priority order (ORDER): `bench` when results.code_version differs from assets/bench's, then
 each missing shard of each experiment of config/experiments.py. The shard count is that of the current
@@ -45,6 +48,8 @@ scale = 'paper'            # 'paper' (config/<exp>.py, a GPU) or 'laptop' (confi
 device = 'cuda'            # paper scale on 'cuda' (a GPU sitting) or 'cpu' (items of about an hour on a CPU: estimates from the
                            # CPU bench's paper-shape rows and the CPU runs in assets/, an item a stopped queue left resumes)
 seeds = ''                 # comma-separated seeds ('' = all): only the shards whose runs all have one of them (one seed of a sweep)
+part = ''                  # 'i/n': this call takes the i-th of every n shards of an experiment (after `seeds`), so that n calls
+                           # side by side share them; each gets cores/n threads, its own work_dir and queue.txt (suffix _<i>of<n>)
 out = 'out/gpu'            # where the archives and queue.txt go ($OUT on the GPU machine)
 work_dir = 'out/queue'     # runs and analyses of the item in progress (removed once it is packed)
 assets = 'assets'          # the repo's results: what is done, and the measured speeds
@@ -211,10 +216,14 @@ def experiment_items(q, name, summaries, speeds, done_now):
     if n is None:
         cost = best_estimate(q, name, full, runs[0::min(len(runs), q.max_shards)], speeds)[0]
         return [dict(item=name, skip=f'even {min(len(runs), q.max_shards)} shards need {cost:.0f} s each > budget {q.budget:.0f} s')]
-    missing = [i for i in range(n) if i not in done and (name, i) not in done_now]
+    mine = list(range(n))
     if q.seeds:                                        # e.g. seed 0 of a sweep: its shards hold only seed-0 runs
         keep = {int(x) for x in str(q.seeds).split(',')}
-        missing = [i for i in missing if all(rc['seed'] in keep for _, rc in runs[i::n])]
+        mine = [i for i in mine if all(rc['seed'] in keep for _, rc in runs[i::n])]
+    if q.part:                                         # every k-th of those, whatever is done: calls side by side never meet
+        k, m = part_of(q)
+        mine = mine[k::m]
+    missing = [i for i in mine if i not in done and (name, i) not in done_now]
     if not missing:
         return [dict(item=name, skip='current results in assets/' if current else 'done in this sitting')]
     items = []
@@ -433,6 +442,16 @@ def simulate(items, left):
     return lines
 
 
+def part_of(q):
+    """q.part 'i/n' -> (i, n), checked; (0, 1) when ''."""
+    if not q.part:
+        return 0, 1
+    m = re.fullmatch(r'(\d+)/(\d+)', str(q.part))
+    if not m or not int(m.group(1)) < int(m.group(2)):
+        raise ValueError(f"gpu_queue error: part must be 'i/n' with 0 <= i < n, got {q.part!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
 def settings(cfg):
     """The queue's knobs as named fields (q.budget, q.tiny, ...), passed to every function that reads them."""
     return types.SimpleNamespace(**cfg)
@@ -441,6 +460,13 @@ def settings(cfg):
 def run_queue(cfg):
     """Run (or, with dry_run, print) the queue within the budget. -> exit code."""
     q = settings(cfg)
+    k, m = part_of(q)
+    q.log_name = f'queue_{k}of{m}.txt' if q.part else 'queue.txt'
+    if q.part:                                         # its own folder and share of the cores
+        q.work_dir = f'{q.work_dir}_{k}of{m}'
+        if on_cpu(q) and not os.environ.get('OMP_NUM_THREADS'):
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+            os.environ['OMP_NUM_THREADS'] = str(max(1, cores // m))   # what train.py and analyze.py take
     if q.seeds and not all(x.strip().lstrip('-').isdigit() for x in str(q.seeds).split(',')):
         raise ValueError(f"gpu_queue error: seeds must be comma-separated integers, got {q.seeds!r}")
     if not q.dry_run and not on_cpu(q):
@@ -464,7 +490,7 @@ def run_queue(cfg):
     if q.dry_run:
         return 0
     os.makedirs(q.out, exist_ok=True)
-    os.makedirs(q.work_dir, exist_ok=True)
+    release = checkpoints.lock(q.work_dir, ['queue'])   # a second call on this work_dir: a one-line error, not a clash
     while n_packed < q.max_files - 1:
         left = q.budget - (time.time() - t0)
         items, speeds = plan(q, done_now, extra)
@@ -491,13 +517,14 @@ def run_queue(cfg):
         write_log(q, log)
     log.append(f"queue: {n_packed} archive(s) in {time.time() - t0:.0f} s of {q.budget:.0f}")
     write_log(q, log)
+    release()
     bad = check_out(q, q.out)
     print(log[-1] + ''.join(f'\nwill not come back: {b}' for b in bad))
     return 1 if bad else 0
 
 
 def write_log(q, log):
-    with open(os.path.join(q.out, 'queue.txt'), 'w') as f:
+    with open(os.path.join(q.out, q.log_name), 'w') as f:
         f.write('\n'.join(log) + '\n')
 
 

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+import checkpoints
 import data_gen
 from dev import results
 from dev import run_queue as gpu_queue
@@ -303,3 +304,27 @@ def test_an_item_is_analysed_with_its_experiments_own_arguments(monkeypatch, tmp
     wd = os.path.join(q.work_dir, 'selection_long')
     assert cmds[0][:3] == ['train.py', os.path.join('config', 'laptop', 'selection_long.py'), '--shard=0/6']
     assert cmds[1] == ['analyze.py', wd, '--max_ckpts=0']
+
+
+def test_calls_side_by_side_share_the_shards(queue, monkeypatch):
+    """part='i/n' takes every n-th shard after `seeds`, whatever is done, so n calls never train the same
+    shard; each has its own work_dir and log and cores/n threads for its children; a second call on a
+    work_dir in use is a one-line error."""
+    q = dict(vars(queue), device='cpu', seeds='0', shards={'sweep_celeb': 32}, only='sweep_celeb', budget=1e6)
+    mine = [[it['shard'][0] for it in gpu_queue.plan(gpu_queue.settings(dict(q, part=p)), set())[0]] for p in ('0/2', '1/2')]
+    assert mine == [list(range(0, 32, 4)), list(range(2, 32, 4))]            # the 16 seed-0 shards, halved
+    done = gpu_queue.plan(gpu_queue.settings(dict(q, part='1/2')), {('sweep_celeb', 2)})[0]
+    assert [it['shard'][0] for it in done] == list(range(6, 32, 4))          # done ones leave, the others stay put
+    for bad in ('2/2', 'half', '1/0'):
+        with pytest.raises(ValueError, match="part must be 'i/n'"):
+            gpu_queue.run_queue(dict(q, part=bad, dry_run=True))
+    monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
+    assert gpu_queue.run_queue(dict(q, part='1/2', budget=0.0)) == 0       # nothing fits: it only writes its log
+    assert os.path.isfile(os.path.join(queue.out, 'queue_1of2.txt')) and os.path.isdir(queue.work_dir + '_1of2')
+    assert os.environ['OMP_NUM_THREADS'] == str(max(1, len(os.sched_getaffinity(0)) // 2))
+    release = checkpoints.lock(queue.work_dir + '_1of2', ['queue'])
+    try:
+        with pytest.raises(ValueError, match='is in use'):
+            gpu_queue.run_queue(dict(q, part='1/2', budget=0.0))
+    finally:
+        release()
