@@ -34,9 +34,9 @@ Rows:
                 first setting at the same shape and E. Also the limit: GFLOP/s of plain 2-D float32 and
                 bfloat16 GEMMs of the model's shapes, and each row's model GFLOP/s as a share of the faster
                 one; and gradient representations on the plain path against the analysis' picks
-  side by side  (on a CPU, with the grid) two single-run jobs at the laptop shape (E=1: runs that cannot share a
-                lockstep group) one after the other on both cores, against side by side on one core each (two
-                processes): the reproduction runs such jobs side by side where this is faster
+  side by side  (on a CPU, with the grid) two single-run jobs (E=1: runs that cannot share a lockstep group, or
+                shards of the experiment queue) one after the other on both cores, against side by side on one core
+                each (two processes), at each shape: the reproduction and the queue's --part run jobs side by side
   analysis pair (on a CPU, with the sweep row unless pair=False, or analyze_dir) analyze.py as a user runs it, figures
                 included, on pair_ckpts checkpoints per run: its CPU defaults (bf16 forward passes and
                 per-example gradients, each example as a run of its own, freed memory kept) against the
@@ -410,7 +410,7 @@ def sweep_row(cfg, dev, tmp, laptop=None):
 
 
 def solo_steps(lap, s, n_threads, n_warm, n_steps, ready, out):
-    """One single-run job in a process of its own (side_by_side): the laptop shape's step at E=1 with
+    """One single-run job in a process of its own (side_by_side): the step of lap's shape at E=1 with
     the setting s (parse_setting) on n_threads threads, warmed up, then n_steps timed once every job is ready."""
     torch.set_num_threads(n_threads)
     path = data_gen.prepare(dict(data_gen.DATA_DEFAULTS, n_people=lap['n_people'], data_dir=lap['data_dir']))
@@ -424,8 +424,8 @@ def solo_steps(lap, s, n_threads, n_warm, n_steps, ready, out):
         out.put(timed(step, n_steps, 'cpu')[0] * n_steps)
 
 
-def side_by_side(lap, n_warm, n_steps, cores=2):
-    """Two single-run jobs (the laptop shape at E=1, which cannot share a lockstep group, e.g. char_low and
+def side_by_side(lap, n_warm, n_steps, cores=2, shape='laptop'):
+    """Two single-run jobs (the shape of `lap` at E=1, which cannot share a lockstep group, e.g. char_low and
     char_cased) one after the other on every core, against side by side on one core each (two processes,
     started together). -> the row: seconds for both jobs each way; ratio > 1: side by side is faster."""
     mp, s = multiprocessing.get_context('spawn'), parse_setting('auto', 'cpu')    # train.py's picks, resolved here
@@ -440,9 +440,10 @@ def side_by_side(lap, n_warm, n_steps, cores=2):
         for p in procs:
             p.join()
     ratio = wall['one after the other'] / wall['side by side']
-    print(f"single-run jobs: {cores} one after the other ({cores} threads) {wall['one after the other']:.1f} s, side by "
-          f"side (1 thread each) {wall['side by side']:.1f} s: {ratio:.2f}x")
-    return dict(row=f'{cores} single-run jobs side by side', E=1, steps_per_job=n_steps, sequential_s=wall['one after the other'],
+    print(f"single-run jobs, {shape} shape: {cores} one after the other ({cores} threads) {wall['one after the other']:.1f} s, "
+          f"side by side (1 thread each) {wall['side by side']:.1f} s: {ratio:.2f}x")
+    return dict(row=f'{cores} single-run jobs side by side', shape=shape, E=1, steps_per_job=n_steps,
+                sequential_s=wall['one after the other'],
                 side_by_side_s=wall['side by side'], ratio=ratio, peak_mem_gb=None)
 
 
@@ -586,7 +587,7 @@ def bench(cfg):
         rows += grid_rows(cfg, dev, [('laptop', lap, [1, cfg['laptop_runs']], data, meta),
                                      ('paper', cfg, run_counts, data, meta)], n_warm, n_steps)
         if dev == 'cpu':                               # single runs that cannot share a group: side by side?
-            rows.append(side_by_side(lap, n_warm, 5 * n_steps))
+            rows += [side_by_side(lap, n_warm, 5 * n_steps), side_by_side(cfg, n_warm, 2 * n_steps, shape='paper')]
         if cfg['profile']:                             # where the picked setting's step spends its time
             rows.append(profile_row(lap, data, meta, cfg['laptop_runs'], dev, n_warm))
     else:

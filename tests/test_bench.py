@@ -55,7 +55,7 @@ def test_cpu_grid(tmp_path, monkeypatch):
     its ratio to the first (float32 eager) and its share of the limit; 'auto' is the trainer's pick."""
     monkeypatch.setattr(machine, 'cpu_can_compile', lambda: False)    # compiling takes a minute: not here
     asked = []                                 # three processes that import torch: timed in the slow test below
-    monkeypatch.setattr(bench, 'side_by_side', lambda lap, *a: asked.append(lap) or dict(row='2 single-run jobs side by side'))
+    monkeypatch.setattr(bench, 'side_by_side', lambda lap, *a, **k: asked.append(lap) or dict(row='2 single-run jobs side by side'))
     (tmp_path / 'laptop.py').write_text('n_layer = 1\nn_head = 2\nn_embd = 32\nbatch_size = 8\nmax_iters = 6\n'
                                         'eval_interval = 3\neval_max = 50\nn_ckpts = 2\n')
     cfg = dict(bench.DEFAULTS, device='cpu', grid=True, run_counts=[2], steps=1, warmup=1, batch_size=16, n_layer=1,
@@ -75,7 +75,8 @@ def test_cpu_grid(tmp_path, monkeypatch):
     for r in steps:
         assert r['run_steps_per_s'] > 0 and r['gflops'] > 0 and r['gemm_share'] > 0
         assert r['ratio'] == 1.0 or r['setting'] != 'float32'
-    assert [(lap['n_layer'], lap['batch_size']) for lap in asked] == [(1, 8)] and rows.count(dict(row='2 single-run jobs side by side')) == 1
+    assert [(lap['n_layer'], lap['batch_size']) for lap in asked] == [(1, 8), (1, 16)]      # the laptop shape, the paper one
+    assert rows.count(dict(row='2 single-run jobs side by side')) == 2
     picked = machine.system_settings(train.DEFAULTS, 'cpu')
     assert all(r['resolved']['dtype'] == picked[0] and r['resolved']['compile'] == picked[1]
                for r in steps if r['setting'] == 'auto')
