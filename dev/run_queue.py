@@ -490,7 +490,11 @@ def run_queue(cfg):
     if q.dry_run:
         return 0
     os.makedirs(q.out, exist_ok=True)
-    release = checkpoints.lock(q.work_dir, ['queue'])   # a second call on this work_dir: a one-line error, not a clash
+    try:                                               # a second call on this work_dir: a one-line error, not a clash
+        release = checkpoints.lock(q.work_dir, ['queue'])
+    except ValueError:
+        raise ValueError(f"gpu_queue error: work_dir {q.work_dir} is in use by another call of the queue; give each "
+                         "call its own --work_dir, or split the shards with --part") from None
     while n_packed < q.max_files - 1:
         left = q.budget - (time.time() - t0)
         items, speeds = plan(q, done_now, extra)
