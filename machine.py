@@ -7,6 +7,7 @@ The machine: device, dtype, compile, threads, memory and provenance picks, used 
     autocast         the mixed-precision context of a dtype
     select_shard     this process's share of a sweep's runs ('i/n', or its rank under torchrun)
     set_threads      torch's CPU threads (the cores other processes leave free)
+    usable_cores     the cores this process may run on
     cpu_reuse_memory keep freed memory in the process (faster CPU steps)
     capture_step     a training step as one CUDA graph (one launch instead of hundreds)
     provenance       where and when a result was made: machine, torch, commit, date, command
@@ -137,6 +138,11 @@ def busy_cores():
             return 0
 
 
+def usable_cores():
+    """The cores this process may run on (its affinity where the OS says, else every core)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+
+
 def set_threads(threads, dev, saved=None):
     """torch's CPU threads for a run on `dev` -> the count (0 off CPU, where torch's default stays).
     threads=0 (auto): the cores this process may use less those other processes keep busy at start,
@@ -148,8 +154,7 @@ def set_threads(threads, dev, saved=None):
     if not threads and (os.environ.get('OMP_NUM_THREADS') or os.environ.get('MKL_NUM_THREADS')):
         return torch.get_num_threads()           # the user set torch's count already
     if not threads:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
-        threads = saved or max(1, cores - busy_cores())
+        threads = saved or max(1, usable_cores() - busy_cores())
     torch.set_num_threads(threads)
     return threads
 

@@ -39,7 +39,7 @@ from dev import results
 import train
 from config.experiments import EXPERIMENTS, SCALES, config_path
 from configurator import cli, config_keys, configure
-from machine import cpu_has_bf16, provenance
+from machine import cpu_has_bf16, provenance, usable_cores
 
 # -----------------------------------------------------------------------------
 budget = 540.0             # seconds this call may spend on items (the allocation minus the machine's start and copy-back)
@@ -465,8 +465,7 @@ def run_queue(cfg):
     if q.part:                                         # its own folder and share of the cores
         q.work_dir = f'{q.work_dir}_{k}of{m}'
         if on_cpu(q) and not os.environ.get('OMP_NUM_THREADS'):
-            cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
-            os.environ['OMP_NUM_THREADS'] = str(max(1, cores // m))   # what train.py and analyze.py take
+            os.environ['OMP_NUM_THREADS'] = str(max(1, usable_cores() // m))   # what train.py and analyze.py take
     if q.seeds and not all(x.strip().lstrip('-').isdigit() for x in str(q.seeds).split(',')):
         raise ValueError(f"gpu_queue error: seeds must be comma-separated integers, got {q.seeds!r}")
     if not q.dry_run and not on_cpu(q):
