@@ -54,6 +54,8 @@ out = 'out/gpu'            # where the archives and queue.txt go ($OUT on the GP
 work_dir = 'out/queue'     # runs and analyses of the item in progress (removed once it is packed)
 assets = 'assets'          # the repo's results: what is done, and the measured speeds
 only = ''                  # comma-separated items to consider ('' = all of ORDER); bare names on the command line add here
+redo = ''                  # comma-separated experiments to run again though assets/ holds current results (e.g. for a
+                           # measure the analysis gained since); import their first archive with --force=True
 gpu_tests_k = 'graph'      # pytest -k of the GPU tests in the bench item ('' = all, ~5 min: the lockstep test trains 5 compiled runs)
 shards = {}                # fixed shard counts {exp: n}, e.g. for tests; the others are chosen to fit `budget`
 max_shards = 16            # the most shards an experiment may be split into
@@ -209,6 +211,8 @@ def experiment_items(q, name, summaries, speeds, done_now):
         return [dict(item=name, skip=f'bad config: {e}')]
     s = summaries.get(name)
     current = s is not None and s.get('config_args', []) == args and not results.stale_reasons(s)
+    redo = current and name in q.redo.split(',')
+    current = current and not redo
     if current:
         n, done = s['shards']['n'], set(s['shards']['done'])
     else:
@@ -229,7 +233,8 @@ def experiment_items(q, name, summaries, speeds, done_now):
     items = []
     for i in missing:
         cost, terms = best_estimate(q, name, full, runs[i::n], speeds)
-        why = 'stale: ' + '; '.join(results.stale_reasons(s)) if s and not current else 'missing'
+        why = ('run again (--redo)' if redo else 'stale: ' + '; '.join(results.stale_reasons(s)) if s and not current
+               else 'missing')
         items.append(dict(item=f'{name}-{i}of{n}', exp=name, shard=(i, n), est=cost, terms=terms, why=why, args=args))
     return items
 
@@ -254,7 +259,7 @@ def plan(q, done_now, extra_bench_dirs=()):
     speeds = dict(measured_rates(dict(eval_s=q.eval_s, ckpt_rate=q.ckpt_rate), pts, summaries, on_cpu(q)), pts=pts,
                   unlike=on_cpu(q) and not alike)
     wanted = [x for x in q.only.split(',') if x]
-    unknown = [x for x in wanted if x not in ORDER]
+    unknown = [x for x in wanted + q.redo.split(',') if x and x not in ORDER]
     if unknown:
         raise ValueError(f"gpu_queue error: unknown item '{unknown[0]}' (items: {', '.join(ORDER)})")
     items = []

@@ -328,3 +328,16 @@ def test_calls_side_by_side_share_the_shards(queue, monkeypatch):
             gpu_queue.run_queue(dict(q, part='1/2', budget=0.0))
     finally:
         release()
+
+
+def test_redo_runs_current_results_again(queue):
+    """--redo: an experiment whose results are current is planned again (all its shards), the others still skip."""
+    fake_current(queue.assets, 'balance')
+    fake_current(queue.assets, 'gemma2')
+    q = gpu_queue.settings(dict(vars(queue), only='balance,gemma2', redo='balance', budget=100000.0))
+    items, _ = gpu_queue.plan(q, set())
+    assert [it['item'] for it in items if 'skip' in it] == ['gemma2']
+    bal = [it for it in items if it.get('exp') == 'balance']
+    assert bal and all(it['why'] == 'run again (--redo)' for it in bal)
+    with pytest.raises(ValueError, match="unknown item 'balanse'"):
+        gpu_queue.plan(gpu_queue.settings(dict(vars(q), redo='balanse')), set())
