@@ -141,12 +141,15 @@ def median(xs, default):
     return xs[len(xs) // 2] if xs else default
 
 
-def measured_rates(cfg, pts, summaries, cpu=False):
+def measured_rates(cfg, pts, summaries, cpu=False, bf16=None):
     """eval_s and ckpt_rate from the GPU (with cpu=True: CPU) runs in assets/, and per experiment its own
-    slowness against the model ({exp: (train, analysis) multipliers})."""
+    slowness against the model ({exp: (train, analysis) multipliers}). bf16 True/False: only the runs of CPUs
+    alike in native bfloat16 where there are any (the bench they are set against is such a CPU's)."""
     provs = [(s['exp'], p) for s in summaries.values() if s.get('exp') != 'bench' for p in s.get('provenance', [])
              if p.get('device') is not None and (p['device'] == 'cpu') == cpu
              and p.get('train_s') and p.get('analyze_s') and p.get('E')]
+    alike = [(e, p) for e, p in provs if bf16 is not None and p.get('cpu_bf16') == bf16]
+    provs = alike or provs
     rate = median([p['n_ckpts'] / p['analyze_s'] for _, p in provs], cfg['ckpt_rate'])
     ev = median([(p['train_s'] - p['run_steps'] / throughput(pts, p['E'], p.get('mode', 'compile'))) / p['n_evals']
                  for _, p in provs if pts], cfg['eval_s'])
@@ -256,7 +259,8 @@ def plan(q, done_now, extra_bench_dirs=()):
     # on a CPU, the benches of a CPU alike in native bfloat16 where there are any, else every CPU bench
     alike = on_cpu(q) and bench_points(dirs, True, bench_shape(q), cpu_has_bf16())
     pts = alike or bench_points(dirs, on_cpu(q), bench_shape(q))
-    speeds = dict(measured_rates(dict(eval_s=q.eval_s, ckpt_rate=q.ckpt_rate), pts, summaries, on_cpu(q)), pts=pts,
+    speeds = dict(measured_rates(dict(eval_s=q.eval_s, ckpt_rate=q.ckpt_rate), pts, summaries, on_cpu(q),
+                                 cpu_has_bf16() if alike else None), pts=pts,
                   unlike=on_cpu(q) and not alike)
     wanted = [x for x in q.only.split(',') if x]
     unknown = [x for x in wanted + q.redo.split(',') if x and x not in ORDER]

@@ -341,3 +341,18 @@ def test_redo_runs_current_results_again(queue):
     assert bal and all(it['why'] == 'run again (--redo)' for it in bal)
     with pytest.raises(ValueError, match="unknown item 'balanse'"):
         gpu_queue.plan(gpu_queue.settings(dict(vars(q), redo='balanse')), set())
+
+
+def test_cpu_rates_read_the_runs_of_a_cpu_alike_in_bf16():
+    """On a CPU the measured rates come from runs on CPUs alike in native bfloat16, where there are any: a
+    native-bf16 CPU's run (twice as fast) would make a float32-only CPU's estimates too short."""
+    pts = {'compile': [(1, 5.0)]}                                   # 5 run-steps/s at E=1: 2,000 s for 10,000 steps
+    prov = lambda bf16, train_s: dict(device='cpu', cpu_bf16=bf16, E=1, run_steps=10000, n_evals=10, n_ckpts=10,
+                                      train_s=train_s, analyze_s=10.0)
+    summaries = {'a': dict(exp='a', provenance=[prov(True, 1100.0)]), 'b': dict(exp='b', provenance=[prov(False, 4100.0)])}
+    rates = lambda s, bf16: gpu_queue.measured_rates(dict(eval_s=1.0, ckpt_rate=1.0), pts, s, cpu=True, bf16=bf16)
+    assert set(rates(summaries, None)['own']) == {'a', 'b'}
+    slow = rates(summaries, False)
+    assert set(slow['own']) == {'b'}                                # 'a' is estimated from the bench alone
+    assert slow['eval_s'] == pytest.approx((4100 - 2000) / 10)      # the time beyond the bench's steps, per eval: b's
+    assert set(rates({'a': summaries['a']}, False)['own']) == {'a'}   # no alike run: every run, as before
