@@ -356,3 +356,13 @@ def test_cpu_rates_read_the_runs_of_a_cpu_alike_in_bf16():
     assert set(slow['own']) == {'b'}                                # 'a' is estimated from the bench alone
     assert slow['eval_s'] == pytest.approx((4100 - 2000) / 10)      # the time beyond the bench's steps, per eval: b's
     assert set(rates({'a': summaries['a']}, False)['own']) == {'a'}   # no alike run: every run, as before
+
+
+def test_provenance_records_the_threads_train_py_ran_on(monkeypatch):
+    """With --part the queue sets OMP_NUM_THREADS for its children after its own torch has started:
+    the provenance's thread count is train.py's, read from its start line."""
+    start = "1 run(s) on cpu (float32, compiled, 1 thread): 0.97M params per run, vocab 697, 128 x 13 tokens"
+    assert gpu_queue.threads_used(f"building dataset\n{start}\niter 0: ...") == 1
+    assert gpu_queue.threads_used(start.replace('1 thread', '16 threads')) == 16
+    monkeypatch.setenv('OMP_NUM_THREADS', '3')
+    assert gpu_queue.threads_used('done in 1.0s') == 3                # a record of an earlier call keeps only the tail
