@@ -548,8 +548,8 @@ def fig_name_confusion(view):
     return fig
 
 
-CKPT_CRITERIA = (('last_best_id', 'last best-ID checkpoint'), ('last_best_ood', 'last best-OOD checkpoint'),
-                 ('unification', 'max-unification checkpoint'), ('oracle', 'best checkpoint (oracle)'))
+CKPT_CRITERIA = (('last_best_id', 'last best ID (the reference)'), ('unification_plus', 'unification x ID (the rule)'),
+                 ('unification', 'max unification'), ('oracle', 'best checkpoint (oracle)'))
 
 
 def fig_selection(view):

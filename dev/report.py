@@ -378,7 +378,7 @@ def figure_list(state):
     """(number, caption, [paths]) of the figures the findings cite, where they exist."""
     main = shown(state, 'sweep_celeb')
     sel = shown(state, 'selection') if fig_path(shown(state, 'selection'), 'selection.png') else main
-    bal, assets = shown(state, 'balance'), state['assets']
+    bal, long, assets = shown(state, 'balance'), shown(state, 'selection_long'), state['assets']
     sim = dig(main, 'figures', 'sim') or {}
     sims = [f"{main['_dir']}/figures/{sim[t]['act']}" for t in ('low', 'high') if dig(sim, t, 'act')]
     low_high = ' vs '.join(f"`{sim[t]['run']}` (OOD {sim[t]['ood']:.2f})" for t in ('low', 'high') if t in sim)
@@ -390,7 +390,9 @@ def figure_list(state):
             (3, f'cosine similarity of training examples over checkpoints and layers, lowest- vs highest-OOD run{where(main)}: '
              + low_high, sims),
             (4, f'unification vs final OOD accuracy across runs{where(main)}', [fig_path(main, 'unif_vs_ood.png')]),
-            (5, f'run and checkpoint selection{where(sel)}', [fig_path(sel, 'selection.png')]),
+            (5, f'run and checkpoint selection{where(sel)}' + (f'; checkpoint selection where OOD peaks and then falls'
+                                                               f'{where(long)}' if fig_path(long, 'selection.png') else ''),
+             [fig_path(sel, 'selection.png'), fig_path(long, 'selection.png')]),
             (6, f'informativeness: OOD by variant; MI vs language footprint{where(bal)}',
              [fig_path(bal, 'acc_vs_knobs.png'), fig_path(bal, 'mi_vs_footprint.png')]),
             (7, 'the toy model (cross-language accuracy vs language variance and scale); '
