@@ -496,8 +496,11 @@ def split_legend(fig, view, colours=None):
                for split, short, ls, what in SPLIT_LABELS]
     if not view['many'] and not colours:
         handles += [Line2D([], [], color=view['col'][run['name']], lw=3, label=run['name']) for run in view['runs']]
-    fig.legend(handles=handles, loc='upper center', bbox_to_anchor=(0.5, 0.94), ncol=min(len(handles), 6),
-               fontsize=7, frameon=False)
+    ncol = min(len(handles), 6)
+    fig.legend(handles=handles, loc='upper center', bbox_to_anchor=(0.5, 0.94), ncol=ncol, fontsize=7, frameon=False)
+    rows = -(-len(handles) // ncol)
+    for gs in {ax.get_subplotspec().get_gridspec() for ax in fig.axes if ax.get_subplotspec()}:
+        gs.update(top=min(gs.top or fig.subplotpars.top, 0.86 - 0.06 * rows))   # panel titles below its last row
 
 
 def fig_acc_curves(view):

@@ -91,6 +91,7 @@ def fake_experiment(exp, n_runs=32, n_ckpts=21, n_sim=400, sim_runs=4, sim_ckpts
     ckpt_sel = {r['run']: dict(last_best_ood={'iter': r['iter'], 'ood': r['ood_acc_sample']},
                                last_best_id={'iter': r['iter'], 'ood': r['ood_acc_sample'] * 0.9},
                                unification=None if r['unification'] is None else {'iter': 100, 'ood': 0.5},
+                               unification_plus=None if r['unification'] is None else {'iter': r['iter'], 'ood': 0.6},
                                oracle=r['ood_acc_sample'], final=r['ood_acc_sample']) for r in final}
     out = dict(exp_dir=exp, settings=settings, varying_knobs=['celeb_frac', 'learning_rate', 'seed'], notes=[],
                correlations=corr, selection=sel, ckpt_selection=ckpt_sel, selection_table=[], records=records,
@@ -177,7 +178,7 @@ def test_sweep_rows_follow_the_analysis(sweep):
     assert [t.split(':')[0] for t in titles[::3]] == ['normalized (headline)', 'same_fact', 'distinct_fact']
     fig = plots.fig_selection(view)
     assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == [
-        'last best-ID checkpoint', 'last best-OOD checkpoint', 'max-unification checkpoint', 'best checkpoint (oracle)']
+        'last best ID (the reference)', 'unification x ID (the rule)', 'max unification', 'best checkpoint (oracle)']
     plots.pyplot().close('all')
 
 
@@ -204,7 +205,7 @@ def test_accuracy_curves_tell_id_from_ood(sweep, tmp_path):
 
 @pytest.mark.slow                                        # end to end
 def test_older_and_partial_schema(tmp_path):
-    """Two variants, no last_best_ood, no per-template accuracy, no similarity.npz: draws what is there."""
+    """Two variants, no Unification+ checkpoint pick, no per-template accuracy, no similarity.npz: draws what is there."""
     exp = str(tmp_path / 'small')
     fake_experiment(exp, n_runs=3, n_ckpts=4, n_sim=40, sim_runs=2, sim_ckpts=2, draw_runs=1, templates=False)
 
@@ -215,7 +216,7 @@ def test_older_and_partial_schema(tmp_path):
         del a['correlations']['normalized']
         a['settings']['unif_variant'] = 'same_fact'
         for d in a['ckpt_selection'].values():
-            del d['last_best_ood']
+            del d['unification_plus']                                  # analysed before change C3
     edit_analysis(exp, older)
     plots.plot(exp)
     assert set(pngs(exp)) == COMMON | {f'sim_{k}_celeb_frac0.0-learning_rate0.001-seed0.png' for k in ('act', 'grad')} | {
