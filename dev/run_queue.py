@@ -306,13 +306,10 @@ def checked(rc, text, what):
 
 
 def threads_used(text):
-    """The CPU threads train.py ran on, from its start line (else what OMP_NUM_THREADS gave it; else this
-    process's): with --part the queue's own count is not its children's."""
+    """The CPU threads train.py ran on, from its start line (else what OMP_NUM_THREADS gave it; else None:
+    machine()'s count stands): with --part the queue's own count is not its children's."""
     m = re.search(r' on cpu \([^)]*?(\d+) threads?\)', text) or re.fullmatch(r'(\d+)', os.environ.get('OMP_NUM_THREADS', ''))
-    if m:
-        return int(m.group(1))
-    import torch
-    return torch.get_num_threads()
+    return int(m.group(1)) if m else None
 
 
 def machine(q):
@@ -367,7 +364,8 @@ def run_experiment(q, it, left, stage):
     rc, text2 = run_cmd([sys.executable, *analyze_cmd], left - (0 if trained else train_wall),
                         os.path.join(q.work_dir, f"{it['item']}_analyze.txt"))
     checked(rc, text2, 'analyze.py')
-    prov = dict(machine(q), **({'threads': threads_used(text)} if on_cpu(q) else {}),
+    threads = threads_used(text) if on_cpu(q) else None
+    prov = dict(machine(q), **({'threads': threads} if threads else {}),
                 command=[' '.join(['python', *train_cmd]), ' '.join(['python', *analyze_cmd])],
                 train_s=float(m.group(1)) if m else round(train_wall, 1), train_wall_s=round(train_wall, 1),
                 analyze_s=round(time.time() - t1, 1), mode=it['terms'].get('mode'), queue_estimate_s=round(it['est']),
