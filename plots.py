@@ -503,6 +503,14 @@ def split_legend(fig, view, colours=None):
         gs.update(top=min(gs.top or fig.subplotpars.top, 0.86 - 0.06 * rows))   # panel titles below its last row
 
 
+def log_iterations(ax, first):
+    """The x axis of iterations, logarithmic from `first` (linear below it, down to 0). Ticks at 0 and at the
+    decades above first / 2 only: symlog's own decade below `first` prints on top of the 0."""
+    ax.set_xscale('symlog', linthresh=first), ax.set_xlabel(f'iteration (log from {first})')
+    hi = ax.get_xlim()[1]
+    ax.set_xticks([0] + [10 ** k for k in range(1, 10) if first / 2 < 10 ** k <= hi])
+
+
 def fig_acc_curves(view):
     """Per-fact-type ID and OOD accuracy over training, from the evaluation logs: OOD solid, ID dashed
     (one run: also in two colours), one legend for every panel."""
@@ -524,8 +532,7 @@ def fig_acc_curves(view):
             for split, _, ls in SPLITS:
                 ax.plot(its, [log[i].get(split, {}).get(ft, np.nan) for i in its], ls, lw=1.3,
                         color=colours[split] if one else view['col'][run['name']])
-        ax.set_xscale('symlog', linthresh=first), ax.set_title(ft.replace('_', ' '), fontsize=9)
-        ax.set_xlabel(f'iteration (log from {first})'), ax.set_ylim(-0.02, 1.02)
+        log_iterations(ax, first), ax.set_title(ft.replace('_', ' '), fontsize=9), ax.set_ylim(-0.02, 1.02)
     axes[0, 0].set_ylabel('accuracy (whole attribute, greedy)')
     fig.suptitle('Recall over training per fact type' + (f" ({view['runs'][0]['name']})" if one else ''),
                  fontsize=9, y=1.0, va='top')
@@ -648,7 +655,7 @@ def fig_unif_live(exp):
     axes[0].set_ylabel('unification of parallel facts (1 = one\nrepresentation for both languages)')
     axes[1].set_ylabel('OOD accuracy (other language)'), axes[1].set_ylim(-0.02, 1.02)
     for ax in axes:
-        ax.set_xscale('symlog', linthresh=first), ax.set_xlabel(f'iteration (log from {first})'), ax.set_xlim(left=0)
+        ax.set_xlim(left=0), log_iterations(ax, first)
     fig.colorbar(plt.cm.ScalarMappable(cmap=cmap, norm=norm), ax=axes, label='celeb_frac (share of parallel facts)')
     fig.suptitle('Live unification (left; runs without parallel data have none) and OOD accuracy over training'
                  + ('; x: stopped by prune_at' if any(r['stopped'] for r in runs) else ''), fontsize=9)
