@@ -319,14 +319,22 @@ def finding3(state, scale):
 
 def emb_share(s):
     """The input embeddings' share of an example's squared gradient norm, as it is and after Adam's division,
-    per language, averaged over the runs that measured it (analyze.grad_share) -> text, or '' if none did."""
-    shares = [r['grad_share'] for r in s['runs'] if dig(r, 'grad_share', 'adam', 'emb')]
-    if not shares:
+    per language, averaged over the runs that measured it (analyze.grad_share); where the runs vary lang_ratio,
+    for each lang_ratio apart (the division inflates the rarer language's rows: its share grows with the ratio)
+    -> text, or '' if none did."""
+    runs = [r for r in s['runs'] if dig(r, 'grad_share', 'adam', 'emb')]
+    if not runs:
         return ''
-    mean = lambda how: ' / '.join(f"{sum(x[how]['emb'][l] for x in shares) / len(shares):.2f}"
-                                  for l in range(len(shares[0][how]['emb'])))
-    return (f"; the input embeddings' share of an example's squared gradient (language 0 / 1, mean over {len(shares)} "
-            f"runs): {mean('raw')} as it is, {mean('adam')} after Adam's division")
+    mean = lambda rs, how: ' / '.join(f"{sum(r['grad_share'][how]['emb'][l] for r in rs) / len(rs):.2f}"
+                                      for l in range(len(rs[0]['grad_share'][how]['emb'])))
+    ratios = {dig(r, 'knobs', 'lang_ratio') for r in runs}
+    if len(ratios) < 2 or None in ratios:
+        return (f"; the input embeddings' share of an example's squared gradient (language 0 / 1, mean over {len(runs)} "
+                f"runs): {mean(runs, 'raw')} as it is, {mean(runs, 'adam')} after Adam's division")
+    groups = [(v, [r for r in runs if dig(r, 'knobs', 'lang_ratio') == v]) for v in sorted(ratios)]
+    return ("; the input embeddings' share of an example's squared gradient (language 0 / 1, as it is -> after Adam's "
+            "division, mean over the runs of each lang_ratio): "
+            + ', '.join(f"lang_ratio {v:g}: {mean(rs, 'raw')} -> {mean(rs, 'adam')}" for v, rs in groups))
 
 
 def headline_r(s, v=metrics.HEADLINE):

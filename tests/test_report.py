@@ -493,6 +493,23 @@ def test_scales_side_by_side_from_made_up_sweeps():
     assert cells['checkpoint picks: the rule / last best ID / oracle'][1] == '–'
 
 
+def test_emb_share_by_lang_ratio():
+    """Where the runs vary lang_ratio, the input embeddings' gradient share is shown per ratio (the mean of its
+    runs, known here by construction); with one ratio, one mean over every run; without the measure, nothing."""
+    def run(ratio, raw, adam):
+        return dict(knobs=dict(celeb_frac=0.0, lang_ratio=ratio),
+                    grad_share=dict(raw=dict(emb=raw, L1=[1 - x for x in raw]), adam=dict(emb=adam, L1=[1 - x for x in adam])))
+    runs = [run(1.0, [0.3, 0.3], [0.4, 0.4]), run(1.0, [0.5, 0.3], [0.2, 0.4]), run(20.0, [0.3, 0.4], [0.2, 0.9])]
+    assert verdicts.emb_share(dict(runs=runs)) == (
+        "; the input embeddings' share of an example's squared gradient (language 0 / 1, as it is -> after Adam's "
+        "division, mean over the runs of each lang_ratio): lang_ratio 1: 0.40 / 0.30 -> 0.30 / 0.40, "
+        "lang_ratio 20: 0.30 / 0.40 -> 0.20 / 0.90")
+    assert verdicts.emb_share(dict(runs=runs[:2])) == (
+        "; the input embeddings' share of an example's squared gradient (language 0 / 1, mean over 2 runs): "
+        "0.40 / 0.30 as it is, 0.30 / 0.40 after Adam's division")
+    assert verdicts.emb_share(dict(runs=[dict(knobs={}, grad_share=None)])) == ''
+
+
 def test_finding4_from_made_up_results():
     """Finding 4's checks at celeb_frac 0: each holds, then one fails, then one experiment is missing,
     then one is stale."""
