@@ -367,7 +367,20 @@ def compatible(old, new):
             and old.get('data_version') == new.get('data_version')
             and dig(old, 'shards', 'n') == dig(new, 'shards', 'n')
             and not changed_keys(old.get('config', {}), new.get('config', {}))
-            and old.get('analysis_settings') == new.get('analysis_settings'))
+            and machine_free(old.get('analysis_settings')) == machine_free(new.get('analysis_settings')))
+
+
+def machine_free(settings):
+    """Analysis settings without those the machine picks (the dtype: bfloat16 on a CPU that multiplies it natively,
+    as for training), which change how fast an analysis goes, not what it measures."""
+    return {k: v for k, v in (settings or {}).items() if k not in MACHINE_KEYS}
+
+
+def merged_settings(old, new):
+    """The settings of two merged analyses: the new one's, with each machine-picked setting that differs
+    listed as both values ('bfloat16 / float32'; each shard's machine is in its provenance)."""
+    both = lambda k: sorted(set(str(old[k]).split(' / ')) | set(str(new[k]).split(' / ')))
+    return dict(new, **{k: ' / '.join(both(k)) for k in MACHINE_KEYS & set(old) & set(new) if old[k] != new[k]})
 
 
 def merge_analyses(old_a, new_a, new_runs):
@@ -383,7 +396,8 @@ def merge_analyses(old_a, new_a, new_runs):
                   key=lambda r: r['name'])
     notes = old_a.get('notes', []) + new_a.get('notes', [])
     fields = analyze.summarise(records, current_settings(new_a['settings']), notes)
-    return dict(new_a, **fields, records=records, runs=runs, notes=list(dict.fromkeys(notes)))
+    return dict(new_a, **fields, records=records, runs=runs, notes=list(dict.fromkeys(notes)),
+                settings=merged_settings(old_a['settings'], new_a['settings']))
 
 
 def current_settings(settings):

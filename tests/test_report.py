@@ -116,6 +116,29 @@ def test_merged_shards_equal_one_analysis(tiny, tmp_path):
 
 
 @pytest.mark.slow
+def test_shards_analysed_in_other_dtypes_merge(tiny, tmp_path):
+    """Shards analysed on machines that picked other dtypes (bfloat16 on a CPU that multiplies it natively)
+    merge, and the merged settings name both; a setting of what is measured (proj_dim) still refuses."""
+    tmp, stages = tiny
+    def restaged(name, **changes):                   # shard 1 as another machine (or setting) would stage it
+        d = str(tmp_path / name)
+        shutil.copytree(stages['shard1'], d)
+        s, a = summary(d), results.read_json(os.path.join(d, 'analysis.json.gz'))
+        s['analysis_settings'].update(changes), a['settings'].update(changes)
+        results.write_json_gz(a, os.path.join(d, 'analysis.json.gz'))
+        with open(os.path.join(d, 'summary.json'), 'w') as f:
+            json.dump(s, f)
+        return d
+    assets = str(tmp_path / 'assets')
+    results.import_stage(stages['shard0'], assets)
+    other = {'float32': 'bfloat16', 'bfloat16': 'float32'}[summary(stages['shard0'])['analysis_settings']['dtype']]
+    with pytest.raises(ValueError, match='do not merge'):
+        results.import_stage(restaged('other_proj', proj_dim=64, dtype=other), assets)
+    assert 'merged, shards 0,1 of 2' in results.import_stage(restaged('other_dtype', dtype=other), assets)
+    assert summary(os.path.join(assets, 'sweep_celeb'))['analysis_settings']['dtype'] == 'bfloat16 / float32'
+
+
+@pytest.mark.slow
 def test_resummarise_under_current_rules(tiny, tmp_path):
     """A result summarised again in place: the same numbers when the rules have not changed; from an
     older analysis (no normalized score, settings renamed since) what the records lack stays missing
