@@ -56,6 +56,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # the repo
 # knobs of where and how a run was made, not of what it learns (train.py's FREE_ON_RESUME: overwrite, reuse_dir,
 # threads, ...): results differing only in these are the same results
 MACHINE_KEYS = {'device', 'dtype', 'out_dir', 'shard', 'data_dir', 'live_unif_facts'} | train.FREE_ON_RESUME
+# analysis settings of how it ran, not of what it measures: the dtype and per-example-gradient implementation
+# the machine picks ('auto'), and the settings analyze.py has dropped since (speed and memory knobs, retired rules)
+ANALYSIS_HOW = {'dtype', 'grad_impl', 'retired'}
 FIGURE_NAMES = ('acc_vs_knobs', 'acc_curves', 'unif_vs_ood', 'selection', 'footprint_early', 'mi_vs_footprint',
                 'extract_vs_footprint', 'name_confusion', 'acc_by_n_templates')
 MODES = {'eager': 'eager', 'compile': 'torch.compile', 'graph': 'torch.compile + CUDA graph', 'cpu': 'CPU'}  # bench modes, shown in this order
@@ -371,16 +374,22 @@ def compatible(old, new):
 
 
 def machine_free(settings):
-    """Analysis settings without those the machine picks (the dtype: bfloat16 on a CPU that multiplies it natively,
-    as for training), which change how fast an analysis goes, not what it measures."""
-    return {k: v for k, v in (settings or {}).items() if k not in MACHINE_KEYS}
+    """Analysis settings without those of how it ran (MACHINE_KEYS, ANALYSIS_HOW): results that differ only
+    in these merge, as runs trained in another dtype do."""
+    return {k: v for k, v in (settings or {}).items() if k not in MACHINE_KEYS | ANALYSIS_HOW}
 
 
 def merged_settings(old, new):
-    """The settings of two merged analyses: the new one's, with each machine-picked setting that differs
-    listed as both values ('bfloat16 / float32'; each shard's machine is in its provenance)."""
-    both = lambda k: sorted(set(str(old[k]).split(' / ')) | set(str(new[k]).split(' / ')))
-    return dict(new, **{k: ' / '.join(both(k)) for k in MACHINE_KEYS & set(old) & set(new) if old[k] != new[k]})
+    """The settings of two merged analyses: the new one's, with each setting of how they ran that differs listed
+    as both values ('bfloat16 / float32', 'not recorded' where an older analysis lacks it; each shard's machine is
+    in its provenance), and the settings retired from either."""
+    out = dict(new)
+    for k in (MACHINE_KEYS | ANALYSIS_HOW) - {'retired'}:
+        values = {str(s.get(k, 'not recorded')) for s in (old, new) if k in old or k in new}
+        if len(values) > 1:
+            out[k] = ' / '.join(sorted(v for x in values for v in x.split(' / ')))
+    retired = dict(old.get('retired') or {}, **(new.get('retired') or {}))
+    return dict(out, **({'retired': retired} if retired else {}))
 
 
 def merge_analyses(old_a, new_a, new_runs):

@@ -117,14 +117,18 @@ def test_merged_shards_equal_one_analysis(tiny, tmp_path):
 
 @pytest.mark.slow
 def test_shards_analysed_in_other_dtypes_merge(tiny, tmp_path):
-    """Shards analysed on machines that picked other dtypes (bfloat16 on a CPU that multiplies it natively)
-    merge, and the merged settings name both; a setting of what is measured (proj_dim) still refuses."""
+    """Shards analysed on machines that picked other dtypes (bfloat16 on a CPU that multiplies it natively), or by
+    an older analyze.py (a knob it lacked, one retired since), merge, and the merged settings name both; a
+    setting of what is measured (proj_dim) still refuses."""
     tmp, stages = tiny
     def restaged(name, **changes):                   # shard 1 as another machine (or setting) would stage it
         d = str(tmp_path / name)
         shutil.copytree(stages['shard1'], d)
         s, a = summary(d), results.read_json(os.path.join(d, 'analysis.json.gz'))
-        s['analysis_settings'].update(changes), a['settings'].update(changes)
+        for settings in (s['analysis_settings'], a['settings']):
+            settings.update({k: v for k, v in changes.items() if v is not None})
+            for k in [k for k, v in changes.items() if v is None]:    # a knob that analysis did not have
+                settings.pop(k)
         results.write_json_gz(a, os.path.join(d, 'analysis.json.gz'))
         with open(os.path.join(d, 'summary.json'), 'w') as f:
             json.dump(s, f)
@@ -134,8 +138,11 @@ def test_shards_analysed_in_other_dtypes_merge(tiny, tmp_path):
     other = {'float32': 'bfloat16', 'bfloat16': 'float32'}[summary(stages['shard0'])['analysis_settings']['dtype']]
     with pytest.raises(ValueError, match='do not merge'):
         results.import_stage(restaged('other_proj', proj_dim=64, dtype=other), assets)
-    assert 'merged, shards 0,1 of 2' in results.import_stage(restaged('other_dtype', dtype=other), assets)
-    assert summary(os.path.join(assets, 'sweep_celeb'))['analysis_settings']['dtype'] == 'bfloat16 / float32'
+    older = restaged('older', dtype=other, grad_impl=None, retired={'proj_chunk': 4096})
+    assert 'merged, shards 0,1 of 2' in results.import_stage(older, assets)
+    settings = summary(os.path.join(assets, 'sweep_celeb'))['analysis_settings']
+    assert settings['dtype'] == 'bfloat16 / float32' and settings['grad_impl'] == 'not recorded / runs'
+    assert settings['retired'] == {'proj_chunk': 4096} and settings['proj_dim'] == ANALYSIS['proj_dim']
 
 
 @pytest.mark.slow
