@@ -124,16 +124,20 @@ def runs_table(s):
     fts = [ft for ft in FACT_TYPES if any(acc(r, 'ood_test', ft) is not None for r in runs)]
     layer = s['analysis_settings'].get('unif_layer', 'concat')
     head = knobs + ['ID', 'OOD'] + [f'OOD {ft}' for ft in fts] + [
-        f'unification act ({metrics.HEADLINE}, {layer})', 'unification grad', "paper's ratio act",
+        f'unification act ({metrics.HEADLINE}, {layer})', 'unification grad: without the input embeddings / whole',
+        "paper's ratio act",
         'language footprint at init', 'peak after init (iter)', 'final']
     rows = []
     for r in runs:
         fp = r.get('lang_footprint') or {}
         values = [acc(r, 'id_test'), acc(r, 'ood_test'), *(acc(r, 'ood_test', ft) for ft in fts),
-                  dig(r, 'unification', metrics.HEADLINE, 'act'), dig(r, 'unification', metrics.HEADLINE, 'grad'),
-                  dig(r, 'unification', metrics.PAPER_RATIO, 'act'), fp.get('init')]
+                  dig(r, 'unification', metrics.HEADLINE, 'act')]
+        grad = [dig(r, 'unification', metrics.HEADLINE, k) for k in ('grad_no_emb', 'grad')]
+        grad = '–' if grad == [None, None] else ' / '.join(map(num, grad))
         peak = f"{num(fp.get('peak'))} ({fp.get('peak_iter')})" if fp.get('peak') is not None else '–'
-        rows.append([(r.get('knobs') or {}).get(k, '') for k in knobs] + [num(x) for x in values] + [peak, num(fp.get('final'))])
+        rows.append([(r.get('knobs') or {}).get(k, '') for k in knobs] + [num(x) for x in values]
+                    + [grad, num(dig(r, 'unification', metrics.PAPER_RATIO, 'act')), num(fp.get('init')), peak,
+                       num(fp.get('final'))])
     return table(head, rows)
 
 

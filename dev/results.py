@@ -182,12 +182,16 @@ def final_metrics(log_path):
 
 def run_entry(name, recs, settings, logged):
     """What summary.json keeps of one run: the logged final accuracies and probabilities, and from the
-    analysis records the final MI, name confusion, unification of every variant (concat layer), the
+    analysis records the final MI, name confusion, unification of every variant (concat layer; the gradient's
+    also without the input embeddings), the
     language footprint's course (init, peak after it, final) and a trajectory over checkpoints."""
     fin = next((r for r in recs if r.get('final')), recs[-1] if recs else {})
     rep, layer = settings.get('unif_rep', 'act'), settings.get('unif_layer', 'concat')
     unif = {v: {kind: dig(fin, 'unification', v, kind, layer) for kind in kinds}
             for v, kinds in (fin.get('unification') or {}).items() if isinstance(kinds, dict)}
+    for v, kinds in unif.items():                      # change C4: the gradient without the input embeddings beside it
+        if dig(fin, 'unification', v, 'grad', 'no_emb') is not None:
+            kinds['grad_no_emb'] = fin['unification'][v]['grad']['no_emb']
     traj = dict(iter=[r['iter'] for r in recs],
                 unification=[dig(r, 'unification', metrics.HEADLINE, rep, layer) for r in recs],
                 unification_paper=[dig(r, 'unification', metrics.PAPER_RATIO, rep, layer) for r in recs],

@@ -629,6 +629,18 @@ def test_runs_table_shows_footprint_peak_after_init():
     assert line.endswith('| 0.050 | 0.030 (60) | 0.010 |')
 
 
+def test_runs_table_shows_gradient_unification_without_the_input_embeddings():
+    """Change C4: a run's gradient unification without the input embeddings beside the whole gradient's, '–' for a
+    measure an analysis lacks (before C4: the whole gradient only; no gradients: neither)."""
+    unif = [dict(act=0.9, grad=0.54, grad_no_emb=0.93), dict(act=0.9, grad=0.6), dict(act=0.9)]
+    s = fake_summary('sweep_celeb', [({'celeb_frac': c}, 0.5) for c in (0.1, 0.2, 0.3)],
+                     **{f'run{i}': dict(unification={metrics.HEADLINE: u}) for i, u in enumerate(unif)})
+    s['analysis_settings'] = dict(unif_layer='concat')
+    lines = report.runs_table(s)
+    assert 'unification grad: without the input embeddings / whole' in lines[0]
+    assert [line.split(' | ')[-5] for line in lines[2:]] == ['0.930 / 0.540', '– / 0.600', '–']
+
+
 def test_verdict_rules_are_written_down():
     """Every number report.py judges by stands in docs/verdicts.md beside its name."""
     text = open(os.path.join(ROOT, 'docs', 'verdicts.md')).read()
