@@ -391,7 +391,7 @@ def merged_settings(old, new):
     for k in (MACHINE_KEYS | ANALYSIS_HOW) - {'retired'}:
         values = {str(s.get(k, 'not recorded')) for s in (old, new) if k in old or k in new}
         if len(values) > 1:
-            out[k] = ' / '.join(sorted(v for x in values for v in x.split(' / ')))
+            out[k] = ' / '.join(sorted({v for x in values for v in x.split(' / ')}))
     retired = dict(old.get('retired') or {}, **(new.get('retired') or {}))
     return dict(out, **({'retired': retired} if retired else {}))
 

@@ -143,6 +143,8 @@ def test_shards_analysed_in_other_dtypes_merge(tiny, tmp_path):
     settings = summary(os.path.join(assets, 'sweep_celeb'))['analysis_settings']
     assert settings['dtype'] == 'bfloat16 / float32' and settings['grad_impl'] == 'not recorded / runs'
     assert settings['retired'] == {'proj_chunk': 4096} and settings['proj_dim'] == ANALYSIS['proj_dim']
+    # a third shard: each value once
+    assert results.merged_settings(settings, dict(settings, dtype='float32', grad_impl='runs'))['grad_impl'] == 'not recorded / runs'
 
 
 @pytest.mark.slow
