@@ -56,9 +56,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # the repo
 # knobs of where and how a run was made, not of what it learns (train.py's FREE_ON_RESUME: overwrite, reuse_dir,
 # threads, ...): results differing only in these are the same results
 MACHINE_KEYS = {'device', 'dtype', 'out_dir', 'shard', 'data_dir', 'live_unif_facts'} | train.FREE_ON_RESUME
-# analysis settings of how it ran, not of what it measures: the dtype and per-example-gradient implementation
-# the machine picks ('auto'), and the settings analyze.py has dropped since (speed and memory knobs, retired rules)
-ANALYSIS_HOW = {'dtype', 'grad_impl', 'retired'}
+# analysis settings of how it ran, not of what it measures, beside MACHINE_KEYS (its dtype among them): the
+# per-example-gradient implementation the machine picks ('auto'), and the settings analyze.py has dropped since
+ANALYSIS_HOW = {'grad_impl', 'retired'}
 FIGURE_NAMES = ('acc_vs_knobs', 'acc_curves', 'unif_vs_ood', 'selection', 'footprint_early', 'mi_vs_footprint',
                 'extract_vs_footprint', 'name_confusion', 'acc_by_n_templates')
 MODES = {'eager': 'eager', 'compile': 'torch.compile', 'graph': 'torch.compile + CUDA graph', 'cpu': 'CPU'}  # bench modes, shown in this order
@@ -190,8 +190,9 @@ def run_entry(name, recs, settings, logged):
     unif = {v: {kind: dig(fin, 'unification', v, kind, layer) for kind in kinds}
             for v, kinds in (fin.get('unification') or {}).items() if isinstance(kinds, dict)}
     for v, kinds in unif.items():                      # change C4: the gradient without the input embeddings beside it
-        if dig(fin, 'unification', v, 'grad', 'no_emb') is not None:
-            kinds['grad_no_emb'] = fin['unification'][v]['grad']['no_emb']
+        no_emb = dig(fin, 'unification', v, 'grad', 'no_emb')
+        if no_emb is not None:
+            kinds['grad_no_emb'] = no_emb
     traj = dict(iter=[r['iter'] for r in recs],
                 unification=[dig(r, 'unification', metrics.HEADLINE, rep, layer) for r in recs],
                 unification_paper=[dig(r, 'unification', metrics.PAPER_RATIO, rep, layer) for r in recs],
@@ -389,9 +390,9 @@ def merged_settings(old, new):
     in its provenance), and the settings retired from either."""
     out = dict(new)
     for k in (MACHINE_KEYS | ANALYSIS_HOW) - {'retired'}:
-        values = {str(s.get(k, 'not recorded')) for s in (old, new) if k in old or k in new}
-        if len(values) > 1:
-            out[k] = ' / '.join(sorted({v for x in values for v in x.split(' / ')}))
+        values = {v for s in (old, new) for v in str(s.get(k, 'not recorded')).split(' / ')}
+        if (k in old or k in new) and len(values) > 1:
+            out[k] = ' / '.join(sorted(values))
     retired = dict(old.get('retired') or {}, **(new.get('retired') or {}))
     return dict(out, **({'retired': retired} if retired else {}))
 
